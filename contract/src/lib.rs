@@ -1,0 +1,152 @@
+//! The contract between `auren-runtime` and `auren-operator`.
+//!
+//! Both sides import this crate and nothing else of each other: the operator scrapes the
+//! runtime's metrics by these names, drives the consumer role through this admin API and
+//! passes the release through these environment variables. No I/O lives here.
+
+use serde::{Deserialize, Serialize};
+
+/// Prometheus metric names the runtime exports and the operator's analysis reads.
+pub mod metrics {
+    /// Counter of HTTP requests, labelled `route`, `method`, `status`.
+    pub const HTTP_REQUESTS: &str = "auren_runtime_http_requests";
+    /// Histogram of HTTP request latency in seconds, labelled `route`.
+    pub const HTTP_REQUEST_DURATION: &str = "auren_runtime_http_request_duration_seconds";
+    /// Counter of events acknowledged by Kafka and answered with 202.
+    pub const EVENTS_ACCEPTED: &str = "auren_runtime_events_accepted";
+    /// Counter of events stored in PostgreSQL by the consumer (new rows only).
+    pub const EVENTS_STORED: &str = "auren_runtime_events_stored";
+    /// Counter of records sent to the dead-letter topic.
+    pub const EVENTS_DEAD_LETTERED: &str = "auren_runtime_events_dead_lettered";
+    /// Counter of events that failed (produce errors, store errors), labelled `stage`.
+    pub const EVENTS_FAILED: &str = "auren_runtime_events_failed";
+    /// Gauge of consumer lag in records, labelled `partition`.
+    pub const CONSUMER_LAG: &str = "auren_runtime_consumer_lag";
+    /// Histogram of consumer batch sizes.
+    pub const CONSUMER_BATCH_SIZE: &str = "auren_runtime_consumer_batch_size";
+    /// Gauge: 1 when the consumer is active (consuming for real), 0 on standby.
+    pub const CONSUMER_ACTIVE: &str = "auren_runtime_consumer_active";
+    /// Gauge of circuit-breaker state, labelled `dependency`: 0 closed, 1 half-open, 2 open.
+    pub const CIRCUIT_BREAKER_STATE: &str = "auren_runtime_circuit_breaker_state";
+    /// Gauges of the PostgreSQL pool: `state` = idle | in_use.
+    pub const DB_POOL_CONNECTIONS: &str = "auren_runtime_db_pool_connections";
+    /// Info gauge (always 1), labelled `version`, `release`, `mode`.
+    pub const BUILD_INFO: &str = "auren_runtime_build_info";
+    /// Gauge: 1 while the runtime reports itself ready.
+    pub const READY: &str = "auren_runtime_ready";
+}
+
+/// HTTP paths every runtime pod serves.
+pub mod paths {
+    pub const HEALTH: &str = "/health";
+    pub const READINESS: &str = "/readiness";
+    pub const LIVE: &str = "/live";
+    pub const METRICS: &str = "/metrics";
+    /// GET: the consumer's current role; PUT with a [`super::RoleChange`] body: switch it.
+    pub const ADMIN_CONSUMER_ROLE: &str = "/admin/consumer/role";
+}
+
+/// HTTP header names.
+pub mod headers {
+    /// Unix seconds at which the webhook was signed.
+    pub const TIMESTAMP: &str = "x-auren-timestamp";
+    /// `sha256=<hex>` HMAC-SHA256 over `"{timestamp}.{body}"`.
+    pub const SIGNATURE: &str = "x-auren-signature";
+    /// The release that served a response, so clients can count who answered.
+    pub const RELEASE: &str = "x-auren-release";
+    /// Request id, echoed back.
+    pub const REQUEST_ID: &str = "x-request-id";
+}
+
+/// Environment variable names the operator sets on runtime pods.
+pub mod env {
+    pub const RUN_MODE: &str = "RUN_MODE";
+    /// A release label (the operator sets the revision hash; the image tag by default).
+    pub const RELEASE: &str = "AUREN_RELEASE";
+    /// Initial consumer role: `active` or `standby`.
+    pub const CONSUMER_ROLE: &str = "CONSUMER_ROLE";
+    /// Bearer token for the admin API.
+    pub const ADMIN_TOKEN: &str = "ADMIN_TOKEN";
+    /// TCP port the HTTP server listens on (API and admin endpoints).
+    pub const API_PORT: &str = "API_PORT";
+    /// PostgreSQL connection URL.
+    pub const DATABASE_URL: &str = "DATABASE_URL";
+    /// Comma-separated Kafka bootstrap servers.
+    pub const KAFKA_BROKERS: &str = "KAFKA_BROKERS";
+    /// Topic the API produces to and the consumer reads.
+    pub const KAFKA_TOPIC: &str = "KAFKA_TOPIC";
+    /// Consumer group of the production consumers.
+    pub const KAFKA_GROUP: &str = "KAFKA_GROUP";
+    /// Upper bound of events processed concurrently.
+    pub const MAX_CONCURRENT_EVENTS: &str = "MAX_CONCURRENT_EVENTS";
+    /// Directory holding one webhook secret file per device.
+    pub const WEBHOOK_SECRETS_DIR: &str = "WEBHOOK_SECRETS_DIR";
+}
+
+/// Values of [`env::RUN_MODE`].
+pub mod run_mode {
+    /// Serve webhooks and produce to Kafka.
+    pub const API: &str = "api";
+    /// Consume from Kafka and store events.
+    pub const CONSUMER: &str = "consumer";
+}
+
+/// The role of a consumer pod in a cutover.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ConsumerRole {
+    /// Consuming the production group for real.
+    Active,
+    /// Connected and healthy, consuming nothing.
+    #[default]
+    Standby,
+}
+
+impl ConsumerRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConsumerRole::Active => "active",
+            ConsumerRole::Standby => "standby",
+        }
+    }
+}
+
+impl std::str::FromStr for ConsumerRole {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "active" => Ok(ConsumerRole::Active),
+            "standby" => Ok(ConsumerRole::Standby),
+            other => Err(format!("unknown consumer role {other:?} (expected active|standby)")),
+        }
+    }
+}
+
+/// Body of `PUT /admin/consumer/role`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleChange {
+    pub role: ConsumerRole,
+}
+
+/// Answer of `GET|PUT /admin/consumer/role`. A PUT answers only once the switch is complete:
+/// for standby that means the batch in flight is stored, its offsets committed and the group
+/// left.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleStatus {
+    pub role: ConsumerRole,
+    /// Events this pod has stored since it started.
+    pub stored: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_round_trips_through_json_and_text() {
+        let body = serde_json::to_string(&RoleChange { role: ConsumerRole::Active }).unwrap();
+        assert_eq!(body, r#"{"role":"active"}"#);
+        assert_eq!("standby".parse::<ConsumerRole>(), Ok(ConsumerRole::Standby));
+        assert!("both".parse::<ConsumerRole>().is_err());
+    }
+}

@@ -1,0 +1,72 @@
+# Shared settings for the local control-plane scripts (sourced, not executed).
+# Everything binds to 127.0.0.1 only.
+K8S_VERSION=v1.20.2
+E2E_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+STATE_DIR="${AUREN_CLUSTER_STATE:-${E2E_DIR}/.state}"
+STATE_DIR="$(mkdir -p "$STATE_DIR" && cd "$STATE_DIR" && pwd)"
+CACHE_DIR="${AUREN_CACHE:-$HOME/.cache/auren}"
+K8S_BIN="${CACHE_DIR}/k8s/${K8S_VERSION}/bin"
+
+# Loopback ports (chosen away from the usual 2379/2380/6443/10257/10259 defaults).
+ETCD_CLIENT_PORT=23790
+ETCD_PEER_PORT=23800
+APISERVER_PORT=16443
+CONTROLLER_MANAGER_PORT=10357
+SCHEDULER_PORT=10359
+
+PKI_DIR="${STATE_DIR}/pki"
+LOG_DIR="${STATE_DIR}/logs"
+PID_DIR="${STATE_DIR}/pids"
+KUBECONFIG_PATH="${STATE_DIR}/kubeconfig"
+SERVER_URL="https://127.0.0.1:${APISERVER_PORT}"
+
+log() { echo "[$(basename "$0")] $*" >&2; }
+
+# pid_alive NAME -> 0 when the process recorded in pids/NAME.pid runs.
+pid_alive() {
+  local f="${PID_DIR}/$1.pid" pid
+  [[ -s "$f" ]] || return 1
+  pid=$(cat "$f")
+  [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null
+}
+
+# stop_component NAME: SIGTERM, wait up to 10 s, then SIGKILL; removes the pid file.
+stop_component() {
+  local name=$1 f="${PID_DIR}/$1.pid" pid i
+  [[ -s "$f" ]] || { rm -f "$f"; return 0; }
+  pid=$(cat "$f")
+  if [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null; then
+    log "stopping ${name} (pid ${pid})"
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 100; i++)); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+      log "${name} ignored SIGTERM; sending SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+      for ((i = 0; i < 50; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+      done
+    fi
+  fi
+  rm -f "$f"
+}
+
+# start_component NAME CMD...: runs CMD detached, logs to logs/NAME.log, records the pid.
+start_component() {
+  local name=$1
+  shift
+  mkdir -p "$LOG_DIR" "$PID_DIR"
+  setsid "$@" >>"${LOG_DIR}/${name}.log" 2>&1 </dev/null &
+  echo $! >"${PID_DIR}/${name}.pid"
+  log "started ${name} (pid $!)"
+}
+
+admin_token() { cat "${PKI_DIR}/admin.token"; }
+
+api_get() {
+  curl -sf --max-time 3 --cacert "${PKI_DIR}/ca.crt" \
+    -H "Authorization: Bearer $(admin_token)" "${SERVER_URL}$1"
+}

@@ -1,0 +1,194 @@
+#!/usr/bin/env bash
+# Start a local Kubernetes v1.20.2 control plane (etcd, kube-apiserver,
+# kube-controller-manager, kube-scheduler) on loopback. Idempotent: components
+# already running are left alone. Last line of stdout:
+#   export KUBECONFIG=<state dir>/kubeconfig
+# Env: AUREN_CLUSTER_STATE (default e2e/.state), AUREN_CACHE (default ~/.cache/auren).
+# Ports: etcd 23790/23800, apiserver 16443, controller-manager 10357, scheduler 10359.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+ensure_runtime_packages() {
+  local missing=() p
+  for p in etcd-server openssl curl; do
+    dpkg -s "$p" 2>/dev/null | grep -q '^Status: install ok installed' || missing+=("$p")
+  done
+  [[ ${#missing[@]} -eq 0 ]] && return 0
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y --no-install-recommends "${missing[@]}" ||
+    { apt-get update && apt-get install -y --no-install-recommends "${missing[@]}"; }
+}
+
+healthy() {
+  pid_alive etcd && pid_alive kube-apiserver && pid_alive kube-controller-manager &&
+    pid_alive kube-scheduler && [[ -s "$KUBECONFIG_PATH" ]] && [[ "$(api_get /readyz)" == ok ]]
+}
+
+gen_pki() {
+  [[ -s "${PKI_DIR}/admin.token" && -s "${PKI_DIR}/apiserver.crt" ]] && return 0
+  log "generating certificates in ${PKI_DIR}"
+  mkdir -p "$PKI_DIR"
+  (
+    cd "$PKI_DIR"
+    umask 077
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 3650 \
+      -subj "/CN=auren-local-ca" \
+      -addext "basicConstraints=critical,CA:TRUE" \
+      -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -keyout apiserver.key -out apiserver.csr \
+      -subj "/CN=kube-apiserver" 2>/dev/null
+    cat >apiserver.ext <<'EXT'
+basicConstraints=critical,CA:FALSE
+keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=serverAuth
+subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local
+EXT
+    openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
+      -out apiserver.crt -days 3650 -extfile apiserver.ext 2>/dev/null
+    openssl genrsa -out sa.key 2048 2>/dev/null
+    openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
+    local admin cm sched
+    admin=$(openssl rand -hex 16)
+    cm=$(openssl rand -hex 16)
+    sched=$(openssl rand -hex 16)
+    {
+      echo "${admin},auren-admin,auren-admin,\"system:masters\""
+      echo "${cm},system:kube-controller-manager,system:kube-controller-manager"
+      echo "${sched},system:kube-scheduler,system:kube-scheduler"
+    } >tokens.csv
+    echo "$cm" >controller-manager.token
+    echo "$sched" >scheduler.token
+    echo "$admin" >admin.token # written last: marks the PKI as complete
+  )
+}
+
+# write_kubeconfig PATH USER TOKEN
+write_kubeconfig() {
+  local ca
+  ca=$(base64 -w0 <"${PKI_DIR}/ca.crt")
+  cat >"$1.tmp" <<KCFG
+apiVersion: v1
+kind: Config
+clusters:
+- name: auren-local
+  cluster:
+    server: ${SERVER_URL}
+    certificate-authority-data: ${ca}
+users:
+- name: $2
+  user:
+    token: $3
+contexts:
+- name: auren-local
+  context:
+    cluster: auren-local
+    user: $2
+    namespace: default
+current-context: auren-local
+KCFG
+  chmod 600 "$1.tmp"
+  mv "$1.tmp" "$1"
+}
+
+start_etcd() {
+  pid_alive etcd && return 0
+  start_component etcd etcd --name auren-local \
+    --data-dir "${STATE_DIR}/etcd" \
+    --listen-client-urls "http://127.0.0.1:${ETCD_CLIENT_PORT}" \
+    --advertise-client-urls "http://127.0.0.1:${ETCD_CLIENT_PORT}" \
+    --listen-peer-urls "http://127.0.0.1:${ETCD_PEER_PORT}" \
+    --initial-advertise-peer-urls "http://127.0.0.1:${ETCD_PEER_PORT}" \
+    --initial-cluster "auren-local=http://127.0.0.1:${ETCD_PEER_PORT}" \
+    --listen-metrics-urls "" \
+    --unsafe-no-fsync
+  wait_for "etcd" 20 curl -sf --max-time 2 "http://127.0.0.1:${ETCD_CLIENT_PORT}/health"
+}
+
+start_apiserver() {
+  pid_alive kube-apiserver && return 0
+  start_component kube-apiserver "${K8S_BIN}/kube-apiserver" \
+    --etcd-servers "http://127.0.0.1:${ETCD_CLIENT_PORT}" \
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 \
+    --secure-port "${APISERVER_PORT}" --insecure-port 0 \
+    --tls-cert-file "${PKI_DIR}/apiserver.crt" --tls-private-key-file "${PKI_DIR}/apiserver.key" \
+    --client-ca-file "${PKI_DIR}/ca.crt" \
+    --token-auth-file "${PKI_DIR}/tokens.csv" \
+    --authorization-mode Node,RBAC \
+    --service-account-key-file "${PKI_DIR}/sa.pub" \
+    --service-account-signing-key-file "${PKI_DIR}/sa.key" \
+    --service-account-issuer https://kubernetes.default.svc.cluster.local \
+    --api-audiences https://kubernetes.default.svc.cluster.local \
+    --disable-admission-plugins ServiceAccount \
+    --service-cluster-ip-range 10.96.0.0/16 \
+    --allow-privileged=true \
+    --profiling=false
+}
+
+start_controller_manager() {
+  pid_alive kube-controller-manager && return 0
+  local kc="${STATE_DIR}/controller-manager.kubeconfig"
+  write_kubeconfig "$kc" system:kube-controller-manager "$(cat "${PKI_DIR}/controller-manager.token")"
+  start_component kube-controller-manager "${K8S_BIN}/kube-controller-manager" \
+    --kubeconfig "$kc" \
+    --authentication-kubeconfig "$kc" --authorization-kubeconfig "$kc" \
+    --bind-address 127.0.0.1 --secure-port "${CONTROLLER_MANAGER_PORT}" --port 0 \
+    --controllers '*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-route,-service' \
+    --use-service-account-credentials=false \
+    --service-account-private-key-file "${PKI_DIR}/sa.key" \
+    --root-ca-file "${PKI_DIR}/ca.crt" \
+    --cluster-signing-cert-file "${PKI_DIR}/ca.crt" --cluster-signing-key-file "${PKI_DIR}/ca.key" \
+    --leader-elect=false \
+    --profiling=false
+}
+
+start_scheduler() {
+  pid_alive kube-scheduler && return 0
+  local kc="${STATE_DIR}/scheduler.kubeconfig"
+  write_kubeconfig "$kc" system:kube-scheduler "$(cat "${PKI_DIR}/scheduler.token")"
+  start_component kube-scheduler "${K8S_BIN}/kube-scheduler" \
+    --kubeconfig "$kc" \
+    --authentication-kubeconfig "$kc" --authorization-kubeconfig "$kc" \
+    --bind-address 127.0.0.1 --secure-port "${SCHEDULER_PORT}" --port 0 \
+    --leader-elect=false \
+    --profiling=false
+}
+
+# wait_for WHAT SECONDS CMD...: polls CMD every 0.2 s.
+wait_for() {
+  local what=$1 secs=$2 i
+  shift 2
+  for ((i = 0; i < secs * 5; i++)); do
+    "$@" >/dev/null 2>&1 && return 0
+    sleep 0.2
+  done
+  log "${what} not ready after ${secs} s; see ${LOG_DIR}"
+  return 1
+}
+
+apiserver_ready() { [[ "$(api_get /readyz)" == ok ]]; }
+
+component_healthy() {
+  [[ "$(curl -sfk --max-time 2 "https://127.0.0.1:$1/healthz")" == ok ]]
+}
+
+main() {
+  if healthy; then
+    echo "export KUBECONFIG=${KUBECONFIG_PATH}"
+    return 0
+  fi
+  ensure_runtime_packages
+  bash "${E2E_DIR}/cluster/build.sh"
+  gen_pki
+  write_kubeconfig "$KUBECONFIG_PATH" auren-admin "$(admin_token)"
+  start_etcd
+  start_apiserver
+  wait_for kube-apiserver 60 apiserver_ready
+  start_controller_manager
+  start_scheduler
+  wait_for kube-controller-manager 30 component_healthy "$CONTROLLER_MANAGER_PORT"
+  wait_for kube-scheduler 30 component_healthy "$SCHEDULER_PORT"
+  log "control plane ready (logs in ${LOG_DIR})"
+  echo "export KUBECONFIG=${KUBECONFIG_PATH}"
+}
+
+main "$@"

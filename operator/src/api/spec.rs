@@ -1,0 +1,532 @@
+//! The `AurenRuntime` spec: what a platform team writes. Every doc comment here becomes the
+//! schema description `kubectl explain aurenruntime.spec` shows.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::status::AurenRuntimeStatus;
+
+/// An image reference: optional registry/path, a name, and a tag and/or digest.
+pub const IMAGE_PATTERN: &str =
+    r"^[a-z0-9]+([._/:-][a-z0-9]+)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$";
+/// A duration: a whole number followed by `ms`, `s`, `m` or `h` (for example `10s`, `5m`).
+pub const DURATION_PATTERN: &str = r"^[0-9]+(ms|s|m|h)$";
+/// An environment variable name.
+pub const ENV_NAME_PATTERN: &str = r"^[A-Za-z_][A-Za-z0-9_]*$";
+
+/// AurenRuntime runs the AUREN runtime's API pods and consumer pods and moves them from release
+/// to release with blue/green or canary cutovers gated on the runtime's own health metrics.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "auren.io",
+    version = "v1alpha1",
+    kind = "AurenRuntime",
+    namespaced,
+    shortname = "ar",
+    status = "AurenRuntimeStatus",
+    derive = "PartialEq",
+    doc = "AurenRuntime runs the AUREN runtime (API and consumer pods) and cuts releases over safely.",
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Stable", type_ = "string", json_path = ".status.stable.hash"),
+    printcolumn(name = "Candidate", type_ = "string", json_path = ".status.candidate.hash"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.ready"),
+    printcolumn(name = "Reason", type_ = "string", json_path = ".status.reason"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct AurenRuntimeSpec {
+    /// Container image of the runtime, for example `registry.local/auren-runtime:1.4.2`.
+    /// Changing it starts a new release.
+    #[schemars(regex(pattern = IMAGE_PATTERN), length(min = 1, max = 512))]
+    pub image: String,
+    /// Extra environment variables of a release. A change starts a new release. Names the
+    /// operator sets itself (RUN_MODE, AUREN_RELEASE, CONSUMER_ROLE, connection settings) are
+    /// refused.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<EnvVar>,
+    /// Runtime settings of a release (for example `LOG_FORMAT: json`,
+    /// `MAX_BATCH_EVENTS: "500"`), passed to the pods as environment variables. A change starts
+    /// a new release; keys follow the same rules as `env`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub config: BTreeMap<String, String>,
+    /// The API pods: they take webhooks and produce them to Kafka.
+    #[serde(default)]
+    pub api: ApiSpec,
+    /// The consumer pods: they read Kafka and store events in PostgreSQL.
+    #[serde(default)]
+    pub consumer: ConsumerSpec,
+    /// Where the runtime finds PostgreSQL, Kafka and its secrets. Secrets are referenced,
+    /// never inlined.
+    #[serde(default)]
+    pub connections: ConnectionsSpec,
+    /// How a new release replaces the stable one. Blue/green when empty.
+    #[serde(default)]
+    pub strategy: StrategySpec,
+    /// How a candidate release is measured before (and just after) it becomes stable.
+    #[serde(default)]
+    pub analysis: AnalysisSpec,
+    /// Seconds a release may take to make progress (pods ready, consumers handed over) before
+    /// it is rolled back. Every phase ends within a bounded time derived from this.
+    #[serde(default = "defaults::progress_deadline_seconds")]
+    #[schemars(range(min = 10, max = 86400))]
+    pub progress_deadline_seconds: i32,
+    /// Freeze the rollout where it stands: no step is taken, no deadline runs, traffic and
+    /// consumers stay where they are.
+    #[serde(default)]
+    pub paused: bool,
+}
+
+/// An environment variable with a literal value.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub struct EnvVar {
+    /// Variable name.
+    #[schemars(regex(pattern = ENV_NAME_PATTERN))]
+    pub name: String,
+    /// Variable value.
+    #[serde(default)]
+    pub value: String,
+}
+
+/// The API workload of each release.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiSpec {
+    /// Number of API pods of the stable release.
+    #[serde(default = "defaults::api_replicas")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub replicas: i32,
+    /// Port the API listens on inside the pod and the Services expose.
+    #[serde(default = "defaults::api_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i32,
+    /// CPU and memory requests and limits of the API container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+}
+
+/// The consumer workload of each release.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsumerSpec {
+    /// Number of consumer pods of the stable release (members of the production group).
+    #[serde(default = "defaults::consumer_replicas")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub replicas: i32,
+    /// Kafka topic the API produces to and the consumers read.
+    #[serde(default = "defaults::topic")]
+    #[schemars(length(min = 1, max = 249))]
+    pub topic: String,
+    /// Kafka consumer group of the production consumers.
+    #[serde(default = "defaults::group")]
+    #[schemars(length(min = 1, max = 255))]
+    pub group: String,
+    /// Upper bound of events one consumer pod processes concurrently.
+    #[serde(default = "defaults::max_concurrent_events")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub max_concurrent_events: i32,
+    /// CPU and memory requests and limits of the consumer container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+}
+
+/// Connection settings, by reference to Secrets in the same namespace.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionsSpec {
+    /// Secret key holding the PostgreSQL URL (`postgres://user:pass@host:5432/db`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<SecretKeyRef>,
+    /// Comma-separated Kafka bootstrap servers, for example `kafka-0.kafka:9092`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kafka_brokers: Option<String>,
+    /// Name of a Secret with one key per device (its webhook signing secret), mounted read-only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_secrets: Option<String>,
+    /// Secret key holding the bearer token of the runtime's admin API (the consumer role
+    /// switch). The operator reads it to drive cutovers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_token: Option<SecretKeyRef>,
+}
+
+/// A key of a Secret in the AurenRuntime's namespace.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct SecretKeyRef {
+    /// Secret name.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key inside the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+/// The release strategy: at most one of `blueGreen` and `canary`; blue/green when both are empty.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StrategySpec {
+    /// Blue/green: the candidate runs beside the stable release behind a preview Service, is
+    /// analysed, then the active Service switches to it in one step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blue_green: Option<BlueGreenSpec>,
+    /// Canary: traffic moves to the candidate in steps (by replica counts behind the active
+    /// Service), each step optionally paused or analysed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CanarySpec>,
+}
+
+/// Blue/green settings.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BlueGreenSpec {
+    /// API pods of the candidate while it is previewed; `api.replicas` when unset. It is scaled
+    /// to `api.replicas` before the switch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub preview_replicas: Option<i32>,
+    /// Promote by itself once analysis passes. When false the rollout pauses (reason
+    /// AwaitingPromotion) until annotated `auren.io/promote`.
+    #[serde(default = "defaults::yes")]
+    pub auto_promotion: bool,
+    /// Seconds to wait after analysis passed before promoting by itself.
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 86400))]
+    pub auto_promotion_seconds: i32,
+    /// Seconds the previous stable release stays scaled up after a promotion, so a rollback
+    /// within that window is instant.
+    #[serde(default = "defaults::scale_down_delay_seconds")]
+    #[schemars(range(min = 0, max = 86400))]
+    pub scale_down_delay_seconds: i32,
+}
+
+/// Canary settings.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CanarySpec {
+    /// The steps, run in order. When the last one passes the candidate becomes stable.
+    #[schemars(length(min = 1, max = 50))]
+    pub steps: Vec<CanaryStep>,
+    /// How the consumers follow the canary.
+    #[serde(default)]
+    pub consumers: CanaryConsumers,
+    /// Seconds the previous stable release stays scaled up after the promotion.
+    #[serde(default = "defaults::scale_down_delay_seconds")]
+    #[schemars(range(min = 0, max = 86400))]
+    pub scale_down_delay_seconds: i32,
+}
+
+/// How canary consumers take over.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum CanaryConsumers {
+    /// The candidate's consumers stay on standby until the end, then take over like blue/green.
+    #[default]
+    Handover,
+    /// The candidate's share of consumer group members follows the traffic weight; Kafka's group
+    /// protocol gives each partition to one member at a time.
+    PartitionShare,
+}
+
+/// One canary step: exactly one of `setWeight`, `pause`, `analysis`.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CanaryStep {
+    /// Percent of the active Service's API pods that run the candidate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100))]
+    pub set_weight: Option<i32>,
+    /// Wait: for `duration`, or until promoted when no duration is given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause: Option<PauseStep>,
+    /// Run the analysis checks now, for `count` measurements or for `duration`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<AnalysisStep>,
+}
+
+/// A pause step.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub struct PauseStep {
+    /// How long to wait (`30s`, `5m`); indefinite (until promoted) when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub duration: Option<String>,
+}
+
+/// An analysis step.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub struct AnalysisStep {
+    /// Number of passing measurements that complete the step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub count: Option<i32>,
+    /// How long to measure; the step passes if no limit was reached by then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub duration: Option<String>,
+}
+
+/// The analysis of a candidate.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalysisSpec {
+    /// Time between two measurements (the window each measurement covers).
+    #[serde(default = "defaults::interval")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub interval: String,
+    /// Time to wait after the candidate is ready before the first measurement.
+    #[serde(default = "defaults::zero_duration")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub initial_delay: String,
+    /// The checks; each measurement evaluates all of them.
+    #[serde(default = "defaults::checks")]
+    pub checks: Vec<Check>,
+    /// Passing measurements needed before the candidate is promoted (blue/green).
+    #[serde(default = "defaults::successful_measurements")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub successful_measurements_to_promote: i32,
+    /// Failed measurements (in total) that roll the candidate back.
+    #[serde(default = "defaults::failure_limit")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub failure_limit: i32,
+    /// Failed measurements in a row that roll the candidate back.
+    #[serde(default = "defaults::consecutive_failure_limit")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub consecutive_failure_limit: i32,
+    /// What a check without data means, unless the check says otherwise.
+    #[serde(default)]
+    pub no_data_policy: NoDataPolicy,
+}
+
+/// One check of a measurement.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Check {
+    /// Name shown in status and Events.
+    #[schemars(length(min = 1, max = 63))]
+    pub name: String,
+    /// What is measured.
+    pub metric: MetricKind,
+    /// Quantile of the latency histogram for `metric: latency` (default 0.99).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub quantile: Option<f64>,
+    /// The query for `metric: prometheus`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<PrometheusQuery>,
+    /// The measured value must be at most this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    /// The measured value must be at least this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    /// Compare with the stable pods measured over the same window (lower is better).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<Baseline>,
+    /// What no data means for this check; the analysis' `noDataPolicy` when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_data: Option<NoDataPolicy>,
+}
+
+/// The metric a check measures over one interval, summed over the candidate's pods.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum MetricKind {
+    /// Share of HTTP responses with status 5xx (0.0 to 1.0).
+    ErrorRatio,
+    /// A latency quantile in seconds from the request duration histogram (`quantile`).
+    Latency,
+    /// Consumer lag in records (sum over partitions, at the end of the window).
+    ConsumerLag,
+    /// Records sent to the dead-letter topic during the window.
+    DeadLettered,
+    /// Events that failed (produce or store errors) during the window.
+    FailedEvents,
+    /// Number of circuit breakers open at the end of the window.
+    CircuitBreakerOpen,
+    /// Container restarts of the candidate's pods since they started.
+    Restarts,
+    /// The first sample of a PromQL query (`prometheus`).
+    Prometheus,
+}
+
+/// A PromQL query against a Prometheus server.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct PrometheusQuery {
+    /// Base URL of the Prometheus HTTP API, for example `http://prometheus.monitoring:9090`.
+    #[schemars(regex(pattern = r"^https?://[^\s]+$"))]
+    pub address: String,
+    /// An instant query returning one sample; `{{revision}}` is replaced by the candidate's
+    /// revision hash.
+    #[schemars(length(min = 1, max = 4096))]
+    pub query: String,
+}
+
+/// Comparison with the stable release over the same window; set one or both.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Baseline {
+    /// Candidate ≤ stable × maxFactor (for example 1.2 for "p99 at most 20 % worse").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1.0, max = 1000.0))]
+    pub max_factor: Option<f64>,
+    /// Candidate ≤ stable + maxIncrease, in the metric's unit (for errorRatio 0.005 is half a
+    /// percentage point).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0))]
+    pub max_increase: Option<f64>,
+}
+
+/// What a check without data means.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum NoDataPolicy {
+    /// No data is a failed measurement.
+    Fail,
+    /// No data makes the measurement inconclusive: the rollout pauses for a human.
+    Inconclusive,
+    /// No data is skipped; the other checks decide.
+    #[default]
+    Ignore,
+}
+
+/// Defaults, named so the schema carries them and the apiserver fills them in.
+pub mod defaults {
+    use super::{Check, MetricKind};
+
+    pub fn progress_deadline_seconds() -> i32 {
+        600
+    }
+    pub fn api_replicas() -> i32 {
+        2
+    }
+    pub fn api_port() -> i32 {
+        8000
+    }
+    pub fn consumer_replicas() -> i32 {
+        1
+    }
+    pub fn topic() -> String {
+        "biometric-events".into()
+    }
+    pub fn group() -> String {
+        "auren-consumers".into()
+    }
+    pub fn max_concurrent_events() -> i32 {
+        50
+    }
+    pub fn yes() -> bool {
+        true
+    }
+    pub fn scale_down_delay_seconds() -> i32 {
+        30
+    }
+    pub fn interval() -> String {
+        "10s".into()
+    }
+    pub fn zero_duration() -> String {
+        "0s".into()
+    }
+    pub fn successful_measurements() -> i32 {
+        3
+    }
+    pub fn failure_limit() -> i32 {
+        3
+    }
+    pub fn consecutive_failure_limit() -> i32 {
+        2
+    }
+    /// Error ratio under 1 % and no restarts: enough to catch a broken release by default.
+    pub fn checks() -> Vec<Check> {
+        vec![threshold("error-ratio", MetricKind::ErrorRatio, 0.01), threshold("restarts", MetricKind::Restarts, 0.0)]
+    }
+
+    fn threshold(name: &str, metric: MetricKind, max: f64) -> Check {
+        Check {
+            name: name.into(),
+            metric,
+            quantile: None,
+            prometheus: None,
+            max: Some(max),
+            min: None,
+            baseline: None,
+            no_data: None,
+        }
+    }
+}
+
+impl Default for ApiSpec {
+    fn default() -> Self {
+        Self { replicas: defaults::api_replicas(), port: defaults::api_port(), resources: None }
+    }
+}
+
+impl Default for ConsumerSpec {
+    fn default() -> Self {
+        Self {
+            replicas: defaults::consumer_replicas(),
+            topic: defaults::topic(),
+            group: defaults::group(),
+            max_concurrent_events: defaults::max_concurrent_events(),
+            resources: None,
+        }
+    }
+}
+
+impl Default for BlueGreenSpec {
+    fn default() -> Self {
+        Self {
+            preview_replicas: None,
+            auto_promotion: true,
+            auto_promotion_seconds: 0,
+            scale_down_delay_seconds: defaults::scale_down_delay_seconds(),
+        }
+    }
+}
+
+impl Default for AnalysisSpec {
+    fn default() -> Self {
+        Self {
+            interval: defaults::interval(),
+            initial_delay: defaults::zero_duration(),
+            checks: defaults::checks(),
+            successful_measurements_to_promote: defaults::successful_measurements(),
+            failure_limit: defaults::failure_limit(),
+            consecutive_failure_limit: defaults::consecutive_failure_limit(),
+            no_data_policy: NoDataPolicy::default(),
+        }
+    }
+}
+
+impl AurenRuntimeSpec {
+    /// A spec with only an image; every other field at its default.
+    pub fn with_image(image: &str) -> Self {
+        Self {
+            image: image.into(),
+            env: Vec::new(),
+            config: BTreeMap::new(),
+            api: ApiSpec::default(),
+            consumer: ConsumerSpec::default(),
+            connections: ConnectionsSpec::default(),
+            strategy: StrategySpec::default(),
+            analysis: AnalysisSpec::default(),
+            progress_deadline_seconds: defaults::progress_deadline_seconds(),
+            paused: false,
+        }
+    }
+
+    /// Seconds the previous stable release stays up after a promotion.
+    pub fn scale_down_delay_seconds(&self) -> i32 {
+        match (&self.strategy.canary, &self.strategy.blue_green) {
+            (Some(canary), _) => canary.scale_down_delay_seconds,
+            (None, Some(bg)) => bg.scale_down_delay_seconds,
+            (None, None) => defaults::scale_down_delay_seconds(),
+        }
+    }
+
+    /// The blue/green settings in force (defaults when the strategy is empty).
+    pub fn blue_green(&self) -> BlueGreenSpec {
+        self.strategy.blue_green.clone().unwrap_or_default()
+    }
+}

@@ -1,0 +1,377 @@
+//! Validation the OpenAPI schema cannot express (and Kubernetes 1.20 ignores CEL rules, so
+//! cross-field rules live here). An invalid spec becomes an `InvalidSpec` condition.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use auren_contract::env;
+
+use super::duration::{DurationError, parse_duration};
+use super::spec::{AurenRuntimeSpec, CanaryStep, Check, MetricKind};
+
+/// Environment names the operator sets itself.
+const RESERVED_ENV: [&str; 11] = [
+    env::RUN_MODE,
+    env::RELEASE,
+    env::CONSUMER_ROLE,
+    env::ADMIN_TOKEN,
+    env::API_PORT,
+    env::DATABASE_URL,
+    env::KAFKA_BROKERS,
+    env::KAFKA_TOPIC,
+    env::KAFKA_GROUP,
+    env::MAX_CONCURRENT_EVENTS,
+    env::WEBHOOK_SECRETS_DIR,
+];
+
+/// A rule of the spec that is broken.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SpecError {
+    #[error("image {0:?} is empty or contains whitespace")]
+    Image(String),
+    #[error("strategy: set at most one of blueGreen and canary")]
+    TwoStrategies,
+    #[error("strategy.canary.steps[{index}]: set exactly one of setWeight, pause, analysis")]
+    StepShape { index: usize },
+    #[error("strategy.canary.steps[{index}].analysis: set exactly one of count, duration")]
+    AnalysisStepShape { index: usize },
+    #[error("{field}: {source}")]
+    Duration { field: String, source: DurationError },
+    #[error("analysis.interval must be longer than zero")]
+    ZeroInterval,
+    #[error("{field}: {name:?} is not a valid environment variable name")]
+    EnvName { field: &'static str, name: String },
+    #[error("{field}: {name:?} is set by the operator and cannot be overridden")]
+    ReservedEnv { field: &'static str, name: String },
+    #[error("env and config: {name:?} is set more than once")]
+    DuplicateEnv { name: String },
+    #[error("analysis.checks: the name {name:?} is used more than once")]
+    DuplicateCheck { name: String },
+    #[error("analysis.checks[{name}]: {problem}")]
+    Check { name: String, problem: &'static str },
+}
+
+impl SpecError {
+    /// CamelCase reason for conditions and Events.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            SpecError::Image(_) => "InvalidImage",
+            SpecError::TwoStrategies => "TwoStrategies",
+            SpecError::StepShape { .. } | SpecError::AnalysisStepShape { .. } => "InvalidCanaryStep",
+            SpecError::Duration { .. } | SpecError::ZeroInterval => "InvalidDuration",
+            SpecError::EnvName { .. } | SpecError::ReservedEnv { .. } => "InvalidEnv",
+            SpecError::DuplicateEnv { .. } => "DuplicateEnv",
+            SpecError::DuplicateCheck { .. } | SpecError::Check { .. } => "InvalidCheck",
+        }
+    }
+}
+
+/// A canary step after validation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CheckedStep {
+    SetWeight(i32),
+    /// `None`: wait until promoted.
+    Pause(Option<Duration>),
+    AnalyzeCount(i32),
+    AnalyzeFor(Duration),
+}
+
+/// Checks every rule the schema cannot express; all problems at once.
+pub fn validate(spec: &AurenRuntimeSpec) -> Result<(), Vec<SpecError>> {
+    let mut errors = Vec::new();
+    if spec.image.is_empty() || spec.image.contains(char::is_whitespace) {
+        errors.push(SpecError::Image(spec.image.clone()));
+    }
+    if spec.strategy.blue_green.is_some() && spec.strategy.canary.is_some() {
+        errors.push(SpecError::TwoStrategies);
+    }
+    if let Err(step_errors) = canary_steps(spec) {
+        errors.extend(step_errors);
+    }
+    errors.extend(env_errors(spec));
+    errors.extend(analysis_errors(spec));
+    if errors.is_empty() { Ok(()) } else { Err(errors) }
+}
+
+/// The canary steps, typed; empty for blue/green.
+pub fn canary_steps(spec: &AurenRuntimeSpec) -> Result<Vec<CheckedStep>, Vec<SpecError>> {
+    let Some(canary) = &spec.strategy.canary else { return Ok(Vec::new()) };
+    let (steps, errors): (Vec<_>, Vec<_>) =
+        canary.steps.iter().enumerate().map(|(index, step)| check_step(index, step)).partition(Result::is_ok);
+    if errors.is_empty() {
+        Ok(steps.into_iter().flatten().collect())
+    } else {
+        Err(errors.into_iter().filter_map(Result::err).collect())
+    }
+}
+
+fn check_step(index: usize, step: &CanaryStep) -> Result<CheckedStep, SpecError> {
+    let field = |name: &str| format!("strategy.canary.steps[{index}].{name}");
+    match (step.set_weight, &step.pause, &step.analysis) {
+        (Some(weight), None, None) => Ok(CheckedStep::SetWeight(weight)),
+        (None, Some(pause), None) => match &pause.duration {
+            None => Ok(CheckedStep::Pause(None)),
+            Some(text) => duration(&field("pause.duration"), text).map(|d| CheckedStep::Pause(Some(d))),
+        },
+        (None, None, Some(analysis)) => match (analysis.count, &analysis.duration) {
+            (Some(count), None) => Ok(CheckedStep::AnalyzeCount(count)),
+            (None, Some(text)) => duration(&field("analysis.duration"), text).map(CheckedStep::AnalyzeFor),
+            _ => Err(SpecError::AnalysisStepShape { index }),
+        },
+        _ => Err(SpecError::StepShape { index }),
+    }
+}
+
+fn duration(field: &str, text: &str) -> Result<Duration, SpecError> {
+    parse_duration(text).map_err(|source| SpecError::Duration { field: field.to_owned(), source })
+}
+
+fn env_errors(spec: &AurenRuntimeSpec) -> Vec<SpecError> {
+    let names = spec.env.iter().map(|e| ("env", e.name.as_str()));
+    let names = names.chain(spec.config.keys().map(|k| ("config", k.as_str())));
+    let mut seen = BTreeSet::new();
+    let mut errors = Vec::new();
+    for (field, name) in names {
+        if !is_env_name(name) {
+            errors.push(SpecError::EnvName { field, name: name.to_owned() });
+        } else if RESERVED_ENV.contains(&name) {
+            errors.push(SpecError::ReservedEnv { field, name: name.to_owned() });
+        } else if !seen.insert(name) {
+            errors.push(SpecError::DuplicateEnv { name: name.to_owned() });
+        }
+    }
+    errors
+}
+
+fn is_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    first_ok && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn analysis_errors(spec: &AurenRuntimeSpec) -> Vec<SpecError> {
+    let analysis = &spec.analysis;
+    let mut errors = Vec::new();
+    match duration("analysis.interval", &analysis.interval) {
+        Ok(d) if d.is_zero() => errors.push(SpecError::ZeroInterval),
+        Ok(_) => {}
+        Err(e) => errors.push(e),
+    }
+    if let Err(e) = duration("analysis.initialDelay", &analysis.initial_delay) {
+        errors.push(e);
+    }
+    let mut names = BTreeSet::new();
+    for check in &analysis.checks {
+        if !names.insert(check.name.as_str()) {
+            errors.push(SpecError::DuplicateCheck { name: check.name.clone() });
+        }
+        errors.extend(check_problem(check).map(|problem| SpecError::Check { name: check.name.clone(), problem }));
+    }
+    errors
+}
+
+fn check_problem(check: &Check) -> Option<&'static str> {
+    let is_prometheus = check.metric == MetricKind::Prometheus;
+    if is_prometheus != check.prometheus.is_some() {
+        return Some("prometheus is required with metric prometheus and allowed only there");
+    }
+    if check.quantile.is_some() && check.metric != MetricKind::Latency {
+        return Some("quantile is allowed only with metric latency");
+    }
+    if check.quantile.is_some_and(|q| !(q > 0.0 && q < 1.0)) {
+        return Some("quantile must be between 0 and 1 (exclusive)");
+    }
+    if check.max.is_none() && check.min.is_none() && check.baseline.is_none() {
+        return Some("set max, min or baseline");
+    }
+    if let (Some(min), Some(max)) = (check.min, check.max)
+        && min > max
+    {
+        return Some("min is greater than max");
+    }
+    baseline_problem(check, is_prometheus)
+}
+
+fn baseline_problem(check: &Check, is_prometheus: bool) -> Option<&'static str> {
+    let baseline = check.baseline.as_ref()?;
+    if is_prometheus {
+        return Some("baseline is not available for prometheus checks");
+    }
+    if baseline.max_factor.is_none() && baseline.max_increase.is_none() {
+        return Some("baseline needs maxFactor or maxIncrease");
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::spec::{
+        AnalysisStep, Baseline, BlueGreenSpec, CanarySpec, EnvVar, PauseStep, PrometheusQuery,
+    };
+
+    fn minimal() -> AurenRuntimeSpec {
+        AurenRuntimeSpec::with_image("registry.local/auren-runtime:1.0.0")
+    }
+
+    fn canary(steps: Vec<CanaryStep>) -> AurenRuntimeSpec {
+        let mut spec = minimal();
+        spec.strategy.canary = Some(CanarySpec {
+            steps,
+            consumers: Default::default(),
+            scale_down_delay_seconds: 30,
+        });
+        spec
+    }
+
+    fn reasons(spec: &AurenRuntimeSpec) -> Vec<&'static str> {
+        validate(spec).err().unwrap_or_default().iter().map(SpecError::reason).collect()
+    }
+
+    fn weight(w: i32) -> CanaryStep {
+        CanaryStep { set_weight: Some(w), ..Default::default() }
+    }
+
+    #[test]
+    fn minimal_spec_is_valid() {
+        assert_eq!(validate(&minimal()), Ok(()));
+    }
+
+    #[test]
+    fn each_broken_rule_is_reported_with_its_reason() {
+        let mut two = minimal();
+        two.strategy.blue_green = Some(BlueGreenSpec::default());
+        two.strategy.canary = canary(vec![weight(10)]).strategy.canary;
+
+        let mut reserved = minimal();
+        reserved.env.push(EnvVar { name: "RUN_MODE".into(), value: "api".into() });
+
+        let mut bad_name = minimal();
+        bad_name.config.insert("1BAD".into(), "x".into());
+
+        let mut duplicate = minimal();
+        duplicate.env.push(EnvVar { name: "LOG_FORMAT".into(), value: "json".into() });
+        duplicate.config.insert("LOG_FORMAT".into(), "text".into());
+
+        let mut zero_interval = minimal();
+        zero_interval.analysis.interval = "0s".into();
+
+        let mut bad_delay = minimal();
+        bad_delay.analysis.initial_delay = "soon".into();
+
+        let mut image = minimal();
+        image.image = "auren runtime".into();
+
+        let cases: Vec<(&str, AurenRuntimeSpec, &str)> = vec![
+            ("two strategies", two, "TwoStrategies"),
+            ("reserved env", reserved, "InvalidEnv"),
+            ("bad env name", bad_name, "InvalidEnv"),
+            ("duplicate env", duplicate, "DuplicateEnv"),
+            ("zero interval", zero_interval, "InvalidDuration"),
+            ("bad initial delay", bad_delay, "InvalidDuration"),
+            ("whitespace image", image, "InvalidImage"),
+            ("empty step", canary(vec![CanaryStep::default()]), "InvalidCanaryStep"),
+            (
+                "step with two actions",
+                canary(vec![CanaryStep {
+                    set_weight: Some(10),
+                    pause: Some(PauseStep::default()),
+                    analysis: None,
+                }]),
+                "InvalidCanaryStep",
+            ),
+            (
+                "analysis step without count or duration",
+                canary(vec![CanaryStep { analysis: Some(AnalysisStep::default()), ..Default::default() }]),
+                "InvalidCanaryStep",
+            ),
+            (
+                "bad pause duration",
+                canary(vec![CanaryStep {
+                    pause: Some(PauseStep { duration: Some("1y".into()) }),
+                    ..Default::default()
+                }]),
+                "InvalidDuration",
+            ),
+        ];
+        for (name, spec, reason) in cases {
+            assert_eq!(reasons(&spec), vec![reason], "{name}");
+        }
+    }
+
+    #[test]
+    fn check_rules() {
+        let base = defaults_check();
+        let cases: Vec<(&str, Check, bool)> = vec![
+            ("plain max", base.clone(), true),
+            ("no bound", Check { max: None, ..base.clone() }, false),
+            ("min above max", Check { min: Some(2.0), max: Some(1.0), ..base.clone() }, false),
+            ("quantile on error ratio", Check { quantile: Some(0.9), ..base.clone() }, false),
+            (
+                "latency quantile 1.0",
+                Check { metric: MetricKind::Latency, quantile: Some(1.0), ..base.clone() },
+                false,
+            ),
+            ("prometheus without query", Check { metric: MetricKind::Prometheus, ..base.clone() }, false),
+            (
+                "prometheus with query",
+                Check {
+                    metric: MetricKind::Prometheus,
+                    prometheus: Some(PrometheusQuery { address: "http://p:9090".into(), query: "up".into() }),
+                    ..base.clone()
+                },
+                true,
+            ),
+            (
+                "empty baseline",
+                Check { max: None, baseline: Some(Baseline { max_factor: None, max_increase: None }), ..base.clone() },
+                false,
+            ),
+            (
+                "baseline only",
+                Check { max: None, baseline: Some(Baseline { max_factor: Some(1.2), max_increase: None }), ..base.clone() },
+                true,
+            ),
+        ];
+        for (name, check, valid) in cases {
+            let mut spec = minimal();
+            spec.analysis.checks = vec![check];
+            assert_eq!(validate(&spec).is_ok(), valid, "{name}: {:?}", validate(&spec));
+        }
+    }
+
+    #[test]
+    fn duplicate_check_names_are_refused() {
+        let mut spec = minimal();
+        spec.analysis.checks = vec![defaults_check(), defaults_check()];
+        assert_eq!(reasons(&spec), vec!["InvalidCheck"]);
+    }
+
+    #[test]
+    fn canary_steps_are_typed_in_order() {
+        let spec = canary(vec![
+            weight(25),
+            CanaryStep { pause: Some(PauseStep { duration: Some("30s".into()) }), ..Default::default() },
+            CanaryStep { pause: Some(PauseStep::default()), ..Default::default() },
+            CanaryStep { analysis: Some(AnalysisStep { count: Some(3), duration: None }), ..Default::default() },
+            CanaryStep {
+                analysis: Some(AnalysisStep { count: None, duration: Some("2m".into()) }),
+                ..Default::default()
+            },
+        ]);
+        assert_eq!(
+            canary_steps(&spec),
+            Ok(vec![
+                CheckedStep::SetWeight(25),
+                CheckedStep::Pause(Some(Duration::from_secs(30))),
+                CheckedStep::Pause(None),
+                CheckedStep::AnalyzeCount(3),
+                CheckedStep::AnalyzeFor(Duration::from_secs(120)),
+            ])
+        );
+    }
+
+    fn defaults_check() -> Check {
+        crate::api::spec::defaults::checks().remove(0)
+    }
+}

@@ -1,0 +1,4 @@
+//! auren-operator: reconciles `AurenRuntime` resources.
+//!
+//! TODO module docs
+pub mod api;

@@ -1,0 +1,79 @@
+//! The one error type of the HTTP layer. Every refusal is JSON `{"error", "detail"}` and
+//! never leaks internals; only injected faults answer 500.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("unknown device {0:?}")]
+    UnknownDevice(String),
+    #[error("no route {0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Malformed(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("body larger than {0} bytes")]
+    TooLarge(u64),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{detail}")]
+    Unavailable { detail: String, retry_after: Duration },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("injected fault")]
+    InjectedFault,
+}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::UnknownDevice(_) | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Malformed(_) => StatusCode::BAD_REQUEST,
+            ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::InjectedFault => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable machine-readable name, also the log field.
+    fn code(&self) -> &'static str {
+        match self {
+            ApiError::UnknownDevice(_) => "unknown_device",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::Malformed(_) => "malformed_json",
+            ApiError::Invalid(_) => "invalid_payload",
+            ApiError::TooLarge(_) => "payload_too_large",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Unavailable { .. } => "unavailable",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::InjectedFault => "injected_fault",
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::warn!(error = self.code(), detail = %self, "request failed");
+        }
+        let body = Json(json!({ "error": self.code(), "detail": self.to_string() }));
+        let mut response = (status, body).into_response();
+        if let ApiError::Unavailable { retry_after, .. } = self {
+            let secs = retry_after.as_secs().max(1).to_string();
+            if let Ok(v) = HeaderValue::from_str(&secs) {
+                response.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        response
+    }
+}

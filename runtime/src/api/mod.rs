@@ -1,0 +1,79 @@
+//! HTTP: webhooks (api mode), health, readiness, liveness, metrics and the admin API (both
+//! modes). Handlers stay thin: auth, size and parse here, normalisation in `ingest`, durability
+//! in `kafka`.
+
+pub mod admin;
+pub mod auth;
+pub mod error;
+pub mod observe;
+pub mod webhooks;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue};
+use axum::routing::{get, post};
+use tokio::sync::mpsc;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+
+use crate::config::Config;
+use crate::faults::Faults;
+use crate::health::{HealthBoard, Lifecycle};
+use crate::kafka::consumer::RoleRequest;
+use crate::kafka::producer::EventProducer;
+use crate::metrics::Metrics;
+use auth::SignatureVerifier;
+
+/// Everything a handler may need, cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub metrics: Arc<Metrics>,
+    pub health: HealthBoard,
+    pub lifecycle: Arc<Lifecycle>,
+    pub producer: Option<Arc<EventProducer>>,
+    pub verifier: Arc<SignatureVerifier>,
+    pub faults: Faults,
+    pub roles: Option<mpsc::Sender<RoleRequest>>,
+}
+
+impl AppState {
+    /// Ready means: dependencies connected, not draining, and (api) Kafka's breaker not open.
+    pub fn is_ready(&self) -> bool {
+        let lifecycle_ok = self.lifecycle.is_started() && !self.lifecycle.is_draining();
+        let kafka_ok = self
+            .producer
+            .as_ref()
+            .is_none_or(|p| p.breaker_state() != crate::resilience::BreakerState::Open);
+        lifecycle_ok && kafka_ok
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    let release = HeaderValue::from_str(&state.config.release).unwrap_or(HeaderValue::from_static("unknown"));
+    let request_id = HeaderName::from_static(auren_contract::headers::REQUEST_ID);
+    let max_body = usize::try_from(state.config.max_body_bytes).unwrap_or(usize::MAX);
+    Router::new()
+        .route("/webhooks/{device}", post(webhooks::single))
+        .route("/webhooks/{device}/batch", post(webhooks::batch))
+        .route(auren_contract::paths::ADMIN_CONSUMER_ROLE, get(admin::get_role).put(admin::put_role))
+        .route(auren_contract::paths::HEALTH, get(observe::health))
+        .route(auren_contract::paths::READINESS, get(observe::readiness))
+        .route(auren_contract::paths::LIVE, get(observe::live))
+        .route(auren_contract::paths::METRICS, get(observe::metrics))
+        .fallback(observe::not_found)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), observe::track_requests))
+        .layer(SetResponseHeaderLayer::overriding(HeaderName::from_static(auren_contract::headers::RELEASE), release))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .with_state(state)
+}
+
+/// How long a webhook may wait for Kafka before the client is told to retry.
+pub fn request_budget(config: &Config) -> Duration {
+    config.delivery_timeout() + Duration::from_secs(1)
+}

@@ -1,0 +1,57 @@
+//! Health, readiness, liveness and metrics endpoints, and the request-metrics middleware.
+
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{StatusCode, Uri, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::AppState;
+use super::error::ApiError;
+use crate::health::HealthReport;
+use crate::metrics::{RequestLabels, RouteLabels};
+
+pub async fn health(State(s): State<AppState>) -> Json<HealthReport> {
+    Json(s.health.current())
+}
+
+pub async fn readiness(State(s): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
+    let ready = s.is_ready();
+    s.metrics.ready.set(i64::from(ready));
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(json!({ "ready": ready, "draining": s.lifecycle.is_draining() })))
+}
+
+pub async fn live() -> Json<serde_json::Value> {
+    Json(json!({ "live": true }))
+}
+
+pub async fn metrics(State(s): State<AppState>) -> Response {
+    s.metrics.ready.set(i64::from(s.is_ready()));
+    match s.metrics.render() {
+        Ok(text) => ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+pub async fn not_found(uri: Uri) -> ApiError {
+    ApiError::NotFound(uri.path().to_string())
+}
+
+/// Counts requests by matched route (never the raw path: bounded cardinality) and status.
+pub async fn track_requests(State(s): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
+    let method = request.method().to_string();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    s.metrics.http_requests.get_or_create(&RequestLabels { route: route.clone(), method, status }).inc();
+    s.metrics.http_duration.get_or_create(&RouteLabels { route }).observe(started.elapsed().as_secs_f64());
+    response
+}

@@ -1,0 +1,222 @@
+//! Configuration: every setting is an environment variable (with a flag twin). A bad value
+//! stops the start with a message naming the variable.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use auren_contract::ConsumerRole;
+use clap::{Parser, ValueEnum};
+
+use crate::ingest::Device;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RunMode {
+    /// Take webhooks and write them to Kafka.
+    Api,
+    /// Store events from Kafka in PostgreSQL.
+    Consumer,
+}
+
+impl RunMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunMode::Api => "api",
+            RunMode::Consumer => "consumer",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WebhookAuth {
+    /// Every webhook must carry a valid signature.
+    Required,
+    /// No signature checks. Only for local experiments; reported in /health.
+    Disabled,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+/// auren-runtime: webhooks -> Kafka -> PostgreSQL.
+#[derive(Debug, Clone, Parser)]
+#[command(version, about)]
+pub struct Config {
+    /// What this process does.
+    #[arg(long, env = "RUN_MODE", value_enum, default_value = "api")]
+    pub run_mode: RunMode,
+    /// Address the HTTP server binds to.
+    #[arg(long, env = "API_HOST", default_value = "0.0.0.0")]
+    pub api_host: std::net::IpAddr,
+    /// Port of the HTTP server (webhooks in api mode; health, metrics and admin in both).
+    #[arg(long, env = "API_PORT", default_value_t = 8000)]
+    pub api_port: u16,
+    /// Kafka bootstrap servers, comma separated.
+    #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+    pub kafka_brokers: String,
+    /// Topic that holds the events.
+    #[arg(long, env = "KAFKA_TOPIC", default_value = "biometric-events")]
+    pub kafka_topic: String,
+    /// Topic for records the consumer cannot parse (default: `<KAFKA_TOPIC>.dlq`).
+    #[arg(long, env = "KAFKA_DLQ_TOPIC")]
+    pub kafka_dlq_topic: Option<String>,
+    /// Consumer group of the production consumers.
+    #[arg(long, env = "KAFKA_GROUP", default_value = "auren-consumers")]
+    pub kafka_group: String,
+    /// Partitions to create the topics with when they do not exist.
+    #[arg(long, env = "KAFKA_PARTITIONS", default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=1024))]
+    pub kafka_partitions: i32,
+    /// How long the producer may try to deliver one event before the request fails (ms).
+    #[arg(long, env = "KAFKA_DELIVERY_TIMEOUT_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(100..=300_000))]
+    pub kafka_delivery_timeout_ms: u64,
+    /// PostgreSQL URL (consumer mode).
+    #[arg(long, env = "DATABASE_URL", default_value = "postgres://auren@127.0.0.1:5432/auren")]
+    pub database_url: String,
+    /// Largest batch the consumer stores in one transaction.
+    #[arg(long, env = "MAX_CONCURRENT_EVENTS", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_concurrent_events: u32,
+    /// Seconds the process may take to stop after SIGTERM.
+    #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub shutdown_timeout: u64,
+    /// Seconds between background health checks.
+    #[arg(long, env = "HEALTH_CHECK_INTERVAL", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub health_check_interval: u64,
+    /// Keep the per-user projection (latest value and count per metric) next to the events.
+    #[arg(long, env = "ENABLE_EVENT_SOURCING", default_value_t = true, action = clap::ArgAction::Set)]
+    pub enable_event_sourcing: bool,
+    /// Whether webhooks must be signed.
+    #[arg(long, env = "WEBHOOK_AUTH", value_enum, default_value = "required")]
+    pub webhook_auth: WebhookAuth,
+    /// Folder with one file per device holding its webhook secret (a mounted Secret).
+    #[arg(long, env = "WEBHOOK_SECRETS_DIR")]
+    pub webhook_secrets_dir: Option<PathBuf>,
+    /// How far a webhook's timestamp may be from now, in seconds (replay protection).
+    #[arg(long, env = "WEBHOOK_TOLERANCE_SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub webhook_tolerance_seconds: u64,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 1_048_576, value_parser = clap::value_parser!(u64).range(1024..=67_108_864))]
+    pub max_body_bytes: u64,
+    /// Most events in one batch request.
+    #[arg(long, env = "MAX_BATCH_EVENTS", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_batch_events: u32,
+    /// Bearer token for the admin API; without it the admin API refuses every call.
+    #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Role of the consumer at start.
+    #[arg(long, env = "CONSUMER_ROLE", default_value = "active")]
+    pub consumer_role: ConsumerRole,
+    /// Release label reported in metrics, /health and the `x-auren-release` header.
+    #[arg(long, env = "AUREN_RELEASE", default_value = env!("CARGO_PKG_VERSION"))]
+    pub release: String,
+    /// Fault injection: fraction (0..=1) of webhook requests answered with 500. Tests only.
+    #[arg(long, env = "FAULT_ERROR_RATE", default_value_t = 0.0, value_parser = parse_fraction)]
+    pub fault_error_rate: f64,
+    /// Fault injection: latency added to each webhook request, in ms. Tests only.
+    #[arg(long, env = "FAULT_LATENCY_MS", default_value_t = 0)]
+    pub fault_latency_ms: u64,
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "json")]
+    pub log_format: LogFormat,
+}
+
+fn parse_fraction(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{v} is not between 0 and 1"))
+    }
+}
+
+/// Errors that stop the start.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("WEBHOOK_SECRETS_DIR {path}: {source}")]
+    SecretsDir { path: PathBuf, source: std::io::Error },
+    #[error("WEBHOOK_SECRET_{device}: secret is empty")]
+    EmptySecret { device: String },
+}
+
+impl Config {
+    pub fn dlq_topic(&self) -> String {
+        self.kafka_dlq_topic.clone().unwrap_or_else(|| format!("{}.dlq", self.kafka_topic))
+    }
+
+    pub fn delivery_timeout(&self) -> Duration {
+        Duration::from_millis(self.kafka_delivery_timeout_ms)
+    }
+
+    pub fn shutdown_budget(&self) -> Duration {
+        Duration::from_secs(self.shutdown_timeout)
+    }
+
+    /// Webhook secrets per device: `WEBHOOK_SECRET_<DEVICE>` variables, then files named after
+    /// the device in `WEBHOOK_SECRETS_DIR` (a mounted Secret), the variable winning.
+    pub fn webhook_secrets(&self) -> Result<BTreeMap<Device, Vec<u8>>, ConfigError> {
+        let mut secrets = BTreeMap::new();
+        if let Some(dir) = &self.webhook_secrets_dir {
+            for device in Device::ALL {
+                let path = dir.join(device.as_str());
+                match std::fs::read(&path) {
+                    Ok(bytes) => {
+                        secrets.insert(device, trim_secret(bytes));
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(source) => return Err(ConfigError::SecretsDir { path, source }),
+                }
+            }
+        }
+        for device in Device::ALL {
+            let var = format!("WEBHOOK_SECRET_{}", device.as_str().to_ascii_uppercase());
+            if let Ok(value) = std::env::var(&var) {
+                secrets.insert(device, value.into_bytes());
+            }
+        }
+        if let Some((device, _)) = secrets.iter().find(|(_, s)| s.is_empty()) {
+            return Err(ConfigError::EmptySecret { device: device.as_str().to_ascii_uppercase() });
+        }
+        Ok(secrets)
+    }
+}
+
+fn trim_secret(mut bytes: Vec<u8>) -> Vec<u8> {
+    while bytes.last().is_some_and(|b| b.is_ascii_whitespace()) {
+        bytes.pop();
+    }
+    bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, clap::Error> {
+        Config::try_parse_from(std::iter::once("auren-runtime").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn defaults_follow_the_original_design() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.api_port, 8000);
+        assert_eq!(c.kafka_topic, "biometric-events");
+        assert_eq!(c.max_concurrent_events, 50);
+        assert_eq!(c.shutdown_timeout, 30);
+        assert_eq!(c.health_check_interval, 30);
+        assert!(c.enable_event_sourcing);
+        assert_eq!(c.dlq_topic(), "biometric-events.dlq");
+        assert_eq!(c.webhook_auth, WebhookAuth::Required);
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        let err = parse(&["--max-concurrent-events", "0"]).unwrap_err().to_string();
+        assert!(err.contains("max-concurrent-events"), "{err}");
+        let err = parse(&["--fault-error-rate", "1.5"]).unwrap_err().to_string();
+        assert!(err.contains("not between 0 and 1"), "{err}");
+        let err = parse(&["--consumer-role", "both"]).unwrap_err().to_string();
+        assert!(err.contains("unknown consumer role"), "{err}");
+    }
+}

@@ -1,0 +1,332 @@
+//! The event consumer. It stores each batch in one PostgreSQL transaction and only then
+//! commits the batch's offsets, so a crash replays at most one batch, which the store's unique
+//! event id turns into a no-op: effectively once.
+//!
+//! Cutover contract (see docs/runtime.md): the consumer is `active` (member of the production
+//! group, storing) or `standby` (connected, consuming nothing). A switch to standby is answered
+//! only after the batch in flight is stored, its offsets committed synchronously and the group
+//! left; so when the operator activates the other release, nothing is in flight here.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use auren_contract::ConsumerRole;
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::statistics::Statistics;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::ingest::Event;
+use crate::metrics::{Metrics, PartitionLabels};
+use crate::resilience::Backoff;
+use crate::store::{EventStore, StoredRecord};
+
+/// Exports librdkafka's per-partition lag as gauges.
+pub struct LagContext {
+    metrics: Arc<Metrics>,
+}
+
+impl ClientContext for LagContext {
+    fn stats(&self, statistics: Statistics) {
+        for topic in statistics.topics.values() {
+            for (partition, p) in &topic.partitions {
+                if *partition >= 0 && p.consumer_lag >= 0 {
+                    self.metrics.consumer_lag.get_or_create(&PartitionLabels { partition: *partition }).set(p.consumer_lag);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for LagContext {}
+
+/// A record read from Kafka, owned so no borrow of the consumer crosses an await.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub partition: i32,
+    pub offset: i64,
+    pub payload: Vec<u8>,
+}
+
+/// A request to switch role, answered once the switch is complete.
+pub struct RoleRequest {
+    pub role: ConsumerRole,
+    pub reply: oneshot::Sender<Result<ConsumerRole, String>>,
+}
+
+pub struct ConsumerSettings {
+    pub brokers: String,
+    pub topic: String,
+    pub dlq_topic: String,
+    pub group: String,
+    pub max_batch: usize,
+}
+
+pub struct EventConsumer {
+    consumer: Arc<StreamConsumer<LagContext>>,
+    dlq: FutureProducer,
+    store: EventStore,
+    metrics: Arc<Metrics>,
+    settings: ConsumerSettings,
+    role: ConsumerRole,
+    stored: Arc<AtomicU64>,
+    /// Next offset per partition of everything stored since this consumer joined the group.
+    stored_offsets: BTreeMap<i32, i64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumerError {
+    #[error("kafka: {0}")]
+    Kafka(#[from] KafkaError),
+}
+
+/// What the consumer reports to the rest of the process.
+#[derive(Debug, Clone, Default)]
+pub struct ConsumerProgress {
+    pub stored: Arc<AtomicU64>,
+}
+
+impl EventConsumer {
+    pub fn new(settings: ConsumerSettings, store: EventStore, metrics: Arc<Metrics>, progress: &ConsumerProgress) -> Result<Self, ConsumerError> {
+        let consumer: StreamConsumer<LagContext> = super::base_config(&settings.brokers)
+            .set("group.id", &settings.group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "false")
+            .set("statistics.interval.ms", "5000")
+            .set("queued.max.messages.kbytes", "8192")
+            .set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "1000")
+            .create_with_context(LagContext { metrics: metrics.clone() })?;
+        let dlq: FutureProducer = super::base_config(&settings.brokers)
+            .set("acks", "all")
+            .set("enable.idempotence", "true")
+            .create()?;
+        Ok(EventConsumer {
+            consumer: Arc::new(consumer),
+            dlq,
+            store,
+            metrics,
+            settings,
+            role: ConsumerRole::Standby,
+            stored: progress.stored.clone(),
+            stored_offsets: BTreeMap::new(),
+        })
+    }
+
+    /// A handle for health checks: whether the broker answers through this consumer's client.
+    pub fn checker(&self) -> Arc<StreamConsumer<LagContext>> {
+        self.consumer.clone()
+    }
+
+    /// Runs until `shutdown`: stores batches while active, obeys role requests in between.
+    pub async fn run(mut self, initial: ConsumerRole, mut requests: mpsc::Receiver<RoleRequest>, shutdown: CancellationToken) {
+        if let Err(e) = self.switch(initial).await {
+            tracing::error!(error = %e, "could not take the initial consumer role");
+        }
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                Some(req) = requests.recv() => {
+                    let result = self.switch(req.role).await.map_err(|e| e.to_string());
+                    let _ = req.reply.send(result);
+                }
+                first = recv_one(&self.consumer), if self.role == ConsumerRole::Active => {
+                    match first {
+                        Ok(record) => self.handle_batch(record, &shutdown).await,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "kafka receive error");
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                    }
+                }
+            }
+        }
+        self.stop().await;
+    }
+
+    async fn switch(&mut self, role: ConsumerRole) -> Result<ConsumerRole, ConsumerError> {
+        if role == self.role {
+            return Ok(role);
+        }
+        match role {
+            ConsumerRole::Active => self.consumer.subscribe(&[&self.settings.topic])?,
+            ConsumerRole::Standby => {
+                let offsets = std::mem::take(&mut self.stored_offsets);
+                tokio::task::block_in_place(|| self.commit(&offsets, CommitMode::Sync));
+                self.consumer.unsubscribe();
+            }
+        }
+        self.role = role;
+        self.metrics.consumer_active.set(i64::from(role == ConsumerRole::Active));
+        tracing::info!(role = role.as_str(), "consumer role switched");
+        Ok(role)
+    }
+
+    /// Gathers the rest of a batch without blocking, stores it, then commits. Never cancelled
+    /// half way: records taken from the consumer are stored or the process stops uncommitted.
+    async fn handle_batch(&mut self, first: Record, shutdown: &CancellationToken) {
+        let mut batch = vec![first];
+        while batch.len() < self.settings.max_batch {
+            match tokio::time::timeout(Duration::from_millis(2), recv_one(&self.consumer)).await {
+                Ok(Ok(record)) => batch.push(record),
+                _ => break,
+            }
+        }
+        let (events, rejects) = parse_batch(&batch);
+        if !self.dead_letter(&rejects, shutdown).await || !self.store_with_retry(&events, shutdown).await {
+            return;
+        }
+        self.metrics.consumer_batch_size.observe(batch.len() as f64);
+        let offsets = next_offsets(&batch);
+        self.commit(&offsets, CommitMode::Async);
+        for (partition, offset) in offsets {
+            let e = self.stored_offsets.entry(partition).or_insert(offset);
+            *e = (*e).max(offset);
+        }
+    }
+
+    async fn store_with_retry(&self, events: &[StoredRecord], shutdown: &CancellationToken) -> bool {
+        let mut attempt = 0;
+        loop {
+            match self.store.store_batch(events).await {
+                Ok(new) => {
+                    self.metrics.events_stored.inc_by(new);
+                    self.stored.fetch_add(new, Ordering::Relaxed);
+                    return true;
+                }
+                Err(e) => {
+                    self.metrics.fail("store");
+                    tracing::warn!(error = %e, attempt, "storing batch failed; retrying, offsets kept");
+                }
+            }
+            if !sleep_unless_cancelled(Backoff::STARTUP.delay(attempt), shutdown).await {
+                return false;
+            }
+            attempt += 1;
+        }
+    }
+
+    async fn dead_letter(&self, rejects: &[(&Record, String)], shutdown: &CancellationToken) -> bool {
+        for (record, reason) in rejects {
+            let mut attempt = 0;
+            while let Err(e) = self.send_to_dlq(record, reason).await {
+                self.metrics.fail("dead_letter");
+                tracing::warn!(error = %e, "dead-letter produce failed; retrying");
+                if !sleep_unless_cancelled(Backoff::STARTUP.delay(attempt), shutdown).await {
+                    return false;
+                }
+                attempt += 1;
+            }
+            self.metrics.events_dead_lettered.inc();
+            tracing::warn!(partition = record.partition, offset = record.offset, reason = %reason, "record dead-lettered");
+        }
+        true
+    }
+
+    async fn send_to_dlq(&self, record: &Record, reason: &str) -> Result<(), KafkaError> {
+        let source = format!("{}/{}/{}", self.settings.topic, record.partition, record.offset);
+        let headers = OwnedHeaders::new()
+            .insert(Header { key: "auren-dlq-reason", value: Some(reason) })
+            .insert(Header { key: "auren-dlq-source", value: Some(&source) });
+        let msg = FutureRecord::<(), _>::to(&self.settings.dlq_topic).payload(&record.payload).headers(headers);
+        self.dlq.send(msg, Duration::from_secs(1)).await.map(|_| ()).map_err(|(e, _)| e)
+    }
+
+    fn commit(&self, offsets: &BTreeMap<i32, i64>, mode: CommitMode) {
+        if offsets.is_empty() {
+            return;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (&partition, &offset) in offsets {
+            if let Err(e) = tpl.add_partition_offset(&self.settings.topic, partition, Offset::Offset(offset)) {
+                tracing::warn!(error = %e, "building commit list failed");
+            }
+        }
+        if let Err(e) = self.consumer.commit(&tpl, mode) {
+            tracing::warn!(error = %e, "offset commit failed; the batch may be redelivered (a no-op)");
+        }
+    }
+
+    /// Commits synchronously and leaves the group; the consumer itself is dropped off the async
+    /// threads with a deadline, because dropping a consumer with buffered records can hang.
+    async fn stop(mut self) {
+        if let Err(e) = self.switch(ConsumerRole::Standby).await {
+            tracing::warn!(error = %e, "leaving the group failed");
+        }
+        let consumer = self.consumer.clone();
+        drop(self);
+        let closing = tokio::task::spawn_blocking(move || drop(consumer));
+        if tokio::time::timeout(Duration::from_secs(5), closing).await.is_err() {
+            tracing::warn!("kafka consumer close timed out; leaving it to process exit");
+        }
+    }
+}
+
+/// Takes one record off the consumer and owns it. Cancel-safe: a dropped call takes nothing.
+async fn recv_one(consumer: &StreamConsumer<LagContext>) -> Result<Record, KafkaError> {
+    let m = consumer.recv().await?;
+    Ok(Record { partition: m.partition(), offset: m.offset(), payload: m.payload().unwrap_or_default().to_vec() })
+}
+
+/// The offset to commit per partition: one past the last record of the batch.
+fn next_offsets(batch: &[Record]) -> BTreeMap<i32, i64> {
+    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+    for r in batch {
+        let e = next.entry(r.partition).or_insert(0);
+        *e = (*e).max(r.offset + 1);
+    }
+    next
+}
+
+fn parse_batch(batch: &[Record]) -> (Vec<StoredRecord>, Vec<(&Record, String)>) {
+    let mut events = Vec::with_capacity(batch.len());
+    let mut rejects = Vec::new();
+    for record in batch {
+        match serde_json::from_slice::<Event>(&record.payload) {
+            Ok(event) => events.push(StoredRecord { event, partition: record.partition, offset: record.offset }),
+            Err(e) => rejects.push((record, format!("not an AUREN event: {e}"))),
+        }
+    }
+    (events, rejects)
+}
+
+/// Sleeps; false when shutdown came first.
+async fn sleep_unless_cancelled(d: Duration, shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = shutdown.cancelled() => false,
+        _ = tokio::time::sleep(d) => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unparseable_records_are_set_aside_with_a_reason() {
+        let good = serde_json::json!({
+            "id": "0193a1b2-0000-7000-8000-000000000001", "user_id": "u1", "device": "oura",
+            "metric": "steps", "value": 3.0, "unit": "count",
+            "recorded_at": "2026-11-26T11:00:00Z", "received_at": "2026-11-26T11:00:01Z", "raw": {}
+        });
+        let batch = vec![
+            Record { partition: 0, offset: 7, payload: serde_json::to_vec(&good).unwrap() },
+            Record { partition: 0, offset: 8, payload: b"garbage".to_vec() },
+        ];
+        let (events, rejects) = parse_batch(&batch);
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].offset, 7);
+        assert_eq!(rejects.len(), 1);
+        assert_eq!(rejects[0].0.offset, 8);
+        assert!(rejects[0].1.contains("not an AUREN event"));
+    }
+}

@@ -1,0 +1,92 @@
+//! The event producer: acks=all, idempotent, keyed by user id so each user's events stay in
+//! order. A 202 is only ever answered after [`EventProducer::publish`] returned `Ok`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::util::Timeout;
+
+use crate::ingest::Event;
+use crate::metrics::{DependencyLabels, Metrics};
+use crate::resilience::{Admission, BreakerState, CircuitBreaker};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProduceError {
+    #[error("Kafka is unavailable (circuit open); retry in {}s", retry_after.as_secs())]
+    CircuitOpen { retry_after: Duration },
+    #[error("Kafka did not acknowledge the event: {0}")]
+    NotAcknowledged(KafkaError),
+    #[error("event could not be encoded: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+pub struct EventProducer {
+    producer: FutureProducer,
+    topic: String,
+    breaker: CircuitBreaker,
+    metrics: Arc<Metrics>,
+}
+
+impl EventProducer {
+    pub fn new(brokers: &str, topic: &str, delivery_timeout: Duration, metrics: Arc<Metrics>) -> Result<Self, KafkaError> {
+        let producer: FutureProducer = super::base_config(brokers)
+            .set("acks", "all")
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "2")
+            .set("compression.type", "lz4")
+            .set("message.timeout.ms", delivery_timeout.as_millis().to_string())
+            .create()?;
+        let breaker = CircuitBreaker::new(5, Duration::from_secs(1));
+        let p = EventProducer { producer, topic: topic.to_string(), breaker, metrics };
+        p.export_breaker_state();
+        Ok(p)
+    }
+
+    pub fn breaker_state(&self) -> BreakerState {
+        self.breaker.state()
+    }
+
+    fn export_breaker_state(&self) {
+        let gauge = self.metrics.breaker_state.get_or_create(&DependencyLabels { dependency: "kafka" });
+        gauge.set(self.breaker.state().as_gauge());
+    }
+
+    /// Writes the events and waits until the broker acknowledged every one of them.
+    pub async fn publish(&self, events: &[Event]) -> Result<(), ProduceError> {
+        if let Admission::Rejected { retry_after } = self.breaker.admit() {
+            return Err(ProduceError::CircuitOpen { retry_after });
+        }
+        let outcome = self.send_all(events).await;
+        match &outcome {
+            Ok(()) => self.breaker.record_success(),
+            Err(ProduceError::NotAcknowledged(_)) => self.breaker.record_failure(),
+            Err(_) => {}
+        }
+        self.export_breaker_state();
+        outcome
+    }
+
+    async fn send_all(&self, events: &[Event]) -> Result<(), ProduceError> {
+        let payloads = events.iter().map(serde_json::to_vec).collect::<Result<Vec<_>, _>>()?;
+        let deliveries = events.iter().zip(&payloads).map(|(event, payload)| {
+            let record = FutureRecord::to(&self.topic).key(event.user_id.as_bytes()).payload(payload);
+            self.producer.send(record, Timeout::After(Duration::from_millis(500)))
+        });
+        for result in futures::future::join_all(deliveries).await {
+            result.map_err(|(e, _)| ProduceError::NotAcknowledged(e))?;
+        }
+        Ok(())
+    }
+
+    /// Whether the broker answers a metadata request (background health check).
+    pub fn check(&self, timeout: Duration) -> Result<(), KafkaError> {
+        self.producer.client().fetch_metadata(Some(&self.topic), timeout).map(|_| ())
+    }
+
+    /// Sends everything still queued; part of the graceful stop.
+    pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
+        self.producer.flush(timeout)
+    }
+}

@@ -1,0 +1,156 @@
+//! The PostgreSQL event store: embedded migrations and one transaction per batch.
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgPool, PgPoolOptions};
+
+use crate::ingest::Event;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// An event with where it came from in Kafka.
+#[derive(Debug, Clone)]
+pub struct StoredRecord {
+    pub event: Event,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct EventStore {
+    pool: PgPool,
+    event_sourcing: bool,
+}
+
+/// Columns of a batch, in the order `UNNEST` takes them.
+#[derive(Default)]
+struct Columns {
+    ids: Vec<uuid::Uuid>,
+    users: Vec<String>,
+    devices: Vec<String>,
+    metrics: Vec<String>,
+    values: Vec<f64>,
+    units: Vec<String>,
+    recorded: Vec<chrono::DateTime<chrono::Utc>>,
+    received: Vec<chrono::DateTime<chrono::Utc>>,
+    payloads: Vec<serde_json::Value>,
+    partitions: Vec<i32>,
+    offsets: Vec<i64>,
+}
+
+impl Columns {
+    fn of(batch: &[StoredRecord]) -> Self {
+        let mut c = Columns::default();
+        for r in batch {
+            let e = &r.event;
+            c.ids.push(e.id);
+            c.users.push(e.user_id.clone());
+            c.devices.push(e.device.as_str().to_string());
+            c.metrics.push(e.metric.clone());
+            c.values.push(e.value);
+            c.units.push(e.unit.clone());
+            c.recorded.push(e.recorded_at);
+            c.received.push(e.received_at);
+            c.payloads.push(e.raw.clone());
+            c.partitions.push(r.partition);
+            c.offsets.push(r.offset);
+        }
+        c
+    }
+}
+
+const INSERT_EVENTS: &str = "
+    INSERT INTO events (id, user_id, device, metric, value, unit, recorded_at, received_at,
+                        payload, kafka_partition, kafka_offset)
+    SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::float8[],
+                         $6::text[], $7::timestamptz[], $8::timestamptz[], $9::jsonb[],
+                         $10::int[], $11::bigint[])
+    ON CONFLICT (id) DO NOTHING
+    RETURNING user_id, metric, value, unit, recorded_at";
+
+/// Only rows this batch really inserted move the projection, so a redelivery changes nothing.
+const PROJECT: &str = "
+    , latest AS (
+        SELECT DISTINCT ON (user_id, metric) user_id, metric, value, unit, recorded_at,
+               count(*) OVER (PARTITION BY user_id, metric) AS n
+        FROM inserted ORDER BY user_id, metric, recorded_at DESC
+    ), projected AS (
+        INSERT INTO user_metrics AS m (user_id, metric, latest_value, unit, latest_recorded_at, event_count)
+        SELECT user_id, metric, value, unit, recorded_at, n FROM latest
+        ON CONFLICT (user_id, metric) DO UPDATE SET
+            event_count = m.event_count + EXCLUDED.event_count,
+            latest_value = CASE WHEN EXCLUDED.latest_recorded_at >= m.latest_recorded_at
+                                THEN EXCLUDED.latest_value ELSE m.latest_value END,
+            latest_recorded_at = GREATEST(m.latest_recorded_at, EXCLUDED.latest_recorded_at)
+        RETURNING 1
+    )";
+
+impl EventStore {
+    pub async fn connect(url: &str, max_connections: u32, event_sourcing: bool) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(3))
+            .connect(url)
+            .await?;
+        Ok(EventStore { pool, event_sourcing })
+    }
+
+    /// Runs the embedded migrations. sqlx holds a PostgreSQL advisory lock while it migrates,
+    /// so several pods starting at once apply each migration exactly once.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::migrate!("./migrations").run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Stores a batch in one transaction; returns how many events were new.
+    pub async fn store_batch(&self, batch: &[StoredRecord]) -> Result<u64, StoreError> {
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        let c = Columns::of(batch);
+        let sql = if self.event_sourcing {
+            format!("WITH inserted AS ({INSERT_EVENTS}) {PROJECT} SELECT count(*) FROM inserted")
+        } else {
+            format!("WITH inserted AS ({INSERT_EVENTS}) SELECT count(*) FROM inserted")
+        };
+        let mut tx = self.pool.begin().await?;
+        let inserted: i64 = sqlx::query_scalar(&sql)
+            .bind(&c.ids)
+            .bind(&c.users)
+            .bind(&c.devices)
+            .bind(&c.metrics)
+            .bind(&c.values)
+            .bind(&c.units)
+            .bind(&c.recorded)
+            .bind(&c.received)
+            .bind(&c.payloads)
+            .bind(&c.partitions)
+            .bind(&c.offsets)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(u64::try_from(inserted).unwrap_or(0))
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// (idle, in use) connections of the pool.
+    pub fn pool_usage(&self) -> (u32, u32) {
+        let size = self.pool.size();
+        let idle = u32::try_from(self.pool.num_idle()).unwrap_or(size);
+        (idle, size.saturating_sub(idle))
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}

