@@ -70,6 +70,8 @@ pub struct CircuitBreaker {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admission {
     Allowed,
+    /// The breaker was open long enough: this call is the one probe of the half-open state.
+    Probe,
     /// The breaker is open: fail fast and tell the client when to retry.
     Rejected { retry_after: Duration },
 }
@@ -107,7 +109,7 @@ impl CircuitBreaker {
         let waited = now.duration_since(opened_at);
         if waited >= self.cooldown && !inner.probe_in_flight {
             inner.probe_in_flight = true;
-            return Admission::Allowed;
+            return Admission::Probe;
         }
         let retry_after = self.cooldown.saturating_sub(waited).max(Duration::from_secs(1));
         Admission::Rejected { retry_after }
@@ -161,12 +163,12 @@ mod tests {
         assert!(matches!(b.admit_at(t0), Admission::Rejected { .. }));
         let later = t0 + Duration::from_millis(1100);
         assert_eq!(b.state_at(later), BreakerState::HalfOpen);
-        assert_eq!(b.admit_at(later), Admission::Allowed, "one probe goes through");
+        assert_eq!(b.admit_at(later), Admission::Probe, "one probe goes through");
         assert!(matches!(b.admit_at(later), Admission::Rejected { .. }), "only one probe");
         b.record_failure_at(later);
         assert_eq!(b.state_at(later), BreakerState::Open, "a failed probe reopens");
         let again = later + Duration::from_millis(1100);
-        assert_eq!(b.admit_at(again), Admission::Allowed);
+        assert_eq!(b.admit_at(again), Admission::Probe);
         b.record_success();
         assert_eq!(b.state_at(again), BreakerState::Closed);
         assert_eq!(b.admit_at(again), Admission::Allowed);

@@ -72,14 +72,14 @@ const INSERT_EVENTS: &str = "
                          $6::text[], $7::timestamptz[], $8::timestamptz[], $9::jsonb[],
                          $10::int[], $11::bigint[])
     ON CONFLICT (id) DO NOTHING
-    RETURNING user_id, metric, value, unit, recorded_at";
+    RETURNING user_id, metric, value, unit, recorded_at, kafka_offset";
 
 /// Only rows this batch really inserted move the projection, so a redelivery changes nothing.
 const PROJECT: &str = "
     , latest AS (
         SELECT DISTINCT ON (user_id, metric) user_id, metric, value, unit, recorded_at,
                count(*) OVER (PARTITION BY user_id, metric) AS n
-        FROM inserted ORDER BY user_id, metric, recorded_at DESC
+        FROM inserted ORDER BY user_id, metric, recorded_at DESC, kafka_offset DESC
     ), projected AS (
         INSERT INTO user_metrics AS m (user_id, metric, latest_value, unit, latest_recorded_at, event_count)
         SELECT user_id, metric, value, unit, recorded_at, n FROM latest

@@ -1,0 +1,35 @@
+# AUREN: the two commands are `make demo` and `make test` (see README.md).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+.PHONY: help test demo services-up services-down cluster-up cluster-down crds bench lint
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+test: ## install what the tests need, start services, run every tier, stop services
+	bash scripts/test.sh
+
+demo: ## run the main job end to end on this machine
+	bash scripts/demo.sh
+
+lint: ## rustfmt + clippy only
+	AUREN_TIERS=lint bash scripts/test.sh
+
+services-up: ## start PostgreSQL and the broker for manual work (state in $$AUREN_STATE)
+	bash scripts/deps.sh && bash scripts/postgres.sh start && bash scripts/broker.sh start
+
+services-down: ## stop what services-up started
+	bash scripts/broker.sh stop; bash scripts/postgres.sh stop
+
+cluster-up: ## start the local Kubernetes control plane + node agent (prints export KUBECONFIG=...)
+	bash e2e/cluster/build.sh && bash e2e/cluster/up.sh
+
+cluster-down: ## stop the local cluster
+	bash e2e/cluster/down.sh
+
+crds: ## regenerate crds/ from the Rust types
+	source scripts/lib.sh && cargo run -q -p auren-operator --bin crdgen > crds/aurenruntime.yaml
+
+bench: ## runtime benchmarks (results go to docs/benchmarks.md by hand)
+	bash scripts/bench.sh

@@ -1,0 +1,395 @@
+//! Test harness: real services (a Kafka-protocol broker, PostgreSQL) and the real
+//! `auren-runtime` binary as child processes. `make test` starts a shared broker and database
+//! and passes them in `AUREN_TEST_KAFKA` / `AUREN_TEST_DATABASE_URL`; tests that stop a
+//! service start a private one of their own.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use sqlx::{Connection, PgConnection};
+
+pub const SECRET: &[u8] = b"test-secret";
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
+}
+
+fn scratch_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(unique("auren-it"));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out after {timeout:?} waiting for {what}");
+}
+
+// ---------------------------------------------------------------- broker
+
+pub struct Broker {
+    pub addr: String,
+    child: Option<Child>,
+    port: u16,
+}
+
+fn tansu_bin() -> String {
+    std::env::var("TANSU_BIN").expect("TANSU_BIN not set: run the tests through `make test`")
+}
+
+impl Broker {
+    /// The shared broker of `make test`, or a private one when none was given.
+    pub fn shared() -> Broker {
+        match std::env::var("AUREN_TEST_KAFKA") {
+            Ok(addr) => Broker { addr, child: None, port: 0 },
+            Err(_) => Broker::private(),
+        }
+    }
+
+    pub fn private() -> Broker {
+        let port = free_port();
+        let mut b = Broker { addr: format!("127.0.0.1:{port}"), child: None, port };
+        b.start();
+        b
+    }
+
+    pub fn start(&mut self) {
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let child = Command::new(tansu_bin())
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", "memory://tansu/"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tansu");
+        self.child = Some(child);
+        wait_for_port(self.port, Duration::from_secs(15));
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Creates a topic, retrying while the broker finishes starting.
+    pub fn create_topic(&self, topic: &str) {
+        let mut last = String::new();
+        for _ in 0..20 {
+            let out = Command::new(tansu_bin())
+                .args(["topic", "create", "--broker", &format!("tcp://{}", self.addr), "--partitions", "3", topic])
+                .output()
+                .expect("tansu topic create");
+            last = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+            // A client asking for the topic's metadata may have auto-created it already.
+            if out.status.success() || last.contains("already exists") {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        panic!("creating topic {topic}: {last}");
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn wait_for_port(port: u16, timeout: Duration) {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("nothing listens on {port} after {timeout:?}");
+}
+
+// ---------------------------------------------------------------- postgres
+
+pub struct Postgres {
+    /// URL of the maintenance database, used to create one database per test.
+    pub admin_url: String,
+    data: Option<PathBuf>,
+    port: u16,
+}
+
+fn pg_bin(tool: &str) -> String {
+    let dir = std::env::var("PG_BIN").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".into());
+    format!("{dir}/{tool}")
+}
+
+fn as_postgres_user(tool: &str) -> Command {
+    if nix_is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--", &pg_bin(tool)]);
+        c
+    } else {
+        Command::new(pg_bin(tool))
+    }
+}
+
+fn nix_is_root() -> bool {
+    Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0")).unwrap_or(false)
+}
+
+impl Postgres {
+    pub fn shared() -> Postgres {
+        match std::env::var("AUREN_TEST_DATABASE_URL") {
+            Ok(url) => Postgres { admin_url: url, data: None, port: 0 },
+            Err(_) => Postgres::private(),
+        }
+    }
+
+    pub fn private() -> Postgres {
+        let dir = scratch_dir().join("pg");
+        std::fs::create_dir_all(&dir).expect("pg dir");
+        if nix_is_root() {
+            let _ = Command::new("chown").args(["-R", "postgres:", dir.parent().map(|p| p.to_str().unwrap_or("")).unwrap_or("")]).status();
+        }
+        let ok = as_postgres_user("initdb")
+            .args(["-D", dir.to_str().unwrap_or(""), "-U", "postgres", "--auth=trust"])
+            .stdout(Stdio::null())
+            .status()
+            .expect("initdb");
+        assert!(ok.success(), "initdb failed");
+        let mut pg = Postgres { admin_url: String::new(), data: Some(dir), port: free_port() };
+        pg.admin_url = format!("postgres://postgres@127.0.0.1:{}/postgres", pg.port);
+        pg.start();
+        pg
+    }
+
+    pub fn start(&mut self) {
+        let Some(dir) = &self.data else { return };
+        let opts = format!("-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", self.port, dir.display());
+        let ok = as_postgres_user("pg_ctl")
+            .args(["-D", dir.to_str().unwrap_or(""), "-l", &format!("{}/server.log", dir.display()), "-w", "-o", &opts, "start"])
+            .stdout(Stdio::null())
+            .status()
+            .expect("pg_ctl start");
+        assert!(ok.success(), "postgres start failed");
+    }
+
+    pub fn stop(&mut self) {
+        let Some(dir) = &self.data else { return };
+        let _ = as_postgres_user("pg_ctl")
+            .args(["-D", dir.to_str().unwrap_or(""), "-m", "immediate", "-w", "stop"])
+            .stdout(Stdio::null())
+            .status();
+    }
+
+    /// A fresh database for one test; returns its URL.
+    pub async fn database(&self) -> String {
+        let name = unique("t");
+        let mut conn = PgConnection::connect(&self.admin_url).await.expect("connect postgres");
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create database");
+        let (base, _) = self.admin_url.rsplit_once('/').expect("url has a database");
+        format!("{base}/{name}")
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        self.stop();
+        if let Some(dir) = &self.data {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+// ---------------------------------------------------------------- runtime processes
+
+pub struct Runtime {
+    pub port: u16,
+    pub log: PathBuf,
+    child: Option<Child>,
+    env: Vec<(String, String)>,
+}
+
+impl Runtime {
+    pub fn spawn(mode: &str, env: &[(&str, &str)]) -> Runtime {
+        let mut all: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        all.push(("RUN_MODE".into(), mode.into()));
+        let mut r = Runtime { port: free_port(), log: scratch_dir().join(format!("{mode}.log")), child: None, env: all };
+        r.start();
+        r
+    }
+
+    pub fn start(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
+        let err = log.try_clone().expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_auren-runtime"))
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("API_HOST", "127.0.0.1")
+            .env("API_PORT", self.port.to_string())
+            .env("LOG_FORMAT", "text")
+            .env("WEBHOOK_SECRET_OURA", std::str::from_utf8(SECRET).unwrap_or(""))
+            .env("ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("HEALTH_CHECK_INTERVAL", "1")
+            .stdout(log)
+            .stderr(err)
+            .spawn()
+            .expect("spawn auren-runtime");
+        self.child = Some(child);
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub async fn wait_ready(&self, timeout: Duration) {
+        let url = self.url("/readiness");
+        let client = reqwest::Client::new();
+        wait_until("readiness", timeout, || {
+            let req = client.get(&url).send();
+            async move { req.await.map(|r| r.status() == 200).unwrap_or(false) }
+        })
+        .await;
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).expect("running")
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn sigterm(&self) {
+        let status = Command::new("kill").args(["-TERM", &self.pid().to_string()]).status().expect("kill");
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit; returns its exit code and how long it took.
+    pub fn wait_exit(&mut self, timeout: Duration) -> (Option<i32>, Duration) {
+        let start = Instant::now();
+        let mut child = self.child.take().expect("running");
+        while start.elapsed() < timeout {
+            if let Ok(Some(status)) = child.try_wait() {
+                return (status.code(), start.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        panic!("process did not exit within {timeout:?}; log: {}", self.log.display());
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+// ---------------------------------------------------------------- clients
+
+pub fn oura_event(user: &str, steps: u32) -> Value {
+    serde_json::json!({"user_id": user, "data_type": "steps", "value": steps, "timestamp": "2026-01-01T00:00:00Z"})
+}
+
+pub fn signed(client: &reqwest::Client, url: &str, body: Vec<u8>) -> reqwest::RequestBuilder {
+    let ts = chrono::Utc::now().timestamp();
+    let sig = auren_runtime::api::auth::sign(SECRET, ts, &body);
+    client
+        .post(url)
+        .header("x-auren-timestamp", ts.to_string())
+        .header("x-auren-signature", sig)
+        .header("content-type", "application/json")
+        .body(body)
+}
+
+/// Posts one event; returns the status and, for 202, the event id.
+pub async fn post_event(client: &reqwest::Client, api: &Runtime, event: &Value) -> (u16, Option<String>) {
+    let body = serde_json::to_vec(event).expect("json");
+    match signed(client, &api.url("/webhooks/oura"), body).send().await {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            let v: Value = r.json().await.unwrap_or(Value::Null);
+            (status, v.get("id").and_then(Value::as_str).map(str::to_string))
+        }
+        Err(_) => (0, None),
+    }
+}
+
+pub async fn metric(client: &reqwest::Client, rt: &Runtime, name: &str) -> f64 {
+    let text = client.get(rt.url("/metrics")).send().await.expect("metrics").text().await.expect("text");
+    text.lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+pub async fn admin_role(client: &reqwest::Client, rt: &Runtime, role: &str) -> Value {
+    let r = client
+        .put(rt.url("/admin/consumer/role"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&serde_json::json!({ "role": role }))
+        .send()
+        .await
+        .expect("admin call");
+    assert_eq!(r.status(), 200, "role switch to {role}");
+    r.json().await.expect("role json")
+}
+
+// ---------------------------------------------------------------- database checks
+
+pub struct Stored {
+    pub rows: i64,
+    pub distinct_ids: i64,
+    pub projected: i64,
+}
+
+pub async fn stored(db_url: &str) -> Stored {
+    let Ok(mut conn) = PgConnection::connect(db_url).await else {
+        return Stored { rows: -1, distinct_ids: -1, projected: -1 };
+    };
+    let row: Result<(i64, i64, i64), _> = sqlx::query_as(
+        "SELECT count(*), count(DISTINCT id), COALESCE((SELECT sum(event_count)::bigint FROM user_metrics), 0) FROM events",
+    )
+    .fetch_one(&mut conn)
+    .await;
+    match row {
+        Ok((rows, distinct_ids, projected)) => Stored { rows, distinct_ids, projected },
+        Err(_) => Stored { rows: -1, distinct_ids: -1, projected: -1 },
+    }
+}
+
+pub async fn stored_ids(db_url: &str) -> std::collections::HashSet<String> {
+    let mut conn = PgConnection::connect(db_url).await.expect("connect");
+    let ids: Vec<(uuid::Uuid,)> = sqlx::query_as("SELECT id FROM events").fetch_all(&mut conn).await.expect("ids");
+    ids.into_iter().map(|(id,)| id.to_string()).collect()
+}
+
+/// Environment for a runtime talking to `broker` and `db_url` on its own topic and group.
+pub fn runtime_env<'a>(broker: &'a str, db_url: &'a str, topic: &'a str, group: &'a str) -> Vec<(&'static str, &'a str)> {
+    vec![("KAFKA_BROKERS", broker), ("DATABASE_URL", db_url), ("KAFKA_TOPIC", topic), ("KAFKA_GROUP", group)]
+}
