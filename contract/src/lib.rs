@@ -117,7 +117,9 @@ impl std::str::FromStr for ConsumerRole {
         match s {
             "active" => Ok(ConsumerRole::Active),
             "standby" => Ok(ConsumerRole::Standby),
-            other => Err(format!("unknown consumer role {other:?} (expected active|standby)")),
+            other => Err(format!(
+                "unknown consumer role {other:?} (expected active|standby)"
+            )),
         }
     }
 }
@@ -144,7 +146,10 @@ mod tests {
 
     #[test]
     fn role_round_trips_through_json_and_text() {
-        let body = serde_json::to_string(&RoleChange { role: ConsumerRole::Active }).unwrap();
+        let body = serde_json::to_string(&RoleChange {
+            role: ConsumerRole::Active,
+        })
+        .unwrap();
         assert_eq!(body, r#"{"role":"active"}"#);
         assert_eq!("standby".parse::<ConsumerRole>(), Ok(ConsumerRole::Standby));
         assert!("both".parse::<ConsumerRole>().is_err());

@@ -28,7 +28,10 @@ pub enum AppError {
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
     #[error("binding {addr}: {source}")]
-    Bind { addr: String, source: std::io::Error },
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("http server: {0}")]
     Serve(std::io::Error),
     #[error("kafka: {0}")]
@@ -42,7 +45,12 @@ pub async fn run(config: Config) -> Result<(), AppError> {
     let config = Arc::new(config);
     let state = base_state(&config)?;
     let addr = format!("{}:{}", config.api_host, config.api_port);
-    let listener = TcpListener::bind(&addr).await.map_err(|source| AppError::Bind { addr: addr.clone(), source })?;
+    let listener = TcpListener::bind(&addr)
+        .await
+        .map_err(|source| AppError::Bind {
+            addr: addr.clone(),
+            source,
+        })?;
     tracing::info!(%addr, mode = config.run_mode.as_str(), release = %config.release, "listening");
     let shutdown = CancellationToken::new();
     match config.run_mode {
@@ -54,7 +62,11 @@ pub async fn run(config: Config) -> Result<(), AppError> {
 fn base_state(config: &Arc<Config>) -> Result<AppState, AppError> {
     let mode = config.run_mode.as_str();
     let auth_on = config.webhook_auth == WebhookAuth::Required;
-    let verifier = SignatureVerifier::new(config.webhook_secrets()?, config.webhook_tolerance_seconds, auth_on);
+    let verifier = SignatureVerifier::new(
+        config.webhook_secrets()?,
+        config.webhook_tolerance_seconds,
+        auth_on,
+    );
     Ok(AppState {
         config: config.clone(),
         metrics: Arc::new(Metrics::new(&config.release, mode)),
@@ -62,14 +74,26 @@ fn base_state(config: &Arc<Config>) -> Result<AppState, AppError> {
         lifecycle: Arc::new(Lifecycle::default()),
         producer: None,
         verifier: Arc::new(verifier),
-        faults: Faults { error_rate: config.fault_error_rate, latency: Duration::from_millis(config.fault_latency_ms) },
+        faults: Faults {
+            error_rate: config.fault_error_rate,
+            latency: Duration::from_millis(config.fault_latency_ms),
+        },
         roles: None,
     })
 }
 
-async fn run_api(mut state: AppState, listener: TcpListener, shutdown: CancellationToken) -> Result<(), AppError> {
+async fn run_api(
+    mut state: AppState,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), AppError> {
     let c = state.config.clone();
-    let producer = Arc::new(EventProducer::new(&c.kafka_brokers, &c.kafka_topic, c.delivery_timeout(), state.metrics.clone())?);
+    let producer = Arc::new(EventProducer::new(
+        &c.kafka_brokers,
+        &c.kafka_topic,
+        c.delivery_timeout(),
+        state.metrics.clone(),
+    )?);
     state.producer = Some(producer.clone());
     let connect_state = state.clone();
     tokio::spawn(retry_until_ok("kafka", shutdown.clone(), move || {
@@ -90,34 +114,69 @@ async fn connect_api(s: &AppState) -> Result<(), KafkaSetupError> {
     let c = &s.config;
     kafka::ensure_topics(&c.kafka_brokers, &[&c.kafka_topic], c.kafka_partitions).await?;
     if let Some(p) = s.producer.clone() {
-        tokio::task::spawn_blocking(move || p.check(Duration::from_secs(2))).await.map_err(|_| KafkaSetupError::CreateTopic { topic: "metadata".into(), code: rdkafka::types::RDKafkaErrorCode::Fail })??;
+        tokio::task::spawn_blocking(move || p.check(Duration::from_secs(2)))
+            .await
+            .map_err(|_| KafkaSetupError::CreateTopic {
+                topic: "metadata".into(),
+                code: rdkafka::types::RDKafkaErrorCode::Fail,
+            })??;
     }
     s.lifecycle.mark_started();
     Ok(())
 }
 
-async fn run_consumer(mut state: AppState, listener: TcpListener, shutdown: CancellationToken) -> Result<(), AppError> {
+async fn run_consumer(
+    mut state: AppState,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), AppError> {
     let (roles_tx, roles_rx) = mpsc::channel(4);
     state.roles = Some(roles_tx);
     let store_slot: Arc<tokio::sync::OnceCell<EventStore>> = Arc::new(tokio::sync::OnceCell::new());
-    let consumer_task = tokio::spawn(start_consumer(state.clone(), store_slot.clone(), roles_rx, shutdown.clone()));
+    let consumer_task = tokio::spawn(start_consumer(
+        state.clone(),
+        store_slot.clone(),
+        roles_rx,
+        shutdown.clone(),
+    ));
     spawn_consumer_health_checker(state.clone(), store_slot, shutdown.clone());
     serve_until_signal(&state, listener, &shutdown).await?;
     let budget = state.config.shutdown_budget();
-    tokio::time::timeout(budget, consumer_task).await.map_err(|_| AppError::ShutdownTimeout(state.config.shutdown_timeout))?.ok();
+    tokio::time::timeout(budget, consumer_task)
+        .await
+        .map_err(|_| AppError::ShutdownTimeout(state.config.shutdown_timeout))?
+        .ok();
     tracing::info!("consumer stopped; offsets committed");
     Ok(())
 }
 
 /// Connects the store (migrating it), creates the topics, then runs the consumer loop.
-async fn start_consumer(s: AppState, slot: Arc<tokio::sync::OnceCell<EventStore>>, roles: mpsc::Receiver<crate::kafka::consumer::RoleRequest>, shutdown: CancellationToken) {
+async fn start_consumer(
+    s: AppState,
+    slot: Arc<tokio::sync::OnceCell<EventStore>>,
+    roles: mpsc::Receiver<crate::kafka::consumer::RoleRequest>,
+    shutdown: CancellationToken,
+) {
     let c = s.config.clone();
     let pool_size = 4;
-    let connect = || async { connect_store(&c.database_url, pool_size, c.enable_event_sourcing).await };
-    let Some(store) = retry_until_ok("postgres", shutdown.clone(), connect).await else { return };
+    let connect =
+        || async { connect_store(&c.database_url, pool_size, c.enable_event_sourcing).await };
+    let Some(store) = retry_until_ok("postgres", shutdown.clone(), connect).await else {
+        return;
+    };
     let _ = slot.set(store.clone());
-    let topics = || async { kafka::ensure_topics(&c.kafka_brokers, &[&c.kafka_topic, &c.dlq_topic()], c.kafka_partitions).await };
-    if retry_until_ok("kafka", shutdown.clone(), topics).await.is_none() {
+    let topics = || async {
+        kafka::ensure_topics(
+            &c.kafka_brokers,
+            &[&c.kafka_topic, &c.dlq_topic()],
+            c.kafka_partitions,
+        )
+        .await
+    };
+    if retry_until_ok("kafka", shutdown.clone(), topics)
+        .await
+        .is_none()
+    {
         return;
     }
     let settings = ConsumerSettings {
@@ -127,7 +186,12 @@ async fn start_consumer(s: AppState, slot: Arc<tokio::sync::OnceCell<EventStore>
         group: c.kafka_group.clone(),
         max_batch: usize::try_from(c.max_concurrent_events).unwrap_or(50),
     };
-    let consumer = match EventConsumer::new(settings, store, s.metrics.clone(), &ConsumerProgress::default()) {
+    let consumer = match EventConsumer::new(
+        settings,
+        store,
+        s.metrics.clone(),
+        &ConsumerProgress::default(),
+    ) {
         Ok(consumer) => consumer,
         Err(e) => {
             tracing::error!(error = %e, "cannot create the kafka consumer");
@@ -138,7 +202,11 @@ async fn start_consumer(s: AppState, slot: Arc<tokio::sync::OnceCell<EventStore>
     consumer.run(c.consumer_role, roles, shutdown).await;
 }
 
-async fn connect_store(url: &str, pool: u32, event_sourcing: bool) -> Result<EventStore, StoreError> {
+async fn connect_store(
+    url: &str,
+    pool: u32,
+    event_sourcing: bool,
+) -> Result<EventStore, StoreError> {
     let store = EventStore::connect(url, pool, event_sourcing).await?;
     store.migrate().await?;
     Ok(store)
@@ -146,7 +214,11 @@ async fn connect_store(url: &str, pool: u32, event_sourcing: bool) -> Result<Eve
 
 /// Retries `attempt` with bounded exponential backoff and jitter until it succeeds (Some) or
 /// the process is stopping (None).
-async fn retry_until_ok<T, E, F, Fut>(what: &'static str, shutdown: CancellationToken, mut attempt: F) -> Option<T>
+async fn retry_until_ok<T, E, F, Fut>(
+    what: &'static str,
+    shutdown: CancellationToken,
+    mut attempt: F,
+) -> Option<T>
 where
     E: std::fmt::Display,
     F: FnMut() -> Fut,
@@ -159,7 +231,9 @@ where
                 tracing::info!(dependency = what, attempts = n + 1, "connected");
                 return Some(v);
             }
-            Err(e) => tracing::warn!(dependency = what, attempt = n + 1, error = %e, "not reachable yet; retrying"),
+            Err(e) => {
+                tracing::warn!(dependency = what, attempt = n + 1, error = %e, "not reachable yet; retrying")
+            }
         }
         tokio::select! {
             _ = shutdown.cancelled() => return None,
@@ -170,7 +244,11 @@ where
 }
 
 /// Serves HTTP until SIGTERM/SIGINT, then drains in-flight requests within the budget.
-async fn serve_until_signal(state: &AppState, listener: TcpListener, shutdown: &CancellationToken) -> Result<(), AppError> {
+async fn serve_until_signal(
+    state: &AppState,
+    listener: TcpListener,
+    shutdown: &CancellationToken,
+) -> Result<(), AppError> {
     let app = api::router(state.clone());
     let lifecycle = state.lifecycle.clone();
     let token = shutdown.clone();
@@ -180,7 +258,11 @@ async fn serve_until_signal(state: &AppState, listener: TcpListener, shutdown: &
         tracing::info!("stop requested: readiness off, draining");
         token.cancel();
     };
-    let mut server = tokio::spawn(axum::serve(listener, app).with_graceful_shutdown(signal).into_future());
+    let mut server = tokio::spawn(
+        axum::serve(listener, app)
+            .with_graceful_shutdown(signal)
+            .into_future(),
+    );
     tokio::select! {
         result = &mut server => return flatten(result),
         _ = shutdown.cancelled() => {}
@@ -195,7 +277,9 @@ async fn serve_until_signal(state: &AppState, listener: TcpListener, shutdown: &
     }
 }
 
-fn flatten(result: Result<Result<(), std::io::Error>, tokio::task::JoinError>) -> Result<(), AppError> {
+fn flatten(
+    result: Result<Result<(), std::io::Error>, tokio::task::JoinError>,
+) -> Result<(), AppError> {
     match result {
         Ok(inner) => inner.map_err(AppError::Serve),
         Err(e) => Err(AppError::Serve(std::io::Error::other(e))),
@@ -223,13 +307,25 @@ async fn wait_for_signal() {
 fn common_components(s: &AppState) -> BTreeMap<&'static str, Component> {
     let mut c = BTreeMap::new();
     if !s.lifecycle.is_started() {
-        c.insert("startup", Component::with(Status::Unhealthy, "connecting to dependencies"));
+        c.insert(
+            "startup",
+            Component::with(Status::Unhealthy, "connecting to dependencies"),
+        );
     }
     if s.faults.is_active() {
-        c.insert("faults", Component::with(Status::Degraded, s.faults.describe()));
+        c.insert(
+            "faults",
+            Component::with(Status::Degraded, s.faults.describe()),
+        );
     }
     if !s.verifier.is_enabled() && s.config.run_mode == RunMode::Api {
-        c.insert("webhook_auth", Component::with(Status::Degraded, "webhook signatures disabled by WEBHOOK_AUTH=disabled"));
+        c.insert(
+            "webhook_auth",
+            Component::with(
+                Status::Degraded,
+                "webhook signatures disabled by WEBHOOK_AUTH=disabled",
+            ),
+        );
     }
     c
 }
@@ -259,9 +355,19 @@ fn spawn_health_checker(s: AppState, shutdown: CancellationToken) {
         loop {
             let mut components = common_components(&s);
             if let Some(p) = s.producer.clone() {
-                let kafka = timed(async move { tokio::task::spawn_blocking(move || p.check(Duration::from_secs(2)).map_err(|e| e.to_string())).await.map_err(|e| e.to_string())? }).await;
+                let kafka = timed(async move {
+                    tokio::task::spawn_blocking(move || {
+                        p.check(Duration::from_secs(2)).map_err(|e| e.to_string())
+                    })
+                    .await
+                    .map_err(|e| e.to_string())?
+                })
+                .await;
                 components.insert("kafka", kafka);
-                components.insert("circuit_breaker", breaker_component(s.producer.as_ref().map(|p| p.breaker_state())));
+                components.insert(
+                    "circuit_breaker",
+                    breaker_component(s.producer.as_ref().map(|p| p.breaker_state())),
+                );
             }
             s.health.publish(components, counters(&s));
             last_started |= s.lifecycle.is_started();
@@ -275,18 +381,30 @@ fn spawn_health_checker(s: AppState, shutdown: CancellationToken) {
 fn breaker_component(state: Option<BreakerState>) -> Component {
     match state {
         Some(BreakerState::Closed) | None => Component::healthy(),
-        Some(other) => Component::with(Status::Degraded, format!("kafka circuit {}", other.as_str())),
+        Some(other) => Component::with(
+            Status::Degraded,
+            format!("kafka circuit {}", other.as_str()),
+        ),
     }
 }
 
 /// Waits for the next check: the interval, or sooner right after start-up completes.
-async fn tick(shutdown: &CancellationToken, interval: Duration, s: &AppState, was_started: bool) -> bool {
+async fn tick(
+    shutdown: &CancellationToken,
+    interval: Duration,
+    s: &AppState,
+    was_started: bool,
+) -> bool {
     let deadline = Instant::now() + interval;
     while Instant::now() < deadline {
         if !was_started && s.lifecycle.is_started() {
             return true;
         }
-        let step = if was_started { interval } else { Duration::from_millis(50) };
+        let step = if was_started {
+            interval
+        } else {
+            Duration::from_millis(50)
+        };
         tokio::select! {
             _ = shutdown.cancelled() => return false,
             _ = tokio::time::sleep(step.min(deadline.saturating_duration_since(Instant::now()))) => {}
@@ -295,7 +413,11 @@ async fn tick(shutdown: &CancellationToken, interval: Duration, s: &AppState, wa
     true
 }
 
-fn spawn_consumer_health_checker(s: AppState, slot: Arc<tokio::sync::OnceCell<EventStore>>, shutdown: CancellationToken) {
+fn spawn_consumer_health_checker(
+    s: AppState,
+    slot: Arc<tokio::sync::OnceCell<EventStore>>,
+    shutdown: CancellationToken,
+) {
     tokio::spawn(async move {
         let interval = Duration::from_secs(s.config.health_check_interval);
         let mut last_started = false;
@@ -304,16 +426,36 @@ fn spawn_consumer_health_checker(s: AppState, slot: Arc<tokio::sync::OnceCell<Ev
             let database = match slot.get() {
                 Some(store) => {
                     let (idle, in_use) = store.pool_usage();
-                    s.metrics.db_pool.get_or_create(&PoolLabels { state: "idle" }).set(i64::from(idle));
-                    s.metrics.db_pool.get_or_create(&PoolLabels { state: "in_use" }).set(i64::from(in_use));
+                    s.metrics
+                        .db_pool
+                        .get_or_create(&PoolLabels { state: "idle" })
+                        .set(i64::from(idle));
+                    s.metrics
+                        .db_pool
+                        .get_or_create(&PoolLabels { state: "in_use" })
+                        .set(i64::from(in_use));
                     timed(store.ping()).await
                 }
                 None => Component::with(Status::Unhealthy, "not connected yet"),
             };
             components.insert("database", database);
-            components.insert("kafka", timed(kafka_metadata(s.config.kafka_brokers.clone())).await);
-            let role = if s.metrics.consumer_active.get() == 1 { ConsumerRole::Active } else { ConsumerRole::Standby };
-            components.insert("consumer", Component { status: Status::Healthy, detail: Some(format!("role {}", role.as_str())), latency_ms: None });
+            components.insert(
+                "kafka",
+                timed(kafka_metadata(s.config.kafka_brokers.clone())).await,
+            );
+            let role = if s.metrics.consumer_active.get() == 1 {
+                ConsumerRole::Active
+            } else {
+                ConsumerRole::Standby
+            };
+            components.insert(
+                "consumer",
+                Component {
+                    status: Status::Healthy,
+                    detail: Some(format!("role {}", role.as_str())),
+                    latency_ms: None,
+                },
+            );
             s.health.publish(components, counters(&s));
             last_started |= s.lifecycle.is_started();
             if !tick(&shutdown, interval, &s, last_started).await {
@@ -325,8 +467,13 @@ fn spawn_consumer_health_checker(s: AppState, slot: Arc<tokio::sync::OnceCell<Ev
 
 async fn kafka_metadata(brokers: String) -> Result<(), String> {
     tokio::task::spawn_blocking(move || {
-        let client: rdkafka::consumer::BaseConsumer = kafka::base_config(&brokers).create().map_err(|e| e.to_string())?;
-        client.fetch_metadata(None, Duration::from_secs(2)).map(|_| ()).map_err(|e| e.to_string())
+        let client: rdkafka::consumer::BaseConsumer = kafka::base_config(&brokers)
+            .create()
+            .map_err(|e| e.to_string())?;
+        client
+            .fetch_metadata(None, Duration::from_secs(2))
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     })
     .await
     .map_err(|e| e.to_string())?

@@ -73,7 +73,11 @@ pub struct Config {
     #[arg(long, env = "KAFKA_DELIVERY_TIMEOUT_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(100..=300_000))]
     pub kafka_delivery_timeout_ms: u64,
     /// PostgreSQL URL (consumer mode).
-    #[arg(long, env = "DATABASE_URL", default_value = "postgres://auren@127.0.0.1:5432/auren")]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://auren@127.0.0.1:5432/auren"
+    )]
     pub database_url: String,
     /// Largest batch the consumer stores in one transaction.
     #[arg(long, env = "MAX_CONCURRENT_EVENTS", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
@@ -135,14 +139,19 @@ fn parse_fraction(s: &str) -> Result<f64, String> {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("WEBHOOK_SECRETS_DIR {path}: {source}")]
-    SecretsDir { path: PathBuf, source: std::io::Error },
+    SecretsDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("WEBHOOK_SECRET_{device}: secret is empty")]
     EmptySecret { device: String },
 }
 
 impl Config {
     pub fn dlq_topic(&self) -> String {
-        self.kafka_dlq_topic.clone().unwrap_or_else(|| format!("{}.dlq", self.kafka_topic))
+        self.kafka_dlq_topic
+            .clone()
+            .unwrap_or_else(|| format!("{}.dlq", self.kafka_topic))
     }
 
     pub fn delivery_timeout(&self) -> Duration {
@@ -176,7 +185,9 @@ impl Config {
             }
         }
         if let Some((device, _)) = secrets.iter().find(|(_, s)| s.is_empty()) {
-            return Err(ConfigError::EmptySecret { device: device.as_str().to_ascii_uppercase() });
+            return Err(ConfigError::EmptySecret {
+                device: device.as_str().to_ascii_uppercase(),
+            });
         }
         Ok(secrets)
     }
@@ -212,9 +223,13 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_setting() {
-        let err = parse(&["--max-concurrent-events", "0"]).unwrap_err().to_string();
+        let err = parse(&["--max-concurrent-events", "0"])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("max-concurrent-events"), "{err}");
-        let err = parse(&["--fault-error-rate", "1.5"]).unwrap_err().to_string();
+        let err = parse(&["--fault-error-rate", "1.5"])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("not between 0 and 1"), "{err}");
         let err = parse(&["--consumer-role", "both"]).unwrap_err().to_string();
         assert!(err.contains("unknown consumer role"), "{err}");

@@ -22,7 +22,11 @@ impl Faults {
     }
 
     pub fn describe(&self) -> String {
-        format!("fault injection on: error_rate={} latency_ms={}", self.error_rate, self.latency.as_millis())
+        format!(
+            "fault injection on: error_rate={} latency_ms={}",
+            self.error_rate,
+            self.latency.as_millis()
+        )
     }
 }
 
@@ -32,10 +36,16 @@ mod tests {
 
     #[test]
     fn the_error_rate_is_honoured() {
-        let f = Faults { error_rate: 0.2, latency: Duration::ZERO };
+        let f = Faults {
+            error_rate: 0.2,
+            latency: Duration::ZERO,
+        };
         let failed = (0..20_000).filter(|_| f.should_fail()).count();
         assert!((3_400..4_600).contains(&failed), "{failed}");
-        let off = Faults { error_rate: 0.0, latency: Duration::ZERO };
+        let off = Faults {
+            error_rate: 0.0,
+            latency: Duration::ZERO,
+        };
         assert!(!off.is_active() && !off.should_fail());
     }
 }

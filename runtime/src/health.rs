@@ -27,19 +27,35 @@ pub struct Component {
 
 impl Component {
     pub fn healthy() -> Self {
-        Component { status: Status::Healthy, detail: None, latency_ms: None }
+        Component {
+            status: Status::Healthy,
+            detail: None,
+            latency_ms: None,
+        }
     }
 
     pub fn with(status: Status, detail: impl Into<String>) -> Self {
-        Component { status, detail: Some(detail.into()), latency_ms: None }
+        Component {
+            status,
+            detail: Some(detail.into()),
+            latency_ms: None,
+        }
     }
 
     /// The outcome of a timed check.
     pub fn from_check<E: std::fmt::Display>(result: Result<(), E>, took: Duration) -> Self {
         let latency_ms = Some(took.as_secs_f64() * 1000.0);
         match result {
-            Ok(()) => Component { status: Status::Healthy, detail: None, latency_ms },
-            Err(e) => Component { status: Status::Unhealthy, detail: Some(e.to_string()), latency_ms },
+            Ok(()) => Component {
+                status: Status::Healthy,
+                detail: None,
+                latency_ms,
+            },
+            Err(e) => Component {
+                status: Status::Unhealthy,
+                detail: Some(e.to_string()),
+                latency_ms,
+            },
         }
     }
 }
@@ -59,7 +75,10 @@ pub struct HealthReport {
 impl HealthReport {
     pub fn starting(release: &str, mode: &'static str) -> Self {
         let mut components = BTreeMap::new();
-        components.insert("startup", Component::with(Status::Unhealthy, "connecting to dependencies"));
+        components.insert(
+            "startup",
+            Component::with(Status::Unhealthy, "connecting to dependencies"),
+        );
         HealthReport {
             status: Status::Unhealthy,
             version: env!("CARGO_PKG_VERSION"),
@@ -74,7 +93,11 @@ impl HealthReport {
 
 /// The overall status is the worst of the components'.
 pub fn overall(components: &BTreeMap<&'static str, Component>) -> Status {
-    components.values().map(|c| c.status).max().unwrap_or(Status::Healthy)
+    components
+        .values()
+        .map(|c| c.status)
+        .max()
+        .unwrap_or(Status::Healthy)
 }
 
 /// Where the process is in its life: readiness is derived from it.
@@ -112,16 +135,28 @@ pub struct HealthBoard {
 
 impl HealthBoard {
     pub fn new(initial: HealthReport) -> Self {
-        HealthBoard { report: Arc::new(RwLock::new(initial)), started: Instant::now() }
+        HealthBoard {
+            report: Arc::new(RwLock::new(initial)),
+            started: Instant::now(),
+        }
     }
 
     pub fn current(&self) -> HealthReport {
-        let mut r = self.report.read().map(|r| r.clone()).unwrap_or_else(|p| p.into_inner().clone());
-        r.metrics.insert("uptime_seconds", self.started.elapsed().as_secs_f64());
+        let mut r = self
+            .report
+            .read()
+            .map(|r| r.clone())
+            .unwrap_or_else(|p| p.into_inner().clone());
+        r.metrics
+            .insert("uptime_seconds", self.started.elapsed().as_secs_f64());
         r
     }
 
-    pub fn publish(&self, components: BTreeMap<&'static str, Component>, metrics: BTreeMap<&'static str, f64>) {
+    pub fn publish(
+        &self,
+        components: BTreeMap<&'static str, Component>,
+        metrics: BTreeMap<&'static str, f64>,
+    ) {
         let mut guard = self.report.write().unwrap_or_else(|p| p.into_inner());
         guard.status = overall(&components);
         guard.components = components;
@@ -139,9 +174,15 @@ mod tests {
         let mut c = BTreeMap::new();
         c.insert("kafka", Component::healthy());
         assert_eq!(overall(&c), Status::Healthy);
-        c.insert("faults", Component::with(Status::Degraded, "fault injection on"));
+        c.insert(
+            "faults",
+            Component::with(Status::Degraded, "fault injection on"),
+        );
         assert_eq!(overall(&c), Status::Degraded);
-        c.insert("database", Component::from_check(Err("refused"), Duration::from_millis(3)));
+        c.insert(
+            "database",
+            Component::from_check(Err("refused"), Duration::from_millis(3)),
+        );
         assert_eq!(overall(&c), Status::Unhealthy);
         assert_eq!(c["database"].detail.as_deref(), Some("refused"));
     }

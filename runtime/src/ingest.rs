@@ -19,8 +19,13 @@ pub enum Device {
 }
 
 impl Device {
-    pub const ALL: [Device; 5] =
-        [Device::Oura, Device::Whoop, Device::Garmin, Device::AppleHealth, Device::Fitbit];
+    pub const ALL: [Device; 5] = [
+        Device::Oura,
+        Device::Whoop,
+        Device::Garmin,
+        Device::AppleHealth,
+        Device::Fitbit,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -47,16 +52,66 @@ struct MetricSpec {
 }
 
 const METRICS: &[MetricSpec] = &[
-    MetricSpec { name: "heart_rate", unit: "bpm", min: 20.0, max: 250.0 },
-    MetricSpec { name: "hrv", unit: "ms", min: 0.0, max: 500.0 },
-    MetricSpec { name: "resting_heart_rate", unit: "bpm", min: 20.0, max: 200.0 },
-    MetricSpec { name: "steps", unit: "count", min: 0.0, max: 200_000.0 },
-    MetricSpec { name: "sleep_score", unit: "score", min: 0.0, max: 100.0 },
-    MetricSpec { name: "recovery", unit: "percent", min: 0.0, max: 100.0 },
-    MetricSpec { name: "strain", unit: "score", min: 0.0, max: 21.0 },
-    MetricSpec { name: "spo2", unit: "percent", min: 50.0, max: 100.0 },
-    MetricSpec { name: "calories", unit: "kcal", min: 0.0, max: 20_000.0 },
-    MetricSpec { name: "skin_temperature", unit: "celsius", min: 25.0, max: 45.0 },
+    MetricSpec {
+        name: "heart_rate",
+        unit: "bpm",
+        min: 20.0,
+        max: 250.0,
+    },
+    MetricSpec {
+        name: "hrv",
+        unit: "ms",
+        min: 0.0,
+        max: 500.0,
+    },
+    MetricSpec {
+        name: "resting_heart_rate",
+        unit: "bpm",
+        min: 20.0,
+        max: 200.0,
+    },
+    MetricSpec {
+        name: "steps",
+        unit: "count",
+        min: 0.0,
+        max: 200_000.0,
+    },
+    MetricSpec {
+        name: "sleep_score",
+        unit: "score",
+        min: 0.0,
+        max: 100.0,
+    },
+    MetricSpec {
+        name: "recovery",
+        unit: "percent",
+        min: 0.0,
+        max: 100.0,
+    },
+    MetricSpec {
+        name: "strain",
+        unit: "score",
+        min: 0.0,
+        max: 21.0,
+    },
+    MetricSpec {
+        name: "spo2",
+        unit: "percent",
+        min: 50.0,
+        max: 100.0,
+    },
+    MetricSpec {
+        name: "calories",
+        unit: "kcal",
+        min: 0.0,
+        max: 20_000.0,
+    },
+    MetricSpec {
+        name: "skin_temperature",
+        unit: "celsius",
+        min: 25.0,
+        max: 45.0,
+    },
 ];
 
 /// A normalised biometric event: what goes to Kafka and into PostgreSQL.
@@ -79,11 +134,19 @@ pub enum IngestError {
     #[error("body is not valid JSON: {0}")]
     MalformedJson(String),
     #[error("payload does not have the {device} shape: {reason}")]
-    WrongShape { device: &'static str, reason: String },
+    WrongShape {
+        device: &'static str,
+        reason: String,
+    },
     #[error("unknown metric {0:?}")]
     UnknownMetric(String),
     #[error("{metric} value {value} is outside {min}..={max}")]
-    OutOfRange { metric: String, value: f64, min: f64, max: f64 },
+    OutOfRange {
+        metric: String,
+        value: f64,
+        min: f64,
+        max: f64,
+    },
     #[error("user id must be 1 to 128 characters of [A-Za-z0-9_.:@-]")]
     BadUserId,
     #[error("recorded_at {0} is more than 5 minutes in the future")]
@@ -216,27 +279,56 @@ fn read_vendor_fields(device: Device, raw: &Value) -> Result<Reading, IngestErro
     match device {
         Device::Oura => {
             let p: OuraPayload = shape(device, raw)?;
-            Ok(Reading { user_id: p.user_id, metric: p.data_type, value: p.value, recorded_at: p.timestamp })
+            Ok(Reading {
+                user_id: p.user_id,
+                metric: p.data_type,
+                value: p.value,
+                recorded_at: p.timestamp,
+            })
         }
         Device::Whoop => {
             let p: WhoopPayload = shape(device, raw)?;
             let user_id = whoop_user_id(&p.user.id).ok_or(IngestError::BadUserId)?;
-            Ok(Reading { user_id, metric: whoop_metric(&p.kind), value: p.score, recorded_at: p.created_at })
+            Ok(Reading {
+                user_id,
+                metric: whoop_metric(&p.kind),
+                value: p.score,
+                recorded_at: p.created_at,
+            })
         }
         Device::Garmin => {
             let p: GarminPayload = shape(device, raw)?;
-            let recorded_at = DateTime::from_timestamp(p.start_time_in_seconds, 0).ok_or_else(|| {
-                IngestError::WrongShape { device: "garmin", reason: "startTimeInSeconds out of range".into() }
-            })?;
-            Ok(Reading { user_id: p.user_id, metric: p.summary_type, value: p.value, recorded_at })
+            let recorded_at =
+                DateTime::from_timestamp(p.start_time_in_seconds, 0).ok_or_else(|| {
+                    IngestError::WrongShape {
+                        device: "garmin",
+                        reason: "startTimeInSeconds out of range".into(),
+                    }
+                })?;
+            Ok(Reading {
+                user_id: p.user_id,
+                metric: p.summary_type,
+                value: p.value,
+                recorded_at,
+            })
         }
         Device::AppleHealth => {
             let p: AppleHealthPayload = shape(device, raw)?;
-            Ok(Reading { user_id: p.user_id, metric: apple_metric(&p.quantity_type), value: p.quantity, recorded_at: p.start_date })
+            Ok(Reading {
+                user_id: p.user_id,
+                metric: apple_metric(&p.quantity_type),
+                value: p.quantity,
+                recorded_at: p.start_date,
+            })
         }
         Device::Fitbit => {
             let p: FitbitPayload = shape(device, raw)?;
-            Ok(Reading { user_id: p.owner_id, metric: p.collection_type, value: p.value, recorded_at: p.date_time })
+            Ok(Reading {
+                user_id: p.owner_id,
+                metric: p.collection_type,
+                value: p.value,
+                recorded_at: p.date_time,
+            })
         }
     }
 }
@@ -299,7 +391,9 @@ fn check_reading(r: &Reading, spec: &MetricSpec, now: DateTime<Utc>) -> Result<(
 
 fn valid_user_id(id: &str) -> bool {
     (1..=128).contains(&id.len())
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.:@-".contains(&b))
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.:@-".contains(&b))
 }
 
 #[cfg(test)]
@@ -318,15 +412,44 @@ mod tests {
     #[test]
     fn every_device_normalises_to_the_same_event_shape() {
         let cases = [
-            (Device::Oura, json!({"user_id":"u1","data_type":"heart_rate","value":61,"timestamp":"2026-11-26T11:00:00Z"}), "heart_rate", "bpm"),
-            (Device::Whoop, json!({"user":{"id":42},"type":"recovery.score","score":77.5,"created_at":"2026-11-26T11:00:00Z"}), "recovery", "percent"),
-            (Device::Garmin, json!({"userId":"u1","summaryType":"steps","value":1200,"startTimeInSeconds":1795000000}), "steps", "count"),
-            (Device::AppleHealth, json!({"userId":"u1","quantityType":"HKQuantityTypeIdentifierOxygenSaturation","quantity":97,"startDate":"2026-11-26T11:00:00Z"}), "spo2", "percent"),
-            (Device::Fitbit, json!({"ownerId":"u1","collectionType":"sleep_score","value":80,"dateTime":"2026-11-26T11:00:00Z"}), "sleep_score", "score"),
+            (
+                Device::Oura,
+                json!({"user_id":"u1","data_type":"heart_rate","value":61,"timestamp":"2026-11-26T11:00:00Z"}),
+                "heart_rate",
+                "bpm",
+            ),
+            (
+                Device::Whoop,
+                json!({"user":{"id":42},"type":"recovery.score","score":77.5,"created_at":"2026-11-26T11:00:00Z"}),
+                "recovery",
+                "percent",
+            ),
+            (
+                Device::Garmin,
+                json!({"userId":"u1","summaryType":"steps","value":1200,"startTimeInSeconds":1795000000}),
+                "steps",
+                "count",
+            ),
+            (
+                Device::AppleHealth,
+                json!({"userId":"u1","quantityType":"HKQuantityTypeIdentifierOxygenSaturation","quantity":97,"startDate":"2026-11-26T11:00:00Z"}),
+                "spo2",
+                "percent",
+            ),
+            (
+                Device::Fitbit,
+                json!({"ownerId":"u1","collectionType":"sleep_score","value":80,"dateTime":"2026-11-26T11:00:00Z"}),
+                "sleep_score",
+                "score",
+            ),
         ];
         for (device, payload, metric, unit) in cases {
             let e = ok(device, payload.clone());
-            assert_eq!((e.metric.as_str(), e.unit.as_str()), (metric, unit), "{device:?}");
+            assert_eq!(
+                (e.metric.as_str(), e.unit.as_str()),
+                (metric, unit),
+                "{device:?}"
+            );
             assert_eq!(e.device, device);
             assert_eq!(e.raw, payload);
             assert_eq!(e.received_at, now());
@@ -337,7 +460,8 @@ mod tests {
 
     #[test]
     fn bad_payloads_say_what_is_wrong() {
-        let cases: [(&[u8], fn(&IngestError) -> bool); 7] = [
+        type Case<'a> = (&'a [u8], fn(&IngestError) -> bool);
+        let cases: [Case<'_>; 7] = [
             (b"{not json", |e| e.is_malformed()),
             (br#"{"user_id":"u1"}"#, |e| matches!(e, IngestError::WrongShape { .. })),
             (br#"{"user_id":"u1","data_type":"mood","value":1,"timestamp":"2026-11-26T11:00:00Z"}"#, |e| matches!(e, IngestError::UnknownMetric(_))),
@@ -348,7 +472,11 @@ mod tests {
         ];
         for (body, expected) in cases {
             let err = normalise(Device::Oura, body, now()).unwrap_err();
-            assert!(expected(&err), "{}: got {err:?}", String::from_utf8_lossy(body));
+            assert!(
+                expected(&err),
+                "{}: got {err:?}",
+                String::from_utf8_lossy(body)
+            );
         }
     }
 
@@ -357,11 +485,22 @@ mod tests {
         let good = json!({"user_id":"u1","data_type":"steps","value":5,"timestamp":"2026-11-26T11:00:00Z"});
         let bad = json!({"user_id":"u1","data_type":"steps","value":-5,"timestamp":"2026-11-26T11:00:00Z"});
         let body = json!([good, good]).to_string();
-        assert_eq!(normalise_batch(Device::Oura, body.as_bytes(), now(), 10).unwrap().len(), 2);
+        assert_eq!(
+            normalise_batch(Device::Oura, body.as_bytes(), now(), 10)
+                .unwrap()
+                .len(),
+            2
+        );
         let body = json!([good, bad]).to_string();
         let (index, _) = normalise_batch(Device::Oura, body.as_bytes(), now(), 10).unwrap_err();
         assert_eq!(index, 1);
-        assert!(matches!(normalise_batch(Device::Oura, b"[]", now(), 10), Err((0, IngestError::BadBatch { .. }))));
-        assert!(matches!(normalise_batch(Device::Oura, b"{}", now(), 10), Err((0, IngestError::BadBatch { .. }))));
+        assert!(matches!(
+            normalise_batch(Device::Oura, b"[]", now(), 10),
+            Err((0, IngestError::BadBatch { .. }))
+        ));
+        assert!(matches!(
+            normalise_batch(Device::Oura, b"{}", now(), 10),
+            Err((0, IngestError::BadBatch { .. }))
+        ));
     }
 }

@@ -107,23 +107,77 @@ impl Metrics {
 
     fn register_all(&mut self) {
         let r = &mut self.registry;
-        r.register(names::HTTP_REQUESTS, "HTTP requests by route, method and status", self.http_requests.clone());
-        r.register(names::HTTP_REQUEST_DURATION, "HTTP request latency", self.http_duration.clone());
-        r.register(names::EVENTS_ACCEPTED, "Events acknowledged by Kafka and answered 202", self.events_accepted.clone());
-        r.register(names::EVENTS_STORED, "Events newly stored in PostgreSQL", self.events_stored.clone());
-        r.register(names::EVENTS_DEAD_LETTERED, "Records sent to the dead-letter topic", self.events_dead_lettered.clone());
-        r.register(names::EVENTS_FAILED, "Events that failed, by stage", self.events_failed.clone());
-        r.register(names::CONSUMER_LAG, "Consumer lag in records per partition", self.consumer_lag.clone());
-        r.register(names::CONSUMER_BATCH_SIZE, "Events per stored batch", self.consumer_batch_size.clone());
-        r.register(names::CONSUMER_ACTIVE, "1 when the consumer is active, 0 on standby", self.consumer_active.clone());
-        r.register(names::CIRCUIT_BREAKER_STATE, "Circuit breaker: 0 closed, 1 half-open, 2 open", self.breaker_state.clone());
-        r.register(names::DB_POOL_CONNECTIONS, "PostgreSQL pool connections by state", self.db_pool.clone());
-        r.register(names::BUILD_INFO, "Build and release of this process", self.build_info.clone());
-        r.register(names::READY, "1 while the process reports ready", self.ready.clone());
+        r.register(
+            names::HTTP_REQUESTS,
+            "HTTP requests by route, method and status",
+            self.http_requests.clone(),
+        );
+        r.register(
+            names::HTTP_REQUEST_DURATION,
+            "HTTP request latency",
+            self.http_duration.clone(),
+        );
+        r.register(
+            names::EVENTS_ACCEPTED,
+            "Events acknowledged by Kafka and answered 202",
+            self.events_accepted.clone(),
+        );
+        r.register(
+            names::EVENTS_STORED,
+            "Events newly stored in PostgreSQL",
+            self.events_stored.clone(),
+        );
+        r.register(
+            names::EVENTS_DEAD_LETTERED,
+            "Records sent to the dead-letter topic",
+            self.events_dead_lettered.clone(),
+        );
+        r.register(
+            names::EVENTS_FAILED,
+            "Events that failed, by stage",
+            self.events_failed.clone(),
+        );
+        r.register(
+            names::CONSUMER_LAG,
+            "Consumer lag in records per partition",
+            self.consumer_lag.clone(),
+        );
+        r.register(
+            names::CONSUMER_BATCH_SIZE,
+            "Events per stored batch",
+            self.consumer_batch_size.clone(),
+        );
+        r.register(
+            names::CONSUMER_ACTIVE,
+            "1 when the consumer is active, 0 on standby",
+            self.consumer_active.clone(),
+        );
+        r.register(
+            names::CIRCUIT_BREAKER_STATE,
+            "Circuit breaker: 0 closed, 1 half-open, 2 open",
+            self.breaker_state.clone(),
+        );
+        r.register(
+            names::DB_POOL_CONNECTIONS,
+            "PostgreSQL pool connections by state",
+            self.db_pool.clone(),
+        );
+        r.register(
+            names::BUILD_INFO,
+            "Build and release of this process",
+            self.build_info.clone(),
+        );
+        r.register(
+            names::READY,
+            "1 while the process reports ready",
+            self.ready.clone(),
+        );
     }
 
     pub fn fail(&self, stage: &'static str) {
-        self.events_failed.get_or_create(&StageLabels { stage }).inc();
+        self.events_failed
+            .get_or_create(&StageLabels { stage })
+            .inc();
     }
 
     /// The Prometheus text exposition of every metric.
@@ -142,12 +196,22 @@ mod tests {
     fn render_uses_the_contract_names() {
         let m = Metrics::new("v1", "api");
         m.http_requests
-            .get_or_create(&RequestLabels { route: "/webhooks/{device}".into(), method: "POST".into(), status: 202 })
+            .get_or_create(&RequestLabels {
+                route: "/webhooks/{device}".into(),
+                method: "POST".into(),
+                status: 202,
+            })
             .inc();
         m.fail("produce");
         let text = m.render().unwrap();
         assert!(text.contains(r#"auren_runtime_http_requests_total{route="/webhooks/{device}",method="POST",status="202"} 1"#), "{text}");
-        assert!(text.contains(r#"auren_runtime_events_failed_total{stage="produce"} 1"#), "{text}");
-        assert!(text.contains(r#"auren_runtime_build_info{version="0.1.0",release="v1",mode="api"} 1"#), "{text}");
+        assert!(
+            text.contains(r#"auren_runtime_events_failed_total{stage="produce"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"auren_runtime_build_info{version="0.1.0",release="v1",mode="api"} 1"#),
+            "{text}"
+        );
     }
 }

@@ -13,8 +13,10 @@ pub struct Backoff {
 }
 
 impl Backoff {
-    pub const STARTUP: Backoff =
-        Backoff { base: Duration::from_millis(100), cap: Duration::from_secs(5) };
+    pub const STARTUP: Backoff = Backoff {
+        base: Duration::from_millis(100),
+        cap: Duration::from_secs(5),
+    };
 
     pub fn delay(&self, attempt: u32) -> Duration {
         let exp = self.base.saturating_mul(1u32 << attempt.min(16));
@@ -73,17 +75,29 @@ pub enum Admission {
     /// The breaker was open long enough: this call is the one probe of the half-open state.
     Probe,
     /// The breaker is open: fail fast and tell the client when to retry.
-    Rejected { retry_after: Duration },
+    Rejected {
+        retry_after: Duration,
+    },
 }
 
 impl CircuitBreaker {
     pub fn new(threshold: u32, cooldown: Duration) -> Self {
-        let inner = BreakerInner { consecutive_failures: 0, opened_at: None, probe_in_flight: false };
-        CircuitBreaker { threshold, cooldown, inner: Mutex::new(inner) }
+        let inner = BreakerInner {
+            consecutive_failures: 0,
+            opened_at: None,
+            probe_in_flight: false,
+        };
+        CircuitBreaker {
+            threshold,
+            cooldown,
+            inner: Mutex::new(inner),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BreakerInner> {
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub fn state(&self) -> BreakerState {
@@ -105,13 +119,18 @@ impl CircuitBreaker {
 
     fn admit_at(&self, now: Instant) -> Admission {
         let mut inner = self.lock();
-        let Some(opened_at) = inner.opened_at else { return Admission::Allowed };
+        let Some(opened_at) = inner.opened_at else {
+            return Admission::Allowed;
+        };
         let waited = now.duration_since(opened_at);
         if waited >= self.cooldown && !inner.probe_in_flight {
             inner.probe_in_flight = true;
             return Admission::Probe;
         }
-        let retry_after = self.cooldown.saturating_sub(waited).max(Duration::from_secs(1));
+        let retry_after = self
+            .cooldown
+            .saturating_sub(waited)
+            .max(Duration::from_secs(1));
         Admission::Rejected { retry_after }
     }
 
@@ -142,7 +161,10 @@ mod tests {
 
     #[test]
     fn backoff_grows_and_stays_bounded() {
-        let b = Backoff { base: Duration::from_millis(100), cap: Duration::from_secs(2) };
+        let b = Backoff {
+            base: Duration::from_millis(100),
+            cap: Duration::from_secs(2),
+        };
         for attempt in 0..40 {
             let d = b.delay(attempt);
             let ceiling = (Duration::from_millis(100) * 2u32.pow(attempt.min(16))).min(b.cap);
@@ -163,10 +185,21 @@ mod tests {
         assert!(matches!(b.admit_at(t0), Admission::Rejected { .. }));
         let later = t0 + Duration::from_millis(1100);
         assert_eq!(b.state_at(later), BreakerState::HalfOpen);
-        assert_eq!(b.admit_at(later), Admission::Probe, "one probe goes through");
-        assert!(matches!(b.admit_at(later), Admission::Rejected { .. }), "only one probe");
+        assert_eq!(
+            b.admit_at(later),
+            Admission::Probe,
+            "one probe goes through"
+        );
+        assert!(
+            matches!(b.admit_at(later), Admission::Rejected { .. }),
+            "only one probe"
+        );
         b.record_failure_at(later);
-        assert_eq!(b.state_at(later), BreakerState::Open, "a failed probe reopens");
+        assert_eq!(
+            b.state_at(later),
+            BreakerState::Open,
+            "a failed probe reopens"
+        );
         let again = later + Duration::from_millis(1100);
         assert_eq!(b.admit_at(again), Admission::Probe);
         b.record_success();

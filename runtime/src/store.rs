@@ -92,13 +92,20 @@ const PROJECT: &str = "
     )";
 
 impl EventStore {
-    pub async fn connect(url: &str, max_connections: u32, event_sourcing: bool) -> Result<Self, StoreError> {
+    pub async fn connect(
+        url: &str,
+        max_connections: u32,
+        event_sourcing: bool,
+    ) -> Result<Self, StoreError> {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(3))
             .connect(url)
             .await?;
-        Ok(EventStore { pool, event_sourcing })
+        Ok(EventStore {
+            pool,
+            event_sourcing,
+        })
     }
 
     /// Runs the embedded migrations. sqlx holds a PostgreSQL advisory lock while it migrates,

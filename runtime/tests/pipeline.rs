@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test-only code
 //! Ingest -> Kafka -> consumer -> PostgreSQL on real services, and the bad-input table.
 
 mod support;
@@ -16,7 +17,10 @@ async fn every_accepted_event_is_stored_exactly_once_in_user_order() {
     let (topic, group) = (unique("events"), unique("group"));
     let env = runtime_env(&broker.addr, &db, &topic, &group);
     let api = Runtime::spawn("api", &env);
-    let consumer = Runtime::spawn("consumer", &[env.as_slice(), &[("MAX_CONCURRENT_EVENTS", "25")]].concat());
+    let consumer = Runtime::spawn(
+        "consumer",
+        &[env.as_slice(), &[("MAX_CONCURRENT_EVENTS", "25")]].concat(),
+    );
     api.wait_ready(Duration::from_secs(30)).await;
     consumer.wait_ready(Duration::from_secs(30)).await;
 
@@ -35,47 +39,89 @@ async fn every_accepted_event_is_stored_exactly_once_in_user_order() {
     });
     futures::future::join_all(sends).await;
     let batch: Vec<_> = (0..60).map(|n| oura_event("batch-user", n)).collect();
-    let r = signed(&client, &api.url("/webhooks/oura/batch"), serde_json::to_vec(&batch).unwrap()).send().await.unwrap();
+    let r = signed(
+        &client,
+        &api.url("/webhooks/oura/batch"),
+        serde_json::to_vec(&batch).unwrap(),
+    )
+    .send()
+    .await
+    .unwrap();
     assert_eq!(r.status(), 202);
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["ids"].as_array().map(Vec::len), Some(60));
 
     let expected = i64::from(per_user) * users.len() as i64 + 60;
-    wait_until("all events stored", Duration::from_secs(60), || async { stored(&db).await.rows >= expected }).await;
+    wait_until("all events stored", Duration::from_secs(60), || async {
+        stored(&db).await.rows >= expected
+    })
+    .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let s = stored(&db).await;
-    assert_eq!((s.rows, s.distinct_ids, s.projected), (expected, expected, expected));
+    assert_eq!(
+        (s.rows, s.distinct_ids, s.projected),
+        (expected, expected, expected)
+    );
 
-    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db).await.unwrap();
-    for user in users.iter().chain(std::iter::once(&"batch-user".to_string())) {
-        let values: Vec<(f64,)> = sqlx::query_as("SELECT value FROM events WHERE user_id = $1 ORDER BY stored_seq")
-            .bind(user)
-            .fetch_all(&mut conn)
-            .await
-            .unwrap();
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db)
+        .await
+        .unwrap();
+    for user in users
+        .iter()
+        .chain(std::iter::once(&"batch-user".to_string()))
+    {
+        let values: Vec<(f64,)> =
+            sqlx::query_as("SELECT value FROM events WHERE user_id = $1 ORDER BY stored_seq")
+                .bind(user)
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
         let values: Vec<f64> = values.into_iter().map(|(v,)| v).collect();
         let mut sorted = values.clone();
         sorted.sort_by(f64::total_cmp);
         assert_eq!(values, sorted, "events of {user} stored out of order");
     }
-    let (latest,): (f64,) = sqlx::query_as("SELECT latest_value FROM user_metrics WHERE user_id = 'user-0' AND metric = 'steps'")
-        .fetch_one(&mut conn)
-        .await
-        .unwrap();
+    let (latest,): (f64,) = sqlx::query_as(
+        "SELECT latest_value FROM user_metrics WHERE user_id = 'user-0' AND metric = 'steps'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
     assert_eq!(latest, f64::from(per_user - 1));
-    assert_eq!(metric(&client, &api, "auren_runtime_events_accepted_total").await as i64, expected);
+    assert_eq!(
+        metric(&client, &api, "auren_runtime_events_accepted_total").await as i64,
+        expected
+    );
 }
 
+#[allow(clippy::unwrap_used)]
 fn topic_size(brokers: &str, topic: &str) -> i64 {
-    let c: BaseConsumer = rdkafka::ClientConfig::new().set("bootstrap.servers", brokers).set("group.id", "probe").create().unwrap();
-    (0..3).map(|p| c.fetch_watermarks(topic, p, Duration::from_secs(5)).map(|(lo, hi)| hi - lo).unwrap_or(0)).sum()
+    let c: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "probe")
+        .create()
+        .unwrap();
+    (0..3)
+        .map(|p| {
+            c.fetch_watermarks(topic, p, Duration::from_secs(5))
+                .map(|(lo, hi)| hi - lo)
+                .unwrap_or(0)
+        })
+        .sum()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_a_clear_error_and_writes_nothing() {
     let broker = Broker::shared();
     let topic = unique("events");
-    let api = Runtime::spawn("api", &[("KAFKA_BROKERS", &broker.addr), ("KAFKA_TOPIC", &topic), ("MAX_BODY_BYTES", "2048")]);
+    let api = Runtime::spawn(
+        "api",
+        &[
+            ("KAFKA_BROKERS", &broker.addr),
+            ("KAFKA_TOPIC", &topic),
+            ("MAX_BODY_BYTES", "2048"),
+        ],
+    );
     api.wait_ready(Duration::from_secs(30)).await;
     let client = reqwest::Client::new();
     let good = serde_json::to_vec(&oura_event("u1", 5)).unwrap();
@@ -100,13 +146,30 @@ async fn bad_input_gets_a_clear_error_and_writes_nothing() {
     for (name, request, status, code) in cases {
         let r = request.send().await.unwrap();
         assert_eq!(r.status().as_u16(), status, "{name}");
-        let body: serde_json::Value = r.json().await.unwrap_or_else(|e| panic!("{name}: not JSON: {e}"));
+        let body: serde_json::Value = r
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("{name}: not JSON: {e}"));
         assert_eq!(body["error"], code, "{name}: {body}");
-        assert!(body["detail"].as_str().is_some_and(|d| !d.is_empty()), "{name}: {body}");
+        assert!(
+            body["detail"].as_str().is_some_and(|d| !d.is_empty()),
+            "{name}: {body}"
+        );
     }
-    assert_eq!(metric(&client, &api, "auren_runtime_events_accepted_total").await, 0.0);
-    assert_eq!(topic_size(&broker.addr, &topic), 0, "nothing may reach Kafka");
-    assert!(!api.log_text().contains(std::str::from_utf8(SECRET).unwrap()), "secret leaked into logs");
+    assert_eq!(
+        metric(&client, &api, "auren_runtime_events_accepted_total").await,
+        0.0
+    );
+    assert_eq!(
+        topic_size(&broker.addr, &topic),
+        0,
+        "nothing may reach Kafka"
+    );
+    assert!(
+        !api.log_text()
+            .contains(std::str::from_utf8(SECRET).unwrap()),
+        "secret leaked into logs"
+    );
     // The process is still healthy after all that.
     assert_eq!(post_event(&client, &api, &oura_event("u1", 1)).await.0, 202);
 }

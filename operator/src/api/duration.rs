@@ -10,7 +10,9 @@ pub struct DurationError(pub String);
 /// Parses `<number><unit>` with unit `ms`, `s`, `m` or `h`.
 pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     let invalid = || DurationError(text.to_owned());
-    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(invalid)?;
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(invalid)?;
     let (digits, unit) = text.split_at(split);
     let amount: u64 = digits.parse().map_err(|_| invalid())?;
     let millis_per_unit = match unit {
@@ -20,7 +22,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
         "h" => 3_600_000,
         _ => return Err(invalid()),
     };
-    amount.checked_mul(millis_per_unit).map(Duration::from_millis).ok_or_else(invalid)
+    amount
+        .checked_mul(millis_per_unit)
+        .map(Duration::from_millis)
+        .ok_or_else(invalid)
 }
 
 #[cfg(test)]

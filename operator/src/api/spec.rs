@@ -12,7 +12,7 @@ use super::status::AurenRuntimeStatus;
 
 /// An image reference: optional registry/path, a name, and a tag and/or digest.
 pub const IMAGE_PATTERN: &str =
-    r"^[a-z0-9]+([._/:-][a-z0-9]+)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$";
+    r"^[a-z0-9]+([._/:-]+[a-z0-9]+)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$";
 /// A duration: a whole number followed by `ms`, `s`, `m` or `h` (for example `10s`, `5m`).
 pub const DURATION_PATTERN: &str = r"^[0-9]+(ms|s|m|h)$";
 /// An environment variable name.
@@ -20,6 +20,8 @@ pub const ENV_NAME_PATTERN: &str = r"^[A-Za-z_][A-Za-z0-9_]*$";
 
 /// AurenRuntime runs the AUREN runtime's API pods and consumer pods and moves them from release
 /// to release with blue/green or canary cutovers gated on the runtime's own health metrics.
+// Each printcolumn repeats `type_`; clippy takes the repeats for duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "auren.io",
@@ -32,10 +34,18 @@ pub const ENV_NAME_PATTERN: &str = r"^[A-Za-z_][A-Za-z0-9_]*$";
     doc = "AurenRuntime runs the AUREN runtime (API and consumer pods) and cuts releases over safely.",
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Stable", type_ = "string", json_path = ".status.stable.hash"),
-    printcolumn(name = "Candidate", type_ = "string", json_path = ".status.candidate.hash"),
+    printcolumn(
+        name = "Candidate",
+        type_ = "string",
+        json_path = ".status.candidate.hash"
+    ),
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.ready"),
     printcolumn(name = "Reason", type_ = "string", json_path = ".status.reason"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct AurenRuntimeSpec {
@@ -439,7 +449,10 @@ pub mod defaults {
     }
     /// Error ratio under 1 % and no restarts: enough to catch a broken release by default.
     pub fn checks() -> Vec<Check> {
-        vec![threshold("error-ratio", MetricKind::ErrorRatio, 0.01), threshold("restarts", MetricKind::Restarts, 0.0)]
+        vec![
+            threshold("error-ratio", MetricKind::ErrorRatio, 0.01),
+            threshold("restarts", MetricKind::Restarts, 0.0),
+        ]
     }
 
     fn threshold(name: &str, metric: MetricKind, max: f64) -> Check {
@@ -458,7 +471,11 @@ pub mod defaults {
 
 impl Default for ApiSpec {
     fn default() -> Self {
-        Self { replicas: defaults::api_replicas(), port: defaults::api_port(), resources: None }
+        Self {
+            replicas: defaults::api_replicas(),
+            port: defaults::api_port(),
+            resources: None,
+        }
     }
 }
 

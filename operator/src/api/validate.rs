@@ -36,7 +36,10 @@ pub enum SpecError {
     #[error("strategy.canary.steps[{index}].analysis: set exactly one of count, duration")]
     AnalysisStepShape { index: usize },
     #[error("{field}: {source}")]
-    Duration { field: String, source: DurationError },
+    Duration {
+        field: String,
+        source: DurationError,
+    },
     #[error("analysis.interval must be longer than zero")]
     ZeroInterval,
     #[error("{field}: {name:?} is not a valid environment variable name")]
@@ -57,7 +60,9 @@ impl SpecError {
         match self {
             SpecError::Image(_) => "InvalidImage",
             SpecError::TwoStrategies => "TwoStrategies",
-            SpecError::StepShape { .. } | SpecError::AnalysisStepShape { .. } => "InvalidCanaryStep",
+            SpecError::StepShape { .. } | SpecError::AnalysisStepShape { .. } => {
+                "InvalidCanaryStep"
+            }
             SpecError::Duration { .. } | SpecError::ZeroInterval => "InvalidDuration",
             SpecError::EnvName { .. } | SpecError::ReservedEnv { .. } => "InvalidEnv",
             SpecError::DuplicateEnv { .. } => "DuplicateEnv",
@@ -90,14 +95,24 @@ pub fn validate(spec: &AurenRuntimeSpec) -> Result<(), Vec<SpecError>> {
     }
     errors.extend(env_errors(spec));
     errors.extend(analysis_errors(spec));
-    if errors.is_empty() { Ok(()) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
 }
 
 /// The canary steps, typed; empty for blue/green.
 pub fn canary_steps(spec: &AurenRuntimeSpec) -> Result<Vec<CheckedStep>, Vec<SpecError>> {
-    let Some(canary) = &spec.strategy.canary else { return Ok(Vec::new()) };
-    let (steps, errors): (Vec<_>, Vec<_>) =
-        canary.steps.iter().enumerate().map(|(index, step)| check_step(index, step)).partition(Result::is_ok);
+    let Some(canary) = &spec.strategy.canary else {
+        return Ok(Vec::new());
+    };
+    let (steps, errors): (Vec<_>, Vec<_>) = canary
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(index, step)| check_step(index, step))
+        .partition(Result::is_ok);
     if errors.is_empty() {
         Ok(steps.into_iter().flatten().collect())
     } else {
@@ -111,11 +126,15 @@ fn check_step(index: usize, step: &CanaryStep) -> Result<CheckedStep, SpecError>
         (Some(weight), None, None) => Ok(CheckedStep::SetWeight(weight)),
         (None, Some(pause), None) => match &pause.duration {
             None => Ok(CheckedStep::Pause(None)),
-            Some(text) => duration(&field("pause.duration"), text).map(|d| CheckedStep::Pause(Some(d))),
+            Some(text) => {
+                duration(&field("pause.duration"), text).map(|d| CheckedStep::Pause(Some(d)))
+            }
         },
         (None, None, Some(analysis)) => match (analysis.count, &analysis.duration) {
             (Some(count), None) => Ok(CheckedStep::AnalyzeCount(count)),
-            (None, Some(text)) => duration(&field("analysis.duration"), text).map(CheckedStep::AnalyzeFor),
+            (None, Some(text)) => {
+                duration(&field("analysis.duration"), text).map(CheckedStep::AnalyzeFor)
+            }
             _ => Err(SpecError::AnalysisStepShape { index }),
         },
         _ => Err(SpecError::StepShape { index }),
@@ -123,7 +142,10 @@ fn check_step(index: usize, step: &CanaryStep) -> Result<CheckedStep, SpecError>
 }
 
 fn duration(field: &str, text: &str) -> Result<Duration, SpecError> {
-    parse_duration(text).map_err(|source| SpecError::Duration { field: field.to_owned(), source })
+    parse_duration(text).map_err(|source| SpecError::Duration {
+        field: field.to_owned(),
+        source,
+    })
 }
 
 fn env_errors(spec: &AurenRuntimeSpec) -> Vec<SpecError> {
@@ -133,11 +155,19 @@ fn env_errors(spec: &AurenRuntimeSpec) -> Vec<SpecError> {
     let mut errors = Vec::new();
     for (field, name) in names {
         if !is_env_name(name) {
-            errors.push(SpecError::EnvName { field, name: name.to_owned() });
+            errors.push(SpecError::EnvName {
+                field,
+                name: name.to_owned(),
+            });
         } else if RESERVED_ENV.contains(&name) {
-            errors.push(SpecError::ReservedEnv { field, name: name.to_owned() });
+            errors.push(SpecError::ReservedEnv {
+                field,
+                name: name.to_owned(),
+            });
         } else if !seen.insert(name) {
-            errors.push(SpecError::DuplicateEnv { name: name.to_owned() });
+            errors.push(SpecError::DuplicateEnv {
+                name: name.to_owned(),
+            });
         }
     }
     errors
@@ -145,7 +175,9 @@ fn env_errors(spec: &AurenRuntimeSpec) -> Vec<SpecError> {
 
 fn is_env_name(name: &str) -> bool {
     let mut chars = name.chars();
-    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
     first_ok && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
@@ -163,9 +195,14 @@ fn analysis_errors(spec: &AurenRuntimeSpec) -> Vec<SpecError> {
     let mut names = BTreeSet::new();
     for check in &analysis.checks {
         if !names.insert(check.name.as_str()) {
-            errors.push(SpecError::DuplicateCheck { name: check.name.clone() });
+            errors.push(SpecError::DuplicateCheck {
+                name: check.name.clone(),
+            });
         }
-        errors.extend(check_problem(check).map(|problem| SpecError::Check { name: check.name.clone(), problem }));
+        errors.extend(check_problem(check).map(|problem| SpecError::Check {
+            name: check.name.clone(),
+            problem,
+        }));
     }
     errors
 }
@@ -225,11 +262,19 @@ mod tests {
     }
 
     fn reasons(spec: &AurenRuntimeSpec) -> Vec<&'static str> {
-        validate(spec).err().unwrap_or_default().iter().map(SpecError::reason).collect()
+        validate(spec)
+            .err()
+            .unwrap_or_default()
+            .iter()
+            .map(SpecError::reason)
+            .collect()
     }
 
     fn weight(w: i32) -> CanaryStep {
-        CanaryStep { set_weight: Some(w), ..Default::default() }
+        CanaryStep {
+            set_weight: Some(w),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -244,13 +289,19 @@ mod tests {
         two.strategy.canary = canary(vec![weight(10)]).strategy.canary;
 
         let mut reserved = minimal();
-        reserved.env.push(EnvVar { name: "RUN_MODE".into(), value: "api".into() });
+        reserved.env.push(EnvVar {
+            name: "RUN_MODE".into(),
+            value: "api".into(),
+        });
 
         let mut bad_name = minimal();
         bad_name.config.insert("1BAD".into(), "x".into());
 
         let mut duplicate = minimal();
-        duplicate.env.push(EnvVar { name: "LOG_FORMAT".into(), value: "json".into() });
+        duplicate.env.push(EnvVar {
+            name: "LOG_FORMAT".into(),
+            value: "json".into(),
+        });
         duplicate.config.insert("LOG_FORMAT".into(), "text".into());
 
         let mut zero_interval = minimal();
@@ -270,7 +321,11 @@ mod tests {
             ("zero interval", zero_interval, "InvalidDuration"),
             ("bad initial delay", bad_delay, "InvalidDuration"),
             ("whitespace image", image, "InvalidImage"),
-            ("empty step", canary(vec![CanaryStep::default()]), "InvalidCanaryStep"),
+            (
+                "empty step",
+                canary(vec![CanaryStep::default()]),
+                "InvalidCanaryStep",
+            ),
             (
                 "step with two actions",
                 canary(vec![CanaryStep {
@@ -282,13 +337,18 @@ mod tests {
             ),
             (
                 "analysis step without count or duration",
-                canary(vec![CanaryStep { analysis: Some(AnalysisStep::default()), ..Default::default() }]),
+                canary(vec![CanaryStep {
+                    analysis: Some(AnalysisStep::default()),
+                    ..Default::default()
+                }]),
                 "InvalidCanaryStep",
             ),
             (
                 "bad pause duration",
                 canary(vec![CanaryStep {
-                    pause: Some(PauseStep { duration: Some("1y".into()) }),
+                    pause: Some(PauseStep {
+                        duration: Some("1y".into()),
+                    }),
                     ..Default::default()
                 }]),
                 "InvalidDuration",
@@ -304,39 +364,94 @@ mod tests {
         let base = defaults_check();
         let cases: Vec<(&str, Check, bool)> = vec![
             ("plain max", base.clone(), true),
-            ("no bound", Check { max: None, ..base.clone() }, false),
-            ("min above max", Check { min: Some(2.0), max: Some(1.0), ..base.clone() }, false),
-            ("quantile on error ratio", Check { quantile: Some(0.9), ..base.clone() }, false),
             (
-                "latency quantile 1.0",
-                Check { metric: MetricKind::Latency, quantile: Some(1.0), ..base.clone() },
+                "no bound",
+                Check {
+                    max: None,
+                    ..base.clone()
+                },
                 false,
             ),
-            ("prometheus without query", Check { metric: MetricKind::Prometheus, ..base.clone() }, false),
+            (
+                "min above max",
+                Check {
+                    min: Some(2.0),
+                    max: Some(1.0),
+                    ..base.clone()
+                },
+                false,
+            ),
+            (
+                "quantile on error ratio",
+                Check {
+                    quantile: Some(0.9),
+                    ..base.clone()
+                },
+                false,
+            ),
+            (
+                "latency quantile 1.0",
+                Check {
+                    metric: MetricKind::Latency,
+                    quantile: Some(1.0),
+                    ..base.clone()
+                },
+                false,
+            ),
+            (
+                "prometheus without query",
+                Check {
+                    metric: MetricKind::Prometheus,
+                    ..base.clone()
+                },
+                false,
+            ),
             (
                 "prometheus with query",
                 Check {
                     metric: MetricKind::Prometheus,
-                    prometheus: Some(PrometheusQuery { address: "http://p:9090".into(), query: "up".into() }),
+                    prometheus: Some(PrometheusQuery {
+                        address: "http://p:9090".into(),
+                        query: "up".into(),
+                    }),
                     ..base.clone()
                 },
                 true,
             ),
             (
                 "empty baseline",
-                Check { max: None, baseline: Some(Baseline { max_factor: None, max_increase: None }), ..base.clone() },
+                Check {
+                    max: None,
+                    baseline: Some(Baseline {
+                        max_factor: None,
+                        max_increase: None,
+                    }),
+                    ..base.clone()
+                },
                 false,
             ),
             (
                 "baseline only",
-                Check { max: None, baseline: Some(Baseline { max_factor: Some(1.2), max_increase: None }), ..base.clone() },
+                Check {
+                    max: None,
+                    baseline: Some(Baseline {
+                        max_factor: Some(1.2),
+                        max_increase: None,
+                    }),
+                    ..base.clone()
+                },
                 true,
             ),
         ];
         for (name, check, valid) in cases {
             let mut spec = minimal();
             spec.analysis.checks = vec![check];
-            assert_eq!(validate(&spec).is_ok(), valid, "{name}: {:?}", validate(&spec));
+            assert_eq!(
+                validate(&spec).is_ok(),
+                valid,
+                "{name}: {:?}",
+                validate(&spec)
+            );
         }
     }
 
@@ -351,11 +466,28 @@ mod tests {
     fn canary_steps_are_typed_in_order() {
         let spec = canary(vec![
             weight(25),
-            CanaryStep { pause: Some(PauseStep { duration: Some("30s".into()) }), ..Default::default() },
-            CanaryStep { pause: Some(PauseStep::default()), ..Default::default() },
-            CanaryStep { analysis: Some(AnalysisStep { count: Some(3), duration: None }), ..Default::default() },
             CanaryStep {
-                analysis: Some(AnalysisStep { count: None, duration: Some("2m".into()) }),
+                pause: Some(PauseStep {
+                    duration: Some("30s".into()),
+                }),
+                ..Default::default()
+            },
+            CanaryStep {
+                pause: Some(PauseStep::default()),
+                ..Default::default()
+            },
+            CanaryStep {
+                analysis: Some(AnalysisStep {
+                    count: Some(3),
+                    duration: None,
+                }),
+                ..Default::default()
+            },
+            CanaryStep {
+                analysis: Some(AnalysisStep {
+                    count: None,
+                    duration: Some("2m".into()),
+                }),
                 ..Default::default()
             },
         ]);

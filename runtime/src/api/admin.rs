@@ -18,7 +18,9 @@ use crate::kafka::consumer::RoleRequest;
 
 fn authorize(s: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(expected) = s.config.admin_token.as_deref().filter(|t| !t.is_empty()) else {
-        return Err(ApiError::Unauthorized("admin API disabled: no ADMIN_TOKEN configured".into()));
+        return Err(ApiError::Unauthorized(
+            "admin API disabled: no ADMIN_TOKEN configured".into(),
+        ));
     };
     let given = headers
         .get(header::AUTHORIZATION)
@@ -28,16 +30,28 @@ fn authorize(s: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
         Ok(())
     } else {
-        Err(ApiError::Unauthorized("missing or wrong admin token".into()))
+        Err(ApiError::Unauthorized(
+            "missing or wrong admin token".into(),
+        ))
     }
 }
 
 fn current(s: &AppState) -> RoleStatus {
-    let role = if s.metrics.consumer_active.get() == 1 { ConsumerRole::Active } else { ConsumerRole::Standby };
-    RoleStatus { role, stored: s.metrics.events_stored.get() }
+    let role = if s.metrics.consumer_active.get() == 1 {
+        ConsumerRole::Active
+    } else {
+        ConsumerRole::Standby
+    };
+    RoleStatus {
+        role,
+        stored: s.metrics.events_stored.get(),
+    }
 }
 
-pub async fn get_role(State(s): State<AppState>, headers: HeaderMap) -> Result<Json<RoleStatus>, ApiError> {
+pub async fn get_role(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<RoleStatus>, ApiError> {
     authorize(&s, &headers)?;
     if s.roles.is_none() {
         return Err(ApiError::Conflict("no consumer in api mode".into()));
@@ -47,15 +61,28 @@ pub async fn get_role(State(s): State<AppState>, headers: HeaderMap) -> Result<J
 
 /// Answers once the switch is complete (for standby: batch stored, offsets committed, group
 /// left), so the caller may activate the other release right after.
-pub async fn put_role(State(s): State<AppState>, headers: HeaderMap, body: Result<Json<RoleChange>, JsonRejection>) -> Result<Json<RoleStatus>, ApiError> {
+pub async fn put_role(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<RoleChange>, JsonRejection>,
+) -> Result<Json<RoleStatus>, ApiError> {
     authorize(&s, &headers)?;
     let Json(change) = body.map_err(|e| ApiError::Invalid(e.body_text()))?;
     let Some(roles) = &s.roles else {
         return Err(ApiError::Conflict("no consumer in api mode".into()));
     };
     let (reply, answer) = oneshot::channel();
-    let unavailable = |detail: &str| ApiError::Unavailable { detail: detail.into(), retry_after: Duration::from_secs(1) };
-    roles.send(RoleRequest { role: change.role, reply }).await.map_err(|_| unavailable("consumer is stopping"))?;
+    let unavailable = |detail: &str| ApiError::Unavailable {
+        detail: detail.into(),
+        retry_after: Duration::from_secs(1),
+    };
+    roles
+        .send(RoleRequest {
+            role: change.role,
+            reply,
+        })
+        .await
+        .map_err(|_| unavailable("consumer is stopping"))?;
     let budget = s.config.shutdown_budget();
     match tokio::time::timeout(budget, answer).await {
         Ok(Ok(Ok(_))) => Ok(Json(current(&s))),
@@ -63,4 +90,3 @@ pub async fn put_role(State(s): State<AppState>, headers: HeaderMap, body: Resul
         Ok(Err(_)) | Err(_) => Err(unavailable("role switch did not complete in time")),
     }
 }
-

@@ -48,18 +48,32 @@ impl std::fmt::Debug for SignatureVerifier {
 
 impl SignatureVerifier {
     pub fn new(secrets: BTreeMap<Device, Vec<u8>>, tolerance_secs: u64, enabled: bool) -> Self {
-        SignatureVerifier { secrets, tolerance_secs, enabled }
+        SignatureVerifier {
+            secrets,
+            tolerance_secs,
+            enabled,
+        }
     }
 
     pub fn is_enabled(&self) -> bool {
         self.enabled
     }
 
-    pub fn verify(&self, device: Device, timestamp: Option<&str>, signature: Option<&str>, body: &[u8], now_unix: i64) -> Result<(), AuthError> {
+    pub fn verify(
+        &self,
+        device: Device,
+        timestamp: Option<&str>,
+        signature: Option<&str>,
+        body: &[u8],
+        now_unix: i64,
+    ) -> Result<(), AuthError> {
         if !self.enabled {
             return Ok(());
         }
-        let secret = self.secrets.get(&device).ok_or(AuthError::NoSecret(device.as_str()))?;
+        let secret = self
+            .secrets
+            .get(&device)
+            .ok_or(AuthError::NoSecret(device.as_str()))?;
         let (Some(ts), Some(sig)) = (timestamp, signature) else {
             return Err(AuthError::MissingHeaders);
         };
@@ -83,7 +97,10 @@ fn mac(secret: &[u8], timestamp: &str, body: &[u8]) -> Option<HmacSha256> {
 }
 
 fn parse_signature(header: &str) -> Result<Vec<u8>, AuthError> {
-    let hex_part = header.trim().strip_prefix("sha256=").ok_or(AuthError::BadSignatureFormat)?;
+    let hex_part = header
+        .trim()
+        .strip_prefix("sha256=")
+        .ok_or(AuthError::BadSignatureFormat)?;
     let bytes = hex::decode(hex_part).map_err(|_| AuthError::BadSignatureFormat)?;
     if bytes.len() != 32 {
         return Err(AuthError::BadSignatureFormat);
@@ -115,14 +132,44 @@ mod tests {
         let body = br#"{"a":1}"#;
         let good = sign(b"s3cret", now, body);
         let ts = now.to_string();
-        assert_eq!(v.verify(Device::Oura, Some(&ts), Some(&good), body, now), Ok(()));
-        assert_eq!(v.verify(Device::Oura, Some(&ts), Some(&good), br#"{"a":2}"#, now), Err(AuthError::Mismatch));
-        assert_eq!(v.verify(Device::Oura, Some(&ts), Some(&sign(b"other", now, body)), body, now), Err(AuthError::Mismatch));
-        assert_eq!(v.verify(Device::Oura, Some(&ts), Some(&good), body, now + 301), Err(AuthError::Stale(300)));
-        assert_eq!(v.verify(Device::Oura, None, Some(&good), body, now), Err(AuthError::MissingHeaders));
-        assert_eq!(v.verify(Device::Oura, Some("soon"), Some(&good), body, now), Err(AuthError::BadTimestamp));
-        assert_eq!(v.verify(Device::Oura, Some(&ts), Some("md5=abc"), body, now), Err(AuthError::BadSignatureFormat));
-        assert_eq!(v.verify(Device::Whoop, Some(&ts), Some(&good), body, now), Err(AuthError::NoSecret("whoop")));
+        assert_eq!(
+            v.verify(Device::Oura, Some(&ts), Some(&good), body, now),
+            Ok(())
+        );
+        assert_eq!(
+            v.verify(Device::Oura, Some(&ts), Some(&good), br#"{"a":2}"#, now),
+            Err(AuthError::Mismatch)
+        );
+        assert_eq!(
+            v.verify(
+                Device::Oura,
+                Some(&ts),
+                Some(&sign(b"other", now, body)),
+                body,
+                now
+            ),
+            Err(AuthError::Mismatch)
+        );
+        assert_eq!(
+            v.verify(Device::Oura, Some(&ts), Some(&good), body, now + 301),
+            Err(AuthError::Stale(300))
+        );
+        assert_eq!(
+            v.verify(Device::Oura, None, Some(&good), body, now),
+            Err(AuthError::MissingHeaders)
+        );
+        assert_eq!(
+            v.verify(Device::Oura, Some("soon"), Some(&good), body, now),
+            Err(AuthError::BadTimestamp)
+        );
+        assert_eq!(
+            v.verify(Device::Oura, Some(&ts), Some("md5=abc"), body, now),
+            Err(AuthError::BadSignatureFormat)
+        );
+        assert_eq!(
+            v.verify(Device::Whoop, Some(&ts), Some(&good), body, now),
+            Err(AuthError::NoSecret("whoop"))
+        );
     }
 
     #[test]

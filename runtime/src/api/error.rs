@@ -23,7 +23,10 @@ pub enum ApiError {
     #[error("{0}")]
     Unauthorized(String),
     #[error("{detail}")]
-    Unavailable { detail: String, retry_after: Duration },
+    Unavailable {
+        detail: String,
+        retry_after: Duration,
+    },
     #[error("{0}")]
     Conflict(String),
     #[error("injected fault")]

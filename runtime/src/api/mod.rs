@@ -53,21 +53,31 @@ impl AppState {
 }
 
 pub fn router(state: AppState) -> Router {
-    let release = HeaderValue::from_str(&state.config.release).unwrap_or(HeaderValue::from_static("unknown"));
+    let release =
+        HeaderValue::from_str(&state.config.release).unwrap_or(HeaderValue::from_static("unknown"));
     let request_id = HeaderName::from_static(auren_contract::headers::REQUEST_ID);
     let max_body = usize::try_from(state.config.max_body_bytes).unwrap_or(usize::MAX);
     Router::new()
         .route("/webhooks/{device}", post(webhooks::single))
         .route("/webhooks/{device}/batch", post(webhooks::batch))
-        .route(auren_contract::paths::ADMIN_CONSUMER_ROLE, get(admin::get_role).put(admin::put_role))
+        .route(
+            auren_contract::paths::ADMIN_CONSUMER_ROLE,
+            get(admin::get_role).put(admin::put_role),
+        )
         .route(auren_contract::paths::HEALTH, get(observe::health))
         .route(auren_contract::paths::READINESS, get(observe::readiness))
         .route(auren_contract::paths::LIVE, get(observe::live))
         .route(auren_contract::paths::METRICS, get(observe::metrics))
         .fallback(observe::not_found)
         .layer(DefaultBodyLimit::max(max_body))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), observe::track_requests))
-        .layer(SetResponseHeaderLayer::overriding(HeaderName::from_static(auren_contract::headers::RELEASE), release))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            observe::track_requests,
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            HeaderName::from_static(auren_contract::headers::RELEASE),
+            release,
+        ))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .with_state(state)

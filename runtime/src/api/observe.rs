@@ -21,8 +21,15 @@ pub async fn health(State(s): State<AppState>) -> Json<HealthReport> {
 pub async fn readiness(State(s): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
     let ready = s.is_ready();
     s.metrics.ready.set(i64::from(ready));
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(json!({ "ready": ready, "draining": s.lifecycle.is_draining() })))
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(json!({ "ready": ready, "draining": s.lifecycle.is_draining() })),
+    )
 }
 
 pub async fn live() -> Json<serde_json::Value> {
@@ -32,7 +39,14 @@ pub async fn live() -> Json<serde_json::Value> {
 pub async fn metrics(State(s): State<AppState>) -> Response {
     s.metrics.ready.set(i64::from(s.is_ready()));
     match s.metrics.render() {
-        Ok(text) => ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response(),
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
 }
@@ -51,7 +65,17 @@ pub async fn track_requests(State(s): State<AppState>, request: Request, next: N
     let started = Instant::now();
     let response = next.run(request).await;
     let status = response.status().as_u16();
-    s.metrics.http_requests.get_or_create(&RequestLabels { route: route.clone(), method, status }).inc();
-    s.metrics.http_duration.get_or_create(&RouteLabels { route }).observe(started.elapsed().as_secs_f64());
+    s.metrics
+        .http_requests
+        .get_or_create(&RequestLabels {
+            route: route.clone(),
+            method,
+            status,
+        })
+        .inc();
+    s.metrics
+        .http_duration
+        .get_or_create(&RouteLabels { route })
+        .observe(started.elapsed().as_secs_f64());
     response
 }

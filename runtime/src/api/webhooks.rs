@@ -15,37 +15,67 @@ use crate::kafka::producer::ProduceError;
 
 type Accepted = (StatusCode, Json<Value>);
 
-pub async fn single(State(s): State<AppState>, Path(device): Path<String>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Accepted, ApiError> {
+pub async fn single(
+    State(s): State<AppState>,
+    Path(device): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Accepted, ApiError> {
     let (device, body) = admit(&s, &device, &headers, body).await?;
     let event = ingest::normalise(device, &body, chrono::Utc::now()).map_err(refusal)?;
     publish(&s, std::slice::from_ref(&event)).await?;
     tracing::debug!(event_id = %event.id, device = device.as_str(), "event accepted");
-    Ok((StatusCode::ACCEPTED, Json(json!({"status": "accepted", "id": event.id}))))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"status": "accepted", "id": event.id})),
+    ))
 }
 
-pub async fn batch(State(s): State<AppState>, Path(device): Path<String>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Accepted, ApiError> {
+pub async fn batch(
+    State(s): State<AppState>,
+    Path(device): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Accepted, ApiError> {
     let (device, body) = admit(&s, &device, &headers, body).await?;
     let max = usize::try_from(s.config.max_batch_events).unwrap_or(usize::MAX);
-    let events = ingest::normalise_batch(device, &body, chrono::Utc::now(), max)
-        .map_err(|(index, e)| match refusal(e) {
-            ApiError::Invalid(detail) => ApiError::Invalid(format!("item {index}: {detail}")),
-            other => other,
+    let events =
+        ingest::normalise_batch(device, &body, chrono::Utc::now(), max).map_err(|(index, e)| {
+            match refusal(e) {
+                ApiError::Invalid(detail) => ApiError::Invalid(format!("item {index}: {detail}")),
+                other => other,
+            }
         })?;
     publish(&s, &events).await?;
     let ids: Vec<_> = events.iter().map(|e| e.id).collect();
-    Ok((StatusCode::ACCEPTED, Json(json!({"status": "accepted", "count": ids.len(), "ids": ids}))))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"status": "accepted", "count": ids.len(), "ids": ids})),
+    ))
 }
 
 /// Everything before parsing: known device, body within the limit, valid signature, faults.
-async fn admit(s: &AppState, device: &str, headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<(Device, Bytes), ApiError> {
-    let device = Device::from_path(device).ok_or_else(|| ApiError::UnknownDevice(device.to_string()))?;
+async fn admit(
+    s: &AppState,
+    device: &str,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(Device, Bytes), ApiError> {
+    let device =
+        Device::from_path(device).ok_or_else(|| ApiError::UnknownDevice(device.to_string()))?;
     let body = body.map_err(|r| match r.status() {
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(s.config.max_body_bytes),
         _ => ApiError::Malformed(r.body_text()),
     })?;
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     s.verifier
-        .verify(device, header(auren_contract::headers::TIMESTAMP), header(auren_contract::headers::SIGNATURE), &body, chrono::Utc::now().timestamp())
+        .verify(
+            device,
+            header(auren_contract::headers::TIMESTAMP),
+            header(auren_contract::headers::SIGNATURE),
+            &body,
+            chrono::Utc::now().timestamp(),
+        )
         .map_err(|e| ApiError::Unauthorized(e.to_string()))?;
     inject_faults(s).await?;
     Ok((device, body))
@@ -62,12 +92,18 @@ async fn inject_faults(s: &AppState) -> Result<(), ApiError> {
 }
 
 fn refusal(e: IngestError) -> ApiError {
-    if e.is_malformed() { ApiError::Malformed(e.to_string()) } else { ApiError::Invalid(e.to_string()) }
+    if e.is_malformed() {
+        ApiError::Malformed(e.to_string())
+    } else {
+        ApiError::Invalid(e.to_string())
+    }
 }
 
 async fn publish(s: &AppState, events: &[Event]) -> Result<(), ApiError> {
     let Some(producer) = &s.producer else {
-        return Err(ApiError::NotFound("webhooks are served in api mode only".into()));
+        return Err(ApiError::NotFound(
+            "webhooks are served in api mode only".into(),
+        ));
     };
     let budget = super::request_budget(&s.config);
     let outcome = tokio::time::timeout(budget, producer.publish(events)).await;
@@ -76,14 +112,23 @@ async fn publish(s: &AppState, events: &[Event]) -> Result<(), ApiError> {
             s.metrics.events_accepted.inc_by(events.len() as u64);
             Ok(())
         }
-        Ok(Err(ProduceError::CircuitOpen { retry_after })) => Err(ApiError::Unavailable { detail: "event store temporarily unavailable (Kafka circuit open)".into(), retry_after }),
+        Ok(Err(ProduceError::CircuitOpen { retry_after })) => Err(ApiError::Unavailable {
+            detail: "event store temporarily unavailable (Kafka circuit open)".into(),
+            retry_after,
+        }),
         Ok(Err(e)) => {
             s.metrics.fail("produce");
-            Err(ApiError::Unavailable { detail: format!("event not accepted: {e}"), retry_after: std::time::Duration::from_secs(1) })
+            Err(ApiError::Unavailable {
+                detail: format!("event not accepted: {e}"),
+                retry_after: std::time::Duration::from_secs(1),
+            })
         }
         Err(_) => {
             s.metrics.fail("produce");
-            Err(ApiError::Unavailable { detail: "Kafka did not acknowledge in time".into(), retry_after: std::time::Duration::from_secs(1) })
+            Err(ApiError::Unavailable {
+                detail: "Kafka did not acknowledge in time".into(),
+                retry_after: std::time::Duration::from_secs(1),
+            })
         }
     }
 }

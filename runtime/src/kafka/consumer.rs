@@ -37,7 +37,12 @@ impl ClientContext for LagContext {
         for topic in statistics.topics.values() {
             for (partition, p) in &topic.partitions {
                 if *partition >= 0 && p.consumer_lag >= 0 {
-                    self.metrics.consumer_lag.get_or_create(&PartitionLabels { partition: *partition }).set(p.consumer_lag);
+                    self.metrics
+                        .consumer_lag
+                        .get_or_create(&PartitionLabels {
+                            partition: *partition,
+                        })
+                        .set(p.consumer_lag);
                 }
             }
         }
@@ -93,7 +98,12 @@ pub struct ConsumerProgress {
 }
 
 impl EventConsumer {
-    pub fn new(settings: ConsumerSettings, store: EventStore, metrics: Arc<Metrics>, progress: &ConsumerProgress) -> Result<Self, ConsumerError> {
+    pub fn new(
+        settings: ConsumerSettings,
+        store: EventStore,
+        metrics: Arc<Metrics>,
+        progress: &ConsumerProgress,
+    ) -> Result<Self, ConsumerError> {
         let consumer: StreamConsumer<LagContext> = super::base_config(&settings.brokers)
             .set("group.id", &settings.group)
             .set("enable.auto.commit", "false")
@@ -104,7 +114,9 @@ impl EventConsumer {
             .set("queued.max.messages.kbytes", "8192")
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
-            .create_with_context(LagContext { metrics: metrics.clone() })?;
+            .create_with_context(LagContext {
+                metrics: metrics.clone(),
+            })?;
         let dlq: FutureProducer = super::base_config(&settings.brokers)
             .set("acks", "all")
             .set("enable.idempotence", "true")
@@ -127,7 +139,12 @@ impl EventConsumer {
     }
 
     /// Runs until `shutdown`: stores batches while active, obeys role requests in between.
-    pub async fn run(mut self, initial: ConsumerRole, mut requests: mpsc::Receiver<RoleRequest>, shutdown: CancellationToken) {
+    pub async fn run(
+        mut self,
+        initial: ConsumerRole,
+        mut requests: mpsc::Receiver<RoleRequest>,
+        shutdown: CancellationToken,
+    ) {
         if let Err(e) = self.switch(initial).await {
             tracing::error!(error = %e, "could not take the initial consumer role");
         }
@@ -166,7 +183,9 @@ impl EventConsumer {
             }
         }
         self.role = role;
-        self.metrics.consumer_active.set(i64::from(role == ConsumerRole::Active));
+        self.metrics
+            .consumer_active
+            .set(i64::from(role == ConsumerRole::Active));
         tracing::info!(role = role.as_str(), "consumer role switched");
         Ok(role)
     }
@@ -182,7 +201,9 @@ impl EventConsumer {
             }
         }
         let (events, rejects) = parse_batch(&batch);
-        if !self.dead_letter(&rejects, shutdown).await || !self.store_with_retry(&events, shutdown).await {
+        if !self.dead_letter(&rejects, shutdown).await
+            || !self.store_with_retry(&events, shutdown).await
+        {
             return;
         }
         self.metrics.consumer_batch_size.observe(batch.len() as f64);
@@ -194,7 +215,11 @@ impl EventConsumer {
         }
     }
 
-    async fn store_with_retry(&self, events: &[StoredRecord], shutdown: &CancellationToken) -> bool {
+    async fn store_with_retry(
+        &self,
+        events: &[StoredRecord],
+        shutdown: &CancellationToken,
+    ) -> bool {
         let mut attempt = 0;
         loop {
             match self.store.store_batch(events).await {
@@ -215,7 +240,11 @@ impl EventConsumer {
         }
     }
 
-    async fn dead_letter(&self, rejects: &[(&Record, String)], shutdown: &CancellationToken) -> bool {
+    async fn dead_letter(
+        &self,
+        rejects: &[(&Record, String)],
+        shutdown: &CancellationToken,
+    ) -> bool {
         for (record, reason) in rejects {
             let mut attempt = 0;
             while let Err(e) = self.send_to_dlq(record, reason).await {
@@ -233,12 +262,27 @@ impl EventConsumer {
     }
 
     async fn send_to_dlq(&self, record: &Record, reason: &str) -> Result<(), KafkaError> {
-        let source = format!("{}/{}/{}", self.settings.topic, record.partition, record.offset);
+        let source = format!(
+            "{}/{}/{}",
+            self.settings.topic, record.partition, record.offset
+        );
         let headers = OwnedHeaders::new()
-            .insert(Header { key: "auren-dlq-reason", value: Some(reason) })
-            .insert(Header { key: "auren-dlq-source", value: Some(&source) });
-        let msg = FutureRecord::<(), _>::to(&self.settings.dlq_topic).payload(&record.payload).headers(headers);
-        self.dlq.send(msg, Duration::from_secs(1)).await.map(|_| ()).map_err(|(e, _)| e)
+            .insert(Header {
+                key: "auren-dlq-reason",
+                value: Some(reason),
+            })
+            .insert(Header {
+                key: "auren-dlq-source",
+                value: Some(&source),
+            });
+        let msg = FutureRecord::<(), _>::to(&self.settings.dlq_topic)
+            .payload(&record.payload)
+            .headers(headers);
+        self.dlq
+            .send(msg, Duration::from_secs(1))
+            .await
+            .map(|_| ())
+            .map_err(|(e, _)| e)
     }
 
     fn commit(&self, offsets: &BTreeMap<i32, i64>, mode: CommitMode) {
@@ -247,7 +291,9 @@ impl EventConsumer {
         }
         let mut tpl = TopicPartitionList::new();
         for (&partition, &offset) in offsets {
-            if let Err(e) = tpl.add_partition_offset(&self.settings.topic, partition, Offset::Offset(offset)) {
+            if let Err(e) =
+                tpl.add_partition_offset(&self.settings.topic, partition, Offset::Offset(offset))
+            {
                 tracing::warn!(error = %e, "building commit list failed");
             }
         }
@@ -265,7 +311,10 @@ impl EventConsumer {
         let consumer = self.consumer.clone();
         drop(self);
         let closing = tokio::task::spawn_blocking(move || drop(consumer));
-        if tokio::time::timeout(Duration::from_secs(5), closing).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(5), closing)
+            .await
+            .is_err()
+        {
             tracing::warn!("kafka consumer close timed out; leaving it to process exit");
         }
     }
@@ -274,7 +323,11 @@ impl EventConsumer {
 /// Takes one record off the consumer and owns it. Cancel-safe: a dropped call takes nothing.
 async fn recv_one(consumer: &StreamConsumer<LagContext>) -> Result<Record, KafkaError> {
     let m = consumer.recv().await?;
-    Ok(Record { partition: m.partition(), offset: m.offset(), payload: m.payload().unwrap_or_default().to_vec() })
+    Ok(Record {
+        partition: m.partition(),
+        offset: m.offset(),
+        payload: m.payload().unwrap_or_default().to_vec(),
+    })
 }
 
 /// The offset to commit per partition: one past the last record of the batch.
@@ -292,7 +345,11 @@ fn parse_batch(batch: &[Record]) -> (Vec<StoredRecord>, Vec<(&Record, String)>) 
     let mut rejects = Vec::new();
     for record in batch {
         match serde_json::from_slice::<Event>(&record.payload) {
-            Ok(event) => events.push(StoredRecord { event, partition: record.partition, offset: record.offset }),
+            Ok(event) => events.push(StoredRecord {
+                event,
+                partition: record.partition,
+                offset: record.offset,
+            }),
             Err(e) => rejects.push((record, format!("not an AUREN event: {e}"))),
         }
     }
@@ -319,8 +376,16 @@ mod tests {
             "recorded_at": "2026-11-26T11:00:00Z", "received_at": "2026-11-26T11:00:01Z", "raw": {}
         });
         let batch = vec![
-            Record { partition: 0, offset: 7, payload: serde_json::to_vec(&good).unwrap() },
-            Record { partition: 0, offset: 8, payload: b"garbage".to_vec() },
+            Record {
+                partition: 0,
+                offset: 7,
+                payload: serde_json::to_vec(&good).unwrap(),
+            },
+            Record {
+                partition: 0,
+                offset: 8,
+                payload: b"garbage".to_vec(),
+            },
         ];
         let (events, rejects) = parse_batch(&batch);
         assert_eq!(events.len(), 1);

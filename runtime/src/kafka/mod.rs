@@ -17,7 +17,10 @@ pub enum KafkaSetupError {
     #[error("kafka client: {0}")]
     Client(#[from] KafkaError),
     #[error("creating topic {topic}: {code}")]
-    CreateTopic { topic: String, code: RDKafkaErrorCode },
+    CreateTopic {
+        topic: String,
+        code: RDKafkaErrorCode,
+    },
 }
 
 /// Settings every client of ours shares: quick reconnects so recovery after a broker outage
@@ -33,7 +36,11 @@ pub fn base_config(brokers: &str) -> ClientConfig {
 }
 
 /// Creates the topics if they do not exist; an existing topic is fine.
-pub async fn ensure_topics(brokers: &str, topics: &[&str], partitions: i32) -> Result<(), KafkaSetupError> {
+pub async fn ensure_topics(
+    brokers: &str,
+    topics: &[&str],
+    partitions: i32,
+) -> Result<(), KafkaSetupError> {
     let admin: AdminClient<DefaultClientContext> = base_config(brokers).create()?;
     let new: Vec<NewTopic<'_>> = topics
         .iter()

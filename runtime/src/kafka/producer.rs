@@ -4,8 +4,8 @@
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use rdkafka::error::KafkaError;
 use rdkafka::ClientConfig;
+use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer, PurgeConfig};
 use rdkafka::util::Timeout;
 
@@ -32,17 +32,31 @@ pub struct EventProducer {
 }
 
 impl EventProducer {
-    pub fn new(brokers: &str, topic: &str, delivery_timeout: Duration, metrics: Arc<Metrics>) -> Result<Self, KafkaError> {
+    pub fn new(
+        brokers: &str,
+        topic: &str,
+        delivery_timeout: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, KafkaError> {
         let mut config = super::base_config(brokers);
         config
             .set("acks", "all")
             .set("enable.idempotence", "true")
             .set("linger.ms", "2")
             .set("compression.type", "lz4")
-            .set("message.timeout.ms", delivery_timeout.as_millis().to_string());
+            .set(
+                "message.timeout.ms",
+                delivery_timeout.as_millis().to_string(),
+            );
         let producer = RwLock::new(config.create()?);
         let breaker = CircuitBreaker::new(5, Duration::from_secs(1));
-        let p = EventProducer { producer, config, topic: topic.to_string(), breaker, metrics };
+        let p = EventProducer {
+            producer,
+            config,
+            topic: topic.to_string(),
+            breaker,
+            metrics,
+        };
         p.export_breaker_state();
         Ok(p)
     }
@@ -52,14 +66,18 @@ impl EventProducer {
     }
 
     fn export_breaker_state(&self) {
-        let gauge = self.metrics.breaker_state.get_or_create(&DependencyLabels { dependency: "kafka" });
+        let gauge = self.metrics.breaker_state.get_or_create(&DependencyLabels {
+            dependency: "kafka",
+        });
         gauge.set(self.breaker.state().as_gauge());
     }
 
     /// Writes the events and waits until the broker acknowledged every one of them.
     pub async fn publish(&self, events: &[Event]) -> Result<(), ProduceError> {
         match self.breaker.admit() {
-            Admission::Rejected { retry_after } => return Err(ProduceError::CircuitOpen { retry_after }),
+            Admission::Rejected { retry_after } => {
+                return Err(ProduceError::CircuitOpen { retry_after });
+            }
             Admission::Probe => self.renew_if_broker_answers().await,
             Admission::Allowed => {}
         }
@@ -74,7 +92,10 @@ impl EventProducer {
     }
 
     fn current(&self) -> FutureProducer {
-        self.producer.read().map(|p| p.clone()).unwrap_or_else(|e| e.into_inner().clone())
+        self.producer
+            .read()
+            .map(|p| p.clone())
+            .unwrap_or_else(|e| e.into_inner().clone())
     }
 
     /// After an outage, a broker may have forgotten this producer's id and sequence numbers
@@ -84,7 +105,13 @@ impl EventProducer {
     async fn renew_if_broker_answers(&self) {
         let old = self.current();
         let probe = old.clone();
-        let reachable = tokio::task::spawn_blocking(move || probe.client().fetch_metadata(None, Duration::from_millis(800)).is_ok()).await;
+        let reachable = tokio::task::spawn_blocking(move || {
+            probe
+                .client()
+                .fetch_metadata(None, Duration::from_millis(800))
+                .is_ok()
+        })
+        .await;
         if !matches!(reachable, Ok(true)) {
             return;
         }
@@ -103,9 +130,14 @@ impl EventProducer {
 
     async fn send_all(&self, events: &[Event]) -> Result<(), ProduceError> {
         let producer = self.current();
-        let payloads = events.iter().map(serde_json::to_vec).collect::<Result<Vec<_>, _>>()?;
+        let payloads = events
+            .iter()
+            .map(serde_json::to_vec)
+            .collect::<Result<Vec<_>, _>>()?;
         let deliveries = events.iter().zip(&payloads).map(|(event, payload)| {
-            let record = FutureRecord::to(&self.topic).key(event.user_id.as_bytes()).payload(payload);
+            let record = FutureRecord::to(&self.topic)
+                .key(event.user_id.as_bytes())
+                .payload(payload);
             producer.send(record, Timeout::After(Duration::from_millis(500)))
         });
         for result in futures::future::join_all(deliveries).await {
@@ -116,7 +148,10 @@ impl EventProducer {
 
     /// Whether the broker answers a metadata request (background health check).
     pub fn check(&self, timeout: Duration) -> Result<(), KafkaError> {
-        self.current().client().fetch_metadata(Some(&self.topic), timeout).map(|_| ())
+        self.current()
+            .client()
+            .fetch_metadata(Some(&self.topic), timeout)
+            .map(|_| ())
     }
 
     /// Sends everything still queued; part of the graceful stop.

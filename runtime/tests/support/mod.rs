@@ -2,7 +2,13 @@
 //! `auren-runtime` binary as child processes. `make test` starts a shared broker and database
 //! and passes them in `AUREN_TEST_KAFKA` / `AUREN_TEST_DATABASE_URL`; tests that stop a
 //! service start a private one of their own.
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::zombie_processes
+)]
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -16,7 +22,10 @@ pub const SECRET: &[u8] = b"test-secret";
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 pub fn unique(prefix: &str) -> String {
@@ -60,14 +69,22 @@ impl Broker {
     /// The shared broker of `make test`, or a private one when none was given.
     pub fn shared() -> Broker {
         match std::env::var("AUREN_TEST_KAFKA") {
-            Ok(addr) => Broker { addr, child: None, port: 0 },
+            Ok(addr) => Broker {
+                addr,
+                child: None,
+                port: 0,
+            },
             Err(_) => Broker::private(),
         }
     }
 
     pub fn private() -> Broker {
         let port = free_port();
-        let mut b = Broker { addr: format!("127.0.0.1:{port}"), child: None, port };
+        let mut b = Broker {
+            addr: format!("127.0.0.1:{port}"),
+            child: None,
+            port,
+        };
         b.start();
         b
     }
@@ -75,7 +92,15 @@ impl Broker {
     pub fn start(&mut self) {
         let url = format!("tcp://127.0.0.1:{}", self.port);
         let child = Command::new(tansu_bin())
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", "memory://tansu/"])
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+                "--storage-engine",
+                "memory://tansu/",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -96,10 +121,19 @@ impl Broker {
         let mut last = String::new();
         for _ in 0..20 {
             let out = Command::new(tansu_bin())
-                .args(["topic", "create", "--broker", &format!("tcp://{}", self.addr), "--partitions", "3", topic])
+                .args([
+                    "topic",
+                    "create",
+                    "--broker",
+                    &format!("tcp://{}", self.addr),
+                    "--partitions",
+                    "3",
+                    topic,
+                ])
                 .output()
                 .expect("tansu topic create");
-            last = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+            last = String::from_utf8_lossy(&out.stderr).into_owned()
+                + &String::from_utf8_lossy(&out.stdout);
             // A client asking for the topic's metadata may have auto-created it already.
             if out.status.success() || last.contains("already exists") {
                 return;
@@ -152,13 +186,21 @@ fn as_postgres_user(tool: &str) -> Command {
 }
 
 fn nix_is_root() -> bool {
-    Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0")).unwrap_or(false)
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0"))
+        .unwrap_or(false)
 }
 
 impl Postgres {
     pub fn shared() -> Postgres {
         match std::env::var("AUREN_TEST_DATABASE_URL") {
-            Ok(url) => Postgres { admin_url: url, data: None, port: 0 },
+            Ok(url) => Postgres {
+                admin_url: url,
+                data: None,
+                port: 0,
+            },
             Err(_) => Postgres::private(),
         }
     }
@@ -167,15 +209,31 @@ impl Postgres {
         let dir = scratch_dir().join("pg");
         std::fs::create_dir_all(&dir).expect("pg dir");
         if nix_is_root() {
-            let _ = Command::new("chown").args(["-R", "postgres:", dir.parent().map(|p| p.to_str().unwrap_or("")).unwrap_or("")]).status();
+            let _ = Command::new("chown")
+                .args([
+                    "-R",
+                    "postgres:",
+                    dir.parent().map(|p| p.to_str().unwrap_or("")).unwrap_or(""),
+                ])
+                .status();
         }
         let ok = as_postgres_user("initdb")
-            .args(["-D", dir.to_str().unwrap_or(""), "-U", "postgres", "--auth=trust"])
+            .args([
+                "-D",
+                dir.to_str().unwrap_or(""),
+                "-U",
+                "postgres",
+                "--auth=trust",
+            ])
             .stdout(Stdio::null())
             .status()
             .expect("initdb");
         assert!(ok.success(), "initdb failed");
-        let mut pg = Postgres { admin_url: String::new(), data: Some(dir), port: free_port() };
+        let mut pg = Postgres {
+            admin_url: String::new(),
+            data: Some(dir),
+            port: free_port(),
+        };
         pg.admin_url = format!("postgres://postgres@127.0.0.1:{}/postgres", pg.port);
         pg.start();
         pg
@@ -183,9 +241,22 @@ impl Postgres {
 
     pub fn start(&mut self) {
         let Some(dir) = &self.data else { return };
-        let opts = format!("-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", self.port, dir.display());
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            dir.display()
+        );
         let ok = as_postgres_user("pg_ctl")
-            .args(["-D", dir.to_str().unwrap_or(""), "-l", &format!("{}/server.log", dir.display()), "-w", "-o", &opts, "start"])
+            .args([
+                "-D",
+                dir.to_str().unwrap_or(""),
+                "-l",
+                &format!("{}/server.log", dir.display()),
+                "-w",
+                "-o",
+                &opts,
+                "start",
+            ])
             .stdout(Stdio::null())
             .status()
             .expect("pg_ctl start");
@@ -195,7 +266,14 @@ impl Postgres {
     pub fn stop(&mut self) {
         let Some(dir) = &self.data else { return };
         let _ = as_postgres_user("pg_ctl")
-            .args(["-D", dir.to_str().unwrap_or(""), "-m", "immediate", "-w", "stop"])
+            .args([
+                "-D",
+                dir.to_str().unwrap_or(""),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ])
             .stdout(Stdio::null())
             .status();
     }
@@ -203,8 +281,13 @@ impl Postgres {
     /// A fresh database for one test; returns its URL.
     pub async fn database(&self) -> String {
         let name = unique("t");
-        let mut conn = PgConnection::connect(&self.admin_url).await.expect("connect postgres");
-        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create database");
+        let mut conn = PgConnection::connect(&self.admin_url)
+            .await
+            .expect("connect postgres");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .expect("create database");
         let (base, _) = self.admin_url.rsplit_once('/').expect("url has a database");
         format!("{base}/{name}")
     }
@@ -230,22 +313,37 @@ pub struct Runtime {
 
 impl Runtime {
     pub fn spawn(mode: &str, env: &[(&str, &str)]) -> Runtime {
-        let mut all: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut all: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         all.push(("RUN_MODE".into(), mode.into()));
-        let mut r = Runtime { port: free_port(), log: scratch_dir().join(format!("{mode}.log")), child: None, env: all };
+        let mut r = Runtime {
+            port: free_port(),
+            log: scratch_dir().join(format!("{mode}.log")),
+            child: None,
+            env: all,
+        };
         r.start();
         r
     }
 
     pub fn start(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
         let err = log.try_clone().expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_auren-runtime"))
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("API_HOST", "127.0.0.1")
             .env("API_PORT", self.port.to_string())
             .env("LOG_FORMAT", "text")
-            .env("WEBHOOK_SECRET_OURA", std::str::from_utf8(SECRET).unwrap_or(""))
+            .env(
+                "WEBHOOK_SECRET_OURA",
+                std::str::from_utf8(SECRET).unwrap_or(""),
+            )
             .env("ADMIN_TOKEN", ADMIN_TOKEN)
             .env("HEALTH_CHECK_INTERVAL", "1")
             .stdout(log)
@@ -281,7 +379,10 @@ impl Runtime {
     }
 
     pub fn sigterm(&self) {
-        let status = Command::new("kill").args(["-TERM", &self.pid().to_string()]).status().expect("kill");
+        let status = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .expect("kill");
         assert!(status.success());
     }
 
@@ -296,7 +397,10 @@ impl Runtime {
             std::thread::sleep(Duration::from_millis(20));
         }
         let _ = child.kill();
-        panic!("process did not exit within {timeout:?}; log: {}", self.log.display());
+        panic!(
+            "process did not exit within {timeout:?}; log: {}",
+            self.log.display()
+        );
     }
 
     pub fn log_text(&self) -> String {
@@ -328,20 +432,37 @@ pub fn signed(client: &reqwest::Client, url: &str, body: Vec<u8>) -> reqwest::Re
 }
 
 /// Posts one event; returns the status and, for 202, the event id.
-pub async fn post_event(client: &reqwest::Client, api: &Runtime, event: &Value) -> (u16, Option<String>) {
+pub async fn post_event(
+    client: &reqwest::Client,
+    api: &Runtime,
+    event: &Value,
+) -> (u16, Option<String>) {
     let body = serde_json::to_vec(event).expect("json");
-    match signed(client, &api.url("/webhooks/oura"), body).send().await {
+    match signed(client, &api.url("/webhooks/oura"), body)
+        .send()
+        .await
+    {
         Ok(r) => {
             let status = r.status().as_u16();
             let v: Value = r.json().await.unwrap_or(Value::Null);
-            (status, v.get("id").and_then(Value::as_str).map(str::to_string))
+            (
+                status,
+                v.get("id").and_then(Value::as_str).map(str::to_string),
+            )
         }
         Err(_) => (0, None),
     }
 }
 
 pub async fn metric(client: &reqwest::Client, rt: &Runtime, name: &str) -> f64 {
-    let text = client.get(rt.url("/metrics")).send().await.expect("metrics").text().await.expect("text");
+    let text = client
+        .get(rt.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
     text.lines()
         .filter(|l| l.starts_with(name) && !l.starts_with('#'))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
@@ -370,7 +491,11 @@ pub struct Stored {
 
 pub async fn stored(db_url: &str) -> Stored {
     let Ok(mut conn) = PgConnection::connect(db_url).await else {
-        return Stored { rows: -1, distinct_ids: -1, projected: -1 };
+        return Stored {
+            rows: -1,
+            distinct_ids: -1,
+            projected: -1,
+        };
     };
     let row: Result<(i64, i64, i64), _> = sqlx::query_as(
         "SELECT count(*), count(DISTINCT id), COALESCE((SELECT sum(event_count)::bigint FROM user_metrics), 0) FROM events",
@@ -378,18 +503,39 @@ pub async fn stored(db_url: &str) -> Stored {
     .fetch_one(&mut conn)
     .await;
     match row {
-        Ok((rows, distinct_ids, projected)) => Stored { rows, distinct_ids, projected },
-        Err(_) => Stored { rows: -1, distinct_ids: -1, projected: -1 },
+        Ok((rows, distinct_ids, projected)) => Stored {
+            rows,
+            distinct_ids,
+            projected,
+        },
+        Err(_) => Stored {
+            rows: -1,
+            distinct_ids: -1,
+            projected: -1,
+        },
     }
 }
 
 pub async fn stored_ids(db_url: &str) -> std::collections::HashSet<String> {
     let mut conn = PgConnection::connect(db_url).await.expect("connect");
-    let ids: Vec<(uuid::Uuid,)> = sqlx::query_as("SELECT id FROM events").fetch_all(&mut conn).await.expect("ids");
+    let ids: Vec<(uuid::Uuid,)> = sqlx::query_as("SELECT id FROM events")
+        .fetch_all(&mut conn)
+        .await
+        .expect("ids");
     ids.into_iter().map(|(id,)| id.to_string()).collect()
 }
 
 /// Environment for a runtime talking to `broker` and `db_url` on its own topic and group.
-pub fn runtime_env<'a>(broker: &'a str, db_url: &'a str, topic: &'a str, group: &'a str) -> Vec<(&'static str, &'a str)> {
-    vec![("KAFKA_BROKERS", broker), ("DATABASE_URL", db_url), ("KAFKA_TOPIC", topic), ("KAFKA_GROUP", group)]
+pub fn runtime_env<'a>(
+    broker: &'a str,
+    db_url: &'a str,
+    topic: &'a str,
+    group: &'a str,
+) -> Vec<(&'static str, &'a str)> {
+    vec![
+        ("KAFKA_BROKERS", broker),
+        ("DATABASE_URL", db_url),
+        ("KAFKA_TOPIC", topic),
+        ("KAFKA_GROUP", group),
+    ]
 }

@@ -1,0 +1,160 @@
+//! Pure builders of the objects the controller applies: per revision an API Deployment and a
+//! consumer Deployment, the active and preview Services, and the status patch (only when the
+//! status changed). Nothing here talks to the API server.
+//!
+//! Only the desired revision (`revision::of(spec)`) is built from the spec. Other revisions
+//! (stable during a rollout, previous, rejected) keep the template they were created with: the
+//! controller only changes their replicas ([`scale_patch`]), so a spec edit never alters a
+//! running release.
+
+mod service;
+mod workload;
+
+pub use service::{ACTIVE, PREVIEW, service, service_name};
+pub use workload::{
+    ADMIN_TOKEN_KEY, READINESS_GATE, Role, WEBHOOK_SECRETS_DIR, admin_token_ref,
+    admin_token_secret_name, deployment, deployment_name, scale_patch,
+};
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::{Resource, ResourceExt};
+
+use crate::api::{AurenRuntime, AurenRuntimeStatus};
+
+pub const LABEL_NAME: &str = "app.kubernetes.io/name";
+pub const LABEL_INSTANCE: &str = "app.kubernetes.io/instance";
+pub const LABEL_COMPONENT: &str = "app.kubernetes.io/component";
+pub const LABEL_VERSION: &str = "app.kubernetes.io/version";
+pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+pub const LABEL_PART_OF: &str = "app.kubernetes.io/part-of";
+pub const LABEL_REVISION: &str = "auren.io/revision";
+pub const LABEL_ROLE: &str = "auren.io/role";
+/// `app.kubernetes.io/name` of runtime pods.
+pub const APP_NAME: &str = "auren-runtime";
+/// Field manager and `managed-by` value.
+pub const MANAGER: &str = "auren-operator";
+
+/// An object cannot be built for this AurenRuntime.
+#[derive(Debug, thiserror::Error)]
+pub enum ResourceError {
+    #[error("the AurenRuntime has no namespace")]
+    MissingNamespace,
+    #[error("the AurenRuntime has no uid yet (not read from the API server)")]
+    MissingOwner,
+    #[error("cannot serialise the status: {0}")]
+    Status(#[from] serde_json::Error),
+}
+
+/// Labels every object of this AurenRuntime carries; also the selector base.
+pub fn instance_labels(ar: &AurenRuntime) -> BTreeMap<String, String> {
+    let pairs = [
+        (LABEL_NAME, APP_NAME.to_owned()),
+        (LABEL_INSTANCE, ar.name_any()),
+    ];
+    pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+}
+
+/// Metadata of a child object: namespace, labels and the owner reference.
+fn child_meta(
+    ar: &AurenRuntime,
+    name: String,
+    labels: BTreeMap<String, String>,
+) -> Result<ObjectMeta, ResourceError> {
+    let namespace = ar.namespace().ok_or(ResourceError::MissingNamespace)?;
+    Ok(ObjectMeta {
+        name: Some(name),
+        namespace: Some(namespace),
+        labels: Some(labels),
+        owner_references: Some(vec![owner(ar)?]),
+        ..Default::default()
+    })
+}
+
+fn owner(ar: &AurenRuntime) -> Result<OwnerReference, ResourceError> {
+    ar.controller_owner_ref(&())
+        .ok_or(ResourceError::MissingOwner)
+}
+
+/// The status to write, or `None` when it equals the current one (no write, no churn).
+/// The value is the body of a server-side apply (or merge) patch of the status subresource.
+pub fn status_patch(
+    current: Option<&AurenRuntimeStatus>,
+    next: &AurenRuntimeStatus,
+) -> Result<Option<serde_json::Value>, ResourceError> {
+    if current == Some(next) || (current.is_none() && next == &AurenRuntimeStatus::default()) {
+        return Ok(None);
+    }
+    let body = serde_json::json!({
+        "apiVersion": AurenRuntime::api_version(&()),
+        "kind": AurenRuntime::kind(&()),
+        "status": serde_json::to_value(next)?,
+    });
+    Ok(Some(body))
+}
+
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use crate::api::{AurenRuntime, AurenRuntimeSpec};
+
+    pub fn runtime() -> AurenRuntime {
+        let mut ar = AurenRuntime::new(
+            "wearables",
+            AurenRuntimeSpec::with_image("registry.local/auren-runtime:1.0.0"),
+        );
+        ar.metadata.namespace = Some("auren".into());
+        ar.metadata.uid = Some("0f1e2d3c".into());
+        ar
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::Phase;
+
+    #[test]
+    fn status_patch_only_when_changed() {
+        let healthy = AurenRuntimeStatus {
+            phase: Some(Phase::Healthy),
+            ..Default::default()
+        };
+        assert!(status_patch(Some(&healthy), &healthy).unwrap().is_none());
+        assert!(
+            status_patch(None, &AurenRuntimeStatus::default())
+                .unwrap()
+                .is_none()
+        );
+        let patch = status_patch(None, &healthy).unwrap().unwrap();
+        assert_eq!(patch["status"]["phase"], "Healthy");
+        assert_eq!(patch["apiVersion"], "auren.io/v1alpha1");
+        assert_eq!(patch["kind"], "AurenRuntime");
+        let degraded = AurenRuntimeStatus {
+            phase: Some(Phase::Degraded),
+            ..Default::default()
+        };
+        assert!(status_patch(Some(&healthy), &degraded).unwrap().is_some());
+    }
+
+    #[test]
+    fn children_need_a_namespace_and_an_owner() {
+        let mut ar = fixtures::runtime();
+        ar.metadata.uid = None;
+        assert!(matches!(
+            child_meta(&ar, "x".into(), BTreeMap::new()),
+            Err(ResourceError::MissingOwner)
+        ));
+        ar.metadata.namespace = None;
+        assert!(matches!(
+            child_meta(&ar, "x".into(), BTreeMap::new()),
+            Err(ResourceError::MissingNamespace)
+        ));
+        let meta = child_meta(&fixtures::runtime(), "x".into(), BTreeMap::new()).unwrap();
+        let owner = &meta.owner_references.unwrap()[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.name.as_str(), owner.controller),
+            ("AurenRuntime", "wearables", Some(true))
+        );
+    }
+}

@@ -1,0 +1,110 @@
+//! The active (production) and preview Services.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::ResourceExt;
+
+use crate::api::AurenRuntime;
+use crate::rollout::ServiceTarget;
+
+use super::{LABEL_REVISION, LABEL_ROLE, ResourceError, child_meta, instance_labels};
+
+/// Suffix-less: the active Service has the AurenRuntime's name.
+pub const ACTIVE: &str = "active";
+pub const PREVIEW: &str = "preview";
+
+/// `<name>` for the active Service, `<name>-preview` for the preview one.
+pub fn service_name(ar: &AurenRuntime, which: &str) -> String {
+    if which == ACTIVE {
+        ar.name_any()
+    } else {
+        format!("{}-{which}", ar.name_any())
+    }
+}
+
+/// The Service `which` selecting `target`'s API pods; `None` while there is nothing to select.
+pub fn service(
+    ar: &AurenRuntime,
+    which: &str,
+    target: &ServiceTarget,
+) -> Result<Option<Service>, ResourceError> {
+    let Some(selector) = selector(ar, target) else {
+        return Ok(None);
+    };
+    let port = ServicePort {
+        name: Some("http".into()),
+        port: ar.spec.api.port,
+        target_port: Some(IntOrString::String("http".into())),
+        protocol: Some("TCP".into()),
+        ..Default::default()
+    };
+    Ok(Some(Service {
+        metadata: child_meta(ar, service_name(ar, which), instance_labels(ar))?,
+        spec: Some(ServiceSpec {
+            selector: Some(selector),
+            ports: Some(vec![port]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }))
+}
+
+fn selector(ar: &AurenRuntime, target: &ServiceTarget) -> Option<BTreeMap<String, String>> {
+    let mut selector = instance_labels(ar);
+    selector.insert(LABEL_ROLE.into(), "api".into());
+    match target {
+        ServiceTarget::Nothing => return None,
+        ServiceTarget::Revision(hash) => {
+            selector.insert(LABEL_REVISION.into(), hash.clone());
+        }
+        ServiceTarget::AllRevisions => {}
+    }
+    Some(selector)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::fixtures::runtime;
+
+    #[test]
+    fn services_select_api_pods_of_the_target() {
+        let ar = runtime();
+        let active = service(&ar, ACTIVE, &ServiceTarget::Revision("abc".into()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(active.metadata.name.as_deref(), Some("wearables"));
+        let spec = active.spec.unwrap();
+        let selector = spec.selector.unwrap();
+        assert_eq!(
+            selector.get(LABEL_REVISION).map(String::as_str),
+            Some("abc")
+        );
+        assert_eq!(selector.get(LABEL_ROLE).map(String::as_str), Some("api"));
+        let port = &spec.ports.unwrap()[0];
+        assert_eq!((port.port, port.protocol.as_deref()), (8000, Some("TCP")));
+
+        let canary = service(&ar, ACTIVE, &ServiceTarget::AllRevisions)
+            .unwrap()
+            .unwrap();
+        assert!(
+            !canary
+                .spec
+                .unwrap()
+                .selector
+                .unwrap()
+                .contains_key(LABEL_REVISION)
+        );
+        let preview = service(&ar, PREVIEW, &ServiceTarget::Revision("def".into()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(preview.metadata.name.as_deref(), Some("wearables-preview"));
+        assert!(
+            service(&ar, PREVIEW, &ServiceTarget::Nothing)
+                .unwrap()
+                .is_none()
+        );
+    }
+}

@@ -1,0 +1,455 @@
+//! The API and consumer Deployments of one revision.
+
+use std::collections::BTreeMap;
+
+use auren_contract::{ConsumerRole, env, paths, run_mode};
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, PodReadinessGate, PodSpec,
+    PodTemplateSpec, Probe, SecretKeySelector, SecretVolumeSource, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::ResourceExt;
+
+use crate::api::{AurenRuntime, SecretKeyRef};
+use crate::rollout::ReleasePlan;
+
+use super::{
+    LABEL_COMPONENT, LABEL_MANAGED_BY, LABEL_PART_OF, LABEL_REVISION, LABEL_ROLE, LABEL_VERSION,
+    MANAGER, ResourceError, child_meta, instance_labels,
+};
+
+/// Pod condition the operator sets once the pod's `/health` reports every component healthy.
+pub const READINESS_GATE: &str = "auren.io/healthy";
+/// Where the webhook secrets Secret is mounted.
+pub const WEBHOOK_SECRETS_DIR: &str = "/etc/auren/webhook-secrets";
+/// Key of the operator-managed admin token Secret.
+pub const ADMIN_TOKEN_KEY: &str = "token";
+const CONTAINER: &str = "runtime";
+const PORT_NAME: &str = "http";
+
+/// Which workload of a release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Api,
+    Consumer,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Api => "api",
+            Role::Consumer => "consumer",
+        }
+    }
+
+    fn run_mode(self) -> &'static str {
+        match self {
+            Role::Api => run_mode::API,
+            Role::Consumer => run_mode::CONSUMER,
+        }
+    }
+}
+
+/// `<name>-<revision>-<role>`.
+pub fn deployment_name(ar: &AurenRuntime, revision: &str, role: Role) -> String {
+    format!("{}-{revision}-{}", ar.name_any(), role.as_str())
+}
+
+/// Name of the Secret the operator creates when `connections.adminToken` is not set.
+pub fn admin_token_secret_name(ar: &AurenRuntime) -> String {
+    format!("{}-admin", ar.name_any())
+}
+
+/// The admin token in force: the spec's, or the operator-managed Secret.
+pub fn admin_token_ref(ar: &AurenRuntime) -> SecretKeyRef {
+    let managed = || SecretKeyRef {
+        name: admin_token_secret_name(ar),
+        key: ADMIN_TOKEN_KEY.into(),
+    };
+    ar.spec
+        .connections
+        .admin_token
+        .clone()
+        .unwrap_or_else(managed)
+}
+
+/// Merge patch of `spec.replicas`, for revisions other than the desired one.
+pub fn scale_patch(replicas: i32) -> serde_json::Value {
+    serde_json::json!({ "spec": { "replicas": replicas } })
+}
+
+/// The Deployment of `role` for the desired release (built from the current spec).
+pub fn deployment(
+    ar: &AurenRuntime,
+    release: &ReleasePlan,
+    role: Role,
+) -> Result<Deployment, ResourceError> {
+    let labels = pod_labels(ar, &release.revision.hash, role);
+    let mut template_labels = labels.clone();
+    template_labels.insert(LABEL_VERSION.into(), version_label(&release.revision.image));
+    let replicas = match role {
+        Role::Api => release.api_replicas,
+        Role::Consumer => release.consumer_replicas,
+    };
+    let name = deployment_name(ar, &release.revision.hash, role);
+    Ok(Deployment {
+        metadata: child_meta(ar, name, template_labels.clone())?,
+        spec: Some(DeploymentSpec {
+            replicas: Some(replicas),
+            selector: LabelSelector {
+                match_labels: Some(labels),
+                ..Default::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(template_labels),
+                    ..Default::default()
+                }),
+                spec: Some(pod_spec(ar, &release.revision.hash, role)),
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+}
+
+/// Labels that select one workload of one revision.
+fn pod_labels(ar: &AurenRuntime, revision: &str, role: Role) -> BTreeMap<String, String> {
+    let mut labels = instance_labels(ar);
+    let extra = [
+        (LABEL_COMPONENT, role.as_str()),
+        (LABEL_MANAGED_BY, MANAGER),
+        (LABEL_PART_OF, "auren"),
+        (LABEL_REVISION, revision),
+        (LABEL_ROLE, role.as_str()),
+    ];
+    labels.extend(extra.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())));
+    labels
+}
+
+/// The image tag as a label value (at most 63 characters of `[A-Za-z0-9._-]`).
+fn version_label(image: &str) -> String {
+    let without_digest = image.split('@').next().unwrap_or(image);
+    let tag = without_digest
+        .rsplit_once(':')
+        .map(|(_, t)| t)
+        .filter(|t| !t.contains('/'))
+        .unwrap_or("latest");
+    let clean: String = tag
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        .take(63)
+        .collect();
+    clean
+        .trim_matches(|c: char| !c.is_ascii_alphanumeric())
+        .to_owned()
+}
+
+fn pod_spec(ar: &AurenRuntime, revision: &str, role: Role) -> PodSpec {
+    let secrets = ar.spec.connections.webhook_secrets.as_ref();
+    PodSpec {
+        containers: vec![container(ar, revision, role)],
+        readiness_gates: Some(vec![PodReadinessGate {
+            condition_type: READINESS_GATE.into(),
+        }]),
+        volumes: secrets.map(|name| {
+            vec![Volume {
+                name: "webhook-secrets".into(),
+                secret: Some(SecretVolumeSource {
+                    secret_name: Some(name.clone()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }]
+        }),
+        ..Default::default()
+    }
+}
+
+fn container(ar: &AurenRuntime, revision: &str, role: Role) -> Container {
+    let spec = &ar.spec;
+    let resources = match role {
+        Role::Api => spec.api.resources.clone(),
+        Role::Consumer => spec.consumer.resources.clone(),
+    };
+    let mounts = spec.connections.webhook_secrets.as_ref().map(|_| {
+        vec![VolumeMount {
+            name: "webhook-secrets".into(),
+            mount_path: WEBHOOK_SECRETS_DIR.into(),
+            read_only: Some(true),
+            ..Default::default()
+        }]
+    });
+    Container {
+        name: CONTAINER.into(),
+        image: Some(spec.image.clone()),
+        ports: Some(vec![ContainerPort {
+            name: Some(PORT_NAME.into()),
+            container_port: spec.api.port,
+            protocol: Some("TCP".into()),
+            ..Default::default()
+        }]),
+        env: Some(env_vars(ar, revision, role)),
+        readiness_probe: Some(probe(paths::READINESS, 5, 3)),
+        liveness_probe: Some(probe(paths::LIVE, 10, 3)),
+        resources,
+        volume_mounts: mounts,
+        ..Default::default()
+    }
+}
+
+fn probe(path: &str, period: i32, failures: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::String(PORT_NAME.into()),
+            ..Default::default()
+        }),
+        period_seconds: Some(period),
+        failure_threshold: Some(failures),
+        ..Default::default()
+    }
+}
+
+/// The contract's variables first, then the release's own `env` and `config`.
+fn env_vars(ar: &AurenRuntime, revision: &str, role: Role) -> Vec<EnvVar> {
+    let spec = &ar.spec;
+    let mut vars = vec![
+        literal(env::RUN_MODE, role.run_mode()),
+        literal(env::RELEASE, revision),
+        literal(env::API_PORT, &spec.api.port.to_string()),
+        literal(env::KAFKA_TOPIC, &spec.consumer.topic),
+        literal(env::KAFKA_GROUP, &spec.consumer.group),
+        literal(
+            env::MAX_CONCURRENT_EVENTS,
+            &spec.consumer.max_concurrent_events.to_string(),
+        ),
+        secret(env::ADMIN_TOKEN, &admin_token_ref(ar)),
+    ];
+    if role == Role::Consumer {
+        // Always standby at start: a restarted pod never consumes until the operator has
+        // confirmed no other release does (see rollout's role switches).
+        vars.push(literal(env::CONSUMER_ROLE, ConsumerRole::Standby.as_str()));
+    }
+    if let Some(brokers) = &spec.connections.kafka_brokers {
+        vars.push(literal(env::KAFKA_BROKERS, brokers));
+    }
+    if let Some(database) = &spec.connections.database_url {
+        vars.push(secret(env::DATABASE_URL, database));
+    }
+    if spec.connections.webhook_secrets.is_some() {
+        vars.push(literal(env::WEBHOOK_SECRETS_DIR, WEBHOOK_SECRETS_DIR));
+    }
+    vars.extend(spec.env.iter().map(|e| literal(&e.name, &e.value)));
+    vars.extend(spec.config.iter().map(|(k, v)| literal(k, v)));
+    vars
+}
+
+fn literal(name: &str, value: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value: Some(value.into()),
+        value_from: None,
+    }
+}
+
+fn secret(name: &str, reference: &SecretKeyRef) -> EnvVar {
+    let selector = SecretKeySelector {
+        name: reference.name.clone(),
+        key: reference.key.clone(),
+        optional: None,
+    };
+    EnvVar {
+        name: name.into(),
+        value: None,
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(selector),
+            ..Default::default()
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{EnvVar as SpecEnv, RevisionRef};
+    use crate::resources::fixtures::runtime;
+
+    fn release() -> ReleasePlan {
+        ReleasePlan {
+            revision: RevisionRef {
+                hash: "abc123".into(),
+                image: "registry.local/auren-runtime:1.0.0".into(),
+            },
+            api_replicas: 3,
+            consumer_replicas: 1,
+        }
+    }
+
+    fn env_of(deployment: &Deployment) -> BTreeMap<String, EnvVar> {
+        let pod = deployment
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap();
+        pod.containers[0]
+            .env
+            .clone()
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.name.clone(), e))
+            .collect()
+    }
+
+    #[test]
+    fn api_deployment_labels_selector_gate_probes() {
+        let d = deployment(&runtime(), &release(), Role::Api).unwrap();
+        assert_eq!(d.metadata.name.as_deref(), Some("wearables-abc123-api"));
+        assert_eq!(d.metadata.namespace.as_deref(), Some("auren"));
+        assert_eq!(
+            d.metadata.owner_references.as_ref().unwrap()[0].name,
+            "wearables"
+        );
+        let spec = d.spec.as_ref().unwrap();
+        assert_eq!(spec.replicas, Some(3));
+        let selector = spec.selector.match_labels.clone().unwrap();
+        assert_eq!(
+            selector.get(LABEL_REVISION).map(String::as_str),
+            Some("abc123")
+        );
+        assert_eq!(selector.get(LABEL_ROLE).map(String::as_str), Some("api"));
+        assert!(
+            !selector.contains_key(LABEL_VERSION),
+            "the selector is immutable: no version in it"
+        );
+        let template_labels = spec
+            .template
+            .metadata
+            .as_ref()
+            .unwrap()
+            .labels
+            .clone()
+            .unwrap();
+        assert!(
+            selector
+                .iter()
+                .all(|(k, v)| template_labels.get(k) == Some(v)),
+            "the selector matches the pods"
+        );
+        assert_eq!(
+            template_labels.get(LABEL_VERSION).map(String::as_str),
+            Some("1.0.0")
+        );
+        let pod = spec.template.spec.as_ref().unwrap();
+        assert_eq!(
+            pod.readiness_gates.as_ref().unwrap()[0].condition_type,
+            READINESS_GATE
+        );
+        let container = &pod.containers[0];
+        let readiness = container
+            .readiness_probe
+            .as_ref()
+            .unwrap()
+            .http_get
+            .as_ref()
+            .unwrap();
+        assert_eq!(readiness.path.as_deref(), Some("/readiness"));
+        let live = container
+            .liveness_probe
+            .as_ref()
+            .unwrap()
+            .http_get
+            .as_ref()
+            .unwrap();
+        assert_eq!(live.path.as_deref(), Some("/live"));
+        let port = &container.ports.as_ref().unwrap()[0];
+        assert_eq!(
+            (port.container_port, port.protocol.as_deref()),
+            (8000, Some("TCP"))
+        );
+    }
+
+    #[test]
+    fn env_follows_the_contract() {
+        let mut ar = runtime();
+        ar.spec.connections.database_url = Some(SecretKeyRef {
+            name: "db".into(),
+            key: "url".into(),
+        });
+        ar.spec.connections.webhook_secrets = Some("webhooks".into());
+        ar.spec.connections.kafka_brokers = Some("kafka:9092".into());
+        ar.spec.env.push(SpecEnv {
+            name: "LOG_FORMAT".into(),
+            value: "text".into(),
+        });
+        let api = env_of(&deployment(&ar, &release(), Role::Api).unwrap());
+        let consumer = env_of(&deployment(&ar, &release(), Role::Consumer).unwrap());
+        let value = |vars: &BTreeMap<String, EnvVar>, name: &str| {
+            vars.get(name).and_then(|e| e.value.clone())
+        };
+        assert_eq!(value(&api, "RUN_MODE").as_deref(), Some("api"));
+        assert_eq!(value(&consumer, "RUN_MODE").as_deref(), Some("consumer"));
+        assert_eq!(value(&api, "AUREN_RELEASE").as_deref(), Some("abc123"));
+        assert_eq!(
+            value(&consumer, "CONSUMER_ROLE").as_deref(),
+            Some("standby")
+        );
+        assert!(!api.contains_key("CONSUMER_ROLE"));
+        assert_eq!(value(&api, "KAFKA_BROKERS").as_deref(), Some("kafka:9092"));
+        assert_eq!(
+            value(&api, "WEBHOOK_SECRETS_DIR").as_deref(),
+            Some(WEBHOOK_SECRETS_DIR)
+        );
+        assert_eq!(value(&api, "LOG_FORMAT").as_deref(), Some("text"));
+        let db = api["DATABASE_URL"]
+            .value_from
+            .as_ref()
+            .unwrap()
+            .secret_key_ref
+            .as_ref()
+            .unwrap();
+        assert_eq!((db.name.as_str(), db.key.as_str()), ("db", "url"));
+        let token = api["ADMIN_TOKEN"]
+            .value_from
+            .as_ref()
+            .unwrap()
+            .secret_key_ref
+            .as_ref()
+            .unwrap();
+        assert_eq!(
+            (token.name.as_str(), token.key.as_str()),
+            ("wearables-admin", "token")
+        );
+        let consumer_deployment = deployment(&ar, &release(), Role::Consumer).unwrap();
+        assert_eq!(consumer_deployment.spec.as_ref().unwrap().replicas, Some(1));
+        let pod = consumer_deployment.spec.unwrap().template.spec.unwrap();
+        assert_eq!(
+            pod.volumes.unwrap()[0]
+                .secret
+                .as_ref()
+                .unwrap()
+                .secret_name
+                .as_deref(),
+            Some("webhooks")
+        );
+    }
+
+    #[test]
+    fn version_label_is_a_valid_label_value() {
+        let cases = [
+            ("registry.local/auren-runtime:1.0.0", "1.0.0"),
+            ("registry.local:5000/auren-runtime", "latest"),
+            ("auren@sha256:abcd", "latest"),
+            ("auren:-weird-", "weird"),
+        ];
+        for (image, label) in cases {
+            assert_eq!(version_label(image), label, "{image}");
+        }
+        assert_eq!(scale_patch(0), serde_json::json!({"spec": {"replicas": 0}}));
+    }
+}

@@ -1,0 +1,1095 @@
+//! Every phase transition of the rollout decision, from fixtures. Each test walks a scenario
+//! one decision at a time, feeding the status of one decision into the next, as the
+//! controller does.
+
+use std::collections::BTreeMap;
+
+use auren_contract::ConsumerRole;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+
+use super::*;
+use crate::api::{
+    AnalysisStep, AurenRuntimeSpec, AurenRuntimeStatus, CanaryConsumers, CanarySpec, CanaryStep,
+    Measurement, Outcome, PauseStep, Phase, RevisionRef, Verdict,
+};
+use crate::revision;
+
+const V1: &str = "registry.local/auren-runtime:1.0.0";
+const V2: &str = "registry.local/auren-runtime:2.0.0";
+
+struct Fixture {
+    spec: AurenRuntimeSpec,
+    status: AurenRuntimeStatus,
+    annotations: BTreeMap<String, String>,
+    releases: Vec<ReleaseState>,
+    measurements: Vec<Measurement>,
+    now: i64,
+}
+
+impl Fixture {
+    fn new(image: &str) -> Self {
+        Self {
+            spec: AurenRuntimeSpec::with_image(image),
+            status: AurenRuntimeStatus::default(),
+            annotations: BTreeMap::new(),
+            releases: Vec::new(),
+            measurements: Vec::new(),
+            now: 1_000,
+        }
+    }
+
+    /// v1 installed and healthy, its consumers active.
+    fn healthy_v1() -> Self {
+        let mut f = Self::new(V1);
+        f.run(&[(hash(V1), ready(2, 1, ConsumerRole::Active))]);
+        assert_eq!(f.phase(), Phase::Healthy);
+        f
+    }
+
+    /// v1 stable, v2 rolling out and ready at preview scale.
+    fn analyzing_v2() -> Self {
+        let mut f = Self::healthy_v1();
+        f.spec.image = V2.into();
+        f.run(&[
+            (hash(V1), ready(2, 1, ConsumerRole::Active)),
+            (hash(V2), ready(2, 1, ConsumerRole::Standby)),
+        ]);
+        assert_eq!(f.phase(), Phase::Analyzing);
+        f
+    }
+
+    fn decide(&self) -> Plan {
+        let desired = revision::of(&self.spec).unwrap();
+        let observed = Observed {
+            spec: &self.spec,
+            generation: 1,
+            annotations: &self.annotations,
+            status: &self.status,
+            desired,
+            releases: &self.releases,
+            measurements: &self.measurements,
+            now: ts(self.now),
+        };
+        decide(&observed)
+    }
+
+    /// One reconcile: observe, decide, keep the status.
+    fn step(&mut self) -> Plan {
+        let plan = self.decide();
+        self.status = plan.status.clone();
+        self.measurements.clear();
+        plan
+    }
+
+    /// Sets the observed releases and reconciles until the phase settles.
+    fn run(&mut self, releases: &[(String, ReleaseState)]) -> Plan {
+        self.observe(releases);
+        let mut plan = self.step();
+        for _ in 0..5 {
+            let next = self.step();
+            if next.status == plan.status {
+                break;
+            }
+            plan = next;
+        }
+        plan
+    }
+
+    fn observe(&mut self, releases: &[(String, ReleaseState)]) {
+        self.releases = releases
+            .iter()
+            .map(|(hash, r)| ReleaseState {
+                revision: hash.clone(),
+                ..r.clone()
+            })
+            .collect();
+    }
+
+    fn phase(&self) -> Phase {
+        self.status.phase.unwrap()
+    }
+
+    fn reason(&self) -> &str {
+        self.status.reason.as_deref().unwrap()
+    }
+
+    /// A measurement round of the candidate (or `revision`) `at` seconds.
+    fn measure(&mut self, revision: &str, verdict: Verdict, value: f64) {
+        self.now += 10;
+        self.measurements.push(Measurement {
+            check: "error-ratio".into(),
+            revision: revision.into(),
+            value: Some(value),
+            threshold: "<= 0.01".into(),
+            verdict,
+            at: Time(ts(self.now)),
+        });
+    }
+}
+
+fn ts(second: i64) -> Timestamp {
+    Timestamp::from_second(second).unwrap()
+}
+
+fn hash(image: &str) -> String {
+    revision::of(&AurenRuntimeSpec::with_image(image))
+        .unwrap()
+        .hash
+}
+
+fn ready(api: i32, consumers: i32, role: ConsumerRole) -> ReleaseState {
+    let roles = match role {
+        ConsumerRole::Active => RoleCounts {
+            active: consumers,
+            ..Default::default()
+        },
+        ConsumerRole::Standby => RoleCounts {
+            standby: consumers,
+            ..Default::default()
+        },
+    };
+    ReleaseState {
+        revision: String::new(),
+        api: PodSet {
+            desired: api,
+            ready: api,
+            ..Default::default()
+        },
+        consumer: PodSet {
+            desired: consumers,
+            ready: consumers,
+            ..Default::default()
+        },
+        roles,
+    }
+}
+
+fn replicas(plan: &Plan, image: &str) -> Option<(i32, i32)> {
+    let world = plan.world.as_ref()?;
+    let release = world
+        .releases
+        .iter()
+        .find(|r| r.revision.hash == hash(image))?;
+    Some((release.api_replicas, release.consumer_replicas))
+}
+
+fn switches(plan: &Plan) -> Vec<(String, ConsumerRole)> {
+    let world = plan.world.as_ref().unwrap();
+    world
+        .role_switches
+        .iter()
+        .map(|s| (s.revision.clone(), s.role))
+        .collect()
+}
+
+fn active(plan: &Plan) -> ServiceTarget {
+    plan.world.as_ref().unwrap().active.clone()
+}
+
+fn reasons(plan: &Plan) -> Vec<&str> {
+    plan.events.iter().map(|e| e.reason.as_str()).collect()
+}
+
+#[test]
+fn install_waits_for_ready_pods_and_active_consumers() {
+    let mut f = Fixture::new(V1);
+    let plan = f.step();
+    assert_eq!((f.phase(), f.reason()), (Phase::Progressing, "Installing"));
+    assert_eq!(replicas(&plan, V1), Some((2, 1)));
+    assert_eq!(active(&plan), ServiceTarget::Revision(hash(V1)));
+    assert_eq!(reasons(&plan), vec!["Installing"]);
+
+    f.observe(&[(hash(V1), ready(2, 1, ConsumerRole::Standby))]);
+    let plan = f.step();
+    assert_eq!(f.phase(), Phase::Progressing, "consumers not yet active");
+    assert_eq!(switches(&plan), vec![(hash(V1), ConsumerRole::Active)]);
+
+    f.observe(&[(hash(V1), ready(2, 1, ConsumerRole::Active))]);
+    let plan = f.step();
+    assert_eq!((f.phase(), f.reason()), (Phase::Healthy, "Installed"));
+    assert_eq!(
+        f.status.stable.as_ref().map(|s| s.hash.clone()),
+        Some(hash(V1))
+    );
+    assert_eq!(
+        f.status.history.last().map(|h| h.outcome),
+        Some(Outcome::Promoted)
+    );
+    assert_eq!(f.status.ready.as_deref(), Some("2/2"));
+    assert!(switches(&plan).is_empty());
+}
+
+#[test]
+fn install_past_its_deadline_is_degraded_and_recovers() {
+    let mut f = Fixture::new(V1);
+    f.step();
+    let mut waiting = ready(0, 0, ConsumerRole::Standby);
+    waiting.api.waiting_reason = Some("ImagePullBackOff".into());
+    f.now += 601;
+    f.observe(&[(hash(V1), waiting)]);
+    let plan = f.step();
+    assert_eq!(
+        (f.phase(), f.reason()),
+        (Phase::Degraded, "ProgressDeadlineExceeded")
+    );
+    assert!(
+        f.status
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("ImagePullBackOff")
+    );
+    assert_eq!(plan.events[0].kind, EventKind::Warning);
+    f.run(&[(hash(V1), ready(2, 1, ConsumerRole::Active))]);
+    assert_eq!(f.phase(), Phase::Healthy);
+}
+
+#[test]
+fn a_new_release_is_previewed_beside_stable() {
+    let mut f = Fixture::healthy_v1();
+    f.spec.image = V2.into();
+    let plan = f.step();
+    assert_eq!((f.phase(), f.reason()), (Phase::Progressing, "NewRelease"));
+    assert_eq!(replicas(&plan, V1), Some((2, 1)));
+    assert_eq!(replicas(&plan, V2), Some((2, 1)));
+    let world = plan.world.as_ref().unwrap();
+    assert_eq!(world.active, ServiceTarget::Revision(hash(V1)));
+    assert_eq!(world.preview, ServiceTarget::Revision(hash(V2)));
+    assert!(
+        world.role_switches.is_empty(),
+        "the candidate's consumers start on standby"
+    );
+    assert_eq!(f.status.services.preview, Some(hash(V2)));
+}
+
+#[test]
+fn preview_replicas_and_replica_changes_do_not_restart_the_rollout() {
+    let mut f = Fixture::healthy_v1();
+    f.spec.strategy.blue_green = Some(crate::api::BlueGreenSpec {
+        preview_replicas: Some(1),
+        ..Default::default()
+    });
+    f.spec.image = V2.into();
+    let plan = f.step();
+    assert_eq!(replicas(&plan, V2), Some((1, 1)));
+    f.spec.api.replicas = 3;
+    let plan = f.step();
+    assert_eq!(f.reason(), "NewRelease", "scaling is not a new release");
+    assert_eq!(replicas(&plan, V1), Some((3, 1)));
+}
+
+#[test]
+fn ready_candidate_is_analyzed_against_stable() {
+    let f = Fixture::analyzing_v2();
+    let plan = f.decide();
+    let request = plan.world.as_ref().unwrap().analyze.clone().unwrap();
+    assert_eq!(request.candidate, hash(V2));
+    assert_eq!(request.baseline, Some(hash(V1)));
+    assert_eq!(request.interval, std::time::Duration::from_secs(10));
+}
+
+#[test]
+fn initial_delay_holds_the_first_measurement() {
+    let mut f = Fixture::healthy_v1();
+    f.spec.analysis.initial_delay = "1m".into();
+    f.spec.image = V2.into();
+    f.run(&[
+        (hash(V1), ready(2, 1, ConsumerRole::Active)),
+        (hash(V2), ready(2, 1, ConsumerRole::Standby)),
+    ]);
+    let plan = f.decide();
+    assert_eq!(plan.world.unwrap().analyze, None);
+    assert_eq!(plan.requeue_after, std::time::Duration::from_secs(60));
+    f.now += 60;
+    assert!(f.decide().world.unwrap().analyze.is_some());
+}
+
+/// The whole blue/green promotion, one ordered step at a time.
+#[test]
+fn passing_analysis_promotes_in_ordered_steps() {
+    let mut f = Fixture::analyzing_v2();
+    let (v1, v2) = (hash(V1), hash(V2));
+    for _ in 0..3 {
+        f.measure(&v2, Verdict::Pass, 0.0);
+    }
+    let plan = f.step();
+    assert_eq!(
+        (f.phase(), f.reason()),
+        (Phase::Promoting, "AnalysisPassed")
+    );
+    assert_eq!(f.status.analysis.as_ref().unwrap().successes, 3);
+    assert_eq!(f.status.measurements.len(), 3);
+
+    // Candidate already at full scale and ready: traffic switches, stable consumers go standby.
+    assert_eq!(active(&plan), ServiceTarget::Revision(v2.clone()));
+    assert_eq!(switches(&plan), vec![(v1.clone(), ConsumerRole::Standby)]);
+
+    // Stable consumers still report active: the candidate is not activated.
+    let plan = f.step();
+    assert_eq!(switches(&plan), vec![(v1.clone(), ConsumerRole::Standby)]);
+
+    // One stable pod unknown (unreachable): still no activation.
+    let mut unsure = ready(2, 1, ConsumerRole::Standby);
+    unsure.roles = RoleCounts {
+        standby: 0,
+        active: 0,
+        unknown: 1,
+    };
+    f.observe(&[
+        (v1.clone(), unsure),
+        (v2.clone(), ready(2, 1, ConsumerRole::Standby)),
+    ]);
+    let plan = f.step();
+    assert_eq!(switches(&plan), vec![(v1.clone(), ConsumerRole::Standby)]);
+
+    // Stable confirmed standby: now, and only now, the candidate is activated.
+    f.observe(&[
+        (v1.clone(), ready(2, 1, ConsumerRole::Standby)),
+        (v2.clone(), ready(2, 1, ConsumerRole::Standby)),
+    ]);
+    let plan = f.step();
+    assert_eq!(f.phase(), Phase::Promoting);
+    assert_eq!(switches(&plan), vec![(v2.clone(), ConsumerRole::Active)]);
+
+    f.observe(&[
+        (v1.clone(), ready(2, 1, ConsumerRole::Standby)),
+        (v2.clone(), ready(2, 1, ConsumerRole::Active)),
+    ]);
+    let plan = f.step();
+    assert_eq!((f.phase(), f.reason()), (Phase::Healthy, "Promoted"));
+    assert_eq!(f.status.stable.as_ref().unwrap().hash, v2);
+    let previous = f.status.previous.clone().unwrap();
+    assert_eq!(previous.hash, v1);
+    assert_eq!(previous.scale_down_at, Time(ts(f.now + 30)));
+    assert_eq!(
+        replicas(&plan, V1),
+        Some((2, 1)),
+        "previous stays up for the scale-down window"
+    );
+    assert_eq!(f.status.services.active, Some(v2.clone()));
+    assert!(reasons(&plan).contains(&"Promoted"));
+
+    // Scale-down window over: the previous release is deleted.
+    f.now += 31;
+    let plan = f.step();
+    assert_eq!(f.status.previous, None);
+    assert_eq!(plan.world.as_ref().unwrap().delete, vec![v1]);
+    assert!(reasons(&plan).contains(&"ScaledDown"));
+}
+
+#[test]
+fn promotion_waits_for_the_candidate_at_full_scale() {
+    let mut f = Fixture::healthy_v1();
+    f.spec.strategy.blue_green = Some(crate::api::BlueGreenSpec {
+        preview_replicas: Some(1),
+        ..Default::default()
+    });
+    f.spec.image = V2.into();
+    let (v1, v2) = (hash(V1), hash(V2));
+    f.run(&[
+        (v1.clone(), ready(2, 1, ConsumerRole::Active)),
+        (v2.clone(), ready(1, 1, ConsumerRole::Standby)),
+    ]);
+    for _ in 0..3 {
+        f.measure(&v2, Verdict::Pass, 0.0);
+    }
+    let plan = f.step();
+    assert_eq!(f.phase(), Phase::Promoting);
+    assert_eq!(
+        replicas(&plan, V2),
+        Some((2, 1)),
+        "scaled to full before the switch"
+    );
+    assert_eq!(
+        active(&plan),
+        ServiceTarget::Revision(v1.clone()),
+        "no switch before it is ready"
+    );
+    assert!(
+        switches(&plan).is_empty(),
+        "consumers stay as they are until traffic switched"
+    );
+}
+
+#[test]
+fn failing_analysis_rolls_back_with_the_measured_values() {
+    let mut f = Fixture::analyzing_v2();
+    let v2 = hash(V2);
+    f.measure(&v2, Verdict::Fail, 0.2);
+    f.step();
+    assert_eq!(f.phase(), Phase::Analyzing, "one failure is a blip");
+    f.measure(&v2, Verdict::Fail, 0.3);
+    let plan = f.step();
+    assert_eq!(
+        (f.phase(), f.reason()),
+        (Phase::RolledBack, "AnalysisFailed")
+    );
+    assert!(
+        f.status
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("error-ratio = 0.3"),
+        "{:?}",
+        f.status.message
+    );
+    assert_eq!(f.status.candidate, None);
+    assert_eq!(f.status.rejected.as_ref().unwrap().hash, v2);
+    assert_eq!(active(&plan), ServiceTarget::Revision(hash(V1)));
+    assert_eq!(replicas(&plan, V2), Some((0, 0)));
+    let rolled_back = plan
+        .events
+        .iter()
+        .find(|e| e.reason == "AnalysisFailed")
+        .unwrap();
+    assert_eq!(rolled_back.kind, EventKind::Warning);
+    assert_eq!(
+        f.status
+            .history
+            .last()
+            .map(|h| (h.outcome, h.reason.as_str())),
+        Some((Outcome::RolledBack, "AnalysisFailed"))
+    );
+
+    // Still the rejected image in the spec: nothing is retried.
+    f.now += 1_000;
+    f.step();
+    assert_eq!(f.phase(), Phase::RolledBack);
+}
+
+#[test]
+fn failures_reaching_the_total_limit_roll_back() {
+    let mut f = Fixture::analyzing_v2();
+    let v2 = hash(V2);
+    for verdict in [Verdict::Fail, Verdict::Pass, Verdict::Fail, Verdict::Pass] {
+        f.measure(&v2, verdict, 0.0);
+        f.step();
+    }
+    assert_eq!(f.phase(), Phase::Analyzing);
+    assert_eq!(f.status.analysis.as_ref().unwrap().consecutive_failures, 0);
+    f.measure(&v2, Verdict::Fail, 0.0);
+    f.step();
+    assert_eq!(
+        (f.phase(), f.reason()),
+        (Phase::RolledBack, "AnalysisFailed")
+    );
+}
+
+#[test]
+fn measurements_are_counted_once() {
+    let mut f = Fixture::analyzing_v2();
+    f.measure(&hash(V2), Verdict::Pass, 0.0);
+    let again = f.measurements.clone();
+    f.step();
+    f.measurements = again;
+    f.step();
+    assert_eq!(f.status.analysis.as_ref().unwrap().successes, 1);
+    assert_eq!(f.status.measurements.len(), 1);
+}
+
+#[test]
+fn crash_loop_and_deadlines_roll_back() {
+    type Setup = fn(&mut Fixture);
+    let cases: Vec<(&str, Setup, &str)> = vec![
+        (
+            "crash loop while progressing",
+            |f| {
+                let mut broken = ready(0, 0, ConsumerRole::Standby);
+                broken.api.crash_looping = true;
+                broken.api.restarts = 4;
+                f.observe(&[
+                    (hash(V1), ready(2, 1, ConsumerRole::Active)),
+                    (hash(V2), broken),
+                ]);
+            },
+            "CandidateCrashLoop",
+        ),
+        (
+            "never ready",
+            |f| {
+                let mut waiting = ready(0, 0, ConsumerRole::Standby);
+                waiting.api.waiting_reason = Some("ImagePullBackOff".into());
+                f.observe(&[
+                    (hash(V1), ready(2, 1, ConsumerRole::Active)),
+                    (hash(V2), waiting),
+                ]);
+                f.now += 601;
+            },
+            "ProgressDeadlineExceeded",
+        ),
+    ];
+    for (name, setup, reason) in cases {
+        let mut f = Fixture::healthy_v1();
+        f.spec.image = V2.into();
+        f.step();
+        setup(&mut f);
+        let plan = f.step();
+        assert_eq!(
+            (f.phase(), f.reason()),
+            (Phase::RolledBack, reason),
+            "{name}"
+        );
+        assert_eq!(active(&plan), ServiceTarget::Revision(hash(V1)), "{name}");
+    }
+}
+
+#[test]
+fn never_ready_message_names_the_waiting_reason() {
+    let mut f = Fixture::healthy_v1();
+    f.spec.image = V2.into();
+    f.step();
+    let mut waiting = ready(0, 0, ConsumerRole::Standby);
+    waiting.api.waiting_reason = Some("ImagePullBackOff".into());
+    f.observe(&[
+        (hash(V1), ready(2, 1, ConsumerRole::Active)),
+        (hash(V2), waiting),
+    ]);
+    f.now += 599;
+    let plan = f.step();
+    assert_eq!(f.phase(), Phase::Progressing);
+    assert_eq!(plan.requeue_after, std::time::Duration::from_secs(1));
+    f.now += 1;
+    f.step();
+    assert!(
+        f.status
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("ImagePullBackOff")
+    );
+}
+
+#[test]
+fn analysis_without_measurements_ends_at_its_deadline() {
+    let mut f = Fixture::analyzing_v2();
+    // initialDelay 0 + 10s × (3 + 3 + 1) + 600s
+    f.now += 669;
+    f.step();
+    assert_eq!(f.phase(), Phase::Analyzing);
+    f.now += 1;
+    f.step();
+    assert_eq!(
+        (f.phase(), f.reason()),
+        (Phase::RolledBack, "AnalysisDeadlineExceeded")
+    );
+}
+
+#[test]
+fn promotion_that_cannot_hand_over_consumers_rolls_back() {
+    let mut f = Fixture::analyzing_v2();
+    for _ in 0..3 {
+        f.measure(&hash(V2), Verdict::Pass, 0.0);
+    }
+    f.step();
+    assert_eq!(f.phase(), Phase::Promoting);
+    f.now += 601;
+    let plan = f.step();
+    assert_eq!(
+        (f.phase(), f.reason()),
+        (Phase::RolledBack, "PromotionDeadlineExceeded")
+    );
+    assert_eq!(
+        active(&plan),
+        ServiceTarget::Revision(hash(V1)),
+        "traffic back on stable"
+    );
+    // v1 consumers are still active: v2's (standby) are already confirmed, nothing to switch.
+    assert!(switches(&plan).is_empty());
+}
+
+#[test]
+fn inconclusive_analysis_pauses_and_promote_continues() {
+    let mut f = Fixture::analyzing_v2();
+    f.measure(&hash(V2), Verdict::Inconclusive, 0.0);
+    f.step();
+    assert_eq!(
+        (f.phase(), f.reason()),
+        (Phase::Paused, "AnalysisInconclusive")
+    );
+    f.now += 10_000;
+    f.step();
+    assert_eq!(
+        f.phase(),
+        Phase::Paused,
+        "waiting for a human is not a deadline"
+    );
+    f.annotations.insert(controls::PROMOTE.into(), "1".into());
+    f.step();
+    assert_eq!(
+        (f.phase(), f.reason()),
+        (Phase::Promoting, "PromotedByHand")
+    );
+    assert_eq!(f.status.acknowledged.promote.as_deref(), Some("1"));
+}
+
+#[test]
+fn retry_restarts_an_inconclusive_analysis() {
+    let mut f = Fixture::analyzing_v2();
+    f.measure(&hash(V2), Verdict::Inconclusive, 0.0);
+    f.step();
+    f.annotations.insert(controls::RETRY.into(), "a".into());
+    f.step();
+    assert_eq!(f.phase(), Phase::Analyzing);
+    assert_eq!(f.status.analysis.as_ref().unwrap().inconclusive, 0);
+}
+
+#[test]
+fn manual_promotion_when_auto_promotion_is_off() {
+    let mut f = Fixture::analyzing_v2();
+    f.spec.strategy.blue_green = Some(crate::api::BlueGreenSpec {
+        auto_promotion: false,
+        ..Default::default()
+    });
+    for _ in 0..3 {
+        f.measure(&hash(V2), Verdict::Pass, 0.0);
+    }
+    f.step();
+    assert_eq!(
+        (f.phase(), f.reason()),
+        (Phase::Paused, "AwaitingPromotion")
+    );
+    f.annotations.insert(controls::PROMOTE.into(), "go".into());
+    f.step();
+    assert_eq!(f.phase(), Phase::Promoting);
+}
+
+#[test]
+fn auto_promotion_seconds_delay_the_promotion() {
+    let mut f = Fixture::analyzing_v2();
+    f.spec.strategy.blue_green = Some(crate::api::BlueGreenSpec {
+        auto_promotion_seconds: 60,
+        ..Default::default()
+    });
+    for _ in 0..3 {
+        f.measure(&hash(V2), Verdict::Pass, 0.0);
+    }
+    let plan = f.step();
+    assert_eq!(f.phase(), Phase::Analyzing);
+    assert_eq!(plan.requeue_after, std::time::Duration::from_secs(60));
+    f.now += 60;
+    f.step();
+    assert_eq!(f.phase(), Phase::Promoting);
+}
+
+#[test]
+fn abort_rolls_back_once_and_retry_tries_again() {
+    let mut f = Fixture::analyzing_v2();
+    f.annotations.insert(controls::ABORT.into(), "1".into());
+    let plan = f.step();
+    assert_eq!((f.phase(), f.reason()), (Phase::RolledBack, "Aborted"));
+    assert_eq!(f.status.acknowledged.abort.as_deref(), Some("1"));
+    assert_eq!(active(&plan), ServiceTarget::Revision(hash(V1)));
+    let plan = f.step();
+    assert!(
+        plan.events.is_empty(),
+        "an acknowledged abort does nothing more"
+    );
+
+    f.observe(&[
+        (hash(V1), ready(2, 1, ConsumerRole::Active)),
+        (hash(V2), ready(0, 0, ConsumerRole::Standby)),
+    ]);
+    f.annotations.insert(controls::RETRY.into(), "1".into());
+    let plan = f.step();
+    assert_eq!(replicas(&plan, V2), Some((2, 1)), "scaled up again");
+    assert_eq!((f.phase(), f.reason()), (Phase::Progressing, "NewRelease"));
+    assert_eq!(f.status.rejected, None);
+}
+
+#[test]
+fn controls_without_a_rollout_are_acknowledged_and_ignored() {
+    let mut f = Fixture::healthy_v1();
+    f.annotations.insert(controls::PROMOTE.into(), "x".into());
+    let plan = f.step();
+    assert_eq!(f.phase(), Phase::Healthy);
+    assert_eq!(reasons(&plan), vec!["ControlIgnored"]);
+    assert_eq!(f.status.acknowledged.promote.as_deref(), Some("x"));
+}
+
+#[test]
+fn failure_after_promotion_switches_back_to_the_previous_release() {
+    let mut f = Fixture::analyzing_v2();
+    let (v1, v2) = (hash(V1), hash(V2));
+    for _ in 0..3 {
+        f.measure(&v2, Verdict::Pass, 0.0);
+    }
+    f.step();
+    f.run(&[
+        (v1.clone(), ready(2, 1, ConsumerRole::Standby)),
+        (v2.clone(), ready(2, 1, ConsumerRole::Active)),
+    ]);
+    assert_eq!(f.reason(), "Promoted");
+    let plan = f.decide();
+    let watch = plan.world.as_ref().unwrap().analyze.clone().unwrap();
+    assert_eq!(
+        (watch.candidate.as_str(), watch.baseline.as_deref()),
+        (v2.as_str(), Some(v1.as_str()))
+    );
+
+    f.measure(&v2, Verdict::Fail, 0.5);
+    f.measure(&v2, Verdict::Fail, 0.6);
+    let plan = f.step();
+    assert_eq!(
+        (f.phase(), f.reason()),
+        (Phase::RolledBack, "PostPromotionFailure")
+    );
+    assert_eq!(f.status.stable.as_ref().unwrap().hash, v1);
+    assert_eq!(f.status.rejected.as_ref().unwrap().hash, v2);
+    assert_eq!(active(&plan), ServiceTarget::Revision(v1.clone()));
+    assert_eq!(replicas(&plan, V1), Some((2, 1)));
+    assert_eq!(
+        switches(&plan),
+        vec![(v2.clone(), ConsumerRole::Standby)],
+        "v2 stops before v1 resumes"
+    );
+
+    f.observe(&[
+        (v1.clone(), ready(2, 1, ConsumerRole::Standby)),
+        (v2.clone(), ready(2, 1, ConsumerRole::Standby)),
+    ]);
+    let plan = f.step();
+    assert_eq!(switches(&plan), vec![(v1, ConsumerRole::Active)]);
+}
+
+#[test]
+fn crash_after_promotion_also_switches_back() {
+    let mut f = Fixture::analyzing_v2();
+    let (v1, v2) = (hash(V1), hash(V2));
+    for _ in 0..3 {
+        f.measure(&v2, Verdict::Pass, 0.0);
+    }
+    f.step();
+    f.run(&[
+        (v1.clone(), ready(2, 1, ConsumerRole::Standby)),
+        (v2.clone(), ready(2, 1, ConsumerRole::Active)),
+    ]);
+    let mut crashing = ready(2, 1, ConsumerRole::Active);
+    crashing.consumer.crash_looping = true;
+    f.observe(&[
+        (v1.clone(), ready(2, 1, ConsumerRole::Standby)),
+        (v2, crashing),
+    ]);
+    f.step();
+    assert_eq!(
+        (f.phase(), f.reason()),
+        (Phase::RolledBack, "PostPromotionFailure")
+    );
+    assert_eq!(f.status.stable.as_ref().unwrap().hash, v1);
+}
+
+#[test]
+fn stable_without_ready_pods_is_degraded_until_it_recovers() {
+    let mut f = Fixture::healthy_v1();
+    f.observe(&[(hash(V1), ready(0, 1, ConsumerRole::Active))]);
+    f.step();
+    assert_eq!(
+        (f.phase(), f.reason()),
+        (Phase::Degraded, "StableUnavailable")
+    );
+    let available = f
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == AVAILABLE)
+        .unwrap();
+    assert_eq!(available.status, "False");
+    f.observe(&[(hash(V1), ready(2, 1, ConsumerRole::Active))]);
+    f.step();
+    assert_eq!((f.phase(), f.reason()), (Phase::Healthy, "Recovered"));
+}
+
+#[test]
+fn spec_paused_freezes_everything_and_resumes() {
+    let mut f = Fixture::analyzing_v2();
+    f.spec.paused = true;
+    f.annotations.insert(controls::ABORT.into(), "1".into());
+    let plan = f.step();
+    assert_eq!((f.phase(), f.reason()), (Phase::Paused, "SpecPaused"));
+    assert_eq!(plan.world, None);
+    assert_eq!(
+        f.status.acknowledged.abort, None,
+        "controls wait for the pause to end"
+    );
+    f.annotations.clear();
+    f.spec.paused = false;
+    f.step();
+    assert_eq!(f.phase(), Phase::Analyzing, "resumes and measures again");
+}
+
+#[test]
+fn invalid_spec_changes_nothing_and_says_why() {
+    let mut f = Fixture::healthy_v1();
+    f.spec.analysis.interval = "0s".into();
+    let plan = f.step();
+    assert_eq!(
+        (f.phase(), f.reason()),
+        (Phase::InvalidSpec, "InvalidDuration")
+    );
+    assert_eq!(plan.world, None);
+    let condition = f
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == INVALID_SPEC)
+        .unwrap();
+    assert_eq!(
+        (condition.status.as_str(), condition.reason.as_str()),
+        ("True", "InvalidDuration")
+    );
+    assert_eq!(plan.events[0].kind, EventKind::Warning);
+    f.spec.analysis.interval = "10s".into();
+    f.step();
+    assert_eq!(f.phase(), Phase::Healthy);
+}
+
+#[test]
+fn reverting_the_spec_mid_rollout_abandons_the_candidate() {
+    let mut f = Fixture::analyzing_v2();
+    f.spec.image = V1.into();
+    let plan = f.step();
+    assert_eq!((f.phase(), f.reason()), (Phase::Healthy, "Reverted"));
+    assert_eq!(plan.world.as_ref().unwrap().delete, vec![hash(V2)]);
+    assert_eq!(
+        f.status.history.last().map(|h| h.outcome),
+        Some(Outcome::Superseded)
+    );
+}
+
+#[test]
+fn a_newer_release_supersedes_the_candidate() {
+    let mut f = Fixture::analyzing_v2();
+    f.spec.image = "registry.local/auren-runtime:3.0.0".into();
+    let plan = f.step();
+    assert_eq!((f.phase(), f.reason()), (Phase::Progressing, "NewRelease"));
+    assert_eq!(plan.world.as_ref().unwrap().delete, vec![hash(V2)]);
+    assert_eq!(f.status.analysis, None);
+}
+
+#[test]
+fn status_is_unchanged_when_nothing_happens() {
+    let mut f = Fixture::healthy_v1();
+    let before = f.status.clone();
+    f.now += 50;
+    let plan = f.step();
+    assert_eq!(plan.status, before);
+    assert!(plan.events.is_empty());
+}
+
+#[test]
+fn history_is_bounded() {
+    let mut f = Fixture::healthy_v1();
+    for n in 0..15 {
+        f.spec.image = format!("registry.local/auren-runtime:9.{n}.0");
+        f.step();
+    }
+    assert_eq!(f.status.history.len(), crate::api::MAX_HISTORY);
+}
+
+fn canary_fixture(steps: Vec<CanaryStep>, consumers: CanaryConsumers) -> Fixture {
+    let mut f = Fixture::healthy_v1();
+    f.spec.api.replicas = 4;
+    f.spec.consumer.replicas = 2;
+    f.run(&[(hash(V1), ready(4, 2, ConsumerRole::Active))]);
+    f.spec.strategy.canary = Some(CanarySpec {
+        steps,
+        consumers,
+        scale_down_delay_seconds: 30,
+    });
+    f.spec.image = V2.into();
+    f
+}
+
+fn weight(w: i32) -> CanaryStep {
+    CanaryStep {
+        set_weight: Some(w),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn canary_moves_weight_by_replicas_and_analyses_each_step() {
+    let analysis = CanaryStep {
+        analysis: Some(AnalysisStep {
+            count: Some(1),
+            duration: None,
+        }),
+        ..Default::default()
+    };
+    let mut f = canary_fixture(
+        vec![weight(25), analysis, weight(50)],
+        CanaryConsumers::Handover,
+    );
+    let (v1, v2) = (hash(V1), hash(V2));
+    let plan = f.step();
+    assert_eq!(f.phase(), Phase::Progressing);
+    assert_eq!(replicas(&plan, V2), Some((1, 2)));
+    assert_eq!(replicas(&plan, V1), Some((3, 2)));
+    assert_eq!(active(&plan), ServiceTarget::AllRevisions);
+    assert_eq!(f.status.canary.as_ref().unwrap().requested_weight, 25);
+
+    let mut stable = ready(3, 2, ConsumerRole::Active);
+    stable.api.ready = 3;
+    f.observe(&[
+        (v1.clone(), stable.clone()),
+        (v2.clone(), ready(1, 2, ConsumerRole::Standby)),
+    ]);
+    f.step();
+    assert_eq!(f.phase(), Phase::Analyzing, "weight reached, analysis step");
+    assert_eq!(f.status.canary.as_ref().unwrap().actual_weight, 25);
+    assert_eq!(f.status.canary.as_ref().unwrap().current_step, 1);
+
+    f.measure(&v2, Verdict::Pass, 0.0);
+    let plan = f.step();
+    assert_eq!(f.status.canary.as_ref().unwrap().current_step, 2);
+    assert_eq!(replicas(&plan, V2), Some((2, 2)));
+    assert!(
+        switches(&plan).is_empty(),
+        "handover mode: candidate consumers stay standby"
+    );
+
+    let mut stable = ready(2, 2, ConsumerRole::Active);
+    stable.api.desired = 2;
+    f.observe(&[
+        (v1.clone(), stable),
+        (v2.clone(), ready(2, 2, ConsumerRole::Standby)),
+    ]);
+    let plan = f.step();
+    assert_eq!((f.phase(), f.reason()), (Phase::Promoting, "StepsPassed"));
+    assert_eq!(replicas(&plan, V2), Some((4, 2)));
+
+    f.run(&[
+        (v1.clone(), ready(4, 2, ConsumerRole::Standby)),
+        (v2.clone(), ready(4, 2, ConsumerRole::Active)),
+    ]);
+    assert_eq!((f.phase(), f.reason()), (Phase::Healthy, "Promoted"));
+    assert_eq!(f.status.services.active, Some(v2));
+    assert_eq!(f.status.canary, None);
+}
+
+#[test]
+fn canary_failing_analysis_step_rolls_back() {
+    let analysis = CanaryStep {
+        analysis: Some(AnalysisStep {
+            count: Some(3),
+            duration: None,
+        }),
+        ..Default::default()
+    };
+    let mut f = canary_fixture(vec![weight(25), analysis], CanaryConsumers::Handover);
+    f.step();
+    f.observe(&[
+        (hash(V1), ready(3, 2, ConsumerRole::Active)),
+        (hash(V2), ready(1, 2, ConsumerRole::Standby)),
+    ]);
+    f.step();
+    f.measure(&hash(V2), Verdict::Fail, 0.3);
+    f.measure(&hash(V2), Verdict::Fail, 0.3);
+    let plan = f.step();
+    assert_eq!(
+        (f.phase(), f.reason()),
+        (Phase::RolledBack, "AnalysisFailed")
+    );
+    assert_eq!(active(&plan), ServiceTarget::Revision(hash(V1)));
+    assert_eq!(replicas(&plan, V1), Some((4, 2)));
+    assert_eq!(replicas(&plan, V2), Some((0, 0)));
+}
+
+#[test]
+fn canary_indefinite_pause_waits_for_promote_and_timed_pause_expires() {
+    let indefinite = CanaryStep {
+        pause: Some(PauseStep { duration: None }),
+        ..Default::default()
+    };
+    let timed = CanaryStep {
+        pause: Some(PauseStep {
+            duration: Some("30s".into()),
+        }),
+        ..Default::default()
+    };
+    let mut f = canary_fixture(
+        vec![indefinite, timed, weight(50)],
+        CanaryConsumers::Handover,
+    );
+    f.step();
+    assert_eq!((f.phase(), f.reason()), (Phase::Paused, "PausedAtStep"));
+    f.now += 10_000;
+    f.step();
+    assert_eq!(f.phase(), Phase::Paused);
+    f.annotations.insert(controls::PROMOTE.into(), "1".into());
+    let plan = f.step();
+    assert_eq!(f.status.canary.as_ref().unwrap().current_step, 1);
+    assert_eq!(plan.requeue_after, std::time::Duration::from_secs(30));
+    f.now += 30;
+    f.step();
+    assert_eq!(f.status.canary.as_ref().unwrap().current_step, 2);
+    assert_eq!(f.status.canary.as_ref().unwrap().requested_weight, 50);
+}
+
+#[test]
+fn canary_partition_share_activates_both_releases_consumers() {
+    let mut f = canary_fixture(
+        vec![
+            weight(50),
+            CanaryStep {
+                pause: Some(PauseStep::default()),
+                ..Default::default()
+            },
+        ],
+        CanaryConsumers::PartitionShare,
+    );
+    let plan = f.step();
+    assert_eq!(replicas(&plan, V2), Some((2, 1)));
+    assert_eq!(replicas(&plan, V1), Some((2, 1)));
+    f.observe(&[
+        (hash(V1), ready(2, 1, ConsumerRole::Active)),
+        (hash(V2), ready(2, 1, ConsumerRole::Standby)),
+    ]);
+    let plan = f.step();
+    assert_eq!(switches(&plan), vec![(hash(V2), ConsumerRole::Active)]);
+}
+
+/// The cutover invariant over every scenario above: an activation is planned only when every
+/// other observed revision is confirmed standby (handover mode).
+#[test]
+fn activation_is_never_planned_beside_a_possibly_consuming_release() {
+    let mut f = Fixture::analyzing_v2();
+    let (v1, v2) = (hash(V1), hash(V2));
+    for _ in 0..3 {
+        f.measure(&v2, Verdict::Pass, 0.0);
+    }
+    f.step();
+    let role_states = [
+        (ConsumerRole::Active, ConsumerRole::Standby),
+        (ConsumerRole::Standby, ConsumerRole::Standby),
+        (ConsumerRole::Active, ConsumerRole::Active),
+        (ConsumerRole::Standby, ConsumerRole::Active),
+    ];
+    for (r1, r2) in role_states {
+        for unknown in [0, 1] {
+            let mut s1 = ready(2, 1, r1);
+            s1.roles.unknown = unknown;
+            let observed = [(v1.clone(), s1), (v2.clone(), ready(2, 1, r2))];
+            f.observe(&observed);
+            let plan = f.decide();
+            for switch in plan
+                .world
+                .as_ref()
+                .map(|w| w.role_switches.clone())
+                .unwrap_or_default()
+            {
+                if switch.role == ConsumerRole::Active {
+                    let others = f.releases.iter().filter(|r| r.revision != switch.revision);
+                    assert!(
+                        others.clone().all(|r| r.roles.confirmed_standby()),
+                        "{r1:?}/{r2:?}/{unknown}"
+                    );
+                }
+            }
+        }
+    }
+    let _ = RevisionRef {
+        hash: v1,
+        image: V1.into(),
+    };
+}
