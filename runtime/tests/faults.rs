@@ -353,3 +353,41 @@ async fn standby_active_switching_under_load_loses_nothing() {
     let accepted = accepted.lock().unwrap().clone();
     assert_all_stored_once(&db, &accepted).await;
 }
+
+/// Regression: a consumer switched to standby while still joining the group must not keep
+/// partitions hostage (it has to serve the rebalance), so the other release gets them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn standby_during_the_group_join_releases_every_partition() {
+    let broker = Broker::shared();
+    let pg = Postgres::shared();
+    let db = pg.database().await;
+    let (topic, group) = (unique("events"), unique("group"));
+    let env = runtime_env(&broker.addr, &db, &topic, &group);
+    let api = Runtime::spawn("api", &env);
+    let blue = Runtime::spawn(
+        "consumer",
+        &[env.as_slice(), &[("CONSUMER_ROLE", "active")]].concat(),
+    );
+    let green = Runtime::spawn(
+        "consumer",
+        &[env.as_slice(), &[("CONSUMER_ROLE", "standby")]].concat(),
+    );
+    for r in [&api, &blue, &green] {
+        r.wait_ready(Duration::from_secs(30)).await;
+    }
+    let client = reqwest::Client::new();
+    admin_role(&client, &blue, "standby").await;
+    admin_role(&client, &green, "active").await;
+    let mut accepted = HashSet::new();
+    for n in 0..60 {
+        let (status, id) =
+            post_event(&client, &api, &oura_event(&format!("join-{}", n % 7), n)).await;
+        assert_eq!(status, 202);
+        accepted.insert(id.unwrap());
+    }
+    assert_all_stored_once(&db, &accepted).await;
+    assert_eq!(
+        metric(&client, &blue, "auren_runtime_events_stored_total").await,
+        0.0
+    );
+}

@@ -9,11 +9,13 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use auren_contract::ConsumerRole;
-use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -27,9 +29,10 @@ use crate::metrics::{Metrics, PartitionLabels};
 use crate::resilience::Backoff;
 use crate::store::{EventStore, StoredRecord};
 
-/// Exports librdkafka's per-partition lag as gauges.
+/// Exports librdkafka's per-partition lag as gauges and tracks the group assignment.
 pub struct LagContext {
     metrics: Arc<Metrics>,
+    assigned: AtomicUsize,
 }
 
 impl ClientContext for LagContext {
@@ -49,7 +52,20 @@ impl ClientContext for LagContext {
     }
 }
 
-impl ConsumerContext for LagContext {}
+impl ConsumerContext for LagContext {
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let partitions = match rebalance {
+            Rebalance::Assign(tpl) => tpl.count(),
+            Rebalance::Revoke(_) => 0,
+            Rebalance::Error(e) => {
+                tracing::warn!(error = %e, "rebalance error");
+                return;
+            }
+        };
+        self.assigned.store(partitions, Ordering::SeqCst);
+        tracing::info!(partitions, "group assignment changed");
+    }
+}
 
 /// A record read from Kafka, owned so no borrow of the consumer crosses an await.
 #[derive(Debug, Clone)]
@@ -116,6 +132,7 @@ impl EventConsumer {
             .set("heartbeat.interval.ms", "1000")
             .create_with_context(LagContext {
                 metrics: metrics.clone(),
+                assigned: AtomicUsize::new(0),
             })?;
         let dlq: FutureProducer = super::base_config(&settings.brokers)
             .set("acks", "all")
@@ -156,9 +173,12 @@ impl EventConsumer {
                     let result = self.switch(req.role).await.map_err(|e| e.to_string());
                     let _ = req.reply.send(result);
                 }
-                first = recv_one(&self.consumer), if self.role == ConsumerRole::Active => {
+                // Polled in both roles: librdkafka serves rebalance events only while polled,
+                // and a standby that stopped polling mid-join would hold partitions hostage.
+                first = recv_one(&self.consumer) => {
                     match first {
-                        Ok(record) => self.handle_batch(record, &shutdown).await,
+                        Ok(record) if self.role == ConsumerRole::Active => self.handle_batch(record, &shutdown).await,
+                        Ok(record) => tracing::debug!(partition = record.partition, offset = record.offset, "standby: record dropped, not stored or committed"),
                         Err(e) => {
                             tracing::warn!(error = %e, "kafka receive error");
                             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -180,6 +200,7 @@ impl EventConsumer {
                 let offsets = std::mem::take(&mut self.stored_offsets);
                 tokio::task::block_in_place(|| self.commit(&offsets, CommitMode::Sync));
                 self.consumer.unsubscribe();
+                self.wait_until_unassigned(Duration::from_secs(10)).await;
             }
         }
         self.role = role;
@@ -188,6 +209,20 @@ impl EventConsumer {
             .set(i64::from(role == ConsumerRole::Active));
         tracing::info!(role = role.as_str(), "consumer role switched");
         Ok(role)
+    }
+
+    /// Polls (dropping anything fetched) until the group has taken our partitions back, so
+    /// the caller may activate another member right after.
+    async fn wait_until_unassigned(&self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.consumer.context().assigned.load(Ordering::SeqCst) > 0
+            && tokio::time::Instant::now() < deadline
+        {
+            let _ = tokio::time::timeout(Duration::from_millis(50), recv_one(&self.consumer)).await;
+        }
+        if self.consumer.context().assigned.load(Ordering::SeqCst) > 0 {
+            tracing::warn!("partitions still assigned after leaving the group");
+        }
     }
 
     /// Gathers the rest of a batch without blocking, stores it, then commits. Never cancelled
