@@ -66,7 +66,7 @@ fetch_source() {
   apt-get "${opts[@]}" update
   (cd "$WORK_DIR" && apt-get "${opts[@]}" source --download-only kubernetes)
   local dsc
-  dsc=$(ls "${WORK_DIR}"/kubernetes_*.dsc | head -n1)
+  dsc=$(find "${WORK_DIR}" -maxdepth 1 -name "kubernetes_*.dsc" | head -n1)
   rm -rf "${WORK_DIR}/src"
   dpkg-source --no-check -x "$dsc" "${WORK_DIR}/src"
 }

@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # Stop everything up.sh (and node-up.sh) started, newest first. Idempotent.
-# `down.sh --purge` also deletes the state dir (etcd data, certs, logs).
+#   down.sh           stop node side and control plane (state is kept)
+#   down.sh --nodes   stop only auren-node-agent and auren-service-proxy
+#   down.sh --purge   stop everything and delete the state dir (etcd data, certs, logs)
+# The node agent stops the pod processes it started before it exits.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-for name in auren-service-proxy auren-node-agent kube-scheduler kube-controller-manager kube-apiserver etcd; do
+components=(auren-service-proxy auren-node-agent kube-scheduler kube-controller-manager kube-apiserver etcd)
+[[ "${1:-}" == "--nodes" ]] && components=(auren-service-proxy auren-node-agent)
+for name in "${components[@]}"; do
   stop_component "$name"
 done
 if [[ "${1:-}" == "--purge" ]]; then

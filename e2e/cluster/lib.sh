@@ -1,4 +1,5 @@
 # Shared settings for the local control-plane scripts (sourced, not executed).
+# shellcheck shell=bash disable=SC2034  # variables are used by the scripts sourcing this file
 # Everything binds to 127.0.0.1 only.
 K8S_VERSION=v1.20.2
 E2E_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -22,12 +23,14 @@ SERVER_URL="https://127.0.0.1:${APISERVER_PORT}"
 
 log() { echo "[$(basename "$0")] $*" >&2; }
 
-# pid_alive NAME -> 0 when the process recorded in pids/NAME.pid runs.
+# pid_alive NAME -> 0 when the process recorded in pids/NAME.pid runs and is
+# still NAME (guards against a recycled pid).
 pid_alive() {
   local f="${PID_DIR}/$1.pid" pid
   [[ -s "$f" ]] || return 1
   pid=$(cat "$f")
-  [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null
+  [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null &&
+    tr '\0' ' ' <"/proc/${pid}/cmdline" 2>/dev/null | grep -q -- "$1"
 }
 
 # stop_component NAME: SIGTERM, wait up to 10 s, then SIGKILL; removes the pid file.
@@ -35,7 +38,7 @@ stop_component() {
   local name=$1 f="${PID_DIR}/$1.pid" pid i
   [[ -s "$f" ]] || { rm -f "$f"; return 0; }
   pid=$(cat "$f")
-  if [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null; then
+  if pid_alive "$name"; then
     log "stopping ${name} (pid ${pid})"
     kill -TERM "$pid" 2>/dev/null || true
     for ((i = 0; i < 100; i++)); do

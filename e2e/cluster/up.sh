@@ -3,6 +3,8 @@
 # kube-controller-manager, kube-scheduler) on loopback. Idempotent: components
 # already running are left alone. Last line of stdout:
 #   export KUBECONFIG=<state dir>/kubeconfig
+# Then starts the node side (node-up.sh: auren-node-agent + auren-service-proxy)
+# unless called as `up.sh --control-plane-only`.
 # Env: AUREN_CLUSTER_STATE (default e2e/.state), AUREN_CACHE (default ~/.cache/auren).
 # Ports: etcd 23790/23800, apiserver 16443, controller-manager 10357, scheduler 10359.
 set -euo pipefail
@@ -53,7 +55,9 @@ EXT
     sched=$(openssl rand -hex 16)
     {
       echo "${admin},auren-admin,auren-admin,\"system:masters\""
-      echo "${cm},system:kube-controller-manager,system:kube-controller-manager"
+      # --use-service-account-credentials=false: every controller acts as this
+      # user, whose bootstrap role is too narrow for them all; local cluster only.
+      echo "${cm},system:kube-controller-manager,system:kube-controller-manager,\"system:masters\""
       echo "${sched},system:kube-scheduler,system:kube-scheduler"
     } >tokens.csv
     echo "$cm" >controller-manager.token
@@ -118,12 +122,16 @@ start_apiserver() {
     --service-account-signing-key-file "${PKI_DIR}/sa.key" \
     --service-account-issuer https://kubernetes.default.svc.cluster.local \
     --api-audiences https://kubernetes.default.svc.cluster.local \
-    --disable-admission-plugins ServiceAccount \
+    --disable-admission-plugins ServiceAccount,TaintNodesByCondition \
     --service-cluster-ip-range 10.96.0.0/16 \
+    --endpoint-reconciler-type none \
     --allow-privileged=true \
     --profiling=false
 }
 
+# Pods get loopback IPs (127.0.1.x), which core/v1 Endpoints reject as invalid:
+# the endpoint controller (and the apiserver's own endpoint reconciler) are off;
+# discovery.k8s.io/v1beta1 EndpointSlices accept them and carry the endpoints.
 start_controller_manager() {
   pid_alive kube-controller-manager && return 0
   local kc="${STATE_DIR}/controller-manager.kubeconfig"
@@ -132,7 +140,7 @@ start_controller_manager() {
     --kubeconfig "$kc" \
     --authentication-kubeconfig "$kc" --authorization-kubeconfig "$kc" \
     --bind-address 127.0.0.1 --secure-port "${CONTROLLER_MANAGER_PORT}" --port 0 \
-    --controllers '*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-route,-service' \
+    --controllers '*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-route,-service,-endpoint' \
     --use-service-account-credentials=false \
     --service-account-private-key-file "${PKI_DIR}/sa.key" \
     --root-ca-file "${PKI_DIR}/ca.crt" \
@@ -172,12 +180,14 @@ component_healthy() {
 }
 
 main() {
-  if healthy; then
+  local nodes=1
+  [[ "${1:-}" == "--control-plane-only" ]] && nodes=0
+  if healthy && { [[ $nodes == 0 ]] || { pid_alive auren-node-agent && pid_alive auren-service-proxy; }; }; then
     echo "export KUBECONFIG=${KUBECONFIG_PATH}"
     return 0
   fi
-  ensure_runtime_packages
-  bash "${E2E_DIR}/cluster/build.sh"
+  ensure_runtime_packages >&2
+  bash "${E2E_DIR}/cluster/build.sh" >&2
   gen_pki
   write_kubeconfig "$KUBECONFIG_PATH" auren-admin "$(admin_token)"
   start_etcd
@@ -188,6 +198,7 @@ main() {
   wait_for kube-controller-manager 30 component_healthy "$CONTROLLER_MANAGER_PORT"
   wait_for kube-scheduler 30 component_healthy "$SCHEDULER_PORT"
   log "control plane ready (logs in ${LOG_DIR})"
+  [[ $nodes == 1 ]] && bash "${E2E_DIR}/cluster/node-up.sh" >&2
   echo "export KUBECONFIG=${KUBECONFIG_PATH}"
 }
 

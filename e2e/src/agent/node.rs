@@ -2,7 +2,7 @@
 //! `kube-node-lease`).
 
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{Node, Taint};
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams};
@@ -26,8 +26,14 @@ pub fn node_object(name: &str, fake: bool) -> Value {
                 "auren.dev/fake-node": if fake { "true" } else { "false" },
             }
         },
-        "spec": {}
+        "spec": if fake { json!({"taints": [fake_node_taint()]}) } else { json!({}) }
     })
+}
+
+/// Fake nodes are tainted so that only pods tolerating it (or naming the node
+/// in `spec.nodeName`) land there: `auren.dev/fake-node=true:NoSchedule`.
+pub fn fake_node_taint() -> Value {
+    json!({"key": "auren.dev/fake-node", "value": "true", "effect": "NoSchedule"})
 }
 
 /// Node status with a Ready condition heartbeating at `now` (pure).
@@ -77,10 +83,32 @@ fn micro_now() -> String {
 pub async fn register(client: &Client, host_ip: &str, name: &str, fake: bool) -> Result<()> {
     let nodes: Api<Node> = Api::all(client.clone());
     let params = PatchParams::apply(MANAGER).force();
-    nodes
+    let node = nodes
         .patch(name, &params, &Patch::Apply(node_object(name, fake)))
         .await?;
+    let taints = node.spec.and_then(|s| s.taints).unwrap_or_default();
+    let kept = without_condition_taints(&taints);
+    if kept.len() != taints.len() {
+        let patch = json!({"spec": {"taints": kept}});
+        nodes
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+    }
     heartbeat(client, host_ip, name, fake).await
+}
+
+/// Taints the apiserver puts on new nodes (TaintNodesByCondition) and that the
+/// disabled node-lifecycle controller would normally lift; removed here (pure).
+pub fn without_condition_taints(taints: &[Taint]) -> Vec<Taint> {
+    const CONDITION_TAINTS: [&str; 2] = [
+        "node.kubernetes.io/not-ready",
+        "node.kubernetes.io/unreachable",
+    ];
+    taints
+        .iter()
+        .filter(|t| !CONDITION_TAINTS.contains(&t.key.as_str()))
+        .cloned()
+        .collect()
 }
 
 /// Refreshes the Ready condition and renews the node Lease.
@@ -122,10 +150,23 @@ mod tests {
     }
 
     #[test]
+    fn condition_taints_are_lifted_others_kept() {
+        let taint = |k: &str| Taint {
+            key: k.into(),
+            effect: "NoSchedule".into(),
+            ..Default::default()
+        };
+        let kept =
+            without_condition_taints(&[taint("node.kubernetes.io/not-ready"), taint("dedicated")]);
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].key, "dedicated");
+    }
+
+    #[test]
     fn fake_nodes_are_labelled() {
-        assert_eq!(
-            node_object("f", true)["metadata"]["labels"]["auren.dev/fake-node"],
-            "true"
-        );
+        let fake = node_object("f", true);
+        assert_eq!(fake["metadata"]["labels"]["auren.dev/fake-node"], "true");
+        assert_eq!(fake["spec"]["taints"][0]["effect"], "NoSchedule");
+        assert!(node_object("r", false)["spec"].get("taints").is_none());
     }
 }

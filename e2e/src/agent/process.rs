@@ -13,8 +13,10 @@ use tokio::process::{Child, Command};
 
 use crate::{Error, Result};
 
-/// Variables of the agent's own environment passed to every process.
-const PASSED_THROUGH: [&str; 7] = [
+/// Variables of the agent's own environment passed to every process
+/// (KUBECONFIG lets a pod reach the local API with `Client::try_default`).
+const PASSED_THROUGH: [&str; 8] = [
+    "KUBECONFIG",
     "PATH",
     "HOME",
     "LANG",

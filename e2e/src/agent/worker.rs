@@ -147,7 +147,7 @@ pub async fn run(ctx: Arc<AgentCtx>, at: Assignment, mut rx: PodRx) {
                 w.stop_all(Duration::from_secs(5)).await;
                 return;
             },
-            () = tokio::time::sleep(w.ctx.tick) => {}
+            () = tokio::time::sleep(w.tick()) => {}
         }
     }
 }
@@ -172,6 +172,15 @@ impl PodWorker {
             start_time,
             last_owned: Vec::new(),
             last_sent: None,
+        }
+    }
+
+    /// Fake pods only react to pod updates; real ones poll processes and probes.
+    fn tick(&self) -> Duration {
+        if self.at.fake {
+            Duration::from_secs(5)
+        } else {
+            self.ctx.tick
         }
     }
 

@@ -1,10 +1,11 @@
 //! The Service proxy: a loopback stand-in for kube-proxy.
 //!
-//! Watches Services and core/v1 Endpoints. For every TCP port of a ClusterIP
+//! Watches Services and `discovery.k8s.io/v1beta1` EndpointSlices (see
+//! [`model`] for why not Endpoints). For every TCP port of a ClusterIP
 //! Service it listens on `127.0.2.x:<service port>` (one address per Service,
 //! see [`crate::ipalloc`]) and forwards each new connection to the next ready
 //! endpoint (round robin). Established connections keep their backend; new
-//! connections follow the current Endpoints. The mapping is written to
+//! connections follow the current endpoints. The mapping is written to
 //! `<state dir>/services.json` as `{"namespace/name": {"<port name|number>": "127.0.2.5:8000"}}`.
 //! The cluster IPs in the Services are API data only: nothing listens on them.
 
@@ -17,9 +18,11 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use futures::{StreamExt, stream};
-use k8s_openapi::api::core::v1::{Endpoints, Service};
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Client;
 use kube::api::Api;
+use kube::api::{ApiResource, DynamicObject};
 use kube::runtime::{WatchStreamExt, watcher};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -49,15 +52,15 @@ struct Listener {
 
 enum Ev {
     Svc(Box<watcher::Event<Service>>),
-    Eps(Box<watcher::Event<Endpoints>>),
+    Slices(Box<watcher::Event<DynamicObject>>),
 }
 
 #[derive(Default)]
 struct Proxy {
     services: BTreeMap<String, Service>,
-    endpoints: BTreeMap<String, Endpoints>,
+    slices: BTreeMap<String, EndpointSlice>,
     svc_init: Option<BTreeMap<String, Service>>,
-    eps_init: Option<BTreeMap<String, Endpoints>>,
+    slices_init: Option<BTreeMap<String, EndpointSlice>>,
     listeners: BTreeMap<(String, String), Listener>,
     allocated: BTreeSet<String>,
     pool: Option<Pool>,
@@ -81,9 +84,10 @@ pub async fn run(args: ProxyArgs) -> Result<()> {
     )
     .default_backoff()
     .map(|e| e.map(|ev| Ev::Svc(Box::new(ev))));
-    let eps = watcher(Api::<Endpoints>::all(client), watcher::Config::default())
+    let slices_api: Api<DynamicObject> = Api::all_with(client, &slice_resource());
+    let eps = watcher(slices_api, watcher::Config::default())
         .default_backoff()
-        .map(|e| e.map(|ev| Ev::Eps(Box::new(ev))));
+        .map(|e| e.map(|ev| Ev::Slices(Box::new(ev))));
     let mut events = stream::select(svcs.boxed(), eps.boxed());
     let shutdown = tokio::signal::ctrl_c();
     tokio::pin!(shutdown);
@@ -103,6 +107,42 @@ pub async fn run(args: ProxyArgs) -> Result<()> {
                 None => return Err(Error::Invalid("watch ended".to_owned())),
             },
         }
+    }
+}
+
+/// The v1.20 EndpointSlice API (k8s-openapi only has `discovery.k8s.io/v1`).
+fn slice_resource() -> ApiResource {
+    ApiResource {
+        group: "discovery.k8s.io".to_owned(),
+        version: "v1beta1".to_owned(),
+        api_version: "discovery.k8s.io/v1beta1".to_owned(),
+        kind: "EndpointSlice".to_owned(),
+        plural: "endpointslices".to_owned(),
+    }
+}
+
+/// v1beta1 → v1 shape: the fields used here (addresses, conditions.ready, ports)
+/// are identical; v1beta1-only fields (topology) are ignored.
+fn to_slice(obj: DynamicObject) -> EndpointSlice {
+    let meta = obj.metadata.clone();
+    serde_json::to_value(&obj)
+        .and_then(model::slice_from_v1beta1)
+        .unwrap_or_else(|e| {
+            tracing::warn!(slice = ?meta.name, error = %e, "unreadable EndpointSlice");
+            EndpointSlice {
+                metadata: meta,
+                ..EndpointSlice::default()
+            }
+        })
+}
+
+fn to_slice_event(ev: watcher::Event<DynamicObject>) -> watcher::Event<EndpointSlice> {
+    match ev {
+        watcher::Event::Apply(o) => watcher::Event::Apply(to_slice(o)),
+        watcher::Event::Delete(o) => watcher::Event::Delete(to_slice(o)),
+        watcher::Event::InitApply(o) => watcher::Event::InitApply(to_slice(o)),
+        watcher::Event::Init => watcher::Event::Init,
+        watcher::Event::InitDone => watcher::Event::InitDone,
     }
 }
 
@@ -140,7 +180,9 @@ impl Proxy {
     fn apply(&mut self, ev: Ev) -> bool {
         match ev {
             Ev::Svc(e) => apply_event(&mut self.services, &mut self.svc_init, *e),
-            Ev::Eps(e) => apply_event(&mut self.endpoints, &mut self.eps_init, *e),
+            Ev::Slices(e) => {
+                apply_event(&mut self.slices, &mut self.slices_init, to_slice_event(*e))
+            }
         }
     }
 
@@ -168,7 +210,11 @@ impl Proxy {
             };
             self.allocated.insert(key.clone());
             for p in ports {
-                let backends = model::ready_backends(self.endpoints.get(key), p.name.as_deref());
+                let slices = self
+                    .slices
+                    .values()
+                    .filter(|s| model::slice_service_key(s).as_deref() == Some(key.as_str()));
+                let backends = model::ready_backends(slices, p.name.as_deref());
                 out.insert(
                     (key.clone(), p.key),
                     (SocketAddr::new(IpAddr::V4(ip), p.port), backends),
@@ -275,5 +321,66 @@ async fn forward(mut inbound: TcpStream, backends: Vec<SocketAddr>, n: usize) {
             }
             _ => tracing::debug!(%addr, "backend refused"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A backend that answers every read with its own tag.
+    async fn tagged_backend(tag: u8) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 1];
+                    while s.read_exact(&mut buf).await.is_ok() {
+                        if s.write_all(&[tag]).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    async fn ask(s: &mut TcpStream) -> u8 {
+        s.write_all(b"?").await.unwrap();
+        let mut buf = [0u8; 1];
+        s.read_exact(&mut buf).await.unwrap();
+        buf[0]
+    }
+
+    #[tokio::test]
+    async fn old_connections_keep_backend_new_ones_follow_update() {
+        let (a, b) = (tagged_backend(b'a').await, tagged_backend(b'b').await);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let front = listener.local_addr().unwrap();
+        let backends: Backends = Arc::new(RwLock::new(vec![a]));
+        tokio::spawn(serve(listener, backends.clone()));
+        let mut old = TcpStream::connect(front).await.unwrap();
+        assert_eq!(ask(&mut old).await, b'a');
+        *backends.write().unwrap() = vec![b];
+        let mut new = TcpStream::connect(front).await.unwrap();
+        assert_eq!(ask(&mut new).await, b'b');
+        assert_eq!(ask(&mut old).await, b'a');
+    }
+
+    #[tokio::test]
+    async fn no_ready_backend_closes_the_connection() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let front = listener.local_addr().unwrap();
+        tokio::spawn(serve(listener, Arc::new(RwLock::new(Vec::new()))));
+        let mut s = TcpStream::connect(front).await.unwrap();
+        let _ = s.write_all(b"?").await;
+        let mut buf = [0u8; 1];
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .unwrap();
+        assert!(matches!(n, Ok(0) | Err(_)), "expected close, got {n:?}");
     }
 }

@@ -1,14 +1,21 @@
-//! Desired proxy listeners from Services and Endpoints (pure).
+//! Desired proxy listeners from Services and EndpointSlices (pure).
 //!
 //! Each ClusterIP Service (not headless) gets one loopback address from
 //! 127.0.2.0/24 (stable while the Service exists); each TCP Service port listens
-//! on `<that address>:<service port>` and forwards to the ready endpoint
-//! addresses (`Endpoints.subsets[].addresses`, never `notReadyAddresses`).
+//! on `<that address>:<service port>` and forwards to the ready endpoints of the
+//! Service's EndpointSlices (label `kubernetes.io/service-name`; an endpoint
+//! whose `conditions.ready` is false is skipped, unset counts as ready).
+//!
+//! Why EndpointSlices and not core/v1 Endpoints: the apiserver rejects loopback
+//! addresses in Endpoints ("may not be in the loopback range"), so with pods on
+//! 127.0.1.x the endpoints controller can never write them; the v1.20
+//! `discovery.k8s.io/v1beta1` EndpointSlices accept them.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
-use k8s_openapi::api::core::v1::{Endpoints, Service};
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde_json::{Map, Value};
 
 /// One TCP port of a Service.
@@ -53,24 +60,52 @@ pub fn service_ports(svc: &Service) -> Vec<ServicePort> {
         .collect()
 }
 
+/// Label linking an EndpointSlice to its Service.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// `namespace/service` an EndpointSlice belongs to, if labelled.
+pub fn slice_service_key(slice: &EndpointSlice) -> Option<String> {
+    let svc = slice.metadata.labels.as_ref()?.get(SERVICE_NAME_LABEL)?;
+    Some(format!(
+        "{}/{svc}",
+        slice.metadata.namespace.as_deref().unwrap_or_default()
+    ))
+}
+
+/// Reads a `discovery.k8s.io/v1beta1` EndpointSlice as the v1 type: the fields
+/// used here are the same; v1beta1-only ones (topology) are ignored.
+pub fn slice_from_v1beta1(mut value: Value) -> Result<EndpointSlice, serde_json::Error> {
+    if let Some(obj) = value.as_object_mut() {
+        obj.insert(
+            "apiVersion".to_owned(),
+            Value::String("discovery.k8s.io/v1".to_owned()),
+        );
+    }
+    serde_json::from_value(value)
+}
+
 /// Ready backends of the Service port named `port_name` (None/"" = unnamed).
-pub fn ready_backends(endpoints: Option<&Endpoints>, port_name: Option<&str>) -> Vec<SocketAddr> {
+pub fn ready_backends<'a>(
+    slices: impl IntoIterator<Item = &'a EndpointSlice>,
+    port_name: Option<&str>,
+) -> Vec<SocketAddr> {
     let wanted = port_name.unwrap_or("");
     let mut out = Vec::new();
-    for subset in endpoints
-        .and_then(|e| e.subsets.as_ref())
-        .into_iter()
-        .flatten()
-    {
-        let port = subset
+    for slice in slices {
+        let port = slice
             .ports
             .iter()
             .flatten()
             .find(|p| p.name.as_deref().unwrap_or("") == wanted)
-            .and_then(|p| u16::try_from(p.port).ok());
+            .and_then(|p| p.port)
+            .and_then(|p| u16::try_from(p).ok());
         let Some(port) = port else { continue };
-        for addr in subset.addresses.iter().flatten() {
-            if let Ok(ip) = addr.ip.parse::<Ipv4Addr>() {
+        let ready = slice
+            .endpoints
+            .iter()
+            .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) != Some(false));
+        for ip in ready.flat_map(|e| e.addresses.iter()) {
+            if let Ok(ip) = ip.parse::<Ipv4Addr>() {
                 out.push(SocketAddr::V4(SocketAddrV4::new(ip, port)));
             }
         }
@@ -123,24 +158,50 @@ mod tests {
         assert!(service_ports(&h).is_empty());
     }
 
+    fn slice(v: Value) -> EndpointSlice {
+        serde_json::from_value(v).unwrap()
+    }
+
     #[test]
-    fn backends_only_ready_addresses_of_matching_port() {
-        let e: Endpoints = serde_json::from_value(json!({"subsets": [{
-            "addresses": [{"ip": "127.0.1.2"}, {"ip": "127.0.1.1"}],
-            "notReadyAddresses": [{"ip": "127.0.1.3"}],
+    fn backends_only_ready_endpoints_of_matching_port() {
+        let a = slice(json!({
+            "metadata": {"namespace": "n", "labels": {"kubernetes.io/service-name": "web"}},
+            "addressType": "IPv4",
+            "endpoints": [
+                {"addresses": ["127.0.1.2"], "conditions": {"ready": true}},
+                {"addresses": ["127.0.1.3"], "conditions": {"ready": false}},
+                {"addresses": ["127.0.1.1"]}
+            ],
             "ports": [{"name": "http", "port": 8080}, {"name": "admin", "port": 9090}]
-        }]}))
+        }));
+        let b = slice(json!({"addressType": "IPv4",
+            "endpoints": [{"addresses": ["127.0.1.9"], "conditions": {"ready": true}}],
+            "ports": [{"name": "http", "port": 8081}]}));
+        assert_eq!(slice_service_key(&a).as_deref(), Some("n/web"));
+        assert_eq!(slice_service_key(&b), None);
+        let got = ready_backends([&a, &b], Some("http"));
+        let want: Vec<SocketAddr> = ["127.0.1.1:8080", "127.0.1.2:8080", "127.0.1.9:8081"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        assert_eq!(got, want);
+        assert!(ready_backends([&a], Some("other")).is_empty());
+        assert!(ready_backends([], None).is_empty());
+    }
+
+    #[test]
+    fn reads_v1beta1_slices() {
+        let s = slice_from_v1beta1(json!({
+            "apiVersion": "discovery.k8s.io/v1beta1", "kind": "EndpointSlice",
+            "metadata": {"name": "a"}, "addressType": "IPv4",
+            "endpoints": [{"addresses": ["127.0.1.1"], "topology": {"kubernetes.io/hostname": "n"}}],
+            "ports": [{"name": "", "port": 80}]
+        }))
         .unwrap();
-        let b = ready_backends(Some(&e), Some("http"));
         assert_eq!(
-            b,
-            vec![
-                "127.0.1.1:8080".parse().unwrap(),
-                "127.0.1.2:8080".parse().unwrap()
-            ]
+            ready_backends([&s], None),
+            vec!["127.0.1.1:80".parse().unwrap()]
         );
-        assert!(ready_backends(Some(&e), Some("other")).is_empty());
-        assert!(ready_backends(None, None).is_empty());
     }
 
     #[test]

@@ -1,0 +1,385 @@
+//! The operator's scenarios on the local cluster (issue 5): the real `auren-operator` binary
+//! against `KUBECONFIG`, runtime pods run as processes by the node agent, a private Kafka
+//! broker and PostgreSQL per test. Short intervals keep each scenario near two minutes.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use auren_operator::api::{AurenRuntime, Outcome, Phase};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Service;
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+use support::{Answer, Broker, Operator, Postgres, TestNs, WEBHOOK_SECRET};
+
+const NAME: &str = "wearables";
+
+/// Everything one scenario runs on.
+struct Env {
+    ns: TestNs,
+    broker: Broker,
+    db: Postgres,
+    operator: Operator,
+}
+
+impl Env {
+    async fn start(prefix: &str) -> Env {
+        let broker = Broker::start();
+        let db = Postgres::start();
+        let ns = TestNs::new(prefix).await;
+        ns.secret("db", &[("url", &db.url)]).await;
+        let operator = Operator::start(&ns.name, "auren-operator", &format!("{}-a", ns.name));
+        Env {
+            ns,
+            broker,
+            db,
+            operator,
+        }
+    }
+
+    /// A small release: one API pod, one consumer, fast health checks and analysis.
+    fn spec(&self, image: &str, config: &[(&str, &str)]) -> Value {
+        let mut cfg = json!({
+            "HEALTH_CHECK_INTERVAL": "1",
+            "SHUTDOWN_TIMEOUT": "6",
+            "WEBHOOK_SECRET_OURA": WEBHOOK_SECRET,
+        });
+        for (k, v) in config {
+            cfg[*k] = json!(v);
+        }
+        json!({
+            "image": image,
+            "config": cfg,
+            "api": {"replicas": 1},
+            "connections": {
+                "databaseUrl": {"name": "db", "key": "url"},
+                "kafkaBrokers": self.broker.addr,
+            },
+            "strategy": {"blueGreen": {"scaleDownDelaySeconds": 15}},
+            "analysis": {
+                "interval": "3s",
+                "successfulMeasurementsToPromote": 2,
+                "failureLimit": 2,
+                "consecutiveFailureLimit": 2,
+            },
+            "progressDeadlineSeconds": 45,
+        })
+    }
+
+    async fn create(&self, spec: Value) -> Result<AurenRuntime, kube::Error> {
+        let ar: AurenRuntime = serde_json::from_value(json!({
+            "apiVersion": "auren.io/v1alpha1", "kind": "AurenRuntime",
+            "metadata": {"name": NAME}, "spec": spec,
+        }))
+        .unwrap();
+        self.ns.runtimes().create(&PostParams::default(), &ar).await
+    }
+
+    async fn set_spec(&self, spec: Value) -> Result<AurenRuntime, kube::Error> {
+        let patch = json!({"spec": spec});
+        self.ns
+            .runtimes()
+            .patch(NAME, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+    }
+
+    /// Installs `image` and waits for Healthy; returns the stable revision hash.
+    async fn install(&self, image: &str) -> String {
+        self.create(self.spec(image, &[])).await.unwrap();
+        let st = self
+            .ns
+            .wait_status(NAME, "Healthy after install", 120, |s| {
+                s.phase == Some(Phase::Healthy) && s.stable.is_some()
+            })
+            .await;
+        st.stable.unwrap().hash
+    }
+
+    async fn active(&self) -> String {
+        self.ns.service_addr(NAME).await
+    }
+
+    /// Waits until every id is stored; checks each is stored exactly once.
+    async fn assert_stored_once(&self, ids: &HashSet<String>) {
+        let start = Instant::now();
+        loop {
+            let (rows, distinct, stored) = self.db.stored().await;
+            if ids.is_subset(&stored) {
+                assert_eq!(rows, distinct, "an event was stored twice");
+                return;
+            }
+            let missing = ids.difference(&stored).count();
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "{missing} of {} accepted events not stored after 60 s",
+                ids.len()
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    async fn deployments(&self) -> Vec<(String, i32, String)> {
+        let list = self
+            .ns
+            .api::<Deployment>()
+            .list(&ListParams::default())
+            .await
+            .unwrap();
+        let mut out: Vec<_> = list
+            .items
+            .into_iter()
+            .map(|d| {
+                let name = d.metadata.name.clone().unwrap_or_default();
+                let replicas = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(-1);
+                let rv = d.metadata.resource_version.clone().unwrap_or_default();
+                (name, replicas, rv)
+            })
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+/// Posts at a steady pace to `addr` until stopped; returns every answer.
+struct Load {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<Vec<Answer>>,
+}
+
+impl Load {
+    fn start(addr: String, user: &'static str) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let task = tokio::spawn(async move {
+            let client = support::http_client();
+            let mut answers = Vec::new();
+            let mut n = 0u32;
+            while !flag.load(Ordering::SeqCst) {
+                answers.push(support::post_event(&client, &addr, user, n).await);
+                n += 1;
+                tokio::time::sleep(Duration::from_millis(40)).await;
+            }
+            answers
+        });
+        Load { stop, task }
+    }
+
+    async fn finish(self) -> Vec<Answer> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.task.await.unwrap()
+    }
+}
+
+fn accepted_ids(answers: &[Answer]) -> HashSet<String> {
+    answers
+        .iter()
+        .filter(|a| a.status == 202)
+        .filter_map(|a| a.id.clone())
+        .collect()
+}
+
+/// (1) A minimal YAML installs v1: Healthy, both Services answer, consumers store.
+#[tokio::test]
+async fn install_from_minimal_yaml_serves_and_stores() {
+    let env = Env::start("op-install").await;
+    let minimal = json!({
+        "image": "auren/runtime:v1",
+        "config": {"HEALTH_CHECK_INTERVAL": "1", "WEBHOOK_SECRET_OURA": WEBHOOK_SECRET},
+        "connections": {
+            "databaseUrl": {"name": "db", "key": "url"},
+            "kafkaBrokers": env.broker.addr,
+        },
+    });
+    env.create(minimal).await.unwrap();
+    let st = env
+        .ns
+        .wait_status(NAME, "Healthy", 120, |s| s.phase == Some(Phase::Healthy))
+        .await;
+    let stable = st.stable.clone().unwrap();
+    assert_eq!(stable.image, "auren/runtime:v1");
+    assert_eq!(st.services.active.as_deref(), Some(stable.hash.as_str()));
+    assert_eq!(st.ready.as_deref(), Some("2/2"), "default: two API pods");
+    assert_eq!(st.history.last().map(|h| h.outcome), Some(Outcome::Promoted));
+
+    let client = support::http_client();
+    let mut ids = HashSet::new();
+    for (service, user) in [(NAME.to_owned(), "u-active"), (format!("{NAME}-preview"), "u-preview")] {
+        let addr = env.ns.service_addr(&service).await;
+        for n in 0..10 {
+            let answer = support::post_event(&client, &addr, user, n).await;
+            assert_eq!(answer.status, 202, "{service} answers");
+            assert_eq!(answer.release.as_deref(), Some(stable.hash.as_str()));
+            ids.insert(answer.id.unwrap());
+        }
+    }
+    env.assert_stored_once(&ids).await;
+
+    let services = env.ns.api::<Service>().list(&ListParams::default()).await.unwrap();
+    assert_eq!(services.items.len(), 2, "active and preview Services");
+    let metrics = env.operator.metrics().await;
+    assert!(metrics.contains(r#"auren_operator_rollout_phase{phase="Healthy"} 1"#), "{metrics}");
+}
+
+/// (2) v1 → v2 (good) under constant load through the active Service: promoted, no failed
+/// request, every accepted event stored exactly once.
+#[tokio::test]
+async fn good_release_is_promoted_under_load_without_loss() {
+    let env = Env::start("op-promote").await;
+    let v1 = env.install("auren/runtime:v1").await;
+    let active = Load::start(env.active().await, "u-load");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    env.set_spec(env.spec("auren/runtime:v2", &[])).await.unwrap();
+    let st = env
+        .ns
+        .wait_status(NAME, "a candidate", 30, |s| s.candidate.is_some())
+        .await;
+    let v2 = st.candidate.unwrap().hash;
+    let preview = Load::start(env.ns.service_addr(&format!("{NAME}-preview")).await, "u-preview");
+    let st = env
+        .ns
+        .wait_status(NAME, "v2 promoted", 150, |s| {
+            s.stable.as_ref().is_some_and(|r| r.hash == v2) || s.phase == Some(Phase::RolledBack)
+        })
+        .await;
+    assert_eq!(st.phase, Some(Phase::Healthy), "{:?}", st.message);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let answers = active.finish().await;
+    let _ = preview.finish().await;
+
+    let failed: Vec<_> = answers.iter().filter(|a| a.status != 202).collect();
+    assert!(failed.is_empty(), "{} of {} requests failed: {:?}", failed.len(), answers.len(), &failed[..failed.len().min(5)]);
+    let releases: HashSet<_> = answers.iter().filter_map(|a| a.release.clone()).collect();
+    assert!(releases.contains(&v1) && releases.contains(&v2), "load saw both releases: {releases:?}");
+    env.assert_stored_once(&accepted_ids(&answers)).await;
+    assert_eq!(st.previous.as_ref().map(|p| p.hash.clone()), Some(v1));
+    assert!(st.measurements.iter().any(|m| m.revision == v2), "v2 was measured");
+}
+
+/// (3) A bad release (20 % injected errors) is rolled back automatically; clients of the
+/// active Service never see its errors.
+#[tokio::test]
+async fn bad_release_is_rolled_back_and_active_clients_never_see_it() {
+    let env = Env::start("op-rollback").await;
+    let v2 = env.install("auren/runtime:v2").await;
+    let active = Load::start(env.active().await, "u-load");
+    env.set_spec(env.spec("auren/runtime:v3", &[("FAULT_ERROR_RATE", "0.2")]))
+        .await
+        .unwrap();
+    let st = env
+        .ns
+        .wait_status(NAME, "a candidate", 30, |s| s.candidate.is_some())
+        .await;
+    let v3 = st.candidate.unwrap().hash;
+    let preview = Load::start(env.ns.service_addr(&format!("{NAME}-preview")).await, "u-preview");
+    let st = env
+        .ns
+        .wait_status(NAME, "RolledBack", 120, |s| s.phase == Some(Phase::RolledBack))
+        .await;
+    let answers = active.finish().await;
+    let _ = preview.finish().await;
+
+    assert_eq!(st.stable.as_ref().map(|s| s.hash.clone()), Some(v2.clone()));
+    assert_eq!(st.rejected.as_ref().map(|r| r.hash.clone()), Some(v3.clone()));
+    assert_eq!(st.services.active.as_deref(), Some(v2.as_str()));
+    assert!(st.message.as_deref().unwrap_or("").contains(&v3), "{:?}", st.message);
+    let last = st.history.last().unwrap();
+    assert_eq!((last.hash.as_str(), last.outcome), (v3.as_str(), Outcome::RolledBack));
+    assert!(!answers.is_empty());
+    let bad: Vec<_> = answers.iter().filter(|a| a.status != 202 || a.release.as_deref() != Some(v2.as_str())).collect();
+    assert!(bad.is_empty(), "active clients saw: {:?}", &bad[..bad.len().min(5)]);
+    // The candidate's workloads are scaled to zero.
+    let st_deploys = env.deployments().await;
+    let v3_replicas: Vec<i32> = st_deploys.iter().filter(|d| d.0.contains(&v3)).map(|d| d.1).collect();
+    assert_eq!(v3_replicas, vec![0, 0], "{st_deploys:?}");
+}
+
+/// (4) The operator killed mid-rollout: a second replica takes the lease over and finishes.
+#[tokio::test]
+async fn a_new_leader_finishes_a_rollout_after_the_operator_is_killed() {
+    let mut env = Env::start("op-failover").await;
+    let v1 = env.install("auren/runtime:v1").await;
+    let mut spec = env.spec("auren/runtime:v2", &[]);
+    spec["analysis"]["successfulMeasurementsToPromote"] = json!(4);
+    env.set_spec(spec).await.unwrap();
+    env.ns
+        .wait_status(NAME, "Analyzing", 90, |s| s.phase == Some(Phase::Analyzing))
+        .await;
+    env.operator.kill9();
+    let killed_at = Instant::now();
+    let _second = Operator::start(&env.ns.name, "auren-operator", &format!("{}-b", env.ns.name));
+    let st = env
+        .ns
+        .wait_status(NAME, "promoted by the new leader", 120, |s| {
+            s.phase == Some(Phase::Healthy) && s.candidate.is_none() && s.stable.as_ref().is_some_and(|r| r.image.ends_with(":v2"))
+                || s.phase == Some(Phase::RolledBack)
+        })
+        .await;
+    assert_eq!(st.phase, Some(Phase::Healthy), "{:?}", st.message);
+    assert!(killed_at.elapsed() > Duration::from_secs(5), "the lease held until it expired");
+    assert_eq!(st.previous.map(|p| p.hash), Some(v1));
+    let outcomes: Vec<Outcome> = st.history.iter().map(|h| h.outcome).collect();
+    assert_eq!(outcomes, vec![Outcome::Promoted, Outcome::Promoted]);
+}
+
+/// (5) A candidate that crashes at start is rolled back by the deadline, with the reason.
+#[tokio::test]
+async fn a_crashing_candidate_is_rolled_back_with_a_clear_reason() {
+    let env = Env::start("op-crash").await;
+    let v1 = env.install("auren/runtime:v1").await;
+    let mut spec = env.spec("auren/runtime:v2", &[("HEALTH_CHECK_INTERVAL", "not-a-number")]);
+    spec["progressDeadlineSeconds"] = json!(30);
+    let changed_at = Instant::now();
+    env.set_spec(spec).await.unwrap();
+    let st = env
+        .ns
+        .wait_status(NAME, "RolledBack", 60, |s| s.phase == Some(Phase::RolledBack))
+        .await;
+    assert!(changed_at.elapsed() < Duration::from_secs(45), "within the deadline + slack");
+    let reason = st.reason.clone().unwrap_or_default();
+    assert!(
+        reason == "CandidateCrashLoop" || reason == "ProgressDeadlineExceeded",
+        "reason {reason}: {:?}",
+        st.message
+    );
+    let message = st.message.clone().unwrap_or_default();
+    assert!(message.contains("crash") || message.contains("waiting"), "{message}");
+    assert_eq!(st.stable.map(|s| s.hash), Some(v1.clone()));
+    let client = support::http_client();
+    let answer = support::post_event(&client, &env.active().await, "u", 1).await;
+    assert_eq!((answer.status, answer.release.as_deref()), (202, Some(v1.as_str())));
+}
+
+/// (6) An invalid spec is refused by the schema, or reported as InvalidSpec with nothing else
+/// changed.
+#[tokio::test]
+async fn an_invalid_spec_is_refused_or_reported_and_changes_nothing() {
+    let env = Env::start("op-invalid").await;
+    let mut refused = env.spec("Not A Valid Image!", &[]);
+    refused["api"]["replicas"] = json!(-1);
+    let err = env.create(refused).await.unwrap_err();
+    assert!(matches!(&err, kube::Error::Api(s) if s.code == 422), "{err}");
+
+    let v1 = env.install("auren/runtime:v1").await;
+    let before = env.deployments().await;
+    let mut invalid = env.spec("auren/runtime:v2", &[]);
+    invalid["env"] = json!([{"name": "RUN_MODE", "value": "api"}]);
+    env.set_spec(invalid).await.unwrap();
+    let st = env
+        .ns
+        .wait_status(NAME, "InvalidSpec", 30, |s| s.phase == Some(Phase::InvalidSpec))
+        .await;
+    assert!(st.message.as_deref().unwrap_or("").contains("RUN_MODE"), "{:?}", st.message);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(env.deployments().await, before, "no workload changed");
+    let st = env.ns.status(NAME).await;
+    assert_eq!(st.stable.map(|s| s.hash), Some(v1.clone()));
+    assert!(st.candidate.is_none());
+    let answer = support::post_event(&support::http_client(), &env.active().await, "u", 1).await;
+    assert_eq!((answer.status, answer.release.as_deref()), (202, Some(v1.as_str())));
+}

@@ -1,0 +1,516 @@
+//! Harness of the operator scenarios: a private Kafka-protocol broker (tansu, `TANSU_BIN`)
+//! and PostgreSQL (initdb, as the postgres user when root) per test, a namespace with the
+//! AurenRuntime CRD installed, the `auren-operator` binary as a child process against
+//! `KUBECONFIG`, and signed webhook clients through the local Service proxy.
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::zombie_processes
+)]
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use auren_operator::api::{AurenRuntime, AurenRuntimeStatus};
+use hmac::{Hmac, Mac};
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Client;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+use sqlx::{Connection, PgConnection};
+
+pub const WEBHOOK_SECRET: &str = "e2e-webhook-secret";
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+pub fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}-{:x}", nanos % 0xffff_ffff)
+}
+
+fn scratch_dir(prefix: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(unique(prefix));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+pub fn state_dir() -> PathBuf {
+    std::env::var_os("AUREN_CLUSTER_STATE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".state"))
+}
+
+/// Polls `f` every 250 ms until it returns Some; panics after `secs` with `what`.
+pub async fn wait_for<T, F, Fut>(what: &str, secs: u64, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(secs),
+            "timed out after {secs} s waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn wait_for_port(port: u16, timeout: Duration) {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("nothing listens on {port} after {timeout:?}");
+}
+
+// ---------------------------------------------------------------- broker
+
+pub struct Broker {
+    pub addr: String,
+    child: Child,
+}
+
+impl Broker {
+    pub fn start() -> Broker {
+        let bin = std::env::var("TANSU_BIN")
+            .expect("TANSU_BIN not set (scripts/lib.sh exports it; run through scripts/e2e.sh)");
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new(bin)
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tansu");
+        wait_for_port(port, Duration::from_secs(15));
+        Broker {
+            addr: format!("127.0.0.1:{port}"),
+            child,
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---------------------------------------------------------------- postgres
+
+pub struct Postgres {
+    pub url: String,
+    dir: PathBuf,
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0"))
+        .unwrap_or(false)
+}
+
+fn pg_tool(tool: &str) -> Command {
+    let dir = std::env::var("PG_BIN").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".into());
+    let path = format!("{dir}/{tool}");
+    if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--", &path]);
+        c
+    } else {
+        Command::new(path)
+    }
+}
+
+impl Postgres {
+    pub fn start() -> Postgres {
+        let root = scratch_dir("auren-e2e-pg");
+        let dir = root.join("data");
+        std::fs::create_dir_all(&dir).unwrap();
+        if is_root() {
+            let _ = Command::new("chown")
+                .args(["-R", "postgres:", root.to_str().unwrap()])
+                .status();
+        }
+        let ok = pg_tool("initdb")
+            .args(["-D", dir.to_str().unwrap(), "-U", "postgres", "--auth=trust"])
+            .stdout(Stdio::null())
+            .status()
+            .expect("initdb");
+        assert!(ok.success(), "initdb failed");
+        let port = free_port();
+        let opts = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+            dir.display()
+        );
+        let log = format!("{}/server.log", dir.display());
+        let ok = pg_tool("pg_ctl")
+            .args(["-D", dir.to_str().unwrap(), "-l", &log, "-w", "-o", &opts, "start"])
+            .stdout(Stdio::null())
+            .status()
+            .expect("pg_ctl start");
+        assert!(ok.success(), "postgres start failed");
+        Postgres {
+            url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+            dir,
+        }
+    }
+
+    /// Events stored: (rows, distinct ids, ids).
+    pub async fn stored(&self) -> (i64, i64, std::collections::HashSet<String>) {
+        let Ok(mut conn) = PgConnection::connect(&self.url).await else {
+            return (-1, -1, Default::default());
+        };
+        let ids: Result<Vec<(String,)>, _> = sqlx::query_as("SELECT id::text FROM events")
+            .fetch_all(&mut conn)
+            .await;
+        let Ok(ids) = ids else {
+            return (-1, -1, Default::default());
+        };
+        let rows = ids.len() as i64;
+        let set: std::collections::HashSet<String> = ids.into_iter().map(|(id,)| id).collect();
+        (rows, set.len() as i64, set)
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = pg_tool("pg_ctl")
+            .args(["-D", self.dir.to_str().unwrap(), "-m", "immediate", "-w", "stop"])
+            .stdout(Stdio::null())
+            .status();
+    }
+}
+
+// ---------------------------------------------------------------- cluster
+
+/// A fresh namespace with the CRD installed; deleted on drop.
+pub struct TestNs {
+    pub client: Client,
+    pub name: String,
+}
+
+impl TestNs {
+    pub async fn new(prefix: &str) -> TestNs {
+        let client = Client::try_default()
+            .await
+            .expect("KUBECONFIG must point at the local cluster (scripts/e2e.sh)");
+        install_crd(&client).await;
+        let name = unique(prefix);
+        let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .unwrap();
+        TestNs { client, name }
+    }
+
+    pub fn runtimes(&self) -> Api<AurenRuntime> {
+        Api::namespaced(self.client.clone(), &self.name)
+    }
+
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+    {
+        Api::namespaced(self.client.clone(), &self.name)
+    }
+
+    pub async fn secret(&self, name: &str, data: &[(&str, &str)]) {
+        let data: serde_json::Map<String, Value> = data
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), Value::String((*v).to_owned())))
+            .collect();
+        let secret: Secret = serde_json::from_value(json!({
+            "metadata": {"name": name}, "stringData": data,
+        }))
+        .unwrap();
+        self.api::<Secret>()
+            .create(&PostParams::default(), &secret)
+            .await
+            .unwrap();
+    }
+
+    pub async fn status(&self, name: &str) -> AurenRuntimeStatus {
+        let ar = self.runtimes().get(name).await.unwrap();
+        ar.status.unwrap_or_default()
+    }
+
+    /// Waits until `pred` holds for the status; returns it.
+    pub async fn wait_status(
+        &self,
+        name: &str,
+        what: &str,
+        secs: u64,
+        pred: impl Fn(&AurenRuntimeStatus) -> bool,
+    ) -> AurenRuntimeStatus {
+        let start = Instant::now();
+        let mut last = AurenRuntimeStatus::default();
+        while start.elapsed() < Duration::from_secs(secs) {
+            if let Ok(ar) = self.runtimes().get(name).await {
+                last = ar.status.unwrap_or_default();
+                if pred(&last) {
+                    return last;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        panic!(
+            "timed out after {secs} s waiting for {what}; status: {}",
+            serde_json::to_string_pretty(&last).unwrap_or_default()
+        );
+    }
+
+    /// `ip:port` of a Service through the local proxy (from services.json).
+    pub async fn service_addr(&self, service: &str) -> String {
+        let key = format!("{}/{service}", self.name);
+        let path = state_dir().join("services.json");
+        wait_for(&format!("service {key} in {}", path.display()), 60, || {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let map: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            let addr = map[&key]["http"].as_str().map(str::to_owned);
+            async move { addr }
+        })
+        .await
+    }
+}
+
+impl Drop for TestNs {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async {
+                let client = Client::try_default().await.ok()?;
+                Api::<Namespace>::all(client)
+                    .delete(&name, &DeleteParams::default())
+                    .await
+                    .ok()
+            })
+        })
+        .join();
+    }
+}
+
+async fn install_crd(client: &Client) {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds/aurenruntime.yaml");
+    let crd: CustomResourceDefinition =
+        serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let api = Api::<CustomResourceDefinition>::all(client.clone());
+    let name = crd.metadata.name.clone().unwrap();
+    api.patch(
+        &name,
+        &PatchParams::apply("auren-e2e").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .unwrap();
+    wait_for("the CRD to be established", 30, || {
+        let api = api.clone();
+        let name = name.clone();
+        async move {
+            let crd = api.get(&name).await.ok()?;
+            let conditions = crd.status?.conditions?;
+            conditions
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True")
+                .then_some(())
+        }
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------- operator
+
+/// The `auren-operator` binary running against `KUBECONFIG`.
+pub struct Operator {
+    child: Option<Child>,
+    pub log: PathBuf,
+    pub metrics_port: u16,
+}
+
+fn operator_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("AUREN_OPERATOR_BIN") {
+        return PathBuf::from(bin);
+    }
+    // target/<profile>/deps/operator-<hash> → target/<profile>/auren-operator
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(|p| p.parent()).unwrap();
+    let bin = profile_dir.join("auren-operator");
+    assert!(
+        bin.exists(),
+        "{} missing: build it first (cargo build -p auren-operator --bins)",
+        bin.display()
+    );
+    bin
+}
+
+impl Operator {
+    /// Starts a replica holding the lease `lease` in `namespace`.
+    pub fn start(namespace: &str, lease: &str, identity: &str) -> Operator {
+        let log = scratch_dir("auren-e2e-operator").join(format!("{identity}.log"));
+        let out = std::fs::File::create(&log).unwrap();
+        let err = out.try_clone().unwrap();
+        let metrics_port = free_port();
+        let child = Command::new(operator_bin())
+            .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
+            .args(["--lease-name", lease, "--namespace", namespace])
+            .args(["--identity", identity])
+            .env("RUST_LOG", "info,kube=warn")
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("start auren-operator");
+        Operator {
+            child: Some(child),
+            log,
+            metrics_port,
+        }
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM; returns the exit code.
+    pub fn stop(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(15) {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+
+    pub async fn metrics(&self) -> String {
+        let url = format!("http://127.0.0.1:{}/metrics", self.metrics_port);
+        match reqwest::get(&url).await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        }
+    }
+
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("operator log ({}):\n{}", self.log.display(), self.log_tail());
+        }
+        self.kill9();
+    }
+}
+
+// ---------------------------------------------------------------- clients
+
+fn sign(body: &[u8], ts: i64) -> String {
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(WEBHOOK_SECRET.as_bytes()).unwrap();
+    mac.update(ts.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// A client that opens a new connection per request, so each request follows the Service's
+/// current endpoints (the proxy keeps an established connection on its backend).
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
+}
+
+/// The answer to one webhook.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub id: Option<String>,
+    pub release: Option<String>,
+}
+
+/// Posts one signed oura event to `addr` (`ip:port`).
+pub async fn post_event(client: &reqwest::Client, addr: &str, user: &str, steps: u32) -> Answer {
+    let event = json!({"user_id": user, "data_type": "steps", "value": steps,
+        "timestamp": "2026-01-01T00:00:00Z"});
+    let body = serde_json::to_vec(&event).unwrap();
+    let ts = chrono_now();
+    let sent = client
+        .post(format!("http://{addr}/webhooks/oura"))
+        .header("x-auren-timestamp", ts.to_string())
+        .header("x-auren-signature", sign(&body, ts))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await;
+    match sent {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            let release = r
+                .headers()
+                .get("x-auren-release")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let v: Value = r.json().await.unwrap_or(Value::Null);
+            Answer {
+                status,
+                id: v.get("id").and_then(Value::as_str).map(str::to_owned),
+                release,
+            }
+        }
+        Err(_) => Answer {
+            status: 0,
+            id: None,
+            release: None,
+        },
+    }
+}
+
+fn chrono_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
