@@ -29,7 +29,7 @@ cluster-down: ## stop the local cluster
 	bash e2e/cluster/down.sh
 
 crds: ## regenerate crds/ from the Rust types
-	source scripts/lib.sh && cargo run -q -p auren-operator --bin crdgen > crds/aurenruntime.yaml
+	source scripts/lib.sh && cargo run -q -p auren-operator --bin crdgen > crds/aurenruntime.yaml && cp crds/aurenruntime.yaml charts/auren-operator/crds/aurenruntime.yaml
 
 bench: ## runtime benchmarks (results go to docs/benchmarks.md by hand)
 	bash scripts/bench.sh

@@ -82,8 +82,8 @@ wait_ready $API_PORT >/dev/null
 
 printf '{"user_id":"bench-%s","data_type":"heart_rate","value":61,"timestamp":"2026-01-01T00:00:00Z"}' 1 > "$AUREN_STATE/single.json"
 python3 -c "
-import json
-print(json.dumps([{'user_id':'bench-%d' % (i % 50),'data_type':'steps','value':i,'timestamp':'2026-01-01T00:00:00Z'} for i in range(100)]))" > "$AUREN_STATE/batch.json"
+import json, sys
+sys.stdout.write(json.dumps([{'user_id':'bench-%d' % (i % 50),'data_type':'steps','value':i,'timestamp':'2026-01-01T00:00:00Z'} for i in range(100)]))" > "$AUREN_STATE/batch.json"
 SINGLE_LUA="$(make_wrk_script "$AUREN_STATE/single.json")"
 BATCH_LUA="$(make_wrk_script "$AUREN_STATE/batch.json")"
 printf 'done = function(s, l, r) io.write(string.format("RESULT %%d %%d %%.3f %%.3f\\n", s.requests, s.errors.status, l:percentile(50)/1000, l:percentile(99)/1000)) end\n' > "$AUREN_STATE/get.lua"

@@ -15,7 +15,7 @@ cleanup() {
   say "stopping services"
   bash scripts/broker.sh stop || true
   bash scripts/postgres.sh stop || true
-  if [ -x e2e/cluster/down.sh ] && [ -n "${AUREN_CLUSTER_STARTED:-}" ]; then bash e2e/cluster/down.sh >/dev/null 2>&1 || true; fi
+  if has_tier e2e; then bash e2e/cluster/down.sh >/dev/null 2>&1 || true; fi
   rm -rf "$AUREN_STATE"
   exit "$code"
 }
@@ -42,7 +42,7 @@ if has_tier test; then
   cargo test --workspace --exclude e2e --locked --no-fail-fast
 fi
 
-if has_tier e2e && [ -x e2e/cluster/up.sh ]; then
+if has_tier e2e; then
   say "tier: e2e (local Kubernetes control plane)"
   bash scripts/e2e.sh
 fi

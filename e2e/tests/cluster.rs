@@ -577,3 +577,107 @@ async fn fake_node_pods_are_running_and_ready_without_processes() {
     assert!(pid_of(&pod).is_none(), "no process for a fake node");
     t.cleanup().await;
 }
+
+/// A private Kafka-protocol broker for the runtime pods (TANSU_BIN comes from scripts/lib.sh).
+struct Broker {
+    child: std::process::Child,
+    addr: String,
+}
+
+impl Broker {
+    fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let bin = std::env::var("TANSU_BIN").expect("TANSU_BIN (set by scripts/lib.sh)");
+        let child = std::process::Command::new(bin)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        Broker {
+            child,
+            addr: format!("127.0.0.1:{port}"),
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn auren_runtime_deployment_becomes_available_and_answers_health_through_proxy() {
+    let broker = Broker::start();
+    let t = TestNs::new("e2e-runtime").await;
+    let container = json!({"name": "api", "image": "auren/runtime:v7",
+        "ports": [{"containerPort": 8000, "name": "http"}],
+        "env": [{"name": "RUN_MODE", "value": "api"}, {"name": "KAFKA_BROKERS", "value": broker.addr},
+                {"name": "KAFKA_TOPIC", "value": "e2e-events"}, {"name": "HEALTH_CHECK_INTERVAL", "value": "1"}],
+        "readinessProbe": {"httpGet": {"port": "http", "path": "/readiness"}, "periodSeconds": 1},
+        "livenessProbe": {"httpGet": {"port": "http", "path": "/live"}, "periodSeconds": 2}});
+    t.create::<Deployment>(json!({
+        "metadata": {"name": "runtime"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "runtime"}},
+                 "template": {"metadata": {"labels": {"app": "runtime"}},
+                              "spec": {"terminationGracePeriodSeconds": 5, "containers": [container]}}}
+    }))
+    .await;
+    t.create::<Service>(
+        json!({"metadata": {"name": "runtime"}, "spec": {"selector": {"app": "runtime"},
+        "ports": [{"name": "http", "port": 8000, "targetPort": 8000, "protocol": "TCP"}]}}),
+    )
+    .await;
+    let deployments = t.api::<Deployment>();
+    wait_for("auren-runtime Deployment Available", 90, || {
+        let d = deployments.clone();
+        async move {
+            let s = d.get("runtime").await.ok()?.status?;
+            let available = s
+                .conditions?
+                .iter()
+                .any(|c| c.type_ == "Available" && c.status == "True");
+            (available && s.ready_replicas == Some(1)).then_some(())
+        }
+    })
+    .await;
+    let addr = proxy_address(&t.name, "runtime", "http").await;
+    let url = format!("http://{addr}/health");
+    let health: Value = wait_for("/health through the proxy", 30, || {
+        let url = url.clone();
+        async move {
+            reqwest::Client::new()
+                .get(&url)
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()
+        }
+    })
+    .await;
+    assert_eq!(health["mode"], "api");
+    assert_eq!(
+        health["release"], "v7",
+        "the image tag reaches the process: {health}"
+    );
+    assert_eq!(
+        health["components"]["kafka"]["status"], "healthy",
+        "{health}"
+    );
+    t.cleanup().await;
+}

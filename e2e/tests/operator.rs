@@ -204,11 +204,17 @@ async fn install_from_minimal_yaml_serves_and_stores() {
     assert_eq!(stable.image, "auren/runtime:v1");
     assert_eq!(st.services.active.as_deref(), Some(stable.hash.as_str()));
     assert_eq!(st.ready.as_deref(), Some("2/2"), "default: two API pods");
-    assert_eq!(st.history.last().map(|h| h.outcome), Some(Outcome::Promoted));
+    assert_eq!(
+        st.history.last().map(|h| h.outcome),
+        Some(Outcome::Promoted)
+    );
 
     let client = support::http_client();
     let mut ids = HashSet::new();
-    for (service, user) in [(NAME.to_owned(), "u-active"), (format!("{NAME}-preview"), "u-preview")] {
+    for (service, user) in [
+        (NAME.to_owned(), "u-active"),
+        (format!("{NAME}-preview"), "u-preview"),
+    ] {
         let addr = env.ns.service_addr(&service).await;
         for n in 0..10 {
             let answer = support::post_event(&client, &addr, user, n).await;
@@ -219,10 +225,18 @@ async fn install_from_minimal_yaml_serves_and_stores() {
     }
     env.assert_stored_once(&ids).await;
 
-    let services = env.ns.api::<Service>().list(&ListParams::default()).await.unwrap();
+    let services = env
+        .ns
+        .api::<Service>()
+        .list(&ListParams::default())
+        .await
+        .unwrap();
     assert_eq!(services.items.len(), 2, "active and preview Services");
     let metrics = env.operator.metrics().await;
-    assert!(metrics.contains(r#"auren_operator_rollout_phase{phase="Healthy"} 1"#), "{metrics}");
+    assert!(
+        metrics.contains(r#"auren_operator_rollout_phase{phase="Healthy"} 1"#),
+        "{metrics}"
+    );
 }
 
 /// (2) v1 → v2 (good) under constant load through the active Service: promoted, no failed
@@ -234,13 +248,18 @@ async fn good_release_is_promoted_under_load_without_loss() {
     let active = Load::start(env.active().await, "u-load");
     tokio::time::sleep(Duration::from_secs(2)).await;
 
-    env.set_spec(env.spec("auren/runtime:v2", &[])).await.unwrap();
+    env.set_spec(env.spec("auren/runtime:v2", &[]))
+        .await
+        .unwrap();
     let st = env
         .ns
         .wait_status(NAME, "a candidate", 30, |s| s.candidate.is_some())
         .await;
     let v2 = st.candidate.unwrap().hash;
-    let preview = Load::start(env.ns.service_addr(&format!("{NAME}-preview")).await, "u-preview");
+    let preview = Load::start(
+        env.ns.service_addr(&format!("{NAME}-preview")).await,
+        "u-preview",
+    );
     let st = env
         .ns
         .wait_status(NAME, "v2 promoted", 150, |s| {
@@ -253,12 +272,24 @@ async fn good_release_is_promoted_under_load_without_loss() {
     let _ = preview.finish().await;
 
     let failed: Vec<_> = answers.iter().filter(|a| a.status != 202).collect();
-    assert!(failed.is_empty(), "{} of {} requests failed: {:?}", failed.len(), answers.len(), &failed[..failed.len().min(5)]);
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed: {:?}",
+        failed.len(),
+        answers.len(),
+        &failed[..failed.len().min(5)]
+    );
     let releases: HashSet<_> = answers.iter().filter_map(|a| a.release.clone()).collect();
-    assert!(releases.contains(&v1) && releases.contains(&v2), "load saw both releases: {releases:?}");
+    assert!(
+        releases.contains(&v1) && releases.contains(&v2),
+        "load saw both releases: {releases:?}"
+    );
     env.assert_stored_once(&accepted_ids(&answers)).await;
     assert_eq!(st.previous.as_ref().map(|p| p.hash.clone()), Some(v1));
-    assert!(st.measurements.iter().any(|m| m.revision == v2), "v2 was measured");
+    assert!(
+        st.measurements.iter().any(|m| m.revision == v2),
+        "v2 was measured"
+    );
 }
 
 /// (3) A bad release (20 % injected errors) is rolled back automatically; clients of the
@@ -276,26 +307,52 @@ async fn bad_release_is_rolled_back_and_active_clients_never_see_it() {
         .wait_status(NAME, "a candidate", 30, |s| s.candidate.is_some())
         .await;
     let v3 = st.candidate.unwrap().hash;
-    let preview = Load::start(env.ns.service_addr(&format!("{NAME}-preview")).await, "u-preview");
+    let preview = Load::start(
+        env.ns.service_addr(&format!("{NAME}-preview")).await,
+        "u-preview",
+    );
     let st = env
         .ns
-        .wait_status(NAME, "RolledBack", 120, |s| s.phase == Some(Phase::RolledBack))
+        .wait_status(NAME, "RolledBack", 120, |s| {
+            s.phase == Some(Phase::RolledBack)
+        })
         .await;
     let answers = active.finish().await;
     let _ = preview.finish().await;
 
     assert_eq!(st.stable.as_ref().map(|s| s.hash.clone()), Some(v2.clone()));
-    assert_eq!(st.rejected.as_ref().map(|r| r.hash.clone()), Some(v3.clone()));
+    assert_eq!(
+        st.rejected.as_ref().map(|r| r.hash.clone()),
+        Some(v3.clone())
+    );
     assert_eq!(st.services.active.as_deref(), Some(v2.as_str()));
-    assert!(st.message.as_deref().unwrap_or("").contains(&v3), "{:?}", st.message);
+    assert!(
+        st.message.as_deref().unwrap_or("").contains(&v3),
+        "{:?}",
+        st.message
+    );
     let last = st.history.last().unwrap();
-    assert_eq!((last.hash.as_str(), last.outcome), (v3.as_str(), Outcome::RolledBack));
+    assert_eq!(
+        (last.hash.as_str(), last.outcome),
+        (v3.as_str(), Outcome::RolledBack)
+    );
     assert!(!answers.is_empty());
-    let bad: Vec<_> = answers.iter().filter(|a| a.status != 202 || a.release.as_deref() != Some(v2.as_str())).collect();
-    assert!(bad.is_empty(), "active clients saw: {:?}", &bad[..bad.len().min(5)]);
+    let bad: Vec<_> = answers
+        .iter()
+        .filter(|a| a.status != 202 || a.release.as_deref() != Some(v2.as_str()))
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "active clients saw: {:?}",
+        &bad[..bad.len().min(5)]
+    );
     // The candidate's workloads are scaled to zero.
     let st_deploys = env.deployments().await;
-    let v3_replicas: Vec<i32> = st_deploys.iter().filter(|d| d.0.contains(&v3)).map(|d| d.1).collect();
+    let v3_replicas: Vec<i32> = st_deploys
+        .iter()
+        .filter(|d| d.0.contains(&v3))
+        .map(|d| d.1)
+        .collect();
     assert_eq!(v3_replicas, vec![0, 0], "{st_deploys:?}");
 }
 
@@ -312,16 +369,25 @@ async fn a_new_leader_finishes_a_rollout_after_the_operator_is_killed() {
         .await;
     env.operator.kill9();
     let killed_at = Instant::now();
-    let _second = Operator::start(&env.ns.name, "auren-operator", &format!("{}-b", env.ns.name));
+    let _second = Operator::start(
+        &env.ns.name,
+        "auren-operator",
+        &format!("{}-b", env.ns.name),
+    );
     let st = env
         .ns
         .wait_status(NAME, "promoted by the new leader", 120, |s| {
-            s.phase == Some(Phase::Healthy) && s.candidate.is_none() && s.stable.as_ref().is_some_and(|r| r.image.ends_with(":v2"))
+            s.phase == Some(Phase::Healthy)
+                && s.candidate.is_none()
+                && s.stable.as_ref().is_some_and(|r| r.image.ends_with(":v2"))
                 || s.phase == Some(Phase::RolledBack)
         })
         .await;
     assert_eq!(st.phase, Some(Phase::Healthy), "{:?}", st.message);
-    assert!(killed_at.elapsed() > Duration::from_secs(5), "the lease held until it expired");
+    assert!(
+        killed_at.elapsed() > Duration::from_secs(5),
+        "the lease held until it expired"
+    );
     assert_eq!(st.previous.map(|p| p.hash), Some(v1));
     let outcomes: Vec<Outcome> = st.history.iter().map(|h| h.outcome).collect();
     assert_eq!(outcomes, vec![Outcome::Promoted, Outcome::Promoted]);
@@ -332,15 +398,23 @@ async fn a_new_leader_finishes_a_rollout_after_the_operator_is_killed() {
 async fn a_crashing_candidate_is_rolled_back_with_a_clear_reason() {
     let env = Env::start("op-crash").await;
     let v1 = env.install("auren/runtime:v1").await;
-    let mut spec = env.spec("auren/runtime:v2", &[("HEALTH_CHECK_INTERVAL", "not-a-number")]);
+    let mut spec = env.spec(
+        "auren/runtime:v2",
+        &[("HEALTH_CHECK_INTERVAL", "not-a-number")],
+    );
     spec["progressDeadlineSeconds"] = json!(30);
     let changed_at = Instant::now();
     env.set_spec(spec).await.unwrap();
     let st = env
         .ns
-        .wait_status(NAME, "RolledBack", 60, |s| s.phase == Some(Phase::RolledBack))
+        .wait_status(NAME, "RolledBack", 60, |s| {
+            s.phase == Some(Phase::RolledBack)
+        })
         .await;
-    assert!(changed_at.elapsed() < Duration::from_secs(45), "within the deadline + slack");
+    assert!(
+        changed_at.elapsed() < Duration::from_secs(45),
+        "within the deadline + slack"
+    );
     let reason = st.reason.clone().unwrap_or_default();
     assert!(
         reason == "CandidateCrashLoop" || reason == "ProgressDeadlineExceeded",
@@ -348,11 +422,17 @@ async fn a_crashing_candidate_is_rolled_back_with_a_clear_reason() {
         st.message
     );
     let message = st.message.clone().unwrap_or_default();
-    assert!(message.contains("crash") || message.contains("waiting"), "{message}");
+    assert!(
+        message.contains("crash") || message.contains("waiting"),
+        "{message}"
+    );
     assert_eq!(st.stable.map(|s| s.hash), Some(v1.clone()));
     let client = support::http_client();
     let answer = support::post_event(&client, &env.active().await, "u", 1).await;
-    assert_eq!((answer.status, answer.release.as_deref()), (202, Some(v1.as_str())));
+    assert_eq!(
+        (answer.status, answer.release.as_deref()),
+        (202, Some(v1.as_str()))
+    );
 }
 
 /// (6) An invalid spec is refused by the schema, or reported as InvalidSpec with nothing else
@@ -363,7 +443,10 @@ async fn an_invalid_spec_is_refused_or_reported_and_changes_nothing() {
     let mut refused = env.spec("Not A Valid Image!", &[]);
     refused["api"]["replicas"] = json!(-1);
     let err = env.create(refused).await.unwrap_err();
-    assert!(matches!(&err, kube::Error::Api(s) if s.code == 422), "{err}");
+    assert!(
+        matches!(&err, kube::Error::Api(s) if s.code == 422),
+        "{err}"
+    );
 
     let v1 = env.install("auren/runtime:v1").await;
     let before = env.deployments().await;
@@ -372,14 +455,23 @@ async fn an_invalid_spec_is_refused_or_reported_and_changes_nothing() {
     env.set_spec(invalid).await.unwrap();
     let st = env
         .ns
-        .wait_status(NAME, "InvalidSpec", 30, |s| s.phase == Some(Phase::InvalidSpec))
+        .wait_status(NAME, "InvalidSpec", 30, |s| {
+            s.phase == Some(Phase::InvalidSpec)
+        })
         .await;
-    assert!(st.message.as_deref().unwrap_or("").contains("RUN_MODE"), "{:?}", st.message);
+    assert!(
+        st.message.as_deref().unwrap_or("").contains("RUN_MODE"),
+        "{:?}",
+        st.message
+    );
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(env.deployments().await, before, "no workload changed");
     let st = env.ns.status(NAME).await;
     assert_eq!(st.stable.map(|s| s.hash), Some(v1.clone()));
     assert!(st.candidate.is_none());
     let answer = support::post_event(&support::http_client(), &env.active().await, "u", 1).await;
-    assert_eq!((answer.status, answer.release.as_deref()), (202, Some(v1.as_str())));
+    assert_eq!(
+        (answer.status, answer.release.as_deref()),
+        (202, Some(v1.as_str()))
+    );
 }

@@ -97,7 +97,13 @@ impl Broker {
         let port = free_port();
         let url = format!("tcp://127.0.0.1:{port}");
         let child = Command::new(bin)
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
             .args(["--storage-engine", "memory://tansu/"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -156,7 +162,13 @@ impl Postgres {
                 .status();
         }
         let ok = pg_tool("initdb")
-            .args(["-D", dir.to_str().unwrap(), "-U", "postgres", "--auth=trust"])
+            .args([
+                "-D",
+                dir.to_str().unwrap(),
+                "-U",
+                "postgres",
+                "--auth=trust",
+            ])
             .stdout(Stdio::null())
             .status()
             .expect("initdb");
@@ -168,7 +180,16 @@ impl Postgres {
         );
         let log = format!("{}/server.log", dir.display());
         let ok = pg_tool("pg_ctl")
-            .args(["-D", dir.to_str().unwrap(), "-l", &log, "-w", "-o", &opts, "start"])
+            .args([
+                "-D",
+                dir.to_str().unwrap(),
+                "-l",
+                &log,
+                "-w",
+                "-o",
+                &opts,
+                "start",
+            ])
             .stdout(Stdio::null())
             .status()
             .expect("pg_ctl start");
@@ -199,7 +220,14 @@ impl Postgres {
 impl Drop for Postgres {
     fn drop(&mut self) {
         let _ = pg_tool("pg_ctl")
-            .args(["-D", self.dir.to_str().unwrap(), "-m", "immediate", "-w", "stop"])
+            .args([
+                "-D",
+                self.dir.to_str().unwrap(),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ])
             .stdout(Stdio::null())
             .status();
     }
@@ -437,7 +465,11 @@ impl Operator {
 impl Drop for Operator {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("operator log ({}):\n{}", self.log.display(), self.log_tail());
+            eprintln!(
+                "operator log ({}):\n{}",
+                self.log.display(),
+                self.log_tail()
+            );
         }
         self.kill9();
     }
