@@ -24,7 +24,7 @@ pub async fn single(
     let (device, body) = admit(&s, &device, &headers, body).await?;
     let event = ingest::normalise(device, &body, chrono::Utc::now()).map_err(refusal)?;
     publish(&s, std::slice::from_ref(&event)).await?;
-    tracing::debug!(event_id = %event.id, device = device.as_str(), "event accepted");
+    tracing::debug!(event_id = %event.id, user_id = %event.user_id, device = device.as_str(), "event accepted");
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({"status": "accepted", "id": event.id})),

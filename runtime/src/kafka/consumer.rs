@@ -127,7 +127,8 @@ impl EventConsumer {
             .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "false")
             .set("statistics.interval.ms", "5000")
-            .set("queued.max.messages.kbytes", "8192")
+            .set("queued.max.messages.kbytes", "2048")
+            .set("fetch.max.bytes", "4194304")
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
             .create_with_context(LagContext {
