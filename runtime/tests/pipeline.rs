@@ -11,18 +11,12 @@ use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_accepted_event_is_stored_exactly_once_in_user_order() {
-    let broker = Broker::shared();
-    let pg = Postgres::shared();
-    let db = pg.database().await;
-    let (topic, group) = (unique("events"), unique("group"));
-    let env = runtime_env(&broker.addr, &db, &topic, &group);
-    let api = Runtime::spawn("api", &env);
-    let consumer = Runtime::spawn(
-        "consumer",
-        &[env.as_slice(), &[("MAX_CONCURRENT_EVENTS", "25")]].concat(),
-    );
-    api.wait_ready(Duration::from_secs(30)).await;
-    consumer.wait_ready(Duration::from_secs(30)).await;
+    let s = Stack::shared().await;
+    let api = s.ready("api", &[]).await;
+    let _consumer = s
+        .ready("consumer", &[("MAX_CONCURRENT_EVENTS", "25")])
+        .await;
+    let db = s.db.clone();
 
     let client = reqwest::Client::new();
     let users: Vec<String> = (0..8).map(|i| format!("user-{i}")).collect();

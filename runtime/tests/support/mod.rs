@@ -525,17 +525,138 @@ pub async fn stored_ids(db_url: &str) -> std::collections::HashSet<String> {
     ids.into_iter().map(|(id,)| id.to_string()).collect()
 }
 
-/// Environment for a runtime talking to `broker` and `db_url` on its own topic and group.
-pub fn runtime_env<'a>(
-    broker: &'a str,
-    db_url: &'a str,
-    topic: &'a str,
-    group: &'a str,
-) -> Vec<(&'static str, &'a str)> {
-    vec![
-        ("KAFKA_BROKERS", broker),
-        ("DATABASE_URL", db_url),
-        ("KAFKA_TOPIC", topic),
-        ("KAFKA_GROUP", group),
-    ]
+/// One test's slice of the services: its own database, topic and consumer group.
+pub struct Stack {
+    pub broker: Broker,
+    pub pg: Postgres,
+    pub db: String,
+    pub topic: String,
+    pub group: String,
+}
+
+impl Stack {
+    /// On the shared broker and database of `make test`.
+    pub async fn shared() -> Stack {
+        Stack::on(Broker::shared(), Postgres::shared()).await
+    }
+
+    pub async fn on(broker: Broker, pg: Postgres) -> Stack {
+        let db = pg.database().await;
+        Stack {
+            broker,
+            pg,
+            db,
+            topic: unique("events"),
+            group: unique("group"),
+        }
+    }
+
+    pub fn env(&self) -> Vec<(&str, &str)> {
+        vec![
+            ("KAFKA_BROKERS", self.broker.addr.as_str()),
+            ("DATABASE_URL", self.db.as_str()),
+            ("KAFKA_TOPIC", self.topic.as_str()),
+            ("KAFKA_GROUP", self.group.as_str()),
+        ]
+    }
+
+    /// Starts a runtime process in `mode` with extra settings and waits until it is ready.
+    pub async fn ready(&self, mode: &str, extra: &[(&str, &str)]) -> Runtime {
+        let runtime = Runtime::spawn(mode, &[self.env().as_slice(), extra].concat());
+        runtime.wait_ready(Duration::from_secs(30)).await;
+        runtime
+    }
+}
+
+/// Clients sending batches of 20 events until stopped, recording the ids that got 202.
+pub struct Load {
+    pub accepted: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    stop: tokio_util::sync::CancellationToken,
+    clients: Vec<tokio::task::JoinHandle<usize>>,
+}
+
+impl Load {
+    pub fn start(api: &Runtime, clients: usize, user: &str) -> Load {
+        let accepted = std::sync::Arc::default();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let clients = (0..clients)
+            .map(|i| {
+                tokio::spawn(send_batches(
+                    api.url(""),
+                    std::sync::Arc::clone(&accepted),
+                    stop.clone(),
+                    format!("{user}-{i}"),
+                ))
+            })
+            .collect();
+        Load {
+            accepted,
+            stop,
+            clients,
+        }
+    }
+
+    /// Stops the clients; returns the accepted ids and how many requests got 202.
+    pub async fn finish(self) -> (std::collections::HashSet<String>, usize) {
+        self.stop.cancel();
+        let mut ok = 0;
+        for c in self.clients {
+            ok += c.await.unwrap();
+        }
+        let ids = self.accepted.lock().unwrap().clone();
+        (ids, ok)
+    }
+}
+
+async fn send_batches(
+    api_url: String,
+    accepted: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    stop: tokio_util::sync::CancellationToken,
+    user: String,
+) -> usize {
+    let client = reqwest::Client::new();
+    let mut ok = 0;
+    for n in 0u32.. {
+        if stop.is_cancelled() {
+            break;
+        }
+        let batch: Vec<_> = (0..20).map(|i| oura_event(&user, n * 20 + i)).collect();
+        let req = signed(
+            &client,
+            &format!("{api_url}/webhooks/oura/batch"),
+            serde_json::to_vec(&batch).unwrap(),
+        );
+        match req.send().await {
+            Ok(r) if r.status() == 202 => {
+                let v: serde_json::Value = r.json().await.unwrap();
+                let ids = v["ids"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|i| i.as_str().unwrap().to_string());
+                accepted.lock().unwrap().extend(ids);
+                ok += 1;
+            }
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    ok
+}
+
+/// Waits until every accepted event is stored, then checks each is stored exactly once.
+pub async fn assert_all_stored_once(db: &str, accepted: &std::collections::HashSet<String>) {
+    let want = accepted.len() as i64;
+    wait_until(
+        "every accepted event stored",
+        Duration::from_secs(90),
+        || async { stored(db).await.rows >= want },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let s = stored(db).await;
+    assert_eq!(s.rows, s.distinct_ids, "an event was stored twice");
+    assert_eq!(s.projected, s.rows, "the projection applied an event twice");
+    let ids = stored_ids(db).await;
+    let missing: Vec<_> = accepted.difference(&ids).take(5).collect();
+    assert!(missing.is_empty(), "accepted but not stored: {missing:?}");
 }
