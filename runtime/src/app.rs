@@ -92,6 +92,7 @@ async fn run_api(
         &c.kafka_brokers,
         &c.kafka_topic,
         c.delivery_timeout(),
+        Duration::from_millis(c.kafka_linger_ms),
         state.metrics.clone(),
     )?);
     state.producer = Some(producer.clone());

@@ -72,6 +72,9 @@ pub struct Config {
     /// How long the producer may try to deliver one event before the request fails (ms).
     #[arg(long, env = "KAFKA_DELIVERY_TIMEOUT_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(100..=300_000))]
     pub kafka_delivery_timeout_ms: u64,
+    /// How long the producer waits to fill a batch before sending (ms): latency vs throughput.
+    #[arg(long, env = "KAFKA_LINGER_MS", default_value_t = 2, value_parser = clap::value_parser!(u64).range(0..=1000))]
+    pub kafka_linger_ms: u64,
     /// PostgreSQL URL (consumer mode).
     #[arg(
         long,

@@ -36,13 +36,14 @@ impl EventProducer {
         brokers: &str,
         topic: &str,
         delivery_timeout: Duration,
+        linger: Duration,
         metrics: Arc<Metrics>,
     ) -> Result<Self, KafkaError> {
         let mut config = super::base_config(brokers);
         config
             .set("acks", "all")
             .set("enable.idempotence", "true")
-            .set("linger.ms", "2")
+            .set("linger.ms", linger.as_millis().to_string())
             .set("compression.type", "lz4")
             .set(
                 "message.timeout.ms",
