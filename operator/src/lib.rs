@@ -1,7 +1,7 @@
 //! auren-operator: runs the AUREN runtime's API and consumer pods from an `AurenRuntime` and
 //! moves them from release to release safely.
 //!
-//! # Layers (pure, apart from the controller still to come)
+//! # Layers (pure, apart from `controller`, `app` and `plugin`)
 //!
 //! ```text
 //! api        the CRD types (spec, status, defaults, schema) and `validate` for what the
@@ -17,6 +17,10 @@
 //! resources  builders of the Deployments and Services a Plan implies, and `status_patch`
 //!            (None when the status did not change).
 //! ```
+//!
+//! Around the pure core: `controller` (the only kube and pod I/O: reconcile, leader election),
+//! `metrics` (the `auren_operator_*` registry), `app` (the `auren-operator` process) and
+//! `plugin` (the `kubectl-auren` controls).
 //!
 //! # One reconcile, as the controller should wire it
 //!
@@ -39,6 +43,10 @@
 
 pub mod analysis;
 pub mod api;
+pub mod app;
+pub mod controller;
+pub mod metrics;
+pub mod plugin;
 pub mod resources;
 pub mod revision;
 pub mod rollout;

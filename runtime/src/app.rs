@@ -316,7 +316,9 @@ fn common_components(s: &AppState) -> BTreeMap<&'static str, Component> {
     if s.faults.is_active() {
         c.insert(
             "faults",
-            Component::with(Status::Degraded, s.faults.describe()),
+            // Reported, not failing: a release with injected faults must look healthy to
+            // probes, so that only request-level analysis can catch it (a realistic bad release).
+            Component::with(Status::Healthy, s.faults.describe()),
         );
     }
     if !s.verifier.is_enabled() && s.config.run_mode == RunMode::Api {

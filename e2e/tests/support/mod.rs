@@ -384,19 +384,39 @@ pub struct Operator {
 }
 
 fn operator_bin() -> PathBuf {
-    if let Some(bin) = std::env::var_os("AUREN_OPERATOR_BIN") {
-        return PathBuf::from(bin);
+    match std::env::var_os("AUREN_OPERATOR_BIN") {
+        Some(bin) => PathBuf::from(bin),
+        None => built_bin("auren-operator"),
     }
-    // target/<profile>/deps/operator-<hash> → target/<profile>/auren-operator
+}
+
+/// A binary of `cargo build -p auren-operator --bins`: target/<profile>/deps/operator-<hash>
+/// → target/<profile>/<name>.
+fn built_bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().and_then(|p| p.parent()).unwrap();
-    let bin = profile_dir.join("auren-operator");
+    let bin = profile_dir.join(name);
     assert!(
         bin.exists(),
         "{} missing: build it first (cargo build -p auren-operator --bins)",
         bin.display()
     );
     bin
+}
+
+/// Runs `kubectl-auren` against `KUBECONFIG`; panics unless it succeeds; returns stdout.
+pub fn kubectl_auren(args: &[&str]) -> String {
+    let out = Command::new(built_bin("kubectl-auren"))
+        .args(args)
+        .output()
+        .expect("run kubectl-auren");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "kubectl-auren {args:?}: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
 }
 
 impl Operator {
@@ -458,7 +478,7 @@ impl Operator {
     pub fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
+        lines[lines.len().saturating_sub(15)..].join("\n")
     }
 }
 

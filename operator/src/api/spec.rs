@@ -92,6 +92,7 @@ pub struct AurenRuntimeSpec {
 
 /// An environment variable with a literal value.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, Hash, JsonSchema)]
+#[schemars(transform = drop_empty_value_default)]
 pub struct EnvVar {
     /// Variable name.
     #[schemars(regex(pattern = ENV_NAME_PATTERN))]
@@ -99,6 +100,18 @@ pub struct EnvVar {
     /// Variable value.
     #[serde(default)]
     pub value: String,
+}
+
+/// Kubernetes 1.20 reads the empty-string default of `value` as null and refuses the whole
+/// CRD; an absent value still deserialises to "" through serde's default.
+fn drop_empty_value_default(schema: &mut schemars::Schema) {
+    let value = schema
+        .get_mut("properties")
+        .and_then(|p| p.get_mut("value"))
+        .and_then(|v| v.as_object_mut());
+    if let Some(value) = value {
+        value.remove("default");
+    }
 }
 
 /// The API workload of each release.

@@ -38,8 +38,11 @@ pub fn set_conditions(st: &mut AurenRuntimeStatus, generation: i64, now: Timesta
         ),
     ];
     for (kind, status, reason) in wanted {
+        // Never empty: Kubernetes 1.20 reads "" as null and refuses the status.
         let text = if kind == AVAILABLE && available {
-            String::new()
+            "the stable release serves".to_owned()
+        } else if message.is_empty() {
+            reason.clone()
         } else {
             message.clone()
         };
@@ -131,5 +134,9 @@ mod tests {
             "a flip moves the time"
         );
         assert_eq!(st.conditions.len(), 3);
+        assert!(
+            st.conditions.iter().all(|c| !c.message.is_empty()),
+            "Kubernetes 1.20 refuses an empty message"
+        );
     }
 }

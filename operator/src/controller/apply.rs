@@ -1,0 +1,179 @@
+//! Making a Plan's world true: Deployments (server-side apply for the desired revision, a
+//! replicas patch for the others), deletions, Services, then the consumer role switches in
+//! order, and the readiness-gate condition of every pod.
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+
+use crate::api::{AurenRuntime, RevisionRef};
+use crate::resources::{self, ACTIVE, MANAGER, PREVIEW, READINESS_GATE, Role};
+use crate::rollout::{RoleSwitch, World};
+
+use super::observe::{self, Cluster};
+use super::pod_api;
+use super::{Context, Error};
+
+fn apply_params() -> PatchParams {
+    PatchParams::apply(MANAGER).force()
+}
+
+fn not_found(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 404)
+}
+
+/// Workloads, deletions and Services of the world.
+pub async fn workloads(
+    ctx: &Context,
+    ar: &AurenRuntime,
+    ns: &str,
+    desired: &RevisionRef,
+    world: &World,
+    cluster: &Cluster,
+) -> Result<(), Error> {
+    let deployments = Api::<Deployment>::namespaced(ctx.client.clone(), ns);
+    for release in &world.releases {
+        for role in [Role::Api, Role::Consumer] {
+            if release.revision.hash == desired.hash {
+                let d = resources::deployment(ar, release, role)?;
+                let name = d.name_any();
+                deployments
+                    .patch(&name, &apply_params(), &Patch::Apply(&d))
+                    .await
+                    .map_err(|source| Error::ApplyFailed { name, source })?;
+            } else {
+                let wanted = match role {
+                    Role::Api => release.api_replicas,
+                    Role::Consumer => release.consumer_replicas,
+                };
+                let name = resources::deployment_name(ar, &release.revision.hash, role);
+                scale(&deployments, cluster, &name, wanted).await?;
+            }
+        }
+    }
+    for revision in &world.delete {
+        for role in [Role::Api, Role::Consumer] {
+            let name = resources::deployment_name(ar, revision, role);
+            match deployments.delete(&name, &DeleteParams::background()).await {
+                Err(e) if !not_found(&e) => return Err(Error::DeleteFailed { name, source: e }),
+                _ => {}
+            }
+        }
+    }
+    services(ctx, ar, ns, world).await
+}
+
+async fn scale(
+    deployments: &Api<Deployment>,
+    cluster: &Cluster,
+    name: &str,
+    wanted: i32,
+) -> Result<(), Error> {
+    match cluster.replicas(name) {
+        Some(current) if current != wanted => {}
+        _ => return Ok(()),
+    }
+    let patch = resources::scale_patch(wanted);
+    match deployments
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Err(e) if !not_found(&e) => Err(Error::ApplyFailed {
+            name: name.to_owned(),
+            source: e,
+        }),
+        _ => Ok(()),
+    }
+}
+
+async fn services(ctx: &Context, ar: &AurenRuntime, ns: &str, world: &World) -> Result<(), Error> {
+    let api = Api::<Service>::namespaced(ctx.client.clone(), ns);
+    for (which, target) in [(ACTIVE, &world.active), (PREVIEW, &world.preview)] {
+        let Some(service) = resources::service(ar, which, target)? else {
+            continue;
+        };
+        let name = service.name_any();
+        api.patch(&name, &apply_params(), &Patch::Apply(&service))
+            .await
+            .map_err(|source| Error::ApplyFailed { name, source })?;
+    }
+    Ok(())
+}
+
+/// Runs the switches in order and stops at the first that fails. Pods whose process is not
+/// running are skipped: they cannot consume, and they start on standby.
+pub async fn role_switches(
+    ctx: &Context,
+    cluster: &Cluster,
+    token: &str,
+    switches: &[RoleSwitch],
+) -> Result<(), Error> {
+    for switch in switches {
+        let pods = cluster.pods_of(&switch.revision, Role::Consumer);
+        let targets: Vec<_> = pods
+            .filter(|p| observe::running(p))
+            .filter_map(observe::address)
+            .collect();
+        for pod in targets {
+            if cluster.roles.get(&pod.name) == Some(&Some(switch.role)) {
+                continue;
+            }
+            let result = pod_api::switch_role(&ctx.http, &pod, token, switch.role).await;
+            let status = result.map_err(|e| Error::RoleSwitchFailed {
+                revision: switch.revision.clone(),
+                role: switch.role,
+                detail: e.to_string(),
+            })?;
+            tracing::info!(pod = %pod.name, role = switch.role.as_str(), stored = status.stored, "consumer role switched");
+        }
+    }
+    Ok(())
+}
+
+/// Sets `auren.io/healthy` on every pod from its own `/health`; writes only on a change.
+pub async fn readiness_gates(ctx: &Context, ns: &str, cluster: &Cluster) -> Result<(), Error> {
+    let api = Api::<Pod>::namespaced(ctx.client.clone(), ns);
+    let live = cluster
+        .pods
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none());
+    for pod in live {
+        let Some(addr) = observe::address(pod) else {
+            continue;
+        };
+        let healthy = cluster.health.get(&addr.name) == Some(&Ok(()));
+        let wanted = if healthy { "True" } else { "False" };
+        if gate_status(pod) == Some(wanted) || (gate_status(pod).is_none() && !healthy) {
+            continue;
+        }
+        // Strategic merge keys pod conditions by type: the others are kept as they are.
+        let patch = serde_json::json!({"status": {"conditions": [{
+            "type": READINESS_GATE,
+            "status": wanted,
+            "lastTransitionTime": Time(Timestamp::now()),
+            "reason": if healthy { "RuntimeHealthy" } else { "RuntimeNotHealthy" },
+        }]}});
+        api.patch_status(
+            &addr.name,
+            &PatchParams::default(),
+            &Patch::Strategic(patch),
+        )
+        .await
+        .map_err(|source| Error::PodConditionFailed {
+            pod: addr.name.clone(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+fn gate_status(pod: &Pod) -> Option<&str> {
+    let conditions = pod.status.as_ref()?.conditions.as_ref()?;
+    conditions
+        .iter()
+        .find(|c| c.type_ == READINESS_GATE)
+        .map(|c| c.status.as_str())
+}

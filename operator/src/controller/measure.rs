@@ -1,0 +1,216 @@
+//! Analysis windows. The last scrape of each measured revision is kept in memory as the start
+//! of its next window: once that start is an `interval` old, the pods are scraped again, the
+//! window is evaluated and the new scrape becomes the next start. A restarted operator simply
+//! takes a fresh start scrape (one interval is lost, nothing is counted twice).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use kube::ResourceExt;
+
+use crate::analysis::{self, Evidence, Exposition, PodWindow, Window};
+use crate::api::{AurenRuntimeSpec, Measurement};
+use crate::resources::Role;
+use crate::rollout::AnalysisRequest;
+
+use super::observe::{self, Cluster};
+use super::pod_api;
+
+/// One scrape of the pods of one revision.
+#[derive(Debug, Clone)]
+struct Scrape {
+    at: Timestamp,
+    pods: BTreeMap<String, Exposition>,
+    restarts: i32,
+}
+
+#[derive(Debug, Clone)]
+struct Tracking {
+    request: AnalysisRequest,
+    starts: BTreeMap<String, Scrape>,
+}
+
+/// Window starts per AurenRuntime (`namespace/name`).
+#[derive(Debug, Default)]
+pub struct Windows(Mutex<HashMap<String, Tracking>>);
+
+impl Windows {
+    fn get(&self, key: &str) -> Option<Tracking> {
+        self.0.lock().ok()?.get(key).cloned()
+    }
+
+    fn put(&self, key: &str, tracking: Option<Tracking>) {
+        if let Ok(mut map) = self.0.lock() {
+            match tracking {
+                Some(t) => map.insert(key.to_owned(), t),
+                None => map.remove(key),
+            };
+        }
+    }
+
+    /// Time until the tracked window is an interval long (`None`: nothing tracked).
+    pub fn until_due(&self, key: &str, now: Timestamp) -> Option<std::time::Duration> {
+        let tracking = self.get(key)?;
+        let start = tracking.starts.get(&tracking.request.candidate)?;
+        let interval = SignedDuration::try_from(tracking.request.interval).ok()?;
+        let due = start.at.checked_add(interval).ok()?;
+        let wait = due.duration_since(now);
+        Some(std::time::Duration::try_from(wait).unwrap_or_default())
+    }
+
+    /// Evaluates the window of the tracked revision once it is an interval long.
+    pub async fn measure(
+        &self,
+        http: &reqwest::Client,
+        key: &str,
+        spec: &AurenRuntimeSpec,
+        cluster: &Cluster,
+        now: Timestamp,
+    ) -> Vec<Measurement> {
+        let Some(mut tracking) = self.get(key) else {
+            return Vec::new();
+        };
+        let request = tracking.request.clone();
+        let Some(start) = tracking.starts.get(&request.candidate).cloned() else {
+            return Vec::new();
+        };
+        let interval = SignedDuration::try_from(request.interval).unwrap_or(SignedDuration::MAX);
+        if now < start.at.checked_add(interval).unwrap_or(Timestamp::MAX) {
+            return Vec::new();
+        }
+        let end = scrape(http, cluster, &request.candidate, now).await;
+        if end.pods.is_empty() {
+            return Vec::new();
+        }
+        let candidate = evidence(&start, &end);
+        let baseline = match baseline_revision(spec, &request) {
+            Some(rev) => self.baseline(http, cluster, &mut tracking, rev, now).await,
+            None => None,
+        };
+        let at = Time(now);
+        let measurements = analysis::evaluate(
+            &spec.analysis,
+            &request.candidate,
+            &candidate,
+            baseline.as_ref(),
+            &at,
+        );
+        tracking.starts.insert(request.candidate.clone(), end);
+        self.put(key, Some(tracking));
+        measurements
+    }
+
+    async fn baseline(
+        &self,
+        http: &reqwest::Client,
+        cluster: &Cluster,
+        tracking: &mut Tracking,
+        revision: &str,
+        now: Timestamp,
+    ) -> Option<Evidence> {
+        let start = tracking.starts.get(revision).cloned()?;
+        let end = scrape(http, cluster, revision, now).await;
+        let evidence = evidence(&start, &end);
+        tracking.starts.insert(revision.to_owned(), end);
+        Some(evidence)
+    }
+
+    /// Remembers what the plan asks to measure and takes the first start scrape at once.
+    pub async fn track(
+        &self,
+        http: &reqwest::Client,
+        key: &str,
+        spec: &AurenRuntimeSpec,
+        request: Option<&AnalysisRequest>,
+        cluster: &Cluster,
+        now: Timestamp,
+    ) {
+        let Some(request) = request else {
+            return self.put(key, None);
+        };
+        let mut tracking = match self.get(key) {
+            Some(t) if t.request.candidate == request.candidate => t,
+            _ => Tracking {
+                request: request.clone(),
+                starts: BTreeMap::new(),
+            },
+        };
+        tracking.request = request.clone();
+        let wanted = [
+            Some(request.candidate.as_str()),
+            baseline_revision(spec, request),
+        ];
+        for revision in wanted.into_iter().flatten() {
+            if !tracking.starts.contains_key(revision) {
+                let start = scrape(http, cluster, revision, now).await;
+                if !start.pods.is_empty() {
+                    tracking.starts.insert(revision.to_owned(), start);
+                }
+            }
+        }
+        self.put(key, Some(tracking));
+    }
+}
+
+/// The stable revision, when a check compares with it.
+fn baseline_revision<'a>(spec: &AurenRuntimeSpec, request: &'a AnalysisRequest) -> Option<&'a str> {
+    let compares = spec.analysis.checks.iter().any(|c| c.baseline.is_some());
+    request.baseline.as_deref().filter(|_| compares)
+}
+
+fn evidence(start: &Scrape, end: &Scrape) -> Evidence {
+    let pods = end
+        .pods
+        .iter()
+        .map(|(name, exposition)| PodWindow {
+            start: start.pods.get(name).cloned(),
+            end: exposition.clone(),
+        })
+        .collect();
+    Evidence {
+        window: Window { pods },
+        restarts: Some(f64::from((end.restarts - start.restarts).max(0))),
+        prometheus: BTreeMap::new(),
+    }
+}
+
+/// Scrapes the running API and consumer pods of `revision`; pods that do not answer are left
+/// out (their restarts still count).
+async fn scrape(
+    http: &reqwest::Client,
+    cluster: &Cluster,
+    revision: &str,
+    now: Timestamp,
+) -> Scrape {
+    let mut scrape = Scrape {
+        at: now,
+        pods: BTreeMap::new(),
+        restarts: 0,
+    };
+    for role in [Role::Api, Role::Consumer] {
+        for pod in cluster.pods_of(revision, role) {
+            scrape.restarts += restarts(pod);
+            let Some(addr) = observe::address(pod).filter(|_| observe::running(pod)) else {
+                continue;
+            };
+            if let Ok(exposition) = pod_api::scrape(http, &addr).await {
+                scrape.pods.insert(pod.name_any(), exposition);
+            }
+        }
+    }
+    scrape
+}
+
+fn restarts(pod: &k8s_openapi::api::core::v1::Pod) -> i32 {
+    let statuses = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref());
+    statuses
+        .into_iter()
+        .flatten()
+        .map(|c| c.restart_count)
+        .sum()
+}

@@ -1,0 +1,179 @@
+//! HTTP to the runtime's own pods: `/health` for the readiness gate, `/metrics` for analysis,
+//! the admin role API for consumer cutovers. Short timeouts: a slow pod must never hold a
+//! reconcile up.
+
+use std::time::Duration;
+
+use auren_contract::{ConsumerRole, RoleChange, RoleStatus, paths};
+use serde::Deserialize;
+
+use crate::analysis::{self, Exposition};
+
+/// GETs (health, role, metrics).
+const READ_TIMEOUT: Duration = Duration::from_secs(2);
+/// A standby switch answers only once the batch in flight is stored and committed.
+const SWITCH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where one pod's runtime listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodAddr {
+    pub name: String,
+    pub ip: String,
+    pub port: i32,
+}
+
+impl PodAddr {
+    fn url(&self, path: &str) -> String {
+        format!("http://{}:{}{path}", self.ip, self.port)
+    }
+}
+
+/// A pod did not answer as the contract says.
+#[derive(Debug, thiserror::Error)]
+pub enum PodHttpError {
+    #[error("{pod}: {source}")]
+    Transport { pod: String, source: reqwest::Error },
+    #[error("{pod} answered {status}")]
+    Status { pod: String, status: u16 },
+    #[error("{pod}: unreadable /metrics: {source}")]
+    Metrics {
+        pod: String,
+        source: analysis::ParseError,
+    },
+}
+
+fn transport(pod: &PodAddr) -> impl Fn(reqwest::Error) -> PodHttpError + '_ {
+    |source| PodHttpError::Transport {
+        pod: pod.name.clone(),
+        source,
+    }
+}
+
+fn check(pod: &PodAddr, response: reqwest::Response) -> Result<reqwest::Response, PodHttpError> {
+    if response.status().is_success() {
+        Ok(response)
+    } else {
+        Err(PodHttpError::Status {
+            pod: pod.name.clone(),
+            status: response.status().as_u16(),
+        })
+    }
+}
+
+/// The consumer's role (`GET /admin/consumer/role`).
+pub async fn role(
+    http: &reqwest::Client,
+    pod: &PodAddr,
+    token: &str,
+) -> Result<ConsumerRole, PodHttpError> {
+    let response = http
+        .get(pod.url(paths::ADMIN_CONSUMER_ROLE))
+        .bearer_auth(token)
+        .timeout(READ_TIMEOUT)
+        .send()
+        .await
+        .map_err(transport(pod))?;
+    let status: RoleStatus = check(pod, response)?.json().await.map_err(transport(pod))?;
+    Ok(status.role)
+}
+
+/// Switches the consumer's role; returns once the runtime reports the switch complete.
+pub async fn switch_role(
+    http: &reqwest::Client,
+    pod: &PodAddr,
+    token: &str,
+    role: ConsumerRole,
+) -> Result<RoleStatus, PodHttpError> {
+    let response = http
+        .put(pod.url(paths::ADMIN_CONSUMER_ROLE))
+        .bearer_auth(token)
+        .json(&RoleChange { role })
+        .timeout(SWITCH_TIMEOUT)
+        .send()
+        .await
+        .map_err(transport(pod))?;
+    check(pod, response)?.json().await.map_err(transport(pod))
+}
+
+#[derive(Debug, Deserialize)]
+struct Health {
+    status: String,
+    #[serde(default)]
+    components: std::collections::BTreeMap<String, Component>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Component {
+    status: String,
+    #[serde(default)]
+    detail: Option<String>,
+}
+
+/// `Ok` only when `/health` says healthy for the pod and for every component; otherwise what
+/// is not (`kafka degraded: …`), for status messages.
+pub async fn health(http: &reqwest::Client, pod: &PodAddr) -> Result<(), String> {
+    let response = http
+        .get(pod.url(paths::HEALTH))
+        .timeout(READ_TIMEOUT)
+        .send()
+        .await
+        .map_err(|e| format!("/health unreachable: {e}"))?;
+    // /health answers 503 with the same document when unhealthy.
+    let health: Health = response
+        .json()
+        .await
+        .map_err(|e| format!("/health unreadable: {e}"))?;
+    verdict(&health)
+}
+
+fn verdict(health: &Health) -> Result<(), String> {
+    let unhealthy = health
+        .components
+        .iter()
+        .find(|(_, c)| c.status != "healthy")
+        .map(|(name, c)| match &c.detail {
+            Some(detail) => format!("{name} {}: {detail}", c.status),
+            None => format!("{name} {}", c.status),
+        });
+    match unhealthy {
+        Some(problem) => Err(problem),
+        None if health.status != "healthy" => Err(format!("status {}", health.status)),
+        None => Ok(()),
+    }
+}
+
+/// Scrapes and parses the pod's `/metrics`.
+pub async fn scrape(http: &reqwest::Client, pod: &PodAddr) -> Result<Exposition, PodHttpError> {
+    let response = http
+        .get(pod.url(paths::METRICS))
+        .timeout(READ_TIMEOUT)
+        .send()
+        .await
+        .map_err(transport(pod))?;
+    let text = check(pod, response)?.text().await.map_err(transport(pod))?;
+    analysis::parse(&text).map_err(|source| PodHttpError::Metrics {
+        pod: pod.name.clone(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn healthy_needs_every_component() {
+        let parse = |s: &str| serde_json::from_str::<Health>(s).unwrap();
+        let good = parse(r#"{"status":"healthy","components":{"kafka":{"status":"healthy"}}}"#);
+        let faulty = parse(
+            r#"{"status":"degraded","components":{"faults":{"status":"degraded","detail":"error rate 0.2"}}}"#,
+        );
+        let starting = parse(r#"{"status":"unhealthy","components":{}}"#);
+        assert_eq!(verdict(&good), Ok(()));
+        assert_eq!(
+            verdict(&faulty),
+            Err("faults degraded: error rate 0.2".into())
+        );
+        assert_eq!(verdict(&starting), Err("status unhealthy".into()));
+    }
+}

@@ -1,0 +1,186 @@
+//! The operator's one Prometheus registry, prefixed `auren_operator_`. Labels stay low in
+//! cardinality: results, error variants, phases and verdicts — never object names.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::api::{Measurement, Phase, Verdict};
+
+const PHASES: [Phase; 8] = [
+    Phase::Healthy,
+    Phase::Progressing,
+    Phase::Analyzing,
+    Phase::Promoting,
+    Phase::Paused,
+    Phase::RolledBack,
+    Phase::Degraded,
+    Phase::InvalidSpec,
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ErrorLabel {
+    error: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PhaseLabel {
+    phase: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VerdictLabel {
+    verdict: &'static str,
+}
+
+/// Every metric the operator exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    reconciles: Family<ResultLabel, Counter>,
+    errors: Family<ErrorLabel, Counter>,
+    duration: Histogram,
+    phases: Family<PhaseLabel, Gauge>,
+    verdicts: Family<VerdictLabel, Counter>,
+    rollback: Histogram,
+    /// Phase of each AurenRuntime (`namespace/name`), the source of the phase gauge.
+    current: Mutex<HashMap<String, Phase>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("auren_operator");
+        let reconciles = Family::<ResultLabel, Counter>::default();
+        let errors = Family::<ErrorLabel, Counter>::default();
+        let duration = Histogram::new(exponential_buckets(0.001, 2.0, 14));
+        let phases = Family::<PhaseLabel, Gauge>::default();
+        let verdicts = Family::<VerdictLabel, Counter>::default();
+        let rollback = Histogram::new([0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0]);
+        registry.register("reconciles", "Reconciles by result", reconciles.clone());
+        registry.register(
+            "reconcile_errors",
+            "Failed reconciles by error variant",
+            errors.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time one reconcile took",
+            duration.clone(),
+        );
+        registry.register(
+            "rollout_phase",
+            "AurenRuntimes in each phase",
+            phases.clone(),
+        );
+        registry.register(
+            "analysis_verdicts",
+            "Analysis measurements by verdict",
+            verdicts.clone(),
+        );
+        registry.register(
+            "rollback_seconds",
+            "Seconds from the first failing measurement to traffic back on stable",
+            rollback.clone(),
+        );
+        Self {
+            registry,
+            reconciles,
+            errors,
+            duration,
+            phases,
+            verdicts,
+            rollback,
+            current: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// One reconcile ended; `error` is the error variant's name when it failed.
+    pub fn reconciled(&self, took: Duration, error: Option<&'static str>) {
+        let result = if error.is_some() { "error" } else { "ok" };
+        self.reconciles.get_or_create(&ResultLabel { result }).inc();
+        if let Some(error) = error {
+            self.errors.get_or_create(&ErrorLabel { error }).inc();
+        }
+        self.duration.observe(took.as_secs_f64());
+    }
+
+    pub fn measured(&self, measurements: &[Measurement]) {
+        for m in measurements {
+            let verdict = match m.verdict {
+                Verdict::Pass => "Pass",
+                Verdict::Fail => "Fail",
+                Verdict::Inconclusive => "Inconclusive",
+            };
+            self.verdicts.get_or_create(&VerdictLabel { verdict }).inc();
+        }
+    }
+
+    pub fn rolled_back(&self, seconds: f64) {
+        self.rollback.observe(seconds.max(0.0));
+    }
+
+    /// Records the phase of one AurenRuntime (`None`: it is gone) and refreshes the gauge.
+    pub fn phase(&self, key: &str, phase: Option<Phase>) {
+        let Ok(mut current) = self.current.lock() else {
+            return;
+        };
+        match phase {
+            Some(phase) => current.insert(key.to_owned(), phase),
+            None => current.remove(key),
+        };
+        for p in PHASES {
+            let count = current.values().filter(|v| **v == p).count();
+            self.phases
+                .get_or_create(&PhaseLabel { phase: p.as_str() })
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// The OpenMetrics text of the registry.
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
+        Ok(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exports_prefixed_families() {
+        let m = Metrics::new();
+        m.reconciled(Duration::from_millis(3), None);
+        m.reconciled(Duration::from_millis(3), Some("ApplyFailed"));
+        m.phase("ns/a", Some(Phase::Healthy));
+        m.phase("ns/b", Some(Phase::Healthy));
+        m.phase("ns/b", Some(Phase::RolledBack));
+        m.rolled_back(1.5);
+        let text = m.encode().unwrap();
+        assert!(text.contains(r#"auren_operator_reconciles_total{result="ok"} 1"#));
+        assert!(text.contains(r#"auren_operator_reconcile_errors_total{error="ApplyFailed"} 1"#));
+        assert!(text.contains(r#"auren_operator_rollout_phase{phase="Healthy"} 1"#));
+        assert!(text.contains(r#"auren_operator_rollout_phase{phase="RolledBack"} 1"#));
+        assert!(text.contains("auren_operator_rollback_seconds_count 1"));
+        assert!(text.contains("auren_operator_reconcile_duration_seconds_count 2"));
+    }
+}

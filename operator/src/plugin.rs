@@ -1,0 +1,217 @@
+//! `kubectl auren`: where a rollout stands, and the controls. Promote, abort and retry set the
+//! annotations of `rollout::controls` to a fresh value; the operator acts on each value once
+//! and acknowledges it in status. No Git-owned (spec) field is ever touched.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+
+use crate::api::{AurenRuntime, AurenRuntimeStatus, Outcome};
+use crate::rollout::Control;
+
+/// Command line of `kubectl-auren`.
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "kubectl-auren",
+    about = "Status and controls of AurenRuntime rollouts"
+)]
+pub struct Cli {
+    /// Namespace (the kubeconfig context's by default).
+    #[arg(short, long, global = true)]
+    pub namespace: Option<String>,
+    /// Kubeconfig context to use.
+    #[arg(long, global = true)]
+    pub context: Option<String>,
+    /// Kubeconfig file (KUBECONFIG or ~/.kube/config by default).
+    #[arg(long, global = true)]
+    pub kubeconfig: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Phase, releases, Services, analysis and the last measurements.
+    Status {
+        name: String,
+        /// Print again whenever the status changes.
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Promote the candidate now (or complete the current canary step).
+    Promote { name: String },
+    /// Roll the candidate back now.
+    Abort { name: String },
+    /// Restart a paused analysis.
+    Retry { name: String },
+    /// Past releases and how they ended.
+    History { name: String },
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let (client, namespace) = connect(&cli).await?;
+    let api = Api::<AurenRuntime>::namespaced(client, &namespace);
+    match cli.command {
+        Command::Status { name, watch } => status(&api, &name, watch).await,
+        Command::Promote { name } => control(&api, &name, Control::Promote).await,
+        Command::Abort { name } => control(&api, &name, Control::Abort).await,
+        Command::Retry { name } => control(&api, &name, Control::Retry).await,
+        Command::History { name } => {
+            let ar = api.get(&name).await?;
+            print!("{}", history(&ar.status.unwrap_or_default()));
+            Ok(())
+        }
+    }
+}
+
+async fn connect(cli: &Cli) -> anyhow::Result<(Client, String)> {
+    let options = KubeConfigOptions {
+        context: cli.context.clone(),
+        ..Default::default()
+    };
+    let config = match &cli.kubeconfig {
+        Some(path) => {
+            Config::from_custom_kubeconfig(Kubeconfig::read_from(path)?, &options).await?
+        }
+        None => Config::from_kubeconfig(&options).await?,
+    };
+    let namespace = cli
+        .namespace
+        .clone()
+        .unwrap_or_else(|| config.default_namespace.clone());
+    Ok((Client::try_from(config)?, namespace))
+}
+
+async fn control(api: &Api<AurenRuntime>, name: &str, control: Control) -> anyhow::Result<()> {
+    let value = Timestamp::now().to_string();
+    let patch = serde_json::json!({"metadata": {"annotations": {control.annotation(): value}}});
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    println!("{name}: {}={value} set", control.annotation());
+    Ok(())
+}
+
+async fn status(api: &Api<AurenRuntime>, name: &str, watch: bool) -> anyhow::Result<()> {
+    let mut last = String::new();
+    loop {
+        let ar = api.get(name).await?;
+        let text = summary(name, &ar.status.unwrap_or_default());
+        if text != last {
+            print!("{text}");
+            last = text;
+        }
+        if !watch {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        println!("---");
+    }
+}
+
+fn or_dash(value: Option<&str>) -> &str {
+    value.unwrap_or("-")
+}
+
+/// The status as `kubectl auren status` prints it.
+pub fn summary(name: &str, st: &AurenRuntimeStatus) -> String {
+    let mut out = String::new();
+    let phase = st.phase.map_or("-", |p| p.as_str());
+    let _ = writeln!(out, "Name:       {name}");
+    let _ = writeln!(
+        out,
+        "Phase:      {phase} ({})",
+        or_dash(st.reason.as_deref())
+    );
+    let _ = writeln!(out, "Message:    {}", or_dash(st.message.as_deref()));
+    for (label, rev) in [("Stable", &st.stable), ("Candidate", &st.candidate)] {
+        let text = rev
+            .as_ref()
+            .map_or("-".to_owned(), |r| format!("{} ({})", r.hash, r.image));
+        let _ = writeln!(out, "{label:<11} {text}");
+    }
+    let _ = writeln!(
+        out,
+        "Services:   active → {}, preview → {}",
+        or_dash(st.services.active.as_deref()),
+        or_dash(st.services.preview.as_deref())
+    );
+    let _ = writeln!(out, "Ready:      {}", or_dash(st.ready.as_deref()));
+    if let Some(a) = &st.analysis {
+        let _ = writeln!(
+            out,
+            "Analysis:   {} passed, {} failed ({} in a row), {} inconclusive",
+            a.successes, a.failures, a.consecutive_failures, a.inconclusive
+        );
+    }
+    for m in st.measurements.iter().rev().take(6) {
+        let value = m.value.map_or("no data".to_owned(), |v| format!("{v:.4}"));
+        let _ = writeln!(
+            out,
+            "  {} {:<14} {value:>10}  {:<24} {:?}",
+            m.at.0, m.check, m.threshold, m.verdict
+        );
+    }
+    out
+}
+
+/// The release history, oldest first.
+pub fn history(st: &AurenRuntimeStatus) -> String {
+    let mut out = String::from(
+        "WHEN                       REVISION    OUTCOME     REASON                IMAGE\n",
+    );
+    for r in &st.history {
+        let outcome = match r.outcome {
+            Outcome::Promoted => "Promoted",
+            Outcome::RolledBack => "RolledBack",
+            Outcome::Superseded => "Superseded",
+        };
+        let _ = writeln!(
+            out,
+            "{:<26} {:<11} {outcome:<11} {:<21} {}",
+            r.at.0.to_string(),
+            r.hash,
+            r.reason,
+            r.image
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{Phase, ReleaseRecord, RevisionRef};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    #[test]
+    fn summary_and_history_tell_where_the_rollout_stands() {
+        let st = AurenRuntimeStatus {
+            phase: Some(Phase::RolledBack),
+            reason: Some("AnalysisFailed".into()),
+            stable: Some(RevisionRef {
+                hash: "aaa".into(),
+                image: "auren/runtime:1".into(),
+            }),
+            history: vec![ReleaseRecord {
+                hash: "bbb".into(),
+                image: "auren/runtime:2".into(),
+                outcome: Outcome::RolledBack,
+                reason: "AnalysisFailed".into(),
+                at: Time(Timestamp::from_second(0).unwrap()),
+            }],
+            ..Default::default()
+        };
+        let text = summary("wearables", &st);
+        assert!(text.contains("Phase:      RolledBack (AnalysisFailed)"));
+        assert!(text.contains("Stable      aaa (auren/runtime:1)"));
+        assert!(text.contains("Candidate   -"));
+        let table = history(&st);
+        assert!(table.lines().nth(1).unwrap().contains("bbb"));
+        assert!(table.contains("RolledBack"));
+    }
+}
