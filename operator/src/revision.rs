@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::ResourceRequirements;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::api::{AurenRuntimeSpec, ConnectionsSpec, EnvVar, RevisionRef};
+use crate::api::{AurenRuntimeSpec, ConnectionsSpec, EnvVar, PlacementSpec, RevisionRef};
 
 /// Hex characters of the hash (40 bits: collisions between releases of one resource are
 /// negligible, and it stays readable in `kubectl get`).
@@ -33,6 +33,8 @@ struct ReleaseTemplate<'a> {
     group: &'a str,
     max_concurrent_events: i32,
     connections: &'a ConnectionsSpec,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    placement: &'a Option<PlacementSpec>,
 }
 
 /// The revision (hash and image) the spec asks for.
@@ -48,6 +50,7 @@ pub fn of(spec: &AurenRuntimeSpec) -> Result<RevisionRef, RevisionError> {
         group: &spec.consumer.group,
         max_concurrent_events: spec.consumer.max_concurrent_events,
         connections: &spec.connections,
+        placement: &spec.placement,
     };
     let bytes = serde_json::to_vec(&template)?;
     let digest = Sha256::digest(&bytes);
@@ -92,7 +95,7 @@ mod tests {
     #[test]
     fn release_fields_change_the_hash() {
         type Edit = fn(&mut AurenRuntimeSpec);
-        let edits: [(&str, Edit); 7] = [
+        let edits: [(&str, Edit); 8] = [
             ("image", |s| {
                 s.image = "registry.local/auren-runtime:1.0.1".into()
             }),
@@ -108,6 +111,13 @@ mod tests {
             ("port", |s| s.api.port = 9000),
             ("topic", |s| s.consumer.topic = "other".into()),
             ("max concurrent", |s| s.consumer.max_concurrent_events = 7),
+            ("placement", |s| {
+                let mut placement = crate::api::PlacementSpec::default();
+                placement
+                    .node_selector
+                    .insert("pool".into(), "wearables".into());
+                s.placement = Some(placement);
+            }),
             ("database secret", |s| {
                 s.connections.database_url = Some(SecretKeyRef {
                     name: "db".into(),

@@ -88,6 +88,10 @@ pub struct AurenRuntimeSpec {
     /// consumers stay where they are.
     #[serde(default)]
     pub paused: bool,
+    /// Where the runtime's pods may run: node selector and tolerations, applied to the API and
+    /// consumer pods of every release (part of the release: a change starts a new rollout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<PlacementSpec>,
 }
 
 /// An environment variable with a literal value.
@@ -112,6 +116,18 @@ fn drop_empty_value_default(schema: &mut schemars::Schema) {
     if let Some(value) = value {
         value.remove("default");
     }
+}
+
+/// Node placement of the runtime's pods.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlacementSpec {
+    /// Labels a node must carry to run the pods (`spec.nodeSelector` of the pods).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// Taints the pods tolerate (`spec.tolerations` of the pods).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<k8s_openapi::api::core::v1::Toleration>,
 }
 
 /// The API workload of each release.
@@ -543,6 +559,7 @@ impl AurenRuntimeSpec {
             analysis: AnalysisSpec::default(),
             progress_deadline_seconds: defaults::progress_deadline_seconds(),
             paused: false,
+            placement: None,
         }
     }
 

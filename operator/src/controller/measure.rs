@@ -11,12 +11,12 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::ResourceExt;
 
 use crate::analysis::{self, Evidence, Exposition, PodWindow, Window};
-use crate::api::{AurenRuntimeSpec, Measurement};
+use crate::api::{AurenRuntimeSpec, Measurement, MetricKind};
 use crate::resources::Role;
 use crate::rollout::AnalysisRequest;
 
 use super::observe::{self, Cluster};
-use super::pod_api;
+use super::{pod_api, prometheus};
 
 /// One scrape of the pods of one revision.
 #[derive(Debug, Clone)]
@@ -84,7 +84,8 @@ impl Windows {
         if end.pods.is_empty() {
             return Vec::new();
         }
-        let candidate = evidence(&start, &end);
+        let mut candidate = evidence(&start, &end);
+        candidate.prometheus = prometheus_values(http, spec, &request.candidate).await;
         let baseline = match baseline_revision(spec, &request) {
             Some(rev) => self.baseline(http, cluster, &mut tracking, rev, now).await,
             None => None,
@@ -158,6 +159,38 @@ impl Windows {
 fn baseline_revision<'a>(spec: &AurenRuntimeSpec, request: &'a AnalysisRequest) -> Option<&'a str> {
     let compares = spec.analysis.checks.iter().any(|c| c.baseline.is_some());
     request.baseline.as_deref().filter(|_| compares)
+}
+
+/// Results of the `metric: prometheus` checks for `revision` (`{{revision}}` in each query),
+/// by check name, queried at the window's end. A failed query is logged and left out: no
+/// data, which the check's no-data policy judges. (Prometheus checks have no baseline.)
+async fn prometheus_values(
+    http: &reqwest::Client,
+    spec: &AurenRuntimeSpec,
+    revision: &str,
+) -> BTreeMap<String, f64> {
+    let mut values = BTreeMap::new();
+    let checks = spec
+        .analysis
+        .checks
+        .iter()
+        .filter(|c| c.metric == MetricKind::Prometheus);
+    for check in checks {
+        let Some(source) = &check.prometheus else {
+            continue;
+        };
+        let query = prometheus::substitute(&source.query, revision);
+        match prometheus::query(http, &source.address, &query).await {
+            Ok(Some(value)) => {
+                values.insert(check.name.clone(), value);
+            }
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(check = %check.name, %revision, %error, "prometheus query failed");
+            }
+        }
+    }
+    values
 }
 
 fn evidence(start: &Scrape, end: &Scrape) -> Evidence {

@@ -10,6 +10,7 @@ pub mod lease;
 mod measure;
 mod observe;
 mod pod_api;
+pub mod prometheus;
 
 use std::collections::BTreeMap;
 use std::future::Future;

@@ -149,8 +149,11 @@ fn version_label(image: &str) -> String {
 
 fn pod_spec(ar: &AurenRuntime, revision: &str, role: Role) -> PodSpec {
     let secrets = ar.spec.connections.webhook_secrets.as_ref();
+    let placement = ar.spec.placement.clone().unwrap_or_default();
     PodSpec {
         containers: vec![container(ar, revision, role)],
+        node_selector: (!placement.node_selector.is_empty()).then_some(placement.node_selector),
+        tolerations: (!placement.tolerations.is_empty()).then_some(placement.tolerations),
         readiness_gates: Some(vec![PodReadinessGate {
             condition_type: READINESS_GATE.into(),
         }]),
@@ -372,6 +375,35 @@ mod tests {
             (port.container_port, port.protocol.as_deref()),
             (8000, Some("TCP"))
         );
+    }
+
+    #[test]
+    fn placement_reaches_every_pod() {
+        let mut ar = runtime();
+        let toleration = k8s_openapi::api::core::v1::Toleration {
+            key: Some("auren.dev/fake-node".into()),
+            operator: Some("Exists".into()),
+            effect: Some("NoSchedule".into()),
+            ..Default::default()
+        };
+        let mut placement = crate::api::PlacementSpec::default();
+        placement
+            .node_selector
+            .insert("kubernetes.io/hostname".into(), "auren-scale-1".into());
+        placement.tolerations.push(toleration.clone());
+        ar.spec.placement = Some(placement);
+        for role in [Role::Api, Role::Consumer] {
+            let d = deployment(&ar, &release(), role).unwrap();
+            let pod = d.spec.unwrap().template.spec.unwrap();
+            assert_eq!(
+                pod.node_selector.unwrap()["kubernetes.io/hostname"],
+                "auren-scale-1"
+            );
+            assert_eq!(pod.tolerations.unwrap(), vec![toleration.clone()]);
+        }
+        let plain = deployment(&runtime(), &release(), Role::Api).unwrap();
+        let pod = plain.spec.unwrap().template.spec.unwrap();
+        assert!(pod.node_selector.is_none() && pod.tolerations.is_none());
     }
 
     #[test]
