@@ -52,6 +52,7 @@ pub struct Metrics {
     reconciles: Family<ResultLabel, Counter>,
     errors: Family<ErrorLabel, Counter>,
     duration: Histogram,
+    decision: Histogram,
     phases: Family<PhaseLabel, Gauge>,
     verdicts: Family<VerdictLabel, Counter>,
     rollback: Histogram,
@@ -71,6 +72,7 @@ impl Metrics {
         let reconciles = Family::<ResultLabel, Counter>::default();
         let errors = Family::<ErrorLabel, Counter>::default();
         let duration = Histogram::new(exponential_buckets(0.001, 2.0, 14));
+        let decision = Histogram::new(exponential_buckets(0.00001, 2.0, 16));
         let phases = Family::<PhaseLabel, Gauge>::default();
         let verdicts = Family::<VerdictLabel, Counter>::default();
         let rollback = Histogram::new([0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0]);
@@ -84,6 +86,11 @@ impl Metrics {
             "reconcile_duration_seconds",
             "Time one reconcile took",
             duration.clone(),
+        );
+        registry.register(
+            "decision_duration_seconds",
+            "Time the pure part of a reconcile took (decide, no API calls)",
+            decision.clone(),
         );
         registry.register(
             "rollout_phase",
@@ -105,6 +112,7 @@ impl Metrics {
             reconciles,
             errors,
             duration,
+            decision,
             phases,
             verdicts,
             rollback,
@@ -120,6 +128,11 @@ impl Metrics {
             self.errors.get_or_create(&ErrorLabel { error }).inc();
         }
         self.duration.observe(took.as_secs_f64());
+    }
+
+    /// The pure decision of one reconcile took `took` (API latency excluded).
+    pub fn decided(&self, took: Duration) {
+        self.decision.observe(took.as_secs_f64());
     }
 
     pub fn measured(&self, measurements: &[Measurement]) {

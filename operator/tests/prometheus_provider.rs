@@ -35,9 +35,9 @@ async fn answer(
             r#"{"status":"success","data":{"resultType":"vector","result":[
                 {"metric":{"revision":"abc123"},"value":[1700000000.5,"0.0125"]}]}}"#,
         ),
-        "scalar(1)" => json(
-            r#"{"status":"success","data":{"resultType":"scalar","result":[1700000000,"1"]}}"#,
-        ),
+        "scalar(1)" => {
+            json(r#"{"status":"success","data":{"resultType":"scalar","result":[1700000000,"1"]}}"#)
+        }
         "absent_series" => {
             json(r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#)
         }

@@ -184,7 +184,9 @@ async fn reconcile_once(ar: &AurenRuntime, ctx: &Context) -> Result<Action, Erro
         .measure(&ctx.http, &key, &ar.spec, &cluster, now)
         .await;
     ctx.metrics.measured(&measurements);
+    let deciding = std::time::Instant::now();
     let plan = decide(ar, &cluster, &measurements, now)?;
+    ctx.metrics.decided(deciding.elapsed());
     let mut outcome = Ok(());
     if let Some(world) = &plan.world {
         let desired = revision::of(&ar.spec)?;

@@ -164,7 +164,8 @@ mod tests {
 
     #[test]
     fn parses_vectors_scalars_and_empty_results() {
-        let series = |v: &str| format!(r#"{{"metric":{{"job":"api"}},"value":[1700000000.123,"{v}"]}}"#);
+        let series =
+            |v: &str| format!(r#"{{"metric":{{"job":"api"}},"value":[1700000000.123,"{v}"]}}"#);
         let two = format!("{},{}", series("0.25"), series("9"));
         let cases: Vec<(&str, String, Option<f64>)> = vec![
             ("one sample", vector(&series("0.031")), Some(0.031)),
@@ -193,7 +194,8 @@ mod tests {
 
     #[test]
     fn every_failure_is_a_typed_error() {
-        let rejected = r#"{"status":"error","errorType":"bad_data","error":"parse error at char 4"}"#;
+        let rejected =
+            r#"{"status":"error","errorType":"bad_data","error":"parse error at char 4"}"#;
         assert_eq!(
             parse_response(400, rejected.as_bytes()),
             Err(QueryError::Rejected {

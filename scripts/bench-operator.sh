@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Operator at scale: N AurenRuntimes (default 500) on the local cluster, their pods placed on
+# the node agent's process-less node (auren-scale-1), one operator process (release build).
+# Prints the operator's RSS, reconcile and decision latency (p50/p99 from its histograms)
+# and the reconcile rate once every resource has been reconciled and nothing changes.
+#   bash scripts/bench-operator.sh [N]
+source "$(dirname "$0")/lib.sh"
+cd "$AUREN_ROOT"
+N="${1:-500}"
+NS="auren-scale-$$"
+bash e2e/cluster/build.sh >/dev/null
+cargo build --release --locked -q -p auren-operator --bins
+cargo build --locked -q --bins -p e2e -p auren-runtime
+eval "$(bash e2e/cluster/up.sh | tail -n1)"
+kubectl apply --server-side -f crds/aurenruntime.yaml >/dev/null 2>&1
+kubectl create namespace "$NS" >/dev/null 2>&1
+OP_LOG="$(mktemp)"
+RUST_LOG=warn METRICS_ADDR=127.0.0.1:18090 POD_NAMESPACE="$NS" POD_NAME=bench-operator \
+  "$CARGO_TARGET_DIR/release/auren-operator" 2>"$OP_LOG" &
+OP=$!
+cleanup() {
+  kill "$OP" 2>/dev/null || true
+  kubectl delete namespace "$NS" --wait=false >/dev/null 2>&1 || true
+  rm -f "$OP_LOG"
+}
+trap cleanup EXIT
+
+say "creating $N AurenRuntimes in $NS (pods on the process-less node auren-scale-1)"
+python3 - "$N" <<'PY' | kubectl apply --server-side -n "$NS" -f - >/dev/null
+import sys
+for i in range(int(sys.argv[1])):
+    print(f"""---
+apiVersion: auren.io/v1alpha1
+kind: AurenRuntime
+metadata: {{name: ar-{i:04d}}}
+spec:
+  image: auren/runtime:v1
+  api: {{replicas: 1}}
+  consumer: {{replicas: 1}}
+  placement:
+    nodeSelector: {{kubernetes.io/hostname: auren-scale-1}}
+    tolerations: [{{key: auren.dev/fake-node, operator: Exists, effect: NoSchedule}}]""")
+PY
+started=$(date +%s)
+until [ "$(kubectl get ar -n "$NS" -o jsonpath='{range .items[*]}{.status.observedGeneration}{"\n"}{end}' | grep -c .)" -ge "$N" ]; do
+  [ $(( $(date +%s) - started )) -gt 900 ] && die "not every AurenRuntime was reconciled within 15 minutes"
+  sleep 5
+done
+say "all $N reconciled after $(( $(date +%s) - started ))s; letting it settle 60s"
+sleep 60
+metrics() { curl -s http://127.0.0.1:18090/metrics; }
+count() { metrics | awk '/^auren_operator_reconciles_total/ {s+=$2} END {print s+0}'; }
+before=$(count); sleep 60; after=$(count)
+quantile() { # metric q
+  metrics | python3 -c "
+import sys
+name, q = sys.argv[1], float(sys.argv[2])
+buckets = []
+for line in sys.stdin:
+    if line.startswith(name + '_bucket'):
+        le = line.split('le=\"')[1].split('\"')[0]
+        buckets.append((float('inf') if le == '+Inf' else float(le), float(line.rsplit(' ', 1)[1])))
+total = buckets[-1][1] if buckets else 0
+for le, c in buckets:
+    if total and c >= q * total:
+        print(f'<= {le * 1000:g} ms'); break
+else:
+    print('no data')
+" "$1" "$2"
+}
+echo
+echo "| what | value |"
+echo "|---|---|"
+echo "| AurenRuntimes | $N (pods: $(kubectl get pods -n "$NS" --no-headers 2>/dev/null | wc -l)) |"
+echo "| operator RSS (now / peak) | $(awk '/VmRSS/ {print int($2/1024)}' /proc/$OP/status) MiB / $(awk '/VmHWM/ {print int($2/1024)}' /proc/$OP/status) MiB |"
+echo "| reconcile p50 / p99 (incl. API calls) | $(quantile auren_operator_reconcile_duration_seconds 0.5) / $(quantile auren_operator_reconcile_duration_seconds 0.99) |"
+echo "| decision p50 / p99 (pure, no API) | $(quantile auren_operator_decision_duration_seconds 0.5) / $(quantile auren_operator_decision_duration_seconds 0.99) |"
+echo "| reconciles per minute at steady state | $((after - before)) |"
