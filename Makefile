@@ -28,8 +28,8 @@ cluster-up: ## start the local Kubernetes control plane + node agent (prints exp
 cluster-down: ## stop the local cluster
 	bash e2e/cluster/down.sh
 
-crds: ## regenerate crds/ from the Rust types
-	source scripts/lib.sh && cargo run -q -p auren-operator --bin crdgen > crds/aurenruntime.yaml && cp crds/aurenruntime.yaml charts/auren-operator/crds/aurenruntime.yaml
+crds: ## regenerate crds/ (and the chart's copy, docs/crd-reference.md) from the Rust types
+	source scripts/lib.sh && cargo run -q -p auren-operator --bin crdgen > crds/aurenruntime.yaml && cp crds/aurenruntime.yaml charts/auren-operator/crds/aurenruntime.yaml && python3 scripts/crd-reference.py > docs/crd-reference.md
 
 bench: ## runtime benchmarks (results go to docs/benchmarks.md by hand)
 	bash scripts/bench.sh

@@ -1,71 +1,289 @@
 #!/usr/bin/env bash
-# `make demo`: the runtime's main job on this machine — PostgreSQL and the broker come up, an
-# api and a consumer process start, signed webhooks flow through Kafka into PostgreSQL, and a
-# consumer cutover (active -> standby, standby -> active) happens mid-stream. Prints a summary.
+# `make demo`: the whole product on the local Kubernetes cluster (e2e/), from a fresh clone.
+#   1. builds the binaries and the control plane (cached), brings the cluster up, starts a
+#      private Kafka-protocol broker and PostgreSQL;
+#   2. installs the operator with its Helm chart (`helm template | kubectl apply --server-side`;
+#      the node agent runs image auren/operator:* as the locally built binary, e2e/cluster/images.yaml);
+#   3. applies v1 (Secrets + an AurenRuntime) and waits for Healthy;
+#   4. while signed webhooks flow through the ACTIVE Service: v1 -> v2 (measured, promoted), then
+#      v2 -> v3 (20 % injected errors: analysis fails, rolled back automatically);
+#   5. prints a summary: requests sent and failed through the active Service, events stored.
+# Expected end state: v2 stable, v3 rolled back, zero failed requests through the active Service.
+# Everything it started stops on exit; the cluster only if the demo brought it up. Env:
+#   AUREN_DEMO_PG_PORT / AUREN_DEMO_KAFKA_PORT   loopback ports of its PostgreSQL and broker
+#   AUREN_DEMO_KEEP=1                            leave the demo's objects in the cluster on exit
+export AUREN_PG_PORT="${AUREN_DEMO_PG_PORT:-25442}"
+export AUREN_KAFKA_PORT="${AUREN_DEMO_KAFKA_PORT:-29102}"
 source "$(dirname "$0")/lib.sh"
 cd "$AUREN_ROOT"
-export AUREN_STATE="$(mktemp -d "${TMPDIR:-/tmp}/auren-demo.XXXXXX")"
+
+NS=auren-demo              # where the AurenRuntime lives
+OP_NS=auren-system         # where the chart installs the operator
+RELEASE=auren-operator     # Helm release name (objects are named auren-operator)
+AR=wearables
+WEBHOOK_SECRET=demo-webhook-secret
+CLUSTER_STATE="${AUREN_CLUSTER_STATE:-$AUREN_ROOT/e2e/.state}"
+AUREN_STATE="$(mktemp -d "${TMPDIR:-/tmp}/auren-demo.XXXXXX")"
+export AUREN_STATE
 chmod 755 "$AUREN_STATE"
-PIDS=()
+RENDERED="$AUREN_STATE/operator.yaml"
+LOADS=()
+CLUSTER_STARTED=0
+started_at=$(date +%s)
+
+step() { printf '\n\033[1;32m==> %s\033[0m\n' "$*" >&2; }
+
 cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  local code=$?
+  trap - EXIT INT TERM
+  for p in "${LOADS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  if [ -n "${KUBECONFIG:-}" ] && [ "${AUREN_DEMO_KEEP:-0}" != 1 ]; then
+    say "removing the demo's objects (namespaces $NS and $OP_NS, the chart's cluster roles)"
+    kubectl delete namespace "$NS" --ignore-not-found --wait=true --timeout=90s >/dev/null 2>&1 || true
+    [ -s "$RENDERED" ] && kubectl delete -f "$RENDERED" --ignore-not-found --wait=true --timeout=60s >/dev/null 2>&1 || true
+    kubectl delete namespace "$OP_NS" --ignore-not-found --wait=true --timeout=60s >/dev/null 2>&1 || true
+  fi
+  if [ "$CLUSTER_STARTED" = 1 ]; then
+    say "stopping the local cluster (the demo started it)"
+    bash e2e/cluster/down.sh >/dev/null 2>&1 || true
+  fi
   bash scripts/broker.sh stop || true
   bash scripts/postgres.sh stop || true
   rm -rf "$AUREN_STATE"
+  exit "$code"
 }
 trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
+# --- 1. build, cluster, services ------------------------------------------------------------
+step "1/5 build (cached after the first run), local cluster, broker, PostgreSQL"
 bash scripts/deps.sh
 bash scripts/broker.sh install
+HELM="$(bash scripts/helm.sh)"
+say "building auren-runtime, auren-operator (+ kubectl-auren) and the e2e node side"
+cargo build --locked -q --bins -p auren-runtime -p auren-operator -p e2e
+export PATH="$CARGO_TARGET_DIR/debug:$PATH"   # `kubectl auren ...` finds the kubectl-auren plugin
+bash e2e/cluster/build.sh
+
+cluster_running() {
+  local c pid
+  for c in etcd kube-apiserver auren-node-agent auren-service-proxy; do
+    pid="$(cat "$CLUSTER_STATE/pids/$c.pid" 2>/dev/null)" || return 1
+    kill -0 "$pid" 2>/dev/null || return 1
+  done
+}
+if cluster_running; then
+  say "the local cluster already runs (shared): the demo leaves it up when it ends"
+else
+  CLUSTER_STARTED=1
+fi
+eval "$(bash e2e/cluster/up.sh | tail -n1)"
+kubectl get nodes
+if pgrep -f -- "$CARGO_TARGET_DIR/debug/deps/operator-" >/dev/null 2>&1; then
+  say "warning: an e2e operator test runs on this cluster; its operator watches every namespace"
+fi
+
 bash scripts/postgres.sh start
 bash scripts/broker.sh start
-say "building auren-runtime"
-cargo build --locked -q -p auren-runtime
-BIN="$CARGO_TARGET_DIR/debug/auren-runtime"
-SECRET=demo-secret TOKEN=demo-admin-token
-env_common=(KAFKA_BROKERS="$AUREN_TEST_KAFKA" DATABASE_URL="$AUREN_TEST_DATABASE_URL" KAFKA_TOPIC=demo-events
-  KAFKA_GROUP=demo-consumers WEBHOOK_SECRET_OURA="$SECRET" ADMIN_TOKEN="$TOKEN" API_HOST=127.0.0.1
-  HEALTH_CHECK_INTERVAL=2 LOG_FORMAT=json RUST_LOG=warn)
-psql "$AUREN_TEST_DATABASE_URL" -qc "DROP TABLE IF EXISTS events, user_metrics, _sqlx_migrations" >/dev/null
+DATABASE_URL="$AUREN_TEST_DATABASE_URL"
 
-start() { # name port extra-env...
-  local name=$1 port=$2; shift 2
-  env "${env_common[@]}" API_PORT="$port" "$@" "$BIN" 2>"$AUREN_STATE/$name.log" &
-  PIDS+=("$!")
-  until curl -sf "http://127.0.0.1:$port/readiness" >/dev/null; do sleep 0.1; done
-  say "$name ready on 127.0.0.1:$port"
-}
-start api 18500 RUN_MODE=api AUREN_RELEASE=v1
-start consumer-blue 18501 RUN_MODE=consumer AUREN_RELEASE=blue CONSUMER_ROLE=active
-start consumer-green 18502 RUN_MODE=consumer AUREN_RELEASE=green CONSUMER_ROLE=standby
+# A previous run that was killed hard may have left its namespaces behind.
+kubectl delete namespace "$NS" "$OP_NS" --ignore-not-found --wait=true --timeout=120s >/dev/null
 
-say "GET /health (api):"
-curl -s http://127.0.0.1:18500/health | python3 -m json.tool
-
-say "sending 6000 signed webhooks while the consumers cut over blue -> green"
-python3 scripts/loadgen.py http://127.0.0.1:18500/webhooks/oura "$SECRET" 6000 8 > "$AUREN_STATE/load.json" &
-LOAD=$!
-sleep "${DEMO_SWITCH_AFTER:-2}"
-role() { curl -s -X PUT -H "Authorization: Bearer $TOKEN" -d "{\"role\":\"$2\"}" \
-  -H 'content-type: application/json' "http://127.0.0.1:$1/admin/consumer/role"; echo; }
-say "blue -> standby: $(role 18501 standby)"
-say "green -> active: $(role 18502 active)"
-wait $LOAD
-SUMMARY="$(cat "$AUREN_STATE/load.json")"
-ACCEPTED="$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['accepted'])" "$SUMMARY")"
-for _ in $(seq 300); do
-  STORED="$(psql "$AUREN_TEST_DATABASE_URL" -qAtc 'SELECT count(*) FROM events')"
-  [ "$STORED" -ge "$ACCEPTED" ] && break
-  sleep 0.2
+# --- 2. the operator, from the Helm chart ---------------------------------------------------
+step "2/5 install the operator with the Helm chart (charts/auren-operator)"
+# CRDs first (Helm's crds/ folder): shared with the e2e tests, so never deleted by the demo.
+kubectl apply --server-side --force-conflicts --field-manager=auren-demo -f charts/auren-operator/crds/ >/dev/null
+kubectl wait --for condition=Established --timeout=60s crd/aurenruntimes.auren.io >/dev/null
+kubectl create namespace "$OP_NS" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+# The local cluster is Kubernetes 1.20.2: the chart picks policy/v1beta1 for the PDB.
+"$HELM" template "$RELEASE" charts/auren-operator --namespace "$OP_NS" --kube-version 1.20.2 \
+  > "$RENDERED"
+echo "\$ helm template $RELEASE charts/auren-operator --namespace $OP_NS --kube-version 1.20.2 | kubectl apply --server-side -f -"
+kubectl apply --server-side --field-manager=auren-demo -f "$RENDERED"
+for _ in $(seq 240); do
+  ready="$(kubectl -n "$OP_NS" get deploy "$RELEASE" -o jsonpath='{.status.readyReplicas}')"
+  [ "${ready:-0}" -ge 2 ] && break
+  if kubectl -n "$OP_NS" get pods -o jsonpath='{.items[*].status.containerStatuses[*].state.waiting.reason}' | grep -q ErrImagePull; then
+    die "the node agent has no image rule for auren/operator (it started before e2e/cluster/images.yaml had one): restart the node side: bash e2e/cluster/down.sh --nodes && bash e2e/cluster/up.sh"
+  fi
+  sleep 0.5
 done
-DISTINCT="$(psql "$AUREN_TEST_DATABASE_URL" -qAtc 'SELECT count(DISTINCT id) FROM events')"
-echo
-say "summary"
-echo "  load:            $SUMMARY"
-echo "  events stored:   $STORED (distinct ids: $DISTINCT) of $ACCEPTED accepted"
-echo "  stored by blue:  $(curl -s http://127.0.0.1:18501/metrics | awk '/^auren_runtime_events_stored_total/ {print $2}')"
-echo "  stored by green: $(curl -s http://127.0.0.1:18502/metrics | awk '/^auren_runtime_events_stored_total/ {print $2}')"
-echo "  per-user projection: $(psql "$AUREN_TEST_DATABASE_URL" -qAtc 'SELECT sum(event_count) FROM user_metrics') events counted"
-[ "$STORED" = "$ACCEPTED" ] && [ "$DISTINCT" = "$ACCEPTED" ] || die "stored $STORED / distinct $DISTINCT != accepted $ACCEPTED"
-say "every accepted event stored exactly once. Next: README.md (Quick start), docs/runtime.md, make test"
+[ "${ready:-0}" -ge 2 ] || { kubectl -n "$OP_NS" get pods -o wide; die "the operator's 2 replicas did not become Ready"; }
+kubectl -n "$OP_NS" get deploy,pods,svc,pdb -o wide
+for _ in $(seq 60); do
+  LEADER="$(kubectl -n "$OP_NS" get lease auren-operator -o jsonpath='{.spec.holderIdentity}' 2>/dev/null || true)"
+  [ -n "$LEADER" ] && break
+  sleep 0.5
+done
+say "leader (Lease $OP_NS/auren-operator): ${LEADER:-none yet}; the other replica stands by"
+
+# --- 3. v1 ----------------------------------------------------------------------------------
+# The same shape as e2e/tests/operator.rs: one API pod and one consumer per release, fast
+# health checks, a short analysis (3 s interval) so each rollout takes well under a minute.
+runtime() { # IMAGE [EXTRA_CONFIG_YAML_LINE]
+  cat <<YAML
+apiVersion: auren.io/v1alpha1
+kind: AurenRuntime
+metadata:
+  name: $AR
+  namespace: $NS
+spec:
+  image: $1
+  config:
+    HEALTH_CHECK_INTERVAL: "1"
+    SHUTDOWN_TIMEOUT: "6"
+    WEBHOOK_SECRET_OURA: $WEBHOOK_SECRET
+${2:+    $2}
+  api:
+    replicas: 1
+  connections:
+    databaseUrl: {name: auren-database, key: url}
+    kafkaBrokers: "$AUREN_TEST_KAFKA"
+    adminToken: {name: auren-admin, key: token}
+  strategy:
+    blueGreen:
+      scaleDownDelaySeconds: 15
+  analysis:
+    interval: 3s
+    successfulMeasurementsToPromote: 4
+    failureLimit: 2
+    consecutiveFailureLimit: 2
+  progressDeadlineSeconds: 90
+YAML
+}
+apply_runtime() {
+  echo "\$ kubectl apply -f - <<< 'AurenRuntime $AR: image $1${2:+, config $2}'"
+  runtime "$@" | kubectl apply --server-side --field-manager=auren-demo -f -
+}
+field() { kubectl -n "$NS" get ar "$AR" -o jsonpath="{$1}" 2>/dev/null || true; }
+get_ar() { echo "\$ kubectl -n $NS get ar"; kubectl -n "$NS" get ar; }
+# Waits until `cond` (a shell expression over $phase, $stable, $candidate) holds; prints every
+# phase/reason change on the way. Dies after $1 seconds.
+watch_until() { # SECONDS WHAT COND
+  local deadline=$(($(date +%s) + $1)) what=$2 cond=$3 last="" now
+  while :; do
+    phase="$(field .status.phase)" stable="$(field .status.stable.hash)" candidate="$(field .status.candidate.hash)"
+    now="$phase $(field .status.reason)"
+    if [ "$now" != "$last" ]; then
+      printf '  %s  phase=%-12s reason=%-22s stable=%s candidate=%s\n' "$(date +%T)" "$phase" \
+        "$(field .status.reason)" "${stable:--}" "${candidate:--}" >&2
+      last="$now"
+    fi
+    eval "$cond" && return 0
+    [ "$(date +%s)" -lt "$deadline" ] || { kubectl -n "$NS" describe ar "$AR" || true; die "timed out waiting for $what"; }
+    sleep 0.5
+  done
+}
+
+step "3/5 apply v1: the Secrets it references and an AurenRuntime"
+kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+kubectl -n "$NS" apply -f - <<YAML
+apiVersion: v1
+kind: Secret
+metadata: {name: auren-database}
+stringData: {url: "$DATABASE_URL"}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: auren-admin}
+stringData: {token: "$(openssl rand -hex 24)"}
+YAML
+apply_runtime auren/runtime:v1
+watch_until 180 "v1 Healthy" '[ "$phase" = Healthy ] && [ -n "$stable" ]'
+V1="$stable"
+get_ar
+
+service_addr() { # SERVICE -> ip:port of its "http" port through the local Service proxy
+  local addr
+  for _ in $(seq 120); do
+    addr="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get(sys.argv[2], {}).get("http", ""))' \
+      "$CLUSTER_STATE/services.json" "$NS/$1" 2>/dev/null || true)"
+    [ -n "$addr" ] && { echo "$addr"; return 0; }
+    sleep 0.5
+  done
+  die "Service $NS/$1 not in $CLUSTER_STATE/services.json"
+}
+ACTIVE="$(service_addr "$AR")"
+PREVIEW="$(service_addr "$AR-preview")"
+say "active Service $NS/$AR -> $ACTIVE, preview Service $NS/$AR-preview -> $PREVIEW (local Service proxy)"
+
+# --- 4. rollouts under load -----------------------------------------------------------------
+step "4/5 load through the active Service, then v1 -> v2 (good) and v2 -> v3 (bad)"
+python3 scripts/loadgen.py "http://$ACTIVE/webhooks/oura" "$WEBHOOK_SECRET" 0 2 --pause 0.05 \
+  --user active > "$AUREN_STATE/active.json" &
+ACTIVE_LOAD=$!
+LOADS+=("$ACTIVE_LOAD")
+# The preview Service carries test traffic to the candidate, so analysis has data to judge.
+python3 scripts/loadgen.py "http://$PREVIEW/webhooks/oura" "$WEBHOOK_SECRET" 0 1 --pause 0.1 \
+  --user preview > "$AUREN_STATE/preview.json" &
+LOADS+=("$!")
+sleep 3
+
+say "v1 -> v2: a new pod template = a new release (its revision hash); analysed, then promoted"
+apply_runtime auren/runtime:v2
+watch_until 60 "a v2 candidate" '[ -n "$candidate" ]'
+V2="$candidate"
+get_ar
+watch_until 180 "v2 promoted" '[ "$stable" = "$V2" ] && [ "$phase" = Healthy ] || [ "$phase" = RolledBack ]'
+[ "$phase" = Healthy ] || { kubectl -n "$NS" describe ar "$AR"; die "v2 was not promoted"; }
+get_ar
+echo "\$ kubectl -n $NS describe ar $AR"
+kubectl -n "$NS" describe ar "$AR"
+
+say "v2 -> v3 with FAULT_ERROR_RATE=0.2: analysis fails, the operator rolls back by itself"
+apply_runtime auren/runtime:v3 'FAULT_ERROR_RATE: "0.2"'
+watch_until 60 "a v3 candidate" '[ -n "$candidate" ] && [ "$candidate" != "$V2" ]'
+V3="$candidate"
+get_ar
+watch_until 180 "v3 rolled back" '[ "$phase" = RolledBack ] || { [ "$stable" = "$V3" ] && [ "$phase" = Healthy ]; }'
+[ "$phase" = RolledBack ] || die "v3 was promoted: analysis did not catch the errors"
+sleep 2
+for p in "${LOADS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+wait "${LOADS[@]}" 2>/dev/null || true
+LOADS=()
+get_ar
+echo "\$ kubectl -n $NS describe ar $AR"
+kubectl -n "$NS" describe ar "$AR"
+echo "\$ kubectl auren -n $NS history $AR"
+kubectl auren -n "$NS" history "$AR" || true
+
+# --- 5. summary -----------------------------------------------------------------------------
+step "5/5 summary"
+json() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$@"; }
+A="$AUREN_STATE/active.json" P="$AUREN_STATE/preview.json"
+SENT="$(json "$A" 'd["sent"]')" FAILED="$(json "$A" 'd["failed"]')"
+ACCEPTED=$(( $(json "$A" 'd["accepted"]') + $(json "$P" 'd["accepted"]') ))
+for _ in $(seq 120); do
+  STORED="$(psql "$DATABASE_URL" -qAtc 'SELECT count(*) FROM events' 2>/dev/null || echo 0)"
+  [ "${STORED:-0}" -ge "$ACCEPTED" ] && break
+  sleep 0.5
+done
+DISTINCT="$(psql "$DATABASE_URL" -qAtc 'SELECT count(DISTINCT id) FROM events')"
+STABLE_NOW="$(field .status.stable.hash)" REJECTED="$(field .status.rejected.hash)"
+cat <<EOF
+
+  releases:        v1=$V1  v2=$V2  v3=$V3
+  final state:     phase=$(field .status.phase) ($(field .status.reason)), stable=$STABLE_NOW (v2), rejected=${REJECTED:-none} (v3)
+  active Service:  $SENT requests sent, $FAILED failed; answers by release: $(json "$A" 'json.dumps(d["by_release"])')
+  preview Service: $(json "$P" 'd["sent"]') test requests to the candidates, $(json "$P" 'd["failed"]') not accepted (v3's injected
+                   500s, and refused connections while a candidate had no ready pod yet): $(json "$P" 'json.dumps(d["statuses"])')
+  events stored:   $STORED rows, $DISTINCT distinct ids, of $ACCEPTED accepted (psql: SELECT count(*) FROM events)
+  took:            $(( $(date +%s) - started_at )) s
+
+EOF
+[ "$STABLE_NOW" = "$V2" ] && [ "$REJECTED" = "$V3" ] || die "expected v2 stable and v3 rejected"
+[ "$FAILED" = 0 ] || die "$FAILED requests through the active Service failed: $(json "$A" 'd["failures"]')"
+[ "$SENT" -gt 0 ] || die "no load was sent"
+[ "$STORED" -ge "$ACCEPTED" ] && [ "$DISTINCT" = "$STORED" ] || die "stored $STORED (distinct $DISTINCT) of $ACCEPTED accepted"
+say "v2 is stable, v3 was rolled back, no request through the active Service failed."
+cat <<EOF
+Where to look next:
+  README.md                 concepts, CRD reference (docs/crd-reference.md), install on a real cluster, Argo CD
+  examples/                 minimal, blue/green with analysis, canary with steps, the Secrets
+  kubectl auren --help      status --watch, promote, abort, retry, history (kubectl-auren: \$CARGO_TARGET_DIR/debug)
+  make cluster-up           the local cluster for your own experiments (this demo cleans up after itself)
+  e2e/tests/operator.rs     the same scenarios as assertions (make test)
+EOF

@@ -1,37 +1,87 @@
 #!/usr/bin/env python3
-"""Signed webhook load for demos: N events from a few users, counts 202s and failures.
+"""Signed webhook load for demos (stdlib only): counts answers per status and per release.
 
-usage: loadgen.py URL SECRET EVENTS [CONCURRENCY]   (stdlib only)
+usage: loadgen.py URL SECRET [EVENTS] [CONCURRENCY] [--duration S] [--pause S] [--user PREFIX]
+
+Sends signed oura events to URL (`http://ip:port/webhooks/oura`). It stops after EVENTS events
+(0 = no limit), after --duration seconds, or on SIGTERM/SIGINT, whichever comes first, and
+prints one JSON summary line: sent, accepted (202), failed, seconds, by_release (answers per
+`x-auren-release` header: {"accepted": n, "failed": n}), statuses, and a few failures.
+Every request opens its own connection, so each one follows the Service's current endpoints.
 """
-import hashlib, hmac, json, sys, time, urllib.error, urllib.request
-from concurrent.futures import ThreadPoolExecutor
+import argparse, hashlib, hmac, json, signal, threading, time, urllib.error, urllib.request
 
-url, secret, total = sys.argv[1], sys.argv[2].encode(), int(sys.argv[3])
-workers = int(sys.argv[4]) if len(sys.argv) > 4 else 8
+p = argparse.ArgumentParser()
+p.add_argument("url")
+p.add_argument("secret")
+p.add_argument("events", type=int, nargs="?", default=0, help="0: until --duration or a signal")
+p.add_argument("concurrency", type=int, nargs="?", default=8)
+p.add_argument("--duration", type=float, default=0, help="seconds; 0: no limit")
+p.add_argument("--pause", type=float, default=0, help="seconds each worker waits between requests")
+p.add_argument("--user", default="demo-user", help="user id prefix (10 users)")
+a = p.parse_args()
+secret = a.secret.encode()
+stop = threading.Event()
+for sig in (signal.SIGTERM, signal.SIGINT):
+    signal.signal(sig, lambda *_: stop.set())
+
+lock = threading.Lock()
+counter = [0]
+results = []  # (status, release, detail)
+
+
+def next_index():
+    with lock:
+        if stop.is_set() or (a.events and counter[0] >= a.events):
+            return None
+        counter[0] += 1
+        return counter[0] - 1
 
 
 def send(i):
-    body = json.dumps({"user_id": f"demo-user-{i % 10}", "data_type": "steps", "value": i,
+    body = json.dumps({"user_id": f"{a.user}-{i % 10}", "data_type": "steps", "value": i,
                        "timestamp": "2026-01-01T00:00:00Z"}).encode()
     ts = str(int(time.time()))
     sig = "sha256=" + hmac.new(secret, ts.encode() + b"." + body, hashlib.sha256).hexdigest()
-    req = urllib.request.Request(url, data=body, headers={
+    req = urllib.request.Request(a.url, data=body, headers={
         "content-type": "application/json", "x-auren-timestamp": ts, "x-auren-signature": sig})
     try:
         with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status, r.headers.get("x-auren-release")
+            return r.status, r.headers.get("x-auren-release"), None
     except urllib.error.HTTPError as e:
-        return e.code, e.headers.get("x-auren-release")
-    except OSError:
-        return 0, None
+        return e.code, e.headers.get("x-auren-release"), e.read(200).decode(errors="replace")
+    except OSError as e:
+        return 0, None, str(e)
+
+
+def worker():
+    while (i := next_index()) is not None:
+        r = send(i)
+        with lock:
+            results.append(r)
+        if a.pause:
+            stop.wait(a.pause)
 
 
 started = time.time()
-with ThreadPoolExecutor(workers) as pool:
-    results = list(pool.map(send, range(total)))
-accepted = sum(1 for s, _ in results if s == 202)
-releases = {}
-for s, rel in results:
-    releases[rel] = releases.get(rel, 0) + 1
-print(json.dumps({"sent": total, "accepted": accepted, "failed": total - accepted,
-                  "seconds": round(time.time() - started, 2), "by_release": releases}))
+threads = [threading.Thread(target=worker, daemon=True) for _ in range(a.concurrency)]
+for t in threads:
+    t.start()
+if a.duration:
+    stop.wait(a.duration)
+    stop.set()
+while any(t.is_alive() for t in threads):
+    for t in threads:
+        t.join(0.2)
+
+by_release, statuses, failures = {}, {}, []
+for status, rel, detail in results:
+    entry = by_release.setdefault(rel or "none", {"accepted": 0, "failed": 0})
+    entry["accepted" if status == 202 else "failed"] += 1
+    statuses[str(status)] = statuses.get(str(status), 0) + 1
+    if status != 202 and len(failures) < 5:
+        failures.append({"status": status, "release": rel, "detail": detail})
+accepted = sum(1 for s, _, _ in results if s == 202)
+print(json.dumps({"sent": len(results), "accepted": accepted, "failed": len(results) - accepted,
+                  "seconds": round(time.time() - started, 2), "by_release": by_release,
+                  "statuses": statuses, "failures": failures}), flush=True)

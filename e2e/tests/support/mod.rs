@@ -1,7 +1,10 @@
 //! Harness of the operator scenarios: a private Kafka-protocol broker (tansu, `TANSU_BIN`)
 //! and PostgreSQL (initdb, as the postgres user when root) per test, a namespace with the
 //! AurenRuntime CRD installed, the `auren-operator` binary as a child process against
-//! `KUBECONFIG`, and signed webhook clients through the local Service proxy.
+//! `KUBECONFIG`, and signed webhook clients through the local Service proxy. [`Env`] bundles
+//! them for one scenario, [`Load`] posts at a steady pace (every answer carries its time and
+//! the `x-auren-release` that served it) and [`StatusLog`] records the status over time, so a
+//! scenario can tell which release served what during each rollout step.
 #![allow(
     dead_code,
     clippy::unwrap_used,
@@ -10,17 +13,21 @@
     clippy::zombie_processes
 )]
 
+use std::collections::HashSet;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use auren_operator::api::{AurenRuntime, AurenRuntimeStatus};
+use auren_operator::api::{AurenRuntime, AurenRuntimeStatus, Phase};
 use hmac::{Hmac, Mac};
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Client;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection};
 
@@ -518,6 +525,8 @@ pub fn http_client() -> reqwest::Client {
 /// The answer to one webhook.
 #[derive(Debug, Clone)]
 pub struct Answer {
+    /// When the answer arrived.
+    pub at: Instant,
     pub status: u16,
     pub id: Option<String>,
     pub release: Option<String>,
@@ -547,12 +556,14 @@ pub async fn post_event(client: &reqwest::Client, addr: &str, user: &str, steps:
                 .map(str::to_owned);
             let v: Value = r.json().await.unwrap_or(Value::Null);
             Answer {
+                at: Instant::now(),
                 status,
                 id: v.get("id").and_then(Value::as_str).map(str::to_owned),
                 release,
             }
         }
         Err(_) => Answer {
+            at: Instant::now(),
             status: 0,
             id: None,
             release: None,
@@ -565,4 +576,238 @@ fn chrono_now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64
+}
+
+// ---------------------------------------------------------------- scenarios
+
+pub const NAME: &str = "wearables";
+
+/// Everything one scenario runs on.
+pub struct Env {
+    pub ns: TestNs,
+    pub broker: Broker,
+    pub db: Postgres,
+    pub operator: Operator,
+}
+
+impl Env {
+    pub async fn start(prefix: &str) -> Env {
+        let broker = Broker::start();
+        let db = Postgres::start();
+        let ns = TestNs::new(prefix).await;
+        ns.secret("db", &[("url", &db.url)]).await;
+        let operator = Operator::start(&ns.name, "auren-operator", &format!("{}-a", ns.name));
+        Env {
+            ns,
+            broker,
+            db,
+            operator,
+        }
+    }
+
+    /// A small release: one API pod, one consumer, fast health checks and analysis.
+    pub fn spec(&self, image: &str, config: &[(&str, &str)]) -> Value {
+        let mut cfg = json!({
+            "HEALTH_CHECK_INTERVAL": "1",
+            "SHUTDOWN_TIMEOUT": "6",
+            "WEBHOOK_SECRET_OURA": WEBHOOK_SECRET,
+        });
+        for (k, v) in config {
+            cfg[*k] = json!(v);
+        }
+        json!({
+            "image": image,
+            "config": cfg,
+            "api": {"replicas": 1},
+            "connections": {
+                "databaseUrl": {"name": "db", "key": "url"},
+                "kafkaBrokers": self.broker.addr,
+            },
+            "strategy": {"blueGreen": {"scaleDownDelaySeconds": 15}},
+            "analysis": {
+                "interval": "3s",
+                "successfulMeasurementsToPromote": 2,
+                "failureLimit": 2,
+                "consecutiveFailureLimit": 2,
+            },
+            "progressDeadlineSeconds": 45,
+        })
+    }
+
+    pub async fn create(&self, spec: Value) -> Result<AurenRuntime, kube::Error> {
+        let ar: AurenRuntime = serde_json::from_value(json!({
+            "apiVersion": "auren.io/v1alpha1", "kind": "AurenRuntime",
+            "metadata": {"name": NAME}, "spec": spec,
+        }))
+        .unwrap();
+        self.ns.runtimes().create(&PostParams::default(), &ar).await
+    }
+
+    pub async fn set_spec(&self, spec: Value) -> Result<AurenRuntime, kube::Error> {
+        let patch = json!({"spec": spec});
+        self.ns
+            .runtimes()
+            .patch(NAME, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+    }
+
+    /// Installs `image` and waits for Healthy; returns the stable revision hash.
+    pub async fn install(&self, image: &str) -> String {
+        self.install_spec(self.spec(image, &[])).await
+    }
+
+    /// Creates the AurenRuntime with `spec` and waits for Healthy; returns the stable hash.
+    pub async fn install_spec(&self, spec: Value) -> String {
+        self.create(spec).await.unwrap();
+        let st = self
+            .ns
+            .wait_status(NAME, "Healthy after install", 120, |s| {
+                s.phase == Some(Phase::Healthy) && s.stable.is_some()
+            })
+            .await;
+        st.stable.unwrap().hash
+    }
+
+    pub async fn active(&self) -> String {
+        self.ns.service_addr(NAME).await
+    }
+
+    /// Waits until every id is stored; checks each is stored exactly once.
+    pub async fn assert_stored_once(&self, ids: &HashSet<String>) {
+        let start = Instant::now();
+        loop {
+            let (rows, distinct, stored) = self.db.stored().await;
+            if ids.is_subset(&stored) {
+                assert_eq!(rows, distinct, "an event was stored twice");
+                return;
+            }
+            let missing = ids.difference(&stored).count();
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "{missing} of {} accepted events not stored after 60 s",
+                ids.len()
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    pub async fn deployments(&self) -> Vec<(String, i32, String)> {
+        let list = self
+            .ns
+            .api::<Deployment>()
+            .list(&ListParams::default())
+            .await
+            .unwrap();
+        let mut out: Vec<_> = list
+            .items
+            .into_iter()
+            .map(|d| {
+                let name = d.metadata.name.clone().unwrap_or_default();
+                let replicas = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(-1);
+                let rv = d.metadata.resource_version.clone().unwrap_or_default();
+                (name, replicas, rv)
+            })
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+/// Posts at a steady pace to `addr` until stopped; returns every answer.
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<Vec<Answer>>,
+}
+
+impl Load {
+    /// One client posting every 40 ms.
+    pub fn start(addr: String, user: &'static str) -> Load {
+        Load::workers(addr, user, 1, Duration::from_millis(40))
+    }
+
+    /// `workers` clients, each posting, then sleeping `pause`. Worker `w > 0` posts as user
+    /// `{user}-{w}`, so the events spread over Kafka partitions (they are keyed by user).
+    pub fn workers(addr: String, user: &'static str, workers: u32, pause: Duration) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks: Vec<_> = (0..workers)
+            .map(|w| {
+                let (flag, addr) = (stop.clone(), addr.clone());
+                let user = match w {
+                    0 => user.to_owned(),
+                    w => format!("{user}-{w}"),
+                };
+                tokio::spawn(async move {
+                    let client = http_client();
+                    let mut answers = Vec::new();
+                    let mut n = w * 50_000; // steps stay under the runtime's 200 000 limit
+                    while !flag.load(Ordering::SeqCst) {
+                        answers.push(post_event(&client, &addr, &user, n).await);
+                        n += 1;
+                        tokio::time::sleep(pause).await;
+                    }
+                    answers
+                })
+            })
+            .collect();
+        let task = tokio::spawn(async move {
+            let mut all = Vec::new();
+            for task in tasks {
+                all.extend(task.await.unwrap());
+            }
+            all.sort_by_key(|a| a.at);
+            all
+        });
+        Load { stop, task }
+    }
+
+    /// Stops the clients; every answer, oldest first.
+    pub async fn finish(self) -> Vec<Answer> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.task.await.unwrap()
+    }
+}
+
+pub fn accepted_ids(answers: &[Answer]) -> HashSet<String> {
+    answers
+        .iter()
+        .filter(|a| a.status == 202)
+        .filter_map(|a| a.id.clone())
+        .collect()
+}
+
+pub fn metric_value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// The status of one AurenRuntime, polled every 200 ms until finished.
+pub struct StatusLog {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<Vec<(Instant, AurenRuntimeStatus)>>,
+}
+
+impl StatusLog {
+    pub fn start(ns: &TestNs, name: &str) -> StatusLog {
+        let (api, name) = (ns.runtimes(), name.to_owned());
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let task = tokio::spawn(async move {
+            let mut log = Vec::new();
+            while !flag.load(Ordering::SeqCst) {
+                if let Ok(ar) = api.get(&name).await {
+                    log.push((Instant::now(), ar.status.unwrap_or_default()));
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            log
+        });
+        StatusLog { stop, task }
+    }
+
+    /// Stops polling; every status seen, oldest first.
+    pub async fn finish(self) -> Vec<(Instant, AurenRuntimeStatus)> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.task.await.unwrap()
+    }
 }

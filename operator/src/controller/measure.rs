@@ -247,3 +247,87 @@ fn restarts(pod: &k8s_openapi::api::core::v1::Pod) -> i32 {
         .map(|c| c.restart_count)
         .sum()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis;
+    use crate::api::{Check, PrometheusQuery, Verdict};
+
+    /// A Prometheus-API stand-in: `errors{…"good"…}` has a sample, anything else is empty,
+    /// `broken` answers garbage.
+    async fn serve() -> String {
+        use axum::extract::Query;
+        use axum::routing::get;
+        async fn answer(Query(q): Query<BTreeMap<String, String>>) -> String {
+            let query = q.get("query").cloned().unwrap_or_default();
+            if query == "broken" {
+                return "nope".into();
+            }
+            let result = if query.contains("\"good\"") {
+                r#"[{"metric":{},"value":[1,"0.002"]}]"#
+            } else {
+                "[]"
+            };
+            format!(r#"{{"status":"success","data":{{"resultType":"vector","result":{result}}}}}"#)
+        }
+        let app = axum::Router::new().route("/api/v1/query", get(answer));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        format!("http://{addr}")
+    }
+
+    fn check(name: &str, address: &str, query: &str) -> Check {
+        Check {
+            name: name.into(),
+            metric: MetricKind::Prometheus,
+            quantile: None,
+            prometheus: Some(PrometheusQuery {
+                address: address.into(),
+                query: query.into(),
+            }),
+            max: Some(0.01),
+            min: None,
+            baseline: None,
+            no_data: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn prometheus_results_become_evidence_by_check_name() {
+        let address = serve().await;
+        let mut spec = AurenRuntimeSpec::with_image("auren/runtime:v1");
+        spec.analysis.checks = vec![
+            check("errors", &address, r#"errors{revision="{{revision}}"}"#),
+            check("empty", &address, "absent"),
+            check("broken", &address, "broken"),
+        ];
+        let values = prometheus_values(&reqwest::Client::new(), &spec, "good").await;
+        assert_eq!(values, BTreeMap::from([("errors".to_owned(), 0.002)]));
+
+        let evidence = Evidence {
+            prometheus: values,
+            ..Evidence::default()
+        };
+        let at = Time(Timestamp::UNIX_EPOCH);
+        let measured = analysis::evaluate(&spec.analysis, "good", &evidence, None, &at);
+        let got: Vec<_> = measured
+            .iter()
+            .map(|m| (m.check.as_str(), m.value, m.verdict))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("errors", Some(0.002), Verdict::Pass),
+                ("empty", None, Verdict::Pass),
+                ("broken", None, Verdict::Pass),
+            ],
+            "no data (empty or failed) follows the default policy, ignore"
+        );
+        let other = prometheus_values(&reqwest::Client::new(), &spec, "bad").await;
+        assert!(other.is_empty(), "{{revision}} is substituted: {other:?}");
+    }
+}

@@ -1,0 +1,420 @@
+//! Canary scenarios on the local cluster (issue 6): steps move the weight by replica counts of
+//! the candidate and stable API pods behind the active Service, analysis steps gate each
+//! weight, pauses wait for a human. The share of requests each release serves is counted from
+//! the `x-auren-release` header of answers through the active Service (the local proxy
+//! balances new connections round robin over ready endpoints, so the share follows the pods).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use auren_operator::api::{AurenRuntimeStatus, Outcome, Phase, Verdict};
+use serde_json::{Value, json};
+use support::{Answer, Env, Load, NAME, StatusLog, accepted_ids};
+
+/// Answers this long after an analysis step starts count for its share (pods of the weight
+/// before are leaving the endpoints meanwhile).
+const SETTLE: Duration = Duration::from_millis(1500);
+
+fn weight(w: i32) -> Value {
+    json!({"setWeight": w})
+}
+
+fn analysis(count: i32) -> Value {
+    json!({"analysis": {"count": count}})
+}
+
+/// `env.spec` (fast health checks and analysis) as a canary of `api` API pods.
+fn canary_spec(
+    env: &Env,
+    image: &str,
+    config: &[(&str, &str)],
+    api: i32,
+    steps: Vec<Value>,
+) -> Value {
+    let mut spec = env.spec(image, config);
+    spec["api"]["replicas"] = json!(api);
+    spec["strategy"] = json!({"canary": {"steps": steps, "scaleDownDelaySeconds": 5}});
+    spec
+}
+
+/// The statuses seen while the canary ran step `index` in phase `phase`: (first, last) time.
+fn step_span(
+    log: &[(Instant, AurenRuntimeStatus)],
+    index: i32,
+    phase: Phase,
+) -> Option<(Instant, Instant)> {
+    let at = |(t, s): &(Instant, AurenRuntimeStatus)| {
+        let here =
+            s.phase == Some(phase) && s.canary.as_ref().is_some_and(|c| c.current_step == index);
+        here.then_some(*t)
+    };
+    let mut times = log.iter().filter_map(at);
+    let first = times.next()?;
+    Some((first, times.last().unwrap_or(first)))
+}
+
+/// (candidate answers, all answers) between `from` and `to`.
+fn share(answers: &[Answer], candidate: &str, from: Instant, to: Instant) -> (usize, usize) {
+    let inside: Vec<&Answer> = answers
+        .iter()
+        .filter(|a| a.at >= from && a.at <= to && a.release.is_some())
+        .collect();
+    let served = inside
+        .iter()
+        .filter(|a| a.release.as_deref() == Some(candidate))
+        .count();
+    (served, inside.len())
+}
+
+fn percent(part: usize, all: usize) -> f64 {
+    if all == 0 {
+        0.0
+    } else {
+        part as f64 * 100.0 / all as f64
+    }
+}
+
+/// (a) 10 → 25 → 50 → 100 with an analysis after each weight: a good release completes by
+/// itself; during each analysis step the candidate serves its weight (±10 points) of the
+/// requests through the active Service; status shows the requested and actual weight; every
+/// accepted event is stored exactly once.
+#[tokio::test]
+async fn a_good_canary_completes_by_itself_and_serves_each_steps_weight() {
+    let started = Instant::now();
+    let env = Env::start("canary-good").await;
+    // Ten API pods: 10, 25 and 50 % are 1, 3 and 5 of them (render rounds the candidate up).
+    let steps = vec![
+        weight(10),
+        analysis(2),
+        weight(25),
+        analysis(2),
+        weight(50),
+        analysis(2),
+        weight(100),
+    ];
+    let v1 = env
+        .install_spec(canary_spec(
+            &env,
+            "auren/runtime:v1",
+            &[],
+            10,
+            steps.clone(),
+        ))
+        .await;
+    let load = Load::workers(env.active().await, "u-canary", 2, Duration::from_millis(30));
+    let log = StatusLog::start(&env.ns, NAME);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    env.set_spec(canary_spec(&env, "auren/runtime:v2", &[], 10, steps))
+        .await
+        .unwrap();
+    let st = env
+        .ns
+        .wait_status(NAME, "a candidate", 30, |s| s.candidate.is_some())
+        .await;
+    let v2 = st.candidate.unwrap().hash;
+    let st = env
+        .ns
+        .wait_status(NAME, "v2 promoted", 150, |s| {
+            s.stable.as_ref().is_some_and(|r| r.hash == v2)
+                || s.phase == Some(Phase::RolledBack)
+                || s.phase == Some(Phase::Paused)
+        })
+        .await;
+    assert_eq!(st.phase, Some(Phase::Healthy), "{:?}", st.message);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let answers = load.finish().await;
+    let log = log.finish().await;
+
+    assert_eq!(st.previous.as_ref().map(|p| p.hash.clone()), Some(v1));
+    assert_eq!(
+        st.history.last().map(|h| h.outcome),
+        Some(Outcome::Promoted)
+    );
+    assert!(st.canary.is_none(), "the canary is over: {:?}", st.canary);
+    for (analysis_step, w) in [(1, 10), (3, 25), (5, 50)] {
+        let (from, to) = step_span(&log, analysis_step, Phase::Analyzing)
+            .unwrap_or_else(|| panic!("step {analysis_step} (after {w} %) was never analysed"));
+        let canary = log
+            .iter()
+            .filter(|(t, _)| *t >= from && *t <= to)
+            .find_map(|(_, s)| s.canary.clone())
+            .unwrap();
+        assert_eq!(canary.requested_weight, w, "status: requested weight");
+        assert!(
+            (canary.actual_weight - w).abs() <= 10,
+            "status: actual weight {} for {w} %",
+            canary.actual_weight
+        );
+        let (served, all) = share(&answers, &v2, from + SETTLE, to);
+        let got = percent(served, all);
+        eprintln!(
+            "weight {w} %: candidate served {served}/{all} = {got:.1} % (actual {} %)",
+            canary.actual_weight
+        );
+        assert!(all >= 30, "too few answers ({all}) during the {w} % step");
+        assert!(
+            (got - f64::from(w)).abs() <= 10.0,
+            "at {w} % the candidate served {got:.1} % ({served}/{all})"
+        );
+    }
+    let failed: Vec<_> = answers.iter().filter(|a| a.status != 202).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed: {:?}",
+        failed.len(),
+        answers.len(),
+        &failed[..failed.len().min(5)]
+    );
+    let passed = st.measurements.iter().filter(|m| m.revision == v2).count();
+    assert!(passed > 0, "v2 was measured");
+    env.assert_stored_once(&accepted_ids(&answers)).await;
+    eprintln!("took {:?}", started.elapsed());
+}
+
+/// (b) A release with 3× the stable release's error ratio is rolled back at the first
+/// analysis step by a baseline check; the candidate never served more than that step's share.
+#[tokio::test]
+async fn a_canary_with_three_times_the_baseline_error_ratio_is_rolled_back_at_the_first_step() {
+    let started = Instant::now();
+    let env = Env::start("canary-bad").await;
+    let steps = vec![
+        weight(25),
+        analysis(3),
+        weight(50),
+        analysis(3),
+        weight(100),
+    ];
+    let with_checks = |mut spec: Value| {
+        spec["analysis"]["checks"] = json!([{
+            "name": "errors-vs-stable",
+            "metric": "errorRatio",
+            "baseline": {"maxFactor": 1.5},
+        }]);
+        spec
+    };
+    let v1 = env
+        .install_spec(with_checks(canary_spec(
+            &env,
+            "auren/runtime:v1",
+            &[("FAULT_ERROR_RATE", "0.1")],
+            4,
+            steps.clone(),
+        )))
+        .await;
+    let load = Load::workers(env.active().await, "u-bad", 3, Duration::from_millis(30));
+    let log = StatusLog::start(&env.ns, NAME);
+    env.set_spec(with_checks(canary_spec(
+        &env,
+        "auren/runtime:v2",
+        &[("FAULT_ERROR_RATE", "0.3")],
+        4,
+        steps,
+    )))
+    .await
+    .unwrap();
+    let st = env
+        .ns
+        .wait_status(NAME, "a candidate", 30, |s| s.candidate.is_some())
+        .await;
+    let v2 = st.candidate.unwrap().hash;
+    let st = env
+        .ns
+        .wait_status(NAME, "RolledBack", 120, |s| {
+            s.phase == Some(Phase::RolledBack) || s.phase == Some(Phase::Healthy)
+        })
+        .await;
+    let rolled_back = Instant::now();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let answers = load.finish().await;
+    let log = log.finish().await;
+
+    eprintln!("rolled back: {:?}: {:?}", st.reason, st.message);
+    assert_eq!(st.phase, Some(Phase::RolledBack), "{:?}", st.message);
+    assert_eq!(st.reason.as_deref(), Some("AnalysisFailed"));
+    assert_eq!(st.stable.as_ref().map(|s| s.hash.clone()), Some(v1.clone()));
+    assert_eq!(
+        st.rejected.as_ref().map(|r| r.hash.clone()),
+        Some(v2.clone())
+    );
+    assert_eq!(st.services.active.as_deref(), Some(v1.as_str()));
+    let failing: Vec<_> = st
+        .measurements
+        .iter()
+        .filter(|m| m.revision == v2 && m.verdict == Verdict::Fail)
+        .collect();
+    assert!(!failing.is_empty(), "{:?}", st.measurements);
+    assert!(
+        failing.iter().all(|m| m.threshold.contains("stable")),
+        "judged against the baseline: {failing:?}"
+    );
+    let furthest = log
+        .iter()
+        .filter_map(|(_, s)| s.canary.as_ref())
+        .map(|c| (c.current_step, c.requested_weight))
+        .max()
+        .unwrap();
+    assert_eq!(furthest, (1, 25), "never past the first analysis step");
+
+    let (served, all) = share(&answers, &v2, started, rolled_back);
+    let got = percent(served, all);
+    eprintln!("the candidate served {served}/{all} = {got:.1} % before the rollback");
+    assert!(served > 0, "the candidate took traffic");
+    assert!(got <= 25.0 + 5.0, "the candidate served {got:.1} %");
+    let (late, after) = share(
+        &answers,
+        &v2,
+        rolled_back + Duration::from_secs(2),
+        Instant::now(),
+    );
+    assert!(after > 0 && late == 0, "{late}/{after} after the rollback");
+    eprintln!("took {:?}", started.elapsed());
+}
+
+/// (c) An indefinite pause waits; `kubectl auren promote` continues to the end; on the next
+/// release `kubectl auren abort` at the pause returns everything to stable.
+#[tokio::test]
+async fn an_indefinite_pause_waits_for_promote_and_abort_returns_to_stable() {
+    let started = Instant::now();
+    let env = Env::start("canary-pause").await;
+    let steps = vec![weight(50), json!({"pause": {}}), weight(100)];
+    let spec = |image: &str| canary_spec(&env, image, &[], 2, steps.clone());
+    env.install_spec(spec("auren/runtime:v1")).await;
+
+    env.set_spec(spec("auren/runtime:v2")).await.unwrap();
+    let paused = |s: &AurenRuntimeStatus| s.reason.as_deref() == Some("PausedAtStep");
+    let st = env.ns.wait_status(NAME, "paused at step", 90, paused).await;
+    let v2 = st.candidate.clone().unwrap().hash;
+    assert_eq!(st.phase, Some(Phase::Paused));
+    let canary = st.canary.clone().unwrap();
+    assert_eq!((canary.current_step, canary.requested_weight), (1, 50));
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let st = env.ns.status(NAME).await;
+    assert!(paused(&st), "still waiting: {:?}", st.reason);
+    let client = support::http_client();
+    let active = env.active().await;
+    let mut releases = HashSet::new();
+    for n in 0..8 {
+        let answer = support::post_event(&client, &active, "u-pause", n).await;
+        assert_eq!(answer.status, 202);
+        releases.extend(answer.release);
+    }
+    assert!(
+        releases.contains(&v2),
+        "both releases serve at 50 %: {releases:?}"
+    );
+    assert_eq!(releases.len(), 2, "{releases:?}");
+
+    support::kubectl_auren(&["-n", &env.ns.name, "promote", NAME]);
+    let st = env
+        .ns
+        .wait_status(NAME, "v2 promoted", 90, |s| {
+            s.stable.as_ref().is_some_and(|r| r.hash == v2) && s.phase == Some(Phase::Healthy)
+        })
+        .await;
+    assert!(st.acknowledged.promote.is_some());
+
+    env.set_spec(spec("auren/runtime:v3")).await.unwrap();
+    let st = env.ns.wait_status(NAME, "v3 paused", 90, paused).await;
+    let v3 = st.candidate.clone().unwrap().hash;
+    support::kubectl_auren(&["-n", &env.ns.name, "abort", NAME]);
+    let st = env
+        .ns
+        .wait_status(NAME, "aborted", 60, |s| s.phase == Some(Phase::RolledBack))
+        .await;
+    assert_eq!(st.reason.as_deref(), Some("Aborted"), "{:?}", st.message);
+    assert_eq!(st.stable.as_ref().map(|s| s.hash.clone()), Some(v2.clone()));
+    assert_eq!(
+        st.rejected.as_ref().map(|r| r.hash.clone()),
+        Some(v3.clone())
+    );
+    assert_eq!(st.services.active.as_deref(), Some(v2.as_str()));
+    let deployments = env.deployments().await;
+    let v3_replicas: Vec<i32> = deployments
+        .iter()
+        .filter(|d| d.0.contains(&v3))
+        .map(|d| d.1)
+        .collect();
+    assert_eq!(v3_replicas, vec![0, 0], "{deployments:?}");
+    // Once v3's pods left the endpoints, only v2 answers.
+    support::wait_for("only v2 behind the active Service", 30, || {
+        let (client, active, v2) = (client.clone(), active.clone(), v2.clone());
+        async move {
+            for n in 0..6 {
+                let answer = support::post_event(&client, &active, "u-abort", n).await;
+                if answer.status != 202 || answer.release.as_deref() != Some(v2.as_str()) {
+                    return None;
+                }
+            }
+            Some(())
+        }
+    })
+    .await;
+    eprintln!("took {:?}", started.elapsed());
+}
+
+/// (d) Consumers follow the canary's weight (partitionShare): events produced throughout the
+/// canary, while the consumer group is rebalanced between releases, are all stored exactly
+/// once.
+#[tokio::test]
+async fn events_produced_throughout_a_partition_share_canary_are_stored_exactly_once() {
+    let started = Instant::now();
+    let env = Env::start("canary-consumers").await;
+    let steps = vec![weight(50), analysis(2), weight(100)];
+    let spec = |image: &str| {
+        let mut spec = canary_spec(&env, image, &[], 2, steps.clone());
+        spec["consumer"] = json!({"replicas": 2});
+        spec["strategy"]["canary"]["consumers"] = json!("partitionShare");
+        spec
+    };
+    let v1 = env.install_spec(spec("auren/runtime:v1")).await;
+    let load = Load::workers(
+        env.active().await,
+        "u-consumers",
+        6,
+        Duration::from_millis(80),
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    env.set_spec(spec("auren/runtime:v2")).await.unwrap();
+    let st = env
+        .ns
+        .wait_status(NAME, "a candidate", 30, |s| s.candidate.is_some())
+        .await;
+    let v2 = st.candidate.unwrap().hash;
+    let st = env
+        .ns
+        .wait_status(NAME, "v2 promoted", 150, |s| {
+            s.stable.as_ref().is_some_and(|r| r.hash == v2)
+                || s.phase == Some(Phase::RolledBack)
+                || s.phase == Some(Phase::Paused)
+        })
+        .await;
+    assert_eq!(st.phase, Some(Phase::Healthy), "{:?}", st.message);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let answers = load.finish().await;
+    let accepted = accepted_ids(&answers);
+    assert!(accepted.len() > 100, "{} accepted", accepted.len());
+    let failed = answers.iter().filter(|a| a.status != 202).count();
+    assert_eq!(failed, 0, "{failed} of {} requests failed", answers.len());
+    env.assert_stored_once(&accepted).await;
+
+    // At 50 % one consumer of each release was active in the group at once: v2's was
+    // switched to active before v1's last one went to standby.
+    let log = std::fs::read_to_string(&env.operator.log).unwrap();
+    let switch = |hash: &str, role: &str| {
+        let pod = format!("{NAME}-{hash}-consumer");
+        let role = format!("\"role\":\"{role}\"");
+        log.lines().position(|l| {
+            l.contains("consumer role switched") && l.contains(&pod) && l.contains(&role)
+        })
+    };
+    let (v2_active, v1_standby) = (switch(&v2, "active"), switch(&v1, "standby"));
+    assert!(
+        v2_active.is_some() && v1_standby.is_some() && v2_active < v1_standby,
+        "role switches: v2 active at line {v2_active:?}, v1 standby at {v1_standby:?}"
+    );
+    eprintln!("took {:?}", started.elapsed());
+}
