@@ -61,7 +61,8 @@ PY
 }
 
 run_wrk() { # url lua -> "req/s p50ms p99ms errors"
-  local out; out="$(wrk -t2 -c"$CONNS" -d"${SECONDS_PER_RUN}s" -s "$2" "$1" 2>&1)"
+  local threads=2; [ "$CONNS" -lt 2 ] && threads=1
+  local out; out="$(wrk -t"$threads" -c"$CONNS" -d"${SECONDS_PER_RUN}s" -s "$2" "$1" 2>&1)"
   local rps; rps="$(echo "$out" | awk '/Requests\/sec/ {print $2}')"
   echo "$out" | awk -v rps="$rps" '/^RESULT/ {print rps, $4, $5, $3}'
 }
@@ -103,6 +104,7 @@ say "HTTP benchmarks: ${RUNS} runs x ${SECONDS_PER_RUN}s, ${CONNS} connections"
 RESULTS=()
 RESULTS+=("$(bench '`GET /live` (HTTP stack baseline)' "http://127.0.0.1:$API_PORT/live" "$AUREN_STATE/get.lua")")
 RESULTS+=("$(bench '`GET /health`' "http://127.0.0.1:$API_PORT/health" "$AUREN_STATE/get.lua")")
+RESULTS+=("$(CONNS=1 bench '`GET /health`, 1 connection (latency)' "http://127.0.0.1:$API_PORT/health" "$AUREN_STATE/get.lua")")
 RESULTS+=("$(bench '`POST /webhooks/oura` (1 event, acks=all)' "http://127.0.0.1:$API_PORT/webhooks/oura" "$SINGLE_LUA")")
 RESULTS+=("$(bench '`POST /webhooks/oura/batch` (100 events)' "http://127.0.0.1:$API_PORT/webhooks/oura/batch" "$BATCH_LUA")")
 API_RSS_KB="$(awk '/VmHWM/ {print $2}' /proc/$API_PID/status)"
