@@ -192,6 +192,25 @@ async fn bad_release_is_rolled_back_and_active_clients_never_see_it() {
         .map(|d| d.1)
         .collect();
     assert_eq!(v3_replicas, vec![0, 0], "{st_deploys:?}");
+    // From the first failing measurement to the rollback decision: within one analysis
+    // interval (3 s in these specs) plus 1 s.
+    let metrics = env.operator.metrics().await;
+    let value = |name: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+    };
+    let (sum, count) = (
+        value("auren_operator_rollback_seconds_sum"),
+        value("auren_operator_rollback_seconds_count"),
+    );
+    eprintln!("rollback_seconds: sum {sum:?} count {count:?}");
+    assert_eq!(count, Some(1.0), "{metrics}");
+    assert!(
+        sum.unwrap() <= 4.0,
+        "first failing measurement to rollback took {sum:?} s"
+    );
 }
 
 /// (4) The operator killed mid-rollout: a second replica takes the lease over and finishes.

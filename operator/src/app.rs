@@ -41,6 +41,9 @@ pub struct Args {
     /// Seconds a lease holds without renewal.
     #[arg(long, env = "LEASE_DURATION_SECONDS", default_value_t = 10)]
     pub lease_duration_seconds: u64,
+    /// Only reconcile AurenRuntimes in this namespace (all namespaces when unset).
+    #[arg(long, env = "WATCH_NAMESPACE")]
+    pub watch_namespace: Option<String>,
     /// Seconds between lease renewals.
     #[arg(long, env = "LEASE_RENEW_SECONDS", default_value_t = 2)]
     pub lease_renew_seconds: u64,
@@ -93,7 +96,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         stop_leading.clone(),
     ));
     let ctx = Arc::new(Context::new(client, metrics, &identity));
-    lead_while_elected(ctx, leader_rx, shutdown.clone()).await;
+    lead_while_elected(
+        ctx,
+        args.watch_namespace.clone(),
+        leader_rx,
+        shutdown.clone(),
+    )
+    .await;
     stop_leading.cancel();
     holder.await?;
     server.await??;
@@ -104,6 +113,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 /// Runs the controller whenever this replica holds the lease, until shutdown.
 async fn lead_while_elected(
     ctx: Arc<Context>,
+    namespace: Option<String>,
     mut leader: watch::Receiver<bool>,
     shutdown: CancellationToken,
 ) {
@@ -124,7 +134,7 @@ async fn lead_while_elected(
                 stop.cancel();
             })
         };
-        controller::run(ctx.clone(), stop.cancelled_owned()).await;
+        controller::run(ctx.clone(), namespace.clone(), stop.cancelled_owned()).await;
         watch_leadership.abort();
         tracing::info!("controller stopped");
     }

@@ -436,6 +436,9 @@ impl Operator {
         let child = Command::new(operator_bin())
             .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
             .args(["--lease-name", lease, "--namespace", namespace])
+            // Each test's operator minds its own namespace, so tests (and a demo) can share
+            // the cluster without two operators reconciling the same resource.
+            .args(["--watch-namespace", namespace])
             .args(["--identity", identity])
             .env("RUST_LOG", "info,kube=warn")
             .stdout(out)
@@ -739,7 +742,7 @@ impl Load {
                 tokio::spawn(async move {
                     let client = http_client();
                     let mut answers = Vec::new();
-                    let mut n = w * 50_000; // steps stay under the runtime's 200 000 limit
+                    let mut n = (w % 9) * 20_000; // steps stay under the runtime's 200 000 limit
                     while !flag.load(Ordering::SeqCst) {
                         answers.push(post_event(&client, &addr, &user, n).await);
                         n += 1;

@@ -119,17 +119,34 @@ impl Context {
     }
 }
 
+fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    <K as kube::Resource>::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
 /// Runs the controller until `stop` resolves (shutdown or lost leadership).
-pub async fn run(ctx: Arc<Context>, stop: impl Future<Output = ()> + Send + Sync + 'static) {
+/// `namespace` limits the operator to one namespace (all namespaces when `None`).
+pub async fn run(
+    ctx: Arc<Context>,
+    namespace: Option<String>,
+    stop: impl Future<Output = ()> + Send + Sync + 'static,
+) {
     let client = ctx.client.clone();
     let children = watcher::Config::default().labels(&format!("{LABEL_NAME}={APP_NAME}"));
+    let ns = namespace.as_deref();
     Controller::new(
-        Api::<AurenRuntime>::all(client.clone()),
+        scoped::<AurenRuntime>(&client, ns),
         watcher::Config::default(),
     )
-    .owns(Api::<Deployment>::all(client.clone()), children.clone())
-    .owns(Api::<Service>::all(client.clone()), children.clone())
-    .watches(Api::<Pod>::all(client), children, owner_of_pod)
+    .owns(scoped::<Deployment>(&client, ns), children.clone())
+    .owns(scoped::<Service>(&client, ns), children.clone())
+    .watches(scoped::<Pod>(&client, ns), children, owner_of_pod)
     .with_config(controller::Config::default().debounce(Duration::from_millis(300)))
     .graceful_shutdown_on(stop)
     .run(reconcile, error_policy, ctx)
