@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{self, AppState, auth::SignatureVerifier};
+use crate::api::{self, AppState, Services, auth::SignatureVerifier};
 use crate::config::{Config, RunMode, WebhookAuth};
 use crate::faults::Faults;
 use crate::health::{Component, HealthBoard, HealthReport, Lifecycle, Status};
@@ -43,7 +43,7 @@ pub enum AppError {
 /// Runs the process until SIGTERM/SIGINT and a clean stop.
 pub async fn run(config: Config) -> Result<(), AppError> {
     let config = Arc::new(config);
-    let state = base_state(&config)?;
+    let services = base_services(&config)?;
     let addr = format!("{}:{}", config.api_host, config.api_port);
     let listener = TcpListener::bind(&addr)
         .await
@@ -54,12 +54,12 @@ pub async fn run(config: Config) -> Result<(), AppError> {
     tracing::info!(%addr, mode = config.run_mode.as_str(), release = %config.release, "listening");
     let shutdown = CancellationToken::new();
     match config.run_mode {
-        RunMode::Api => run_api(state, listener, shutdown).await,
-        RunMode::Consumer => run_consumer(state, listener, shutdown).await,
+        RunMode::Api => run_api(services, listener, shutdown).await,
+        RunMode::Consumer => run_consumer(services, listener, shutdown).await,
     }
 }
 
-fn base_state(config: &Arc<Config>) -> Result<AppState, AppError> {
+fn base_services(config: &Arc<Config>) -> Result<Services, AppError> {
     let mode = config.run_mode.as_str();
     let auth_on = config.webhook_auth == WebhookAuth::Required;
     let verifier = SignatureVerifier::new(
@@ -67,7 +67,7 @@ fn base_state(config: &Arc<Config>) -> Result<AppState, AppError> {
         config.webhook_tolerance_seconds,
         auth_on,
     );
-    Ok(AppState {
+    Ok(Services {
         config: config.clone(),
         metrics: Arc::new(Metrics::new(&config.release, mode)),
         health: HealthBoard::new(HealthReport::starting(&config.release, mode)),
@@ -83,19 +83,20 @@ fn base_state(config: &Arc<Config>) -> Result<AppState, AppError> {
 }
 
 async fn run_api(
-    mut state: AppState,
+    mut services: Services,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), AppError> {
-    let c = state.config.clone();
+    let c = services.config.clone();
     let producer = Arc::new(EventProducer::new(
         &c.kafka_brokers,
         &c.kafka_topic,
         c.delivery_timeout(),
         Duration::from_millis(c.kafka_linger_ms),
-        state.metrics.clone(),
+        services.metrics.clone(),
     )?);
-    state.producer = Some(producer.clone());
+    services.producer = Some(producer.clone());
+    let state = AppState::from(services);
     let connect_state = state.clone();
     tokio::spawn(retry_until_ok("kafka", shutdown.clone(), move || {
         let s = connect_state.clone();
@@ -127,12 +128,13 @@ async fn connect_api(s: &AppState) -> Result<(), KafkaSetupError> {
 }
 
 async fn run_consumer(
-    mut state: AppState,
+    mut services: Services,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), AppError> {
     let (roles_tx, roles_rx) = mpsc::channel(4);
-    state.roles = Some(roles_tx);
+    services.roles = Some(roles_tx);
+    let state = AppState::from(services);
     let store_slot: Arc<tokio::sync::OnceCell<EventStore>> = Arc::new(tokio::sync::OnceCell::new());
     let consumer_task = tokio::spawn(start_consumer(
         state.clone(),

@@ -28,9 +28,8 @@ use crate::kafka::producer::EventProducer;
 use crate::metrics::Metrics;
 use auth::SignatureVerifier;
 
-/// Everything a handler may need, cheap to clone.
-#[derive(Clone)]
-pub struct AppState {
+/// Everything a handler may need.
+pub struct Services {
     pub config: Arc<Config>,
     pub metrics: Arc<Metrics>,
     pub health: HealthBoard,
@@ -39,6 +38,23 @@ pub struct AppState {
     pub verifier: Arc<SignatureVerifier>,
     pub faults: Faults,
     pub roles: Option<mpsc::Sender<RoleRequest>>,
+}
+
+/// The handlers' state: one reference count per request, not one per field.
+#[derive(Clone)]
+pub struct AppState(Arc<Services>);
+
+impl From<Services> for AppState {
+    fn from(services: Services) -> Self {
+        AppState(Arc::new(services))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+    fn deref(&self) -> &Services {
+        &self.0
+    }
 }
 
 impl AppState {
