@@ -26,4 +26,29 @@ for variant in defaults options; do
   accepted="$(grep -c '(server dry run)$' <<<"$out" || true)"
   [ "$accepted" = "$objects" ] || { echo "$out" >&2; die "$accepted of $objects objects accepted ($variant)"; }
 done
+
+# The chart for real: install the operator with it, both replicas become Ready through their
+# probes, one takes the Lease; then uninstall. It minds only its own namespace, so it cannot
+# touch the tests' resources.
+say "e2e: install the operator with the chart, wait for 2 Ready replicas and a leader"
+CHART_NS=auren-chart-e2e
+rendered="$("$HELM" template auren-operator charts/auren-operator --namespace "$CHART_NS" \
+  --kube-version 1.20.2 --set watchNamespace="$CHART_NS")"
+kubectl create namespace "$CHART_NS" >/dev/null
+kubectl apply --server-side --force-conflicts --field-manager=auren-e2e-chart -f crds/aurenruntime.yaml >/dev/null
+kubectl apply --server-side --field-manager=auren-e2e-chart -f - <<<"$rendered" >/dev/null
+kubectl -n "$CHART_NS" wait --for=condition=Available --timeout=120s deployment/auren-operator \
+  || { kubectl -n "$CHART_NS" get pods -o wide; die "the chart's operator did not become Available"; }
+ready="$(kubectl -n "$CHART_NS" get deployment auren-operator -o jsonpath='{.status.readyReplicas}')"
+[ "$ready" = 2 ] || die "expected 2 ready operator replicas, got ${ready:-0}"
+for _ in $(seq 60); do
+  leader="$(kubectl -n "$CHART_NS" get lease auren-operator -o jsonpath='{.spec.holderIdentity}' 2>/dev/null || true)"
+  [ -n "$leader" ] && break
+  sleep 0.5
+done
+[ -n "$leader" ] || die "no operator replica took the Lease"
+say "e2e: chart install ok (leader $leader); uninstalling"
+grep -v '^#' <<<"$rendered" | kubectl delete --ignore-not-found -f - >/dev/null
+kubectl delete namespace "$CHART_NS" --wait=false >/dev/null
+
 cargo test --locked -p e2e --no-fail-fast -- --test-threads=1
