@@ -130,9 +130,12 @@ async fn bad_release_is_rolled_back_and_active_clients_never_see_it() {
     let env = Env::start("op-rollback").await;
     let v2 = env.install("auren/runtime:v2").await;
     let active = Load::start(env.active().await, "u-load");
-    env.set_spec(env.spec("auren/runtime:v3", &[("FAULT_ERROR_RATE", "0.2")]))
-        .await
-        .unwrap();
+    // Roll back at the first failing measurement, so the operator's reaction time is what the
+    // rollback-time assertion below measures (with consecutiveFailureLimit N, add N-1 intervals).
+    let mut spec = env.spec("auren/runtime:v3", &[("FAULT_ERROR_RATE", "0.2")]);
+    spec["analysis"]["failureLimit"] = json!(1);
+    spec["analysis"]["consecutiveFailureLimit"] = json!(1);
+    env.set_spec(spec).await.unwrap();
     let st = env
         .ns
         .wait_status(NAME, "a candidate", 30, |s| s.candidate.is_some())

@@ -118,7 +118,9 @@ async fn lead_while_elected(
     shutdown: CancellationToken,
 ) {
     loop {
+        // biased: once shutdown is requested it wins over a lease that still says "leader".
         tokio::select! {
+            biased;
             () = shutdown.cancelled() => return,
             elected = leader.wait_for(|l| *l) => if elected.is_err() { return },
         }
