@@ -578,50 +578,9 @@ async fn fake_node_pods_are_running_and_ready_without_processes() {
     t.cleanup().await;
 }
 
-/// A private Kafka-protocol broker for the runtime pods (TANSU_BIN comes from scripts/lib.sh).
-struct Broker {
-    child: std::process::Child,
-    addr: String,
-}
-
-impl Broker {
-    fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .unwrap()
-            .port();
-        let url = format!("tcp://127.0.0.1:{port}");
-        let bin = std::env::var("TANSU_BIN").expect("TANSU_BIN (set by scripts/lib.sh)");
-        let child = std::process::Command::new(bin)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "memory://tansu/"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        Broker {
-            child,
-            addr: format!("127.0.0.1:{port}"),
-        }
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test]
 async fn auren_runtime_deployment_becomes_available_and_answers_health_through_proxy() {
-    let broker = Broker::start();
+    let broker = auren_testkit::Broker::private();
     let t = TestNs::new("e2e-runtime").await;
     let container = json!({"name": "api", "image": "auren/runtime:v7",
         "ports": [{"containerPort": 8000, "name": "http"}],

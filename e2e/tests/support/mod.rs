@@ -14,9 +14,8 @@
 )]
 
 use std::collections::HashSet;
-use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -33,12 +32,7 @@ use sqlx::{Connection, PgConnection};
 
 pub const WEBHOOK_SECRET: &str = "e2e-webhook-secret";
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
+pub use auren_testkit::{Broker, Postgres, free_port};
 
 pub fn unique(prefix: &str) -> String {
     let nanos = std::time::SystemTime::now()
@@ -49,9 +43,7 @@ pub fn unique(prefix: &str) -> String {
 }
 
 fn scratch_dir(prefix: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(unique(prefix));
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
+    auren_testkit::scratch_dir(prefix)
 }
 
 pub fn state_dir() -> PathBuf {
@@ -79,165 +71,20 @@ where
     }
 }
 
-fn wait_for_port(port: u16, timeout: Duration) {
-    let start = Instant::now();
-    while start.elapsed() < timeout {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("nothing listens on {port} after {timeout:?}");
-}
-
-// ---------------------------------------------------------------- broker
-
-pub struct Broker {
-    pub addr: String,
-    child: Child,
-}
-
-impl Broker {
-    pub fn start() -> Broker {
-        let bin = std::env::var("TANSU_BIN")
-            .expect("TANSU_BIN not set (scripts/lib.sh exports it; run through scripts/e2e.sh)");
-        let port = free_port();
-        let url = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new(bin)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "memory://tansu/"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start tansu");
-        wait_for_port(port, Duration::from_secs(15));
-        Broker {
-            addr: format!("127.0.0.1:{port}"),
-            child,
-        }
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-// ---------------------------------------------------------------- postgres
-
-pub struct Postgres {
-    pub url: String,
-    dir: PathBuf,
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout.starts_with(b"0"))
-        .unwrap_or(false)
-}
-
-fn pg_tool(tool: &str) -> Command {
-    let dir = std::env::var("PG_BIN").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".into());
-    let path = format!("{dir}/{tool}");
-    if is_root() {
-        let mut c = Command::new("runuser");
-        c.args(["-u", "postgres", "--", &path]);
-        c
-    } else {
-        Command::new(path)
-    }
-}
-
-impl Postgres {
-    pub fn start() -> Postgres {
-        let root = scratch_dir("auren-e2e-pg");
-        let dir = root.join("data");
-        std::fs::create_dir_all(&dir).unwrap();
-        if is_root() {
-            let _ = Command::new("chown")
-                .args(["-R", "postgres:", root.to_str().unwrap()])
-                .status();
-        }
-        let ok = pg_tool("initdb")
-            .args([
-                "-D",
-                dir.to_str().unwrap(),
-                "-U",
-                "postgres",
-                "--auth=trust",
-            ])
-            .stdout(Stdio::null())
-            .status()
-            .expect("initdb");
-        assert!(ok.success(), "initdb failed");
-        let port = free_port();
-        let opts = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
-            dir.display()
-        );
-        let log = format!("{}/server.log", dir.display());
-        let ok = pg_tool("pg_ctl")
-            .args([
-                "-D",
-                dir.to_str().unwrap(),
-                "-l",
-                &log,
-                "-w",
-                "-o",
-                &opts,
-                "start",
-            ])
-            .stdout(Stdio::null())
-            .status()
-            .expect("pg_ctl start");
-        assert!(ok.success(), "postgres start failed");
-        Postgres {
-            url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
-            dir,
-        }
-    }
-
-    /// Events stored: (rows, distinct ids, ids).
-    pub async fn stored(&self) -> (i64, i64, std::collections::HashSet<String>) {
-        let Ok(mut conn) = PgConnection::connect(&self.url).await else {
-            return (-1, -1, Default::default());
-        };
-        let ids: Result<Vec<(String,)>, _> = sqlx::query_as("SELECT id::text FROM events")
-            .fetch_all(&mut conn)
-            .await;
-        let Ok(ids) = ids else {
-            return (-1, -1, Default::default());
-        };
-        let rows = ids.len() as i64;
-        let set: std::collections::HashSet<String> = ids.into_iter().map(|(id,)| id).collect();
-        (rows, set.len() as i64, set)
-    }
-}
-
-impl Drop for Postgres {
-    fn drop(&mut self) {
-        let _ = pg_tool("pg_ctl")
-            .args([
-                "-D",
-                self.dir.to_str().unwrap(),
-                "-m",
-                "immediate",
-                "-w",
-                "stop",
-            ])
-            .stdout(Stdio::null())
-            .status();
-    }
+/// Events stored in the database at `url`: (rows, distinct ids, ids).
+pub async fn stored(url: &str) -> (i64, i64, HashSet<String>) {
+    let Ok(mut conn) = PgConnection::connect(url).await else {
+        return (-1, -1, Default::default());
+    };
+    let ids: Result<Vec<(String,)>, _> = sqlx::query_as("SELECT id::text FROM events")
+        .fetch_all(&mut conn)
+        .await;
+    let Ok(ids) = ids else {
+        return (-1, -1, Default::default());
+    };
+    let rows = ids.len() as i64;
+    let set: HashSet<String> = ids.into_iter().map(|(id,)| id).collect();
+    (rows, set.len() as i64, set)
 }
 
 // ---------------------------------------------------------------- cluster
@@ -595,10 +442,10 @@ pub struct Env {
 
 impl Env {
     pub async fn start(prefix: &str) -> Env {
-        let broker = Broker::start();
-        let db = Postgres::start();
+        let broker = Broker::private();
+        let db = Postgres::private();
         let ns = TestNs::new(prefix).await;
-        ns.secret("db", &[("url", &db.url)]).await;
+        ns.secret("db", &[("url", &db.admin_url)]).await;
         let operator = Operator::start(&ns.name, "auren-operator", &format!("{}-a", ns.name));
         Env {
             ns,
@@ -679,7 +526,7 @@ impl Env {
     pub async fn assert_stored_once(&self, ids: &HashSet<String>) {
         let start = Instant::now();
         loop {
-            let (rows, distinct, stored) = self.db.stored().await;
+            let (rows, distinct, stored) = stored(&self.db.admin_url).await;
             if ids.is_subset(&stored) {
                 assert_eq!(rows, distinct, "an event was stored twice");
                 return;

@@ -1,0 +1,283 @@
+//! The test harness both test suites share: real services on loopback, started per test when
+//! `make test` did not pass shared ones in (`AUREN_TEST_KAFKA`, `AUREN_TEST_DATABASE_URL`).
+//! A dev-dependency only; no product crate links it.
+// A harness fails loudly: panics carry the reason into the failing test's output.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use sqlx::{Connection, PgConnection};
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A name no other test of this run uses (valid as a database, topic or namespace suffix).
+pub fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!(
+        "{prefix}_{:x}_{}_{n}",
+        nanos % 0xffff_ffff,
+        std::process::id()
+    )
+}
+
+/// A fresh folder under the temp dir.
+pub fn scratch_dir(prefix: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(unique(prefix));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// Blocks until something accepts connections on `port`.
+pub fn wait_for_port(port: u16, timeout: Duration) {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("nothing listens on {port} after {timeout:?}");
+}
+
+// ---------------------------------------------------------------- broker
+
+/// A Kafka-protocol broker: tansu (`TANSU_BIN`, exported by scripts/lib.sh), memory storage.
+pub struct Broker {
+    pub addr: String,
+    child: Option<Child>,
+    port: u16,
+}
+
+fn tansu_bin() -> String {
+    std::env::var("TANSU_BIN").expect("TANSU_BIN not set: run the tests through `make test`")
+}
+
+impl Broker {
+    /// The shared broker of `make test`, or a private one when none was given.
+    pub fn shared() -> Broker {
+        match std::env::var("AUREN_TEST_KAFKA") {
+            Ok(addr) => Broker {
+                addr,
+                child: None,
+                port: 0,
+            },
+            Err(_) => Broker::private(),
+        }
+    }
+
+    /// A broker of this test's own, stopped when dropped.
+    pub fn private() -> Broker {
+        let port = free_port();
+        let mut b = Broker {
+            addr: format!("127.0.0.1:{port}"),
+            child: None,
+            port,
+        };
+        b.start();
+        b
+    }
+
+    pub fn start(&mut self) {
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let child = Command::new(tansu_bin())
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tansu");
+        self.child = Some(child);
+        wait_for_port(self.port, Duration::from_secs(15));
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Creates a topic, retrying while the broker finishes starting.
+    pub fn create_topic(&self, topic: &str) {
+        let mut last = String::new();
+        for _ in 0..20 {
+            let out = Command::new(tansu_bin())
+                .args([
+                    "topic",
+                    "create",
+                    "--broker",
+                    &format!("tcp://{}", self.addr),
+                ])
+                .args(["--partitions", "3", topic])
+                .output()
+                .expect("tansu topic create");
+            last = String::from_utf8_lossy(&out.stderr).into_owned()
+                + &String::from_utf8_lossy(&out.stdout);
+            // A client asking for the topic's metadata may have auto-created it already.
+            if out.status.success() || last.contains("already exists") {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        panic!("creating topic {topic}: {last}");
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+// ---------------------------------------------------------------- postgres
+
+/// PostgreSQL 15: the shared instance of `make test`, or a private cluster (initdb into a
+/// scratch folder, run as the postgres user when we are root).
+pub struct Postgres {
+    /// URL of the maintenance database; [`Postgres::database`] makes one per test.
+    pub admin_url: String,
+    data: Option<PathBuf>,
+    port: u16,
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0"))
+        .unwrap_or(false)
+}
+
+fn pg_tool(tool: &str) -> Command {
+    let dir = std::env::var("PG_BIN").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".into());
+    let path = format!("{dir}/{tool}");
+    if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--", &path]);
+        c
+    } else {
+        Command::new(path)
+    }
+}
+
+impl Postgres {
+    pub fn shared() -> Postgres {
+        match std::env::var("AUREN_TEST_DATABASE_URL") {
+            Ok(url) => Postgres {
+                admin_url: url,
+                data: None,
+                port: 0,
+            },
+            Err(_) => Postgres::private(),
+        }
+    }
+
+    pub fn private() -> Postgres {
+        let root = scratch_dir("auren-pg");
+        let dir = root.join("data");
+        std::fs::create_dir_all(&dir).expect("pg dir");
+        if is_root() {
+            let _ = Command::new("chown")
+                .args(["-R", "postgres:"])
+                .arg(&root)
+                .status();
+        }
+        let ok = pg_tool("initdb")
+            .arg("-D")
+            .arg(&dir)
+            .args(["-U", "postgres", "--auth=trust"])
+            .stdout(Stdio::null())
+            .status()
+            .expect("initdb");
+        assert!(ok.success(), "initdb failed");
+        let port = free_port();
+        let mut pg = Postgres {
+            admin_url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+            data: Some(dir),
+            port,
+        };
+        pg.start();
+        pg
+    }
+
+    /// Starts a private cluster again after [`Postgres::stop`] (no-op for the shared one).
+    pub fn start(&mut self) {
+        let Some(dir) = &self.data else { return };
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+            self.port,
+            dir.display()
+        );
+        let ok = pg_tool("pg_ctl")
+            .arg("-D")
+            .arg(dir)
+            .args([
+                "-l",
+                &format!("{}/server.log", dir.display()),
+                "-w",
+                "-o",
+                &opts,
+                "start",
+            ])
+            .stdout(Stdio::null())
+            .status()
+            .expect("pg_ctl start");
+        assert!(ok.success(), "postgres start failed");
+    }
+
+    /// Stops a private cluster at once (no-op for the shared one).
+    pub fn stop(&mut self) {
+        let Some(dir) = &self.data else { return };
+        let _ = pg_tool("pg_ctl")
+            .arg("-D")
+            .arg(dir)
+            .args(["-m", "immediate", "-w", "stop"])
+            .stdout(Stdio::null())
+            .status();
+    }
+
+    /// A fresh database for one test; returns its URL.
+    pub async fn database(&self) -> String {
+        let name = unique("t");
+        let mut conn = PgConnection::connect(&self.admin_url)
+            .await
+            .expect("connect postgres");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .expect("create database");
+        let (base, _) = self.admin_url.rsplit_once('/').expect("url has a database");
+        format!("{base}/{name}")
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        self.stop();
+        if let Some(dir) = self.data.as_ref().and_then(|d| d.parent()) {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
