@@ -193,6 +193,36 @@ async fn http_status(url: &str) -> Option<u16> {
         .map(|r| r.status().as_u16())
 }
 
+/// A Service `name` on port 8000 (named `http`) selecting `app: name`, forwarding to `target`.
+async fn service_on(t: &TestNs, name: &str, target: u16) {
+    t.create::<Service>(
+        json!({"metadata": {"name": name}, "spec": {"selector": {"app": name},
+        "ports": [{"name": "http", "port": 8000, "targetPort": target, "protocol": "TCP"}]}}),
+    )
+    .await;
+}
+
+/// Waits until the Deployment is Available with `replicas` ready pods.
+async fn wait_available(t: &TestNs, name: &str, replicas: i32, secs: u64) {
+    let deployments = t.api::<Deployment>();
+    wait_for(
+        &format!("Deployment {name} Available with {replicas} ready"),
+        secs,
+        || {
+            let d = deployments.clone();
+            async move {
+                let s = d.get(name).await.ok()?.status?;
+                let available = s
+                    .conditions?
+                    .iter()
+                    .any(|c| c.type_ == "Available" && c.status == "True");
+                (available && s.ready_replicas == Some(replicas)).then_some(())
+            }
+        },
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn deployment_becomes_available_and_service_answers_through_proxy() {
     let t = TestNs::new("e2e-deploy").await;
@@ -208,24 +238,8 @@ async fn deployment_becomes_available_and_service_answers_through_proxy() {
                  "template": {"metadata": pod["metadata"], "spec": pod["spec"]}}
     }))
     .await;
-    t.create::<Service>(
-        json!({"metadata": {"name": "web"}, "spec": {"selector": {"app": "web"},
-        "ports": [{"name": "http", "port": 8000, "targetPort": 8080, "protocol": "TCP"}]}}),
-    )
-    .await;
-    let deployments = t.api::<Deployment>();
-    wait_for("deployment Available with 2 ready replicas", 60, || {
-        let d = deployments.clone();
-        async move {
-            let s = d.get("web").await.ok()?.status?;
-            let available = s
-                .conditions?
-                .iter()
-                .any(|c| c.type_ == "Available" && c.status == "True");
-            (available && s.ready_replicas == Some(2)).then_some(())
-        }
-    })
-    .await;
+    service_on(&t, "web", 8080).await;
+    wait_available(&t, "web", 2, 60).await;
     let pods = t.api::<Pod>().list(&ListParams::default()).await.unwrap();
     let ips: Vec<String> = pods
         .items
@@ -595,24 +609,8 @@ async fn auren_runtime_deployment_becomes_available_and_answers_health_through_p
                               "spec": {"terminationGracePeriodSeconds": 5, "containers": [container]}}}
     }))
     .await;
-    t.create::<Service>(
-        json!({"metadata": {"name": "runtime"}, "spec": {"selector": {"app": "runtime"},
-        "ports": [{"name": "http", "port": 8000, "targetPort": 8000, "protocol": "TCP"}]}}),
-    )
-    .await;
-    let deployments = t.api::<Deployment>();
-    wait_for("auren-runtime Deployment Available", 90, || {
-        let d = deployments.clone();
-        async move {
-            let s = d.get("runtime").await.ok()?.status?;
-            let available = s
-                .conditions?
-                .iter()
-                .any(|c| c.type_ == "Available" && c.status == "True");
-            (available && s.ready_replicas == Some(1)).then_some(())
-        }
-    })
-    .await;
+    service_on(&t, "runtime", 8000).await;
+    wait_available(&t, "runtime", 1, 90).await;
     let addr = proxy_address(&t.name, "runtime", "http").await;
     let url = format!("http://{addr}/health");
     let health: Value = wait_for("/health through the proxy", 30, || {
