@@ -20,7 +20,9 @@ RUST_LOG=warn METRICS_ADDR=127.0.0.1:18090 POD_NAMESPACE="$NS" POD_NAME=bench-op
 OP=$!
 cleanup() {
   kill "$OP" 2>/dev/null || true
-  kubectl delete namespace "$NS" --wait=false >/dev/null 2>&1 || true
+  # Wait for the deletion: 1,000 leftover Services would exhaust the local Service proxy's
+  # 254 addresses for whoever uses the cluster next.
+  kubectl delete namespace "$NS" --timeout=600s >/dev/null 2>&1 || true
   rm -f "$OP_LOG"
 }
 trap cleanup EXIT

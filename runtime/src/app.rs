@@ -16,7 +16,7 @@ use crate::api::{self, AppState, Services, auth::SignatureVerifier};
 use crate::config::{Config, RunMode, WebhookAuth};
 use crate::faults::Faults;
 use crate::health::{Component, HealthBoard, HealthReport, Lifecycle, Status};
-use crate::kafka::consumer::{ConsumerProgress, ConsumerSettings, EventConsumer};
+use crate::kafka::consumer::{ConsumerSettings, EventConsumer};
 use crate::kafka::producer::EventProducer;
 use crate::kafka::{self, KafkaSetupError};
 use crate::metrics::{Metrics, PoolLabels};
@@ -102,7 +102,10 @@ async fn run_api(
         let s = connect_state.clone();
         async move { connect_api(&s).await }
     }));
-    spawn_health_checker(state.clone(), shutdown.clone());
+    let checked = state.clone();
+    spawn_health_checker(state.clone(), shutdown.clone(), move || {
+        api_dependencies(checked.clone())
+    });
     serve_until_signal(&state, listener, &shutdown).await?;
     let budget = c.shutdown_budget();
     tokio::task::spawn_blocking(move || producer.flush(budget / 2))
@@ -118,10 +121,7 @@ async fn connect_api(s: &AppState) -> Result<(), KafkaSetupError> {
     if let Some(p) = s.producer.clone() {
         tokio::task::spawn_blocking(move || p.check(Duration::from_secs(2)))
             .await
-            .map_err(|_| KafkaSetupError::CreateTopic {
-                topic: "metadata".into(),
-                code: rdkafka::types::RDKafkaErrorCode::Fail,
-            })??;
+            .map_err(|_| rdkafka::error::KafkaError::Canceled)??;
     }
     s.lifecycle.mark_started();
     Ok(())
@@ -142,7 +142,15 @@ async fn run_consumer(
         roles_rx,
         shutdown.clone(),
     ));
-    spawn_consumer_health_checker(state.clone(), store_slot, shutdown.clone());
+    // One Kafka client for every check, not a new connection per interval.
+    let probe = kafka::base_config(&state.config.kafka_brokers)
+        .create::<rdkafka::consumer::BaseConsumer>()
+        .map(Arc::new)
+        .map_err(|e| e.to_string());
+    let checked = state.clone();
+    spawn_health_checker(state.clone(), shutdown.clone(), move || {
+        consumer_dependencies(checked.clone(), store_slot.get().cloned(), probe.clone())
+    });
     serve_until_signal(&state, listener, &shutdown).await?;
     let budget = state.config.shutdown_budget();
     tokio::time::timeout(budget, consumer_task)
@@ -189,12 +197,7 @@ async fn start_consumer(
         group: c.kafka_group.clone(),
         max_batch: usize::try_from(c.max_concurrent_events).unwrap_or(50),
     };
-    let consumer = match EventConsumer::new(
-        settings,
-        store,
-        s.metrics.clone(),
-        &ConsumerProgress::default(),
-    ) {
+    let consumer = match EventConsumer::new(settings, store, s.metrics.clone()) {
         Ok(consumer) => consumer,
         Err(e) => {
             tracing::error!(error = %e, "cannot create the kafka consumer");
@@ -353,27 +356,19 @@ async fn timed<E: std::fmt::Display>(check: impl Future<Output = Result<(), E>>)
     }
 }
 
-fn spawn_health_checker(s: AppState, shutdown: CancellationToken) {
+/// Publishes the health report every `HEALTH_CHECK_INTERVAL` (and right after start-up):
+/// the common components plus what `dependencies` measured.
+fn spawn_health_checker<F, Fut>(s: AppState, shutdown: CancellationToken, mut dependencies: F)
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: Future<Output = BTreeMap<&'static str, Component>> + Send,
+{
     tokio::spawn(async move {
         let interval = Duration::from_secs(s.config.health_check_interval);
         let mut last_started = false;
         loop {
             let mut components = common_components(&s);
-            if let Some(p) = s.producer.clone() {
-                let kafka = timed(async move {
-                    tokio::task::spawn_blocking(move || {
-                        p.check(Duration::from_secs(2)).map_err(|e| e.to_string())
-                    })
-                    .await
-                    .map_err(|e| e.to_string())?
-                })
-                .await;
-                components.insert("kafka", kafka);
-                components.insert(
-                    "circuit_breaker",
-                    breaker_component(s.producer.as_ref().map(|p| p.breaker_state())),
-                );
-            }
+            components.extend(dependencies().await);
             s.health.publish(components, counters(&s));
             last_started |= s.lifecycle.is_started();
             if !tick(&shutdown, interval, &s, last_started).await {
@@ -381,6 +376,24 @@ fn spawn_health_checker(s: AppState, shutdown: CancellationToken) {
             }
         }
     });
+}
+
+async fn api_dependencies(s: AppState) -> BTreeMap<&'static str, Component> {
+    let mut components = BTreeMap::new();
+    if let Some(p) = s.producer.clone() {
+        let state = p.breaker_state();
+        let kafka = timed(async move {
+            tokio::task::spawn_blocking(move || {
+                p.check(Duration::from_secs(2)).map_err(|e| e.to_string())
+            })
+            .await
+            .map_err(|e| e.to_string())?
+        })
+        .await;
+        components.insert("kafka", kafka);
+        components.insert("circuit_breaker", breaker_component(Some(state)));
+    }
+    components
 }
 
 fn breaker_component(state: Option<BreakerState>) -> Component {
@@ -418,64 +431,39 @@ async fn tick(
     true
 }
 
-fn spawn_consumer_health_checker(
+async fn consumer_dependencies(
     s: AppState,
-    slot: Arc<tokio::sync::OnceCell<EventStore>>,
-    shutdown: CancellationToken,
-) {
-    tokio::spawn(async move {
-        let interval = Duration::from_secs(s.config.health_check_interval);
-        let mut last_started = false;
-        loop {
-            let mut components = common_components(&s);
-            let database = match slot.get() {
-                Some(store) => {
-                    let (idle, in_use) = store.pool_usage();
-                    s.metrics
-                        .db_pool
-                        .get_or_create(&PoolLabels { state: "idle" })
-                        .set(i64::from(idle));
-                    s.metrics
-                        .db_pool
-                        .get_or_create(&PoolLabels { state: "in_use" })
-                        .set(i64::from(in_use));
-                    timed(store.ping()).await
-                }
-                None => Component::with(Status::Unhealthy, "not connected yet"),
-            };
-            components.insert("database", database);
-            components.insert(
-                "kafka",
-                timed(kafka_metadata(s.config.kafka_brokers.clone())).await,
-            );
-            let role = if s.metrics.consumer_active.get() == 1 {
-                ConsumerRole::Active
-            } else {
-                ConsumerRole::Standby
-            };
-            components.insert(
-                "consumer",
-                Component {
-                    status: Status::Healthy,
-                    detail: Some(format!("role {}", role.as_str())),
-                    latency_ms: None,
-                },
-            );
-            s.health.publish(components, counters(&s));
-            last_started |= s.lifecycle.is_started();
-            if !tick(&shutdown, interval, &s, last_started).await {
-                return;
-            }
+    store: Option<EventStore>,
+    probe: Result<Arc<rdkafka::consumer::BaseConsumer>, String>,
+) -> BTreeMap<&'static str, Component> {
+    let database = match store {
+        Some(store) => {
+            let (idle, in_use) = store.pool_usage();
+            let pool = |state| s.metrics.db_pool.get_or_create(&PoolLabels { state });
+            pool("idle").set(i64::from(idle));
+            pool("in_use").set(i64::from(in_use));
+            timed(store.ping()).await
         }
-    });
+        None => Component::with(Status::Unhealthy, "not connected yet"),
+    };
+    let role = if s.metrics.consumer_active.get() == 1 {
+        ConsumerRole::Active
+    } else {
+        ConsumerRole::Standby
+    };
+    let consumer = Component::with(Status::Healthy, format!("role {}", role.as_str()));
+    BTreeMap::from([
+        ("database", database),
+        ("kafka", timed(kafka_metadata(probe)).await),
+        ("consumer", consumer),
+    ])
 }
 
-async fn kafka_metadata(brokers: String) -> Result<(), String> {
+async fn kafka_metadata(
+    probe: Result<Arc<rdkafka::consumer::BaseConsumer>, String>,
+) -> Result<(), String> {
     tokio::task::spawn_blocking(move || {
-        let client: rdkafka::consumer::BaseConsumer = kafka::base_config(&brokers)
-            .create()
-            .map_err(|e| e.to_string())?;
-        client
+        probe?
             .fetch_metadata(None, Duration::from_secs(2))
             .map(|_| ())
             .map_err(|e| e.to_string())

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use auren_contract::ConsumerRole;
@@ -96,7 +96,6 @@ pub struct EventConsumer {
     metrics: Arc<Metrics>,
     settings: ConsumerSettings,
     role: ConsumerRole,
-    stored: Arc<AtomicU64>,
     /// Next offset per partition of everything stored since this consumer joined the group.
     stored_offsets: BTreeMap<i32, i64>,
 }
@@ -107,18 +106,11 @@ pub enum ConsumerError {
     Kafka(#[from] KafkaError),
 }
 
-/// What the consumer reports to the rest of the process.
-#[derive(Debug, Clone, Default)]
-pub struct ConsumerProgress {
-    pub stored: Arc<AtomicU64>,
-}
-
 impl EventConsumer {
     pub fn new(
         settings: ConsumerSettings,
         store: EventStore,
         metrics: Arc<Metrics>,
-        progress: &ConsumerProgress,
     ) -> Result<Self, ConsumerError> {
         let consumer: StreamConsumer<LagContext> = super::base_config(&settings.brokers)
             .set("group.id", &settings.group)
@@ -146,14 +138,8 @@ impl EventConsumer {
             metrics,
             settings,
             role: ConsumerRole::Standby,
-            stored: progress.stored.clone(),
             stored_offsets: BTreeMap::new(),
         })
-    }
-
-    /// A handle for health checks: whether the broker answers through this consumer's client.
-    pub fn checker(&self) -> Arc<StreamConsumer<LagContext>> {
-        self.consumer.clone()
     }
 
     /// Runs until `shutdown`: stores batches while active, obeys role requests in between.
@@ -261,7 +247,6 @@ impl EventConsumer {
             match self.store.store_batch(events).await {
                 Ok(new) => {
                     self.metrics.events_stored.inc_by(new);
-                    self.stored.fetch_add(new, Ordering::Relaxed);
                     return true;
                 }
                 Err(e) => {
