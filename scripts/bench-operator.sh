@@ -23,7 +23,7 @@ cleanup() {
   # Wait for the deletion: 1,000 leftover Services would exhaust the local Service proxy's
   # 254 addresses for whoever uses the cluster next.
   kubectl delete namespace "$NS" --timeout=600s >/dev/null 2>&1 || true
-  rm -f "$OP_LOG"
+  rm -f "$OP_LOG" "$OP_LOG.before" "$OP_LOG.after"
 }
 trap cleanup EXIT
 
@@ -44,15 +44,23 @@ spec:
     tolerations: [{{key: auren.dev/fake-node, operator: Exists, effect: NoSchedule}}]""")
 PY
 started=$(date +%s)
-until [ "$(kubectl get ar -n "$NS" -o jsonpath='{range .items[*]}{.status.observedGeneration}{"\n"}{end}' | grep -c .)" -ge "$N" ]; do
-  [ $(( $(date +%s) - started )) -gt 900 ] && die "not every AurenRuntime was reconciled within 15 minutes"
+healthy() { kubectl get ar -n "$NS" -o jsonpath='{range .items[*]}{.status.phase}{"\n"}{end}' | grep -c '^Healthy$' || true; }
+# The fake node's pods answer the runtime's HTTP API from inside the node agent, so every
+# resource gets to Healthy like a real one; only then is the steady state measured.
+until [ "$(healthy)" -ge "$N" ]; do
+  [ $(( $(date +%s) - started )) -gt 900 ] && die "only $(healthy) of $N AurenRuntimes Healthy within 15 minutes"
   sleep 5
 done
-say "all $N reconciled after $(( $(date +%s) - started ))s; letting it settle 60s"
-sleep 60
+healthy_at=$(date +%s)
+say "all $N Healthy after $(( $(date +%s) - started ))s; letting it settle 30s"
+sleep 30
 metrics() { curl -s http://127.0.0.1:18090/metrics; }
 count() { metrics | awk '/^auren_operator_reconciles_total/ {s+=$2} END {print s+0}'; }
-before=$(count); sleep 60; after=$(count)
+requests() { metrics | awk '/^auren_operator_kube_api_requests_total/ && !/verb="watch"/ {s+=$2} END {print s+0}'; }
+before=$(count); requests_before=$(requests); metrics >"$OP_LOG.before"
+sleep 60
+after=$(count); requests_after=$(requests); metrics >"$OP_LOG.after"
+reconciles=$((after - before)); calls=$((requests_after - requests_before))
 quantile() { # metric q
   metrics | python3 -c "
 import sys
@@ -74,7 +82,24 @@ echo
 echo "| what | value |"
 echo "|---|---|"
 echo "| AurenRuntimes | $N (pods: $(kubectl get pods -n "$NS" --no-headers 2>/dev/null | wc -l)) |"
+echo "| time to all Healthy | $(( healthy_at - started ))s |"
 echo "| operator RSS (now / peak) | $(awk '/VmRSS/ {print int($2/1024)}' /proc/$OP/status) MiB / $(awk '/VmHWM/ {print int($2/1024)}' /proc/$OP/status) MiB |"
 echo "| reconcile p50 / p99 (incl. API calls) | $(quantile auren_operator_reconcile_duration_seconds 0.5) / $(quantile auren_operator_reconcile_duration_seconds 0.99) |"
 echo "| decision p50 / p99 (pure, no API) | $(quantile auren_operator_decision_duration_seconds 0.5) / $(quantile auren_operator_decision_duration_seconds 0.99) |"
-echo "| reconciles per minute at steady state | $((after - before)) |"
+echo "| reconciles per minute at steady state | $reconciles |"
+echo "| API requests per reconcile at steady state (watches excluded) | $(python3 -c "print(round($calls / max($reconciles, 1), 2))") ($calls requests) |"
+echo "| API requests in that minute, by verb and resource | $(python3 - "$OP_LOG.before" "$OP_LOG.after" <<'PY'
+import sys
+def series(path):
+    out = {}
+    for line in open(path):
+        if line.startswith("auren_operator_kube_api_requests_total{") and 'verb="watch"' not in line:
+            key, value = line.rsplit(" ", 1)
+            out[key.split("{", 1)[1].rstrip("}")] = float(value)
+    return out
+before, after = series(sys.argv[1]), series(sys.argv[2])
+diff = {k: after[k] - before.get(k, 0) for k in after if after[k] - before.get(k, 0) > 0}
+print(", ".join(f"{k.replace('verb=', '').replace(',resource=', ' ').replace(chr(34), '')}: {v:g}" for k, v in sorted(diff.items())) or "none")
+PY
+) |"
+echo "| phases | $(kubectl get ar -n "$NS" -o jsonpath='{range .items[*]}{.status.phase}{"\n"}{end}' | sort | uniq -c | awk '{printf "%s %s, ", $2, $1}') |"

@@ -34,6 +34,14 @@ pub mod metrics {
     pub const BUILD_INFO: &str = "auren_runtime_build_info";
     /// Gauge: 1 while the runtime reports itself ready.
     pub const READY: &str = "auren_runtime_ready";
+    /// Counter of signed webhooks refused (409 `replayed`) because the same signed request was
+    /// already accepted or is in flight on this pod.
+    pub const WEBHOOKS_REPLAYED: &str = "auren_runtime_webhooks_replayed";
+    /// Gauge of signed requests the replay guard remembers on this pod.
+    pub const WEBHOOK_SIGNATURES_REMEMBERED: &str = "auren_runtime_webhook_signatures_remembered";
+    /// Counter of early rotations of the replay guard (its memory cap was hit, so the oldest
+    /// remembered signatures were forgotten before they expired).
+    pub const WEBHOOK_REPLAY_EARLY_ROTATIONS: &str = "auren_runtime_webhook_replay_early_rotations";
 }
 
 /// HTTP paths every runtime pod serves.

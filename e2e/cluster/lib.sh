@@ -62,7 +62,15 @@ start_component() {
   local name=$1
   shift
   mkdir -p "$LOG_DIR" "$PID_DIR"
-  setsid "$@" >>"${LOG_DIR}/${name}.log" 2>&1 </dev/null &
+  # A daemon keeps none of its starter's descriptors beyond stdio (a lock held by flock(1)
+  # or a CI runner's pipe would otherwise live as long as the daemon).
+  (
+    for fd in /proc/$BASHPID/fd/*; do
+      fd=${fd##*/}
+      [[ $fd -gt 2 ]] && eval "exec ${fd}>&-"
+    done
+    exec setsid "$@" >>"${LOG_DIR}/${name}.log" 2>&1 </dev/null
+  ) &
   echo $! >"${PID_DIR}/${name}.pid"
   log "started ${name} (pid $!)"
 }

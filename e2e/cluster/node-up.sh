@@ -6,6 +6,8 @@
 #   AUREN_IMAGE_CONFIG   image mapping (default e2e/cluster/images.yaml)
 #   AUREN_FAKE_NODES     comma-separated fake nodes (default auren-scale-1)
 #   CARGO_TARGET_DIR     default ${AUREN_CACHE:-$HOME/.cache/auren}/target
+#   AUREN_NO_BUILD=1     start the binaries already built (a fault test restarting a
+#                        component must not wait for, or pick up, a half-edited tree)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -19,8 +21,12 @@ BIN="${CARGO_TARGET_DIR}/debug"
 if pid_alive auren-node-agent && pid_alive auren-service-proxy; then
   exit 0
 fi
-log "building node side (cargo build -p e2e --bins)"
-(cd "${E2E_DIR}/.." && cargo build --quiet -p e2e --bins) >&2
+if [[ "${AUREN_NO_BUILD:-}" == 1 && -x "${BIN}/auren-node-agent" && -x "${BIN}/auren-service-proxy" ]]; then
+  log "AUREN_NO_BUILD=1: starting the binaries in ${BIN}"
+else
+  log "building node side (cargo build -p e2e --bins)"
+  (cd "${E2E_DIR}/.." && cargo build --quiet -p e2e --bins) >&2
+fi
 
 pid_alive auren-node-agent || start_component auren-node-agent "${BIN}/auren-node-agent"
 pid_alive auren-service-proxy || start_component auren-service-proxy "${BIN}/auren-service-proxy"

@@ -4,7 +4,8 @@
 //! address can be bound without configuration):
 //! - real pods:   127.0.1.1 – 127.0.1.254 ([`POD_POOL`])
 //! - services:    127.0.2.1 – 127.0.2.254 ([`SERVICE_POOL`])
-//! - fake pods:   127.0.16.1 – 127.0.31.254 ([`FAKE_POD_POOL`]; never bound)
+//! - fake pods:   127.0.16.1 – 127.0.31.254 ([`FAKE_POD_POOL`]; bound only by the
+//!   agent's in-process responder, see `agent::responder`)
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;

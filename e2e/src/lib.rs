@@ -9,5 +9,6 @@ pub mod error;
 pub mod ipalloc;
 pub mod proxy;
 pub mod telemetry;
+pub mod watch;
 
 pub use error::{Error, Result};

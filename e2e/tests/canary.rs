@@ -341,10 +341,14 @@ async fn an_indefinite_pause_waits_for_promote_and_abort_returns_to_stable() {
         .collect();
     assert_eq!(v3_replicas, vec![0, 0], "{deployments:?}");
     // Once v3's pods left the endpoints, only v2 answers.
+    // Every probe a new event: the runtime refuses a signed request replayed in its window.
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
     support::wait_for("only v2 behind the active Service", 30, || {
         let (client, active, v2) = (client.clone(), active.clone(), v2.clone());
+        let sent = sent.clone();
         async move {
-            for n in 0..6 {
+            for _ in 0..6 {
+                let n = sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let answer = support::post_event(&client, &active, "u-abort", n).await;
                 if answer.status != 202 || answer.release.as_deref() != Some(v2.as_str()) {
                     return None;
@@ -360,9 +364,7 @@ async fn an_indefinite_pause_waits_for_promote_and_abort_returns_to_stable() {
 /// How a partition-share scenario ends.
 #[derive(Clone, Copy, PartialEq)]
 enum End {
-    /// The last step passes and the candidate is promoted. Not exercised yet: a promoted
-    /// partitionShare canary can stall its consumers (open bug, see issue 6's notes).
-    #[allow(dead_code)]
+    /// The last step (100 %) passes and the candidate is promoted by itself.
     Promoted,
     /// The canary waits at an indefinite pause (both releases consuming) and is aborted.
     Aborted,
@@ -483,4 +485,11 @@ async fn partition_share_canary(prefix: &str, end: End) {
 #[tokio::test]
 async fn events_produced_while_a_canary_shares_partitions_are_stored_exactly_once() {
     partition_share_canary("canary-share", End::Aborted).await;
+}
+
+/// Regression: promoting a partitionShare canary once sent the candidate's consumers through
+/// standby and back, after which the broker gave them no partitions and consumption stalled.
+#[tokio::test]
+async fn a_promoted_partition_share_canary_stores_every_event_exactly_once() {
+    partition_share_canary("canary-share-up", End::Promoted).await;
 }

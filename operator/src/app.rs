@@ -78,7 +78,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         ready: ready.clone(),
     };
     let server = tokio::spawn(serve(args.metrics_addr, state, shutdown.clone()));
-    let client = Client::try_default().await?;
+    let client = counted_client(metrics.clone()).await?;
     ready.store(true, Ordering::SeqCst);
     let (leader_tx, leader_rx) = watch::channel(false);
     let config = lease::LeaseConfig {
@@ -108,6 +108,25 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     server.await??;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The API server client, every request counted in `auren_operator_kube_api_requests_total`
+/// and every refusal (401/403) in `auren_operator_kube_api_refused_total`.
+async fn counted_client(metrics: Arc<Metrics>) -> anyhow::Result<Client> {
+    let config = kube::Config::infer().await?;
+    let requests = metrics.clone();
+    let count = tower::ServiceBuilder::new()
+        .map_request(move |request: http::Request<_>| {
+            requests.api_request(&request);
+            request
+        })
+        .map_response(move |response: http::Response<_>| {
+            metrics.api_response(response.status());
+            response
+        });
+    Ok(kube::client::ClientBuilder::try_from(config)?
+        .with_layer(&count)
+        .build())
 }
 
 /// Runs the controller whenever this replica holds the lease, until shutdown.

@@ -24,13 +24,15 @@
 //!
 //! # One reconcile, as the controller should wire it
 //!
-//! 1. Read the AurenRuntime, its Deployments and pods (per revision: ready, restarts,
-//!    crash-looping, waiting reason) and each consumer pod's role (`GET` the admin role path).
+//! 1. Read the AurenRuntime, its Deployments and pods from the watch caches
+//!    (`controller::cache`; per revision: ready, restarts, crash-looping, waiting reason) and
+//!    each consumer pod's role (`GET` the admin role path).
 //! 2. `revision::of(&spec)` → the desired revision.
 //! 3. If the previous Plan asked to measure: scrape the pods of the candidate (and baseline),
 //!    `analysis::parse` each, build `analysis::Evidence` per revision and `analysis::evaluate`.
 //! 4. `rollout::decide(&Observed { .. })` → Plan.
-//! 5. If `plan.world` is Some: apply `resources::deployment` for the desired revision,
+//! 5. If `plan.world` is Some: apply `resources::deployment` for the desired revision (skipped
+//!    when the cached one carries the same `resources::fingerprinted` digest),
 //!    `resources::scale_patch` for the others, delete `world.delete`, apply both
 //!    `resources::service`s, then run `world.role_switches` in order, stopping at the first
 //!    failure. Set the `auren.io/healthy` pod condition from each pod's `/health`.

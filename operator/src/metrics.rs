@@ -40,6 +40,13 @@ struct PhaseLabel {
     phase: &'static str,
 }
 
+/// An API request in RBAC's words: verb and resource (with its subresource).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabel {
+    pub verb: &'static str,
+    pub resource: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VerdictLabel {
     verdict: &'static str,
@@ -56,6 +63,8 @@ pub struct Metrics {
     phases: Family<PhaseLabel, Gauge>,
     verdicts: Family<VerdictLabel, Counter>,
     rollback: Histogram,
+    api_requests: Family<RequestLabel, Counter>,
+    api_refused: Counter,
     /// Phase of each AurenRuntime (`namespace/name`), the source of the phase gauge.
     current: Mutex<HashMap<String, Phase>>,
 }
@@ -107,6 +116,18 @@ impl Metrics {
             "Seconds from the first failing measurement to traffic back on stable",
             rollback.clone(),
         );
+        let api_requests = Family::<RequestLabel, Counter>::default();
+        registry.register(
+            "kube_api_requests",
+            "Requests sent to the Kubernetes API server, by RBAC verb and resource",
+            api_requests.clone(),
+        );
+        let api_refused = Counter::default();
+        registry.register(
+            "kube_api_refused",
+            "Requests the Kubernetes API server refused as unauthenticated or forbidden (401/403)",
+            api_refused.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -116,6 +137,8 @@ impl Metrics {
             phases,
             verdicts,
             rollback,
+            api_requests,
+            api_refused,
             current: Mutex::new(HashMap::new()),
         }
     }
@@ -150,6 +173,18 @@ impl Metrics {
         self.rollback.observe(seconds.max(0.0));
     }
 
+    /// One request to the API server is about to be sent.
+    pub fn api_request<B>(&self, request: &http::Request<B>) {
+        self.api_requests.get_or_create(&rbac_terms(request)).inc();
+    }
+
+    /// The API server answered; refusals are counted (RBAC too narrow, token revoked).
+    pub fn api_response(&self, status: http::StatusCode) {
+        if matches!(status.as_u16(), 401 | 403) {
+            self.api_refused.inc();
+        }
+    }
+
     /// Records the phase of one AurenRuntime (`None`: it is gone) and refreshes the gauge.
     pub fn phase(&self, key: &str, phase: Option<Phase>) {
         let Ok(mut current) = self.current.lock() else {
@@ -175,6 +210,47 @@ impl Metrics {
     }
 }
 
+/// The RBAC verb and resource of a request to the API server (`/api/v1/...` or
+/// `/apis/{group}/{version}/...`, namespaced or not).
+pub fn rbac_terms<B>(request: &http::Request<B>) -> RequestLabel {
+    let segments: Vec<&str> = request
+        .uri()
+        .path()
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    let rest = match segments.as_slice() {
+        ["api", _, rest @ ..] | ["apis", _, _, rest @ ..] => rest,
+        _ => &[][..],
+    };
+    let rest = match rest {
+        ["namespaces", _ns, resource, more @ ..] => [&[*resource], more].concat(),
+        other => other.to_vec(),
+    };
+    let named = rest.len() > 1;
+    let watch = request
+        .uri()
+        .query()
+        .is_some_and(|q| q.split('&').any(|p| p == "watch=true" || p == "watch=1"));
+    let verb = match (request.method().as_str(), named) {
+        ("GET", _) if watch => "watch",
+        ("GET", true) => "get",
+        ("GET", false) => "list",
+        ("POST", _) => "create",
+        ("PUT", _) => "update",
+        ("PATCH", _) => "patch",
+        ("DELETE", true) => "delete",
+        ("DELETE", false) => "deletecollection",
+        _ => "other",
+    };
+    let resource = match rest.as_slice() {
+        [resource, _name, sub, ..] => format!("{resource}/{sub}"),
+        [resource, ..] => (*resource).to_owned(),
+        [] => "none".to_owned(),
+    };
+    RequestLabel { verb, resource }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,12 +264,88 @@ mod tests {
         m.phase("ns/b", Some(Phase::Healthy));
         m.phase("ns/b", Some(Phase::RolledBack));
         m.rolled_back(1.5);
+        m.api_request(
+            &http::Request::get("/api/v1/pods?watch=true&x=1")
+                .body(())
+                .unwrap(),
+        );
+        m.api_request(
+            &http::Request::patch("/api/v1/namespaces/n/pods/a/status")
+                .body(())
+                .unwrap(),
+        );
+        m.api_response(http::StatusCode::FORBIDDEN);
+        m.api_response(http::StatusCode::OK);
         let text = m.encode().unwrap();
+        assert!(text.contains("auren_operator_kube_api_refused_total 1"));
         assert!(text.contains(r#"auren_operator_reconciles_total{result="ok"} 1"#));
         assert!(text.contains(r#"auren_operator_reconcile_errors_total{error="ApplyFailed"} 1"#));
         assert!(text.contains(r#"auren_operator_rollout_phase{phase="Healthy"} 1"#));
         assert!(text.contains(r#"auren_operator_rollout_phase{phase="RolledBack"} 1"#));
         assert!(text.contains("auren_operator_rollback_seconds_count 1"));
         assert!(text.contains("auren_operator_reconcile_duration_seconds_count 2"));
+        let requests = "auren_operator_kube_api_requests_total";
+        assert!(text.contains(&format!(r#"{requests}{{verb="watch",resource="pods"}} 1"#)));
+        assert!(text.contains(&format!(
+            r#"{requests}{{verb="patch",resource="pods/status"}} 1"#
+        )));
+    }
+
+    #[test]
+    fn requests_are_named_in_rbac_terms() {
+        let cases = [
+            ("GET", "/api/v1/namespaces/n/secrets/tok", "get", "secrets"),
+            (
+                "GET",
+                "/apis/apps/v1/namespaces/n/deployments?labelSelector=a",
+                "list",
+                "deployments",
+            ),
+            (
+                "GET",
+                "/apis/apps/v1/deployments?watch=true",
+                "watch",
+                "deployments",
+            ),
+            (
+                "PATCH",
+                "/apis/auren.io/v1alpha1/namespaces/n/aurenruntimes/x/status",
+                "patch",
+                "aurenruntimes/status",
+            ),
+            (
+                "POST",
+                "/apis/events.k8s.io/v1/namespaces/n/events",
+                "create",
+                "events",
+            ),
+            (
+                "PUT",
+                "/apis/coordination.k8s.io/v1/namespaces/n/leases/l",
+                "update",
+                "leases",
+            ),
+            (
+                "DELETE",
+                "/apis/apps/v1/namespaces/n/deployments/d",
+                "delete",
+                "deployments",
+            ),
+            ("GET", "/api/v1/namespaces/n", "get", "namespaces"),
+            ("GET", "/version", "list", "none"),
+        ];
+        for (method, uri, verb, resource) in cases {
+            let request = http::Request::builder()
+                .method(method)
+                .uri(uri)
+                .body(())
+                .unwrap();
+            let label = rbac_terms(&request);
+            assert_eq!(
+                (label.verb, label.resource.as_str()),
+                (verb, resource),
+                "{method} {uri}"
+            );
+        }
     }
 }

@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{self, AppState, Services, auth::SignatureVerifier};
+use crate::api::{self, AppState, Services, auth::SignatureVerifier, replay::ReplayGuard};
 use crate::config::{Config, RunMode, WebhookAuth};
 use crate::faults::Faults;
 use crate::health::{Component, HealthBoard, HealthReport, Lifecycle, Status};
@@ -67,6 +67,14 @@ fn base_services(config: &Arc<Config>) -> Result<Services, AppError> {
         config.webhook_tolerance_seconds,
         auth_on,
     );
+    // Only signed requests can be told apart; API mode only takes webhooks.
+    let replay = (auth_on && config.run_mode == RunMode::Api && config.webhook_replay_capacity > 0)
+        .then(|| {
+            ReplayGuard::new(
+                config.webhook_tolerance_seconds,
+                usize::try_from(config.webhook_replay_capacity).unwrap_or(usize::MAX),
+            )
+        });
     Ok(Services {
         config: config.clone(),
         metrics: Arc::new(Metrics::new(&config.release, mode)),
@@ -74,6 +82,7 @@ fn base_services(config: &Arc<Config>) -> Result<Services, AppError> {
         lifecycle: Arc::new(Lifecycle::default()),
         producer: None,
         verifier: Arc::new(verifier),
+        replay,
         faults: Faults {
             error_rate: config.fault_error_rate,
             latency: Duration::from_millis(config.fault_latency_ms),
@@ -106,7 +115,7 @@ async fn run_api(
     spawn_health_checker(state.clone(), shutdown.clone(), move || {
         api_dependencies(checked.clone())
     });
-    serve_until_signal(&state, listener, &shutdown).await?;
+    serve_until_signal(&state, listener, &shutdown, c.drain_delay()).await?;
     let budget = c.shutdown_budget();
     tokio::task::spawn_blocking(move || producer.flush(budget / 2))
         .await
@@ -151,7 +160,7 @@ async fn run_consumer(
     spawn_health_checker(state.clone(), shutdown.clone(), move || {
         consumer_dependencies(checked.clone(), store_slot.get().cloned(), probe.clone())
     });
-    serve_until_signal(&state, listener, &shutdown).await?;
+    serve_until_signal(&state, listener, &shutdown, Duration::ZERO).await?;
     let budget = state.config.shutdown_budget();
     tokio::time::timeout(budget, consumer_task)
         .await
@@ -250,10 +259,13 @@ where
 }
 
 /// Serves HTTP until SIGTERM/SIGINT, then drains in-flight requests within the budget.
+/// Serves until SIGTERM/SIGINT: readiness goes off at once, connections are still accepted
+/// for `drain` (while Services drop the pod), then in-flight requests finish.
 async fn serve_until_signal(
     state: &AppState,
     listener: TcpListener,
     shutdown: &CancellationToken,
+    drain: Duration,
 ) -> Result<(), AppError> {
     let app = api::router(state.clone());
     let lifecycle = state.lifecycle.clone();
@@ -261,7 +273,11 @@ async fn serve_until_signal(
     let signal = async move {
         wait_for_signal().await;
         lifecycle.begin_drain();
-        tracing::info!("stop requested: readiness off, draining");
+        tracing::info!(
+            drain_ms = drain.as_millis() as u64,
+            "stop requested: readiness off, draining"
+        );
+        tokio::time::sleep(drain).await;
         token.cancel();
     };
     let mut server = tokio::spawn(
@@ -396,13 +412,19 @@ async fn api_dependencies(s: AppState) -> BTreeMap<&'static str, Component> {
     components
 }
 
+/// Open is degraded; half-open is not. A half-open breaker closes only when a request (its
+/// probe) gets through, and the operator's readiness gate takes a pod whose `/health` is not
+/// healthy out of its Services: reporting half-open as degraded kept such a pod out of traffic
+/// for good after a Kafka outage (e2e `faults.rs`, broker frozen). `/readiness` agrees: it is
+/// 503 only while the breaker is open. The `kafka` component still fails while Kafka does.
 fn breaker_component(state: Option<BreakerState>) -> Component {
     match state {
         Some(BreakerState::Closed) | None => Component::healthy(),
-        Some(other) => Component::with(
-            Status::Degraded,
-            format!("kafka circuit {}", other.as_str()),
+        Some(BreakerState::HalfOpen) => Component::with(
+            Status::Healthy,
+            "kafka circuit half_open: the next request probes Kafka",
         ),
+        Some(BreakerState::Open) => Component::with(Status::Degraded, "kafka circuit open"),
     }
 }
 

@@ -88,6 +88,10 @@ pub struct Config {
     /// Seconds the process may take to stop after SIGTERM.
     #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub shutdown_timeout: u64,
+    /// API mode: seconds between SIGTERM (readiness off at once) and closing the listener, so
+    /// Services stop routing to the pod before it refuses connections. Part of SHUTDOWN_TIMEOUT.
+    #[arg(long, env = "SHUTDOWN_DRAIN_SECONDS", default_value_t = 2, value_parser = clap::value_parser!(u64).range(0..=60))]
+    pub shutdown_drain_seconds: u64,
     /// Seconds between background health checks.
     #[arg(long, env = "HEALTH_CHECK_INTERVAL", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub health_check_interval: u64,
@@ -103,6 +107,11 @@ pub struct Config {
     /// How far a webhook's timestamp may be from now, in seconds (replay protection).
     #[arg(long, env = "WEBHOOK_TOLERANCE_SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub webhook_tolerance_seconds: u64,
+    /// Most signed requests the replay guard remembers (the default needs at most ~20 MB; the
+    /// table costs 9-20 bytes a key); at the cap the oldest are forgotten early. 0 turns the
+    /// guard off.
+    #[arg(long, env = "WEBHOOK_REPLAY_CAPACITY", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(0..=10_000_000))]
+    pub webhook_replay_capacity: u64,
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 1_048_576, value_parser = clap::value_parser!(u64).range(1024..=67_108_864))]
     pub max_body_bytes: u64,
@@ -165,6 +174,11 @@ impl Config {
         Duration::from_secs(self.shutdown_timeout)
     }
 
+    /// The drain delay of API mode, never more than half the shutdown budget.
+    pub fn drain_delay(&self) -> Duration {
+        Duration::from_secs(self.shutdown_drain_seconds).min(self.shutdown_budget() / 2)
+    }
+
     /// Webhook secrets per device: `WEBHOOK_SECRET_<DEVICE>` variables, then files named after
     /// the device in `WEBHOOK_SECRETS_DIR` (a mounted Secret), the variable winning.
     pub fn webhook_secrets(&self) -> Result<BTreeMap<Device, Vec<u8>>, ConfigError> {
@@ -222,6 +236,7 @@ mod tests {
         assert!(c.enable_event_sourcing);
         assert_eq!(c.dlq_topic(), "biometric-events.dlq");
         assert_eq!(c.webhook_auth, WebhookAuth::Required);
+        assert_eq!(c.webhook_replay_capacity, 1_000_000);
     }
 
     #[test]

@@ -151,6 +151,8 @@ pub enum IngestError {
     BadUserId,
     #[error("recorded_at {0} is more than 5 minutes in the future")]
     FromTheFuture(DateTime<Utc>),
+    #[error("recorded_at {0} is before 1970-01-01T00:00:00Z")]
+    BeforeEpoch(DateTime<Utc>),
     #[error("a batch must be a non-empty JSON array of at most {max} events")]
     BadBatch { max: usize },
 }
@@ -180,7 +182,10 @@ struct OuraPayload {
     timestamp: DateTime<Utc>,
 }
 
+/// Unknown fields are refused here too: whatever is accepted ends up in the stored `raw`
+/// payload, and the store must be able to hold all of it.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct WhoopUser {
     id: Value,
 }
@@ -385,6 +390,9 @@ fn check_reading(r: &Reading, spec: &MetricSpec, now: DateTime<Utc>) -> Result<(
     }
     if r.recorded_at > now + Duration::minutes(5) {
         return Err(IngestError::FromTheFuture(r.recorded_at));
+    }
+    if r.recorded_at < DateTime::UNIX_EPOCH {
+        return Err(IngestError::BeforeEpoch(r.recorded_at));
     }
     Ok(())
 }

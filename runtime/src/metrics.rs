@@ -75,6 +75,9 @@ pub struct Metrics {
     pub db_pool: Family<PoolLabels, Gauge>,
     pub build_info: Family<BuildLabels, Gauge>,
     pub ready: Gauge,
+    pub webhooks_replayed: Counter,
+    pub signatures_remembered: Gauge,
+    pub replay_early_rotations: Counter,
 }
 
 impl Metrics {
@@ -94,6 +97,9 @@ impl Metrics {
             db_pool: Family::default(),
             build_info: Family::default(),
             ready: Gauge::default(),
+            webhooks_replayed: Counter::default(),
+            signatures_remembered: Gauge::default(),
+            replay_early_rotations: Counter::default(),
         };
         m.register_all();
         let build = BuildLabels {
@@ -172,6 +178,21 @@ impl Metrics {
             "1 while the process reports ready",
             self.ready.clone(),
         );
+        r.register(
+            names::WEBHOOKS_REPLAYED,
+            "Signed webhooks refused as replays (409)",
+            self.webhooks_replayed.clone(),
+        );
+        r.register(
+            names::WEBHOOK_SIGNATURES_REMEMBERED,
+            "Signed requests the replay guard remembers",
+            self.signatures_remembered.clone(),
+        );
+        r.register(
+            names::WEBHOOK_REPLAY_EARLY_ROTATIONS,
+            "Replay guard rotations forced by its memory cap",
+            self.replay_early_rotations.clone(),
+        );
     }
 
     pub fn fail(&self, stage: &'static str) {
@@ -203,10 +224,15 @@ mod tests {
             })
             .inc();
         m.fail("produce");
+        m.webhooks_replayed.inc();
         let text = m.render().unwrap();
         assert!(text.contains(r#"auren_runtime_http_requests_total{route="/webhooks/{device}",method="POST",status="202"} 1"#), "{text}");
         assert!(
             text.contains(r#"auren_runtime_events_failed_total{stage="produce"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains("auren_runtime_webhooks_replayed_total 1"),
             "{text}"
         );
         assert!(

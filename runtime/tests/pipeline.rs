@@ -132,7 +132,7 @@ async fn bad_input_gets_a_clear_error_and_writes_nothing() {
         ("too large", signed(&client, &url, vec![b' '; 4096]), 413, "payload_too_large"),
         ("unsigned", client.post(&url).body(good.clone()), 401, "unauthorized"),
         ("wrong signature", client.post(&url).header("x-auren-timestamp", ts.to_string()).header("x-auren-signature", auren_runtime::api::auth::sign(b"wrong", ts, &good)).body(good.clone()), 401, "unauthorized"),
-        ("replayed", client.post(&url).header("x-auren-timestamp", (ts - 3600).to_string()).header("x-auren-signature", auren_runtime::api::auth::sign(SECRET, ts - 3600, &good)).body(good.clone()), 401, "unauthorized"),
+        ("stale timestamp", client.post(&url).header("x-auren-timestamp", (ts - 3600).to_string()).header("x-auren-signature", auren_runtime::api::auth::sign(SECRET, ts - 3600, &good)).body(good.clone()), 401, "unauthorized"),
         ("no secret for device", signed(&client, &api.url("/webhooks/whoop"), good.clone()), 401, "unauthorized"),
         ("unknown route", client.get(api.url("/nope")), 404, "not_found"),
         ("admin without token", client.put(api.url("/admin/consumer/role")).json(&json!({"role":"active"})), 401, "unauthorized"),

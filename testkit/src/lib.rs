@@ -119,6 +119,31 @@ impl Broker {
         }
     }
 
+    /// Freezes a private broker (SIGSTOP): it keeps its listener, its connections and its
+    /// in-memory log, but answers nothing until [`Broker::resume`]. This is how tests "stop"
+    /// the broker: tansu here only has memory storage, so a real restart would empty the log.
+    /// Panics for the shared broker (it is not ours to stop).
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    /// Lets a broker frozen by [`Broker::pause`] run again (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let child = self
+            .child
+            .as_ref()
+            .expect("only a private broker can be paused");
+        let ok = Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(ok.success(), "kill -{signal} {} failed", child.id());
+    }
+
     /// Creates a topic, retrying while the broker finishes starting.
     pub fn create_topic(&self, topic: &str) {
         let mut last = String::new();
@@ -279,5 +304,25 @@ impl Drop for Postgres {
         if let Some(dir) = self.data.as_ref().and_then(|d| d.parent()) {
             let _ = std::fs::remove_dir_all(dir);
         }
+    }
+}
+
+// ---------------------------------------------------------------- fuzzing
+
+/// The proptest settings of every `tests/fuzz_*.rs`: `cases` per property (bounded so a file
+/// stays well under 30 s in debug builds; `PROPTEST_CASES=N` runs N instead, for a longer
+/// local session), failures kept in `regressions` (a path relative to the crate, e.g.
+/// `proptest-regressions/fuzz_auth.txt`) and replayed first on every run.
+pub fn fuzz_config(cases: u32, regressions: &'static str) -> proptest::test_runner::Config {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(cases);
+    proptest::test_runner::Config {
+        cases,
+        failure_persistence: Some(Box::new(
+            proptest::test_runner::FileFailurePersistence::Direct(regressions),
+        )),
+        ..proptest::test_runner::Config::default()
     }
 }

@@ -18,6 +18,14 @@ impl Backoff {
         self.base.saturating_mul(1u32 << exp).min(self.max)
     }
 
+    /// How long a container that exited for the `crashes`-th consecutive time waits before
+    /// it is started again, as the kubelet does it: the first exit (of a fresh count) is
+    /// restarted at once, without a back-off and so without `CrashLoopBackOff`; only a crash
+    /// that follows it backs off, `base * 2^(crashes-2)`. `None`: restart now.
+    pub fn restart_delay(&self, crashes: u32) -> Option<Duration> {
+        (crashes > 1).then(|| self.delay(crashes - 1))
+    }
+
     /// Consecutive crash count after a run of length `ran`.
     pub fn next_crash_count(&self, previous: u32, ran: Duration) -> u32 {
         if ran >= self.reset_after {
@@ -56,6 +64,18 @@ mod tests {
         assert_eq!(b().delay(4), Duration::from_secs(8));
         assert_eq!(b().delay(5), Duration::from_secs(10));
         assert_eq!(b().delay(u32::MAX), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn only_a_repeated_crash_backs_off() {
+        assert_eq!(
+            b().restart_delay(1),
+            None,
+            "the first exit restarts at once"
+        );
+        assert_eq!(b().restart_delay(2), Some(Duration::from_secs(1)));
+        assert_eq!(b().restart_delay(3), Some(Duration::from_secs(2)));
+        assert_eq!(b().restart_delay(u32::MAX), Some(Duration::from_secs(10)));
     }
 
     #[test]

@@ -7,7 +7,9 @@
 //!   Logs: `<state dir>/logs/<namespace>_<pod>_<container>.log`; working dir:
 //!   `<state dir>/pods/<namespace>_<pod>/<container>/`.
 //! - Fake nodes (`--fake-node NAME`, repeatable): pods are reported Running and
-//!   Ready (readiness gates still apply) without any process.
+//!   Ready (readiness gates still apply) without any process. While a fake pod holds
+//!   its address, an in-agent [`responder`] answers the runtime's HTTP contract
+//!   (`/health`, `/metrics`, `/admin/consumer/role`, …) on it.
 
 pub mod backoff;
 pub mod conditions;
@@ -16,10 +18,11 @@ pub mod images;
 pub mod node;
 pub mod probe;
 pub mod process;
+pub mod responder;
 pub mod worker;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,8 +36,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::ipalloc::{FAKE_POD_POOL, POD_POOL, Pool};
+use crate::watch::WatchBackoff;
 use crate::{Error, Result};
 use backoff::Backoff;
+use responder::{FakePod, Responder};
 use worker::{AgentCtx, Assignment};
 
 /// Command line of `auren-node-agent`.
@@ -74,6 +79,8 @@ struct Handle {
     tx: watch::Sender<Option<Pod>>,
     task: JoinHandle<()>,
     node: String,
+    /// Fake pods only: serves the pod's address until the handle is dropped.
+    responder: Option<Responder>,
 }
 
 struct Supervisor {
@@ -84,6 +91,8 @@ struct Supervisor {
     pool: Pool,
     fake_pool: Pool,
     listing: HashMap<String, HashSet<String>>,
+    /// Whether the processes of pods deleted while no agent ran were killed (once, at start).
+    swept: bool,
 }
 
 /// Runs the agent until SIGTERM/SIGINT; then stops every process it started.
@@ -117,6 +126,7 @@ pub async fn run(args: AgentArgs) -> Result<()> {
         pool: Pool::new(POD_POOL),
         fake_pool: Pool::new(FAKE_POD_POOL),
         listing: HashMap::new(),
+        swept: false,
     };
     let result = sup.watch(&client, &nodes).await;
     heartbeats.abort();
@@ -164,7 +174,7 @@ impl Supervisor {
             let config = watcher::Config::default().fields(&format!("spec.nodeName={name}"));
             let node = name.clone();
             watcher(api.clone(), config)
-                .default_backoff()
+                .backoff(WatchBackoff::default())
                 .map(move |ev| (node.clone(), ev))
                 .boxed()
         });
@@ -197,7 +207,10 @@ impl Supervisor {
                 }
                 self.upsert(node, pod);
             }
-            watcher::Event::InitDone => self.drop_unlisted(node),
+            watcher::Event::InitDone => {
+                self.drop_unlisted(node);
+                self.sweep_once(node);
+            }
             watcher::Event::Apply(pod) => self.upsert(node, pod),
             watcher::Event::Delete(pod) => {
                 if let Some(uid) = pod.metadata.uid {
@@ -222,6 +235,28 @@ impl Supervisor {
         }
     }
 
+    /// After the first listing of the real node: the processes a killed agent left behind
+    /// for pods that are gone now (running ones were adopted by their workers) are killed.
+    fn sweep_once(&mut self, node: &str) {
+        if self.swept || self.fake_nodes.contains(node) {
+            return;
+        }
+        self.swept = true;
+        let uids = self
+            .pods
+            .iter()
+            .filter(|(_, h)| h.node == node)
+            .map(|(uid, _)| uid.clone())
+            .collect();
+        let killed = process::sweep_records(&self.ctx.state_dir.join("pods"), &uids);
+        if killed > 0 {
+            tracing::info!(
+                killed,
+                "killed processes of pods deleted while the agent was down"
+            );
+        }
+    }
+
     fn upsert(&mut self, node: &str, pod: Pod) {
         let Some(uid) = pod.metadata.uid.clone() else {
             return;
@@ -243,6 +278,8 @@ impl Supervisor {
             tracing::error!(pod = ?pod.metadata.name, "no pod IP left");
             return;
         };
+        // Started before the worker reports the pod Running with this address.
+        let responder = if fake { fake_responder(&pod, ip) } else { None };
         let at = Assignment {
             node: node.to_owned(),
             ip,
@@ -256,6 +293,7 @@ impl Supervisor {
                 tx,
                 task,
                 node: node.to_owned(),
+                responder,
             },
         );
     }
@@ -278,6 +316,8 @@ impl Supervisor {
     fn remove(&mut self, uid: &str) {
         if let Some(h) = self.pods.remove(uid) {
             h.tx.send_replace(None);
+            // Unbinds the fake pod's address before it goes back to the pool.
+            drop(h.responder);
             self.stopping.push(h.task);
         }
         self.pool.release(uid);
@@ -298,4 +338,14 @@ impl Supervisor {
             tracing::warn!("some pod processes did not stop in time");
         }
     }
+}
+
+/// The HTTP responder of a fake pod on `ip` and its `http` (or first) container port;
+/// `None` when the pod declares no port.
+fn fake_responder(pod: &Pod, ip: Ipv4Addr) -> Option<Responder> {
+    let Some((port, fake)) = FakePod::from_pod(pod) else {
+        tracing::debug!(pod = ?pod.metadata.name, "fake pod has no container port: no responder");
+        return None;
+    };
+    Some(Responder::start(SocketAddr::from((ip, port)), fake))
 }

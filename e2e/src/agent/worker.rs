@@ -16,7 +16,6 @@ use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use serde_json::json;
-use tokio::process::Child;
 use tokio::sync::watch;
 
 use super::backoff::{Backoff, should_restart};
@@ -24,7 +23,7 @@ use super::conditions::{self, ContainerView};
 use super::envvars::{self, EnvSources, PodIdentity};
 use super::images::{ImageConfig, build_argv};
 use super::probe::{self, ProbeSpec, Tracker};
-use super::process;
+use super::process::{self, Proc, Record};
 use crate::Result;
 
 /// Settings shared by all pod workers.
@@ -53,7 +52,7 @@ fn now() -> Time {
 }
 
 struct Run {
-    child: Child,
+    proc: Proc,
     pid: Option<u32>,
     started: Instant,
     started_at: Time,
@@ -99,6 +98,28 @@ impl ContainerRt {
         };
         self.readiness = Tracker::new(parse(&self.spec.readiness_probe), false);
         self.liveness = Tracker::new(parse(&self.spec.liveness_probe), true);
+    }
+
+    /// Takes over the process a previous agent started (see [`process`]); its readiness is
+    /// the pod status's until the next probe, so a restarted agent does not flap the pod.
+    fn adopt(&mut self, record: &Record, ready: bool) {
+        let age = Timestamp::now().duration_since(record.started_at.0);
+        let age = Duration::try_from(age).unwrap_or_default();
+        self.run = Some(Run {
+            proc: Proc::Adopted {
+                pid: record.pid,
+                start: record.start,
+            },
+            pid: Some(record.pid),
+            started: Instant::now().checked_sub(age).unwrap_or_else(Instant::now),
+            started_at: record.started_at.clone(),
+        });
+        self.restart_count = record.restart_count;
+        self.ever_started = true;
+        self.waiting = None;
+        self.reset_probes();
+        let spec = self.readiness.spec.take();
+        self.readiness = Tracker::new(spec, ready);
     }
 
     fn ready(&self) -> bool {
@@ -164,7 +185,7 @@ impl PodWorker {
             .as_ref()
             .and_then(|s| s.start_time.clone())
             .unwrap_or_else(now);
-        Self {
+        let mut w = Self {
             ctx,
             at,
             pod,
@@ -172,7 +193,43 @@ impl PodWorker {
             start_time,
             last_owned: Vec::new(),
             last_sent: None,
+        };
+        w.adopt_running();
+        w
+    }
+
+    /// Adopts the containers' processes left running by a previous agent.
+    fn adopt_running(&mut self) {
+        let Some(uid) = self.pod.metadata.uid.clone().filter(|_| !self.at.fake) else {
+            return;
+        };
+        let statuses = self
+            .pod
+            .status
+            .as_ref()
+            .and_then(|s| s.container_statuses.clone())
+            .unwrap_or_default();
+        for i in 0..self.containers.len() {
+            let path = self.record_path(i);
+            let Some(record) = Record::adoptable(&path, &uid) else {
+                continue;
+            };
+            let key = self.key();
+            let c = &mut self.containers[i];
+            let ready = statuses.iter().any(|s| s.name == c.spec.name && s.ready);
+            c.adopt(&record, ready);
+            tracing::info!(pod = %key, container = %c.spec.name, pid = record.pid, ready, "adopted the running process");
         }
+    }
+
+    /// `<state dir>/pods/<namespace>_<pod>/<container>.run`: the [`Record`] of container `i`.
+    fn record_path(&self, i: usize) -> PathBuf {
+        let (ns, pod) = self.names();
+        self.ctx
+            .state_dir
+            .join("pods")
+            .join(format!("{ns}_{pod}"))
+            .join(format!("{}.run", self.containers[i].spec.name))
     }
 
     /// Fake pods only react to pod updates; real ones poll processes and probes.
@@ -216,10 +273,11 @@ impl PodWorker {
             .as_ref()
             .and_then(|s| s.restart_policy.clone());
         let backoff = self.ctx.backoff;
+        let record = self.record_path(i);
         let c = &mut self.containers[i];
         let Some(run) = c.run.as_mut() else { return };
-        let status = match run.child.try_wait() {
-            Ok(Some(status)) => status,
+        let code = match run.proc.try_exit() {
+            Ok(Some(code)) => code,
             Ok(None) => return,
             Err(e) => {
                 tracing::warn!(error = %e, "wait failed");
@@ -227,7 +285,7 @@ impl PodWorker {
             }
         };
         process::kill_leftovers(run.pid);
-        let code = process::exit_code(status);
+        let _ = std::fs::remove_file(record);
         let ran = run.started.elapsed();
         c.last_terminated = Some(ContainerStateTerminated {
             exit_code: code,
@@ -242,13 +300,18 @@ impl PodWorker {
         tracing::info!(container = %c.spec.name, code, "container exited");
         if should_restart(policy.as_deref(), code) {
             c.crashes = backoff.next_crash_count(c.crashes, ran);
-            let delay = backoff.delay(c.crashes);
-            let msg = format!(
-                "back-off {}ms restarting failed container={}",
-                delay.as_millis(),
-                c.spec.name
-            );
-            c.set_waiting("CrashLoopBackOff", msg, delay);
+            // Like the kubelet: a first exit restarts at once (no CrashLoopBackOff).
+            if let Some(delay) = backoff.restart_delay(c.crashes) {
+                let msg = format!(
+                    "back-off {}ms restarting failed container={}",
+                    delay.as_millis(),
+                    c.spec.name
+                );
+                c.set_waiting("CrashLoopBackOff", msg, delay);
+            } else {
+                c.waiting = None;
+                c.next_start = Instant::now();
+            }
         } else {
             c.finished = Some(code);
             c.waiting = None;
@@ -304,6 +367,8 @@ impl PodWorker {
             .join("logs")
             .join(format!("{ns}_{pod}_{name}.log"));
         let backoff = self.ctx.backoff;
+        let record = self.record_path(i);
+        let uid = self.pod.metadata.uid.clone().unwrap_or_default();
         let c = &mut self.containers[i];
         match process::spawn(argv, env, &cwd, &log) {
             Ok(child) => {
@@ -315,11 +380,26 @@ impl PodWorker {
                 c.reset_probes();
                 let pid = child.id();
                 tracing::info!(pod = %format!("{ns}/{pod}"), container = %name, ?pid, ?argv, "started");
+                let started_at = now();
+                // Written at once: an agent killed from here on leaves a process to adopt.
+                if let Some(start) = pid.and_then(process::start_time) {
+                    let pid = pid.unwrap_or_default();
+                    let restart_count = c.restart_count;
+                    let started_at = started_at.clone();
+                    Record {
+                        uid,
+                        pid,
+                        start,
+                        started_at,
+                        restart_count,
+                    }
+                    .write(&record);
+                }
                 c.run = Some(Run {
-                    child,
+                    proc: Proc::Child(child),
                     pid,
                     started: Instant::now(),
-                    started_at: now(),
+                    started_at,
                 });
             }
             Err(e) => {
@@ -404,7 +484,7 @@ impl PodWorker {
             tracing::info!(container = %c.spec.name, "liveness probe failed; restarting");
             let grace = self.grace();
             if let Some(run) = self.containers[i].run.as_mut() {
-                process::terminate(&mut run.child, grace).await;
+                process::terminate(&mut run.proc, grace).await;
             }
             self.reap(i);
         }
@@ -430,10 +510,12 @@ impl PodWorker {
             .containers
             .iter_mut()
             .filter_map(|c| c.run.as_mut())
-            .map(|run| process::terminate(&mut run.child, grace));
+            .map(|run| process::terminate(&mut run.proc, grace));
         futures::future::join_all(stops).await;
-        for c in &mut self.containers {
-            c.run = None;
+        for i in 0..self.containers.len() {
+            if self.containers[i].run.take().is_some() {
+                let _ = std::fs::remove_file(self.record_path(i));
+            }
         }
     }
 

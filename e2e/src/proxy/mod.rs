@@ -28,6 +28,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 use crate::ipalloc::{Pool, SERVICE_POOL};
+use crate::watch::WatchBackoff;
 use crate::{Error, Result};
 
 /// Command line of `auren-service-proxy`.
@@ -82,11 +83,11 @@ pub async fn run(args: ProxyArgs) -> Result<()> {
         Api::<Service>::all(client.clone()),
         watcher::Config::default(),
     )
-    .default_backoff()
+    .backoff(WatchBackoff::default())
     .map(|e| e.map(|ev| Ev::Svc(Box::new(ev))));
     let slices_api: Api<DynamicObject> = Api::all_with(client, &slice_resource());
     let eps = watcher(slices_api, watcher::Config::default())
-        .default_backoff()
+        .backoff(WatchBackoff::default())
         .map(|e| e.map(|ev| Ev::Slices(Box::new(ev))));
     let mut events = stream::select(svcs.boxed(), eps.boxed());
     let shutdown = tokio::signal::ctrl_c();

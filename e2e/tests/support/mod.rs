@@ -276,11 +276,22 @@ pub fn kubectl_auren(args: &[&str]) -> String {
 impl Operator {
     /// Starts a replica holding the lease `lease` in `namespace`.
     pub fn start(namespace: &str, lease: &str, identity: &str) -> Operator {
+        Operator::start_as(namespace, lease, identity, None)
+    }
+
+    /// [`Operator::start`] with the credentials of `kubeconfig` instead of `KUBECONFIG`'s.
+    pub fn start_as(
+        namespace: &str,
+        lease: &str,
+        identity: &str,
+        kubeconfig: Option<&std::path::Path>,
+    ) -> Operator {
         let log = scratch_dir("auren-e2e-operator").join(format!("{identity}.log"));
         let out = std::fs::File::create(&log).unwrap();
         let err = out.try_clone().unwrap();
         let metrics_port = free_port();
-        let child = Command::new(operator_bin())
+        let mut command = Command::new(operator_bin());
+        command
             .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
             .args(["--lease-name", lease, "--namespace", namespace])
             // Each test's operator minds its own namespace, so tests (and a demo) can share
@@ -289,9 +300,11 @@ impl Operator {
             .args(["--identity", identity])
             .env("RUST_LOG", "info,kube=warn")
             .stdout(out)
-            .stderr(err)
-            .spawn()
-            .expect("start auren-operator");
+            .stderr(err);
+        if let Some(kubeconfig) = kubeconfig {
+            command.env("KUBECONFIG", kubeconfig);
+        }
+        let child = command.spawn().expect("start auren-operator");
         Operator {
             child: Some(child),
             log,
@@ -442,11 +455,19 @@ pub struct Env {
 
 impl Env {
     pub async fn start(prefix: &str) -> Env {
+        Env::start_with(prefix, async |ns: &TestNs| {
+            Operator::start(&ns.name, "auren-operator", &format!("{}-a", ns.name))
+        })
+        .await
+    }
+
+    /// [`Env::start`] with the operator `operator` starts in the namespace.
+    pub async fn start_with(prefix: &str, operator: impl AsyncFnOnce(&TestNs) -> Operator) -> Env {
         let broker = Broker::private();
         let db = Postgres::private();
         let ns = TestNs::new(prefix).await;
         ns.secret("db", &[("url", &db.admin_url)]).await;
-        let operator = Operator::start(&ns.name, "auren-operator", &format!("{}-a", ns.name));
+        let operator = operator(&ns).await;
         Env {
             ns,
             broker,
@@ -660,4 +681,131 @@ impl StatusLog {
         self.stop.store(true, Ordering::SeqCst);
         self.task.await.unwrap()
     }
+}
+
+// ---------------------------------------------------------------- faults
+
+/// The pid of the process the node agent runs for pod `namespace/pod`, found by the
+/// `POD_NAMESPACE` and `POD_NAME` the agent puts in every container's environment
+/// (e2e/src/agent/envvars.rs). Each container runs as its own process group
+/// (e2e/src/agent/process.rs), so when the container forked, its group leader is returned.
+/// `None` while the pod has no process (not started yet, or waiting to be restarted).
+pub fn pod_pid(namespace: &str, pod: &str) -> Option<u32> {
+    let name = format!("POD_NAME={pod}");
+    let ns = format!("POD_NAMESPACE={namespace}");
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        // Unreadable (gone, or not ours) and zombies (empty environ) do not match.
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        let mut vars = environ.split(|b| *b == 0);
+        let (mut has_name, mut has_ns) = (false, false);
+        for var in &mut vars {
+            has_name |= var == name.as_bytes();
+            has_ns |= var == ns.as_bytes();
+        }
+        if has_name && has_ns {
+            found.push(pid);
+        }
+    }
+    let leader = found
+        .iter()
+        .copied()
+        .find(|&pid| process_group(pid) == Some(pid));
+    leader.or_else(|| found.into_iter().min())
+}
+
+/// The process group of `pid` (field 5 of /proc/<pid>/stat, after the parenthesised name).
+fn process_group(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(2)?.parse().ok()
+}
+
+/// SIGKILL to one process; panics if `kill` fails.
+pub fn kill9(pid: u32) {
+    let ok = Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(ok.success(), "kill -KILL {pid} failed");
+}
+
+/// Names of the live (not terminating) pods of `revision` with `role` ("api" or "consumer").
+pub async fn pods_of(ns: &TestNs, revision: &str, role: &str) -> Vec<String> {
+    use auren_operator::resources::{LABEL_REVISION, LABEL_ROLE};
+    let selector = format!("{LABEL_REVISION}={revision},{LABEL_ROLE}={role}");
+    let list = ns
+        .api::<k8s_openapi::api::core::v1::Pod>()
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .unwrap();
+    let mut names: Vec<String> = list
+        .items
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter_map(|p| p.metadata.name)
+        .collect();
+    names.sort();
+    names
+}
+
+/// A pod's process killed with SIGKILL by [`kill9_pod`].
+#[derive(Debug, Clone)]
+pub struct Killed {
+    pub pod: String,
+    pub pid: u32,
+    pub at: Instant,
+}
+
+/// SIGKILLs the process of the first live pod of `revision`/`role` not named in `spare`
+/// (waiting up to 30 s for one to have a process).
+pub async fn kill9_pod(ns: &TestNs, revision: &str, role: &str, spare: &[Killed]) -> Killed {
+    let (pod, pid) = wait_for(&format!("a {role} process of {revision}"), 30, || async {
+        let pods = pods_of(ns, revision, role).await;
+        pods.into_iter()
+            .filter(|pod| !spare.iter().any(|k| &k.pod == pod))
+            .find_map(|pod| pod_pid(&ns.name, &pod).map(|pid| (pod, pid)))
+    })
+    .await;
+    kill9(pid);
+    eprintln!("kill -9 {pid} ({pod})");
+    Killed {
+        pod,
+        pid,
+        at: Instant::now(),
+    }
+}
+
+/// Waits until the node agent runs the killed pod again (a new process) and the pod's status
+/// counts the restart; returns the new pid.
+pub async fn wait_restarted(ns: &TestNs, killed: &Killed, secs: u64) -> u32 {
+    let what = format!(
+        "{} to be restarted after kill -9 {}",
+        killed.pod, killed.pid
+    );
+    wait_for(&what, secs, || async {
+        let pid = pod_pid(&ns.name, &killed.pod).filter(|&pid| pid != killed.pid)?;
+        (restart_count(ns, &killed.pod).await? >= 1).then_some(pid)
+    })
+    .await
+}
+
+/// The container restarts the pod's status reports; `None` when the pod is gone.
+pub async fn restart_count(ns: &TestNs, pod: &str) -> Option<i32> {
+    let pod = ns
+        .api::<k8s_openapi::api::core::v1::Pod>()
+        .get_opt(pod)
+        .await
+        .unwrap()?;
+    let statuses = pod.status.and_then(|s| s.container_statuses);
+    Some(statuses.iter().flatten().map(|c| c.restart_count).sum())
 }

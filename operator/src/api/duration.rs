@@ -2,12 +2,18 @@
 
 use std::time::Duration;
 
-/// A duration string that does not match `^[0-9]+(ms|s|m|h)$`.
+/// The longest duration a spec may name: a year. The CRD pattern bounds a duration's form, not
+/// its size, and the rollout adds and multiplies durations (interval × rounds + delays +
+/// deadlines) to find its deadlines; a year keeps all of that far from `Duration`'s limit.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
+/// A duration string that does not match `^[0-9]+(ms|s|m|h)$` or is longer than
+/// [`MAX_DURATION`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid duration {0:?}: expected a whole number followed by ms, s, m or h")]
+#[error("invalid duration {0:?}: expected a whole number followed by ms, s, m or h, at most 8760h")]
 pub struct DurationError(pub String);
 
-/// Parses `<number><unit>` with unit `ms`, `s`, `m` or `h`.
+/// Parses `<number><unit>` with unit `ms`, `s`, `m` or `h`, up to [`MAX_DURATION`].
 pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     let invalid = || DurationError(text.to_owned());
     let split = text
@@ -25,6 +31,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     amount
         .checked_mul(millis_per_unit)
         .map(Duration::from_millis)
+        .filter(|d| *d <= MAX_DURATION)
         .ok_or_else(invalid)
 }
 
@@ -47,6 +54,10 @@ mod tests {
             ("10d", None),
             ("", None),
             ("99999999999999999999h", None),
+            ("8760h", Some(MAX_DURATION)),
+            ("31536000000ms", Some(MAX_DURATION)),
+            ("8761h", None),
+            ("31536000001ms", None),
         ];
         for (text, expected) in cases {
             assert_eq!(parse_duration(text).ok(), expected, "{text:?}");

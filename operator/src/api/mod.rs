@@ -6,7 +6,7 @@ mod spec;
 mod status;
 mod validate;
 
-pub use duration::{DurationError, parse_duration};
+pub use duration::{DurationError, MAX_DURATION, parse_duration};
 pub use spec::*;
 pub use status::*;
 pub use validate::{CheckedStep, SpecError, canary_steps, validate};

@@ -13,7 +13,8 @@ use super::status::AurenRuntimeStatus;
 /// An image reference: optional registry/path, a name, and a tag and/or digest.
 pub const IMAGE_PATTERN: &str =
     r"^[a-z0-9]+([._/:-]+[a-z0-9]+)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$";
-/// A duration: a whole number followed by `ms`, `s`, `m` or `h` (for example `10s`, `5m`).
+/// A duration: a whole number followed by `ms`, `s`, `m` or `h` (for example `10s`, `5m`);
+/// longer than `8760h` (a year) is refused as `InvalidSpec`.
 pub const DURATION_PATTERN: &str = r"^[0-9]+(ms|s|m|h)$";
 /// An environment variable name.
 pub const ENV_NAME_PATTERN: &str = r"^[A-Za-z_][A-Za-z0-9_]*$";
@@ -287,7 +288,7 @@ pub struct CanaryStep {
 /// A pause step.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
 pub struct PauseStep {
-    /// How long to wait (`30s`, `5m`); indefinite (until promoted) when unset.
+    /// How long to wait (`30s`, `5m`); indefinite (until promoted) when unset. At most `8760h`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = DURATION_PATTERN))]
     pub duration: Option<String>,
@@ -300,7 +301,7 @@ pub struct AnalysisStep {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 1000))]
     pub count: Option<i32>,
-    /// How long to measure; the step passes if no limit was reached by then.
+    /// How long to measure; the step passes if no limit was reached by then. At most `8760h`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = DURATION_PATTERN))]
     pub duration: Option<String>,
@@ -310,11 +311,11 @@ pub struct AnalysisStep {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AnalysisSpec {
-    /// Time between two measurements (the window each measurement covers).
+    /// Time between two measurements (the window each measurement covers). At most `8760h`.
     #[serde(default = "defaults::interval")]
     #[schemars(regex(pattern = DURATION_PATTERN))]
     pub interval: String,
-    /// Time to wait after the candidate is ready before the first measurement.
+    /// Time to wait after the candidate is ready before the first measurement. At most `8760h`.
     #[serde(default = "defaults::zero_duration")]
     #[schemars(regex(pattern = DURATION_PATTERN))]
     pub initial_delay: String,

@@ -13,6 +13,7 @@ use crate::api::{AurenRuntime, RevisionRef};
 use crate::resources::{self, ACTIVE, MANAGER, PREVIEW, READINESS_GATE, Role};
 use crate::rollout::{RoleSwitch, World};
 
+use super::cache::Cache;
 use super::observe::{self, Cluster};
 use super::pod_api;
 use super::{Context, Error};
@@ -25,9 +26,11 @@ fn not_found(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 404)
 }
 
-/// Workloads, deletions and Services of the world.
+/// Workloads, deletions and Services of the world. Objects whose live (cached) version
+/// already carries the digest of what would be applied are left alone.
 pub async fn workloads(
     ctx: &Context,
+    cache: &Cache,
     ar: &AurenRuntime,
     ns: &str,
     desired: &RevisionRef,
@@ -38,8 +41,11 @@ pub async fn workloads(
     for release in &world.releases {
         for role in [Role::Api, Role::Consumer] {
             if release.revision.hash == desired.hash {
-                let d = resources::deployment(ar, release, role)?;
+                let d = resources::fingerprinted(resources::deployment(ar, release, role)?)?;
                 let name = d.name_any();
+                if deployment_applied(cluster, &d) {
+                    continue;
+                }
                 deployments
                     .patch(&name, &apply_params(), &Patch::Apply(&d))
                     .await
@@ -57,13 +63,24 @@ pub async fn workloads(
     for revision in &world.delete {
         for role in [Role::Api, Role::Consumer] {
             let name = resources::deployment_name(ar, revision, role);
+            if cluster.replicas(&name).is_none() {
+                continue;
+            }
             match deployments.delete(&name, &DeleteParams::background()).await {
                 Err(e) if !not_found(&e) => return Err(Error::DeleteFailed { name, source: e }),
                 _ => {}
             }
         }
     }
-    services(ctx, ar, ns, world).await
+    services(ctx, cache, ar, ns, world).await
+}
+
+/// The cached Deployment has the digest and the replicas of `desired`.
+fn deployment_applied(cluster: &Cluster, desired: &Deployment) -> bool {
+    let name = desired.name_any();
+    let live = cluster.deployments.iter().find(|d| d.name_any() == name);
+    let replicas = desired.spec.as_ref().and_then(|s| s.replicas);
+    resources::already_applied(live, desired) && cluster.replicas(&name) == replicas
 }
 
 async fn scale(
@@ -89,13 +106,26 @@ async fn scale(
     }
 }
 
-async fn services(ctx: &Context, ar: &AurenRuntime, ns: &str, world: &World) -> Result<(), Error> {
+async fn services(
+    ctx: &Context,
+    cache: &Cache,
+    ar: &AurenRuntime,
+    ns: &str,
+    world: &World,
+) -> Result<(), Error> {
     let api = Api::<Service>::namespaced(ctx.client.clone(), ns);
     for (which, target) in [(ACTIVE, &world.active), (PREVIEW, &world.preview)] {
         let Some(service) = resources::service(ar, which, target)? else {
             continue;
         };
+        let service = resources::fingerprinted(service)?;
         let name = service.name_any();
+        let live = cache.service(ns, &name);
+        let selector = |s: &Service| s.spec.as_ref().and_then(|s| s.selector.clone());
+        let same_selector = live.as_deref().map(selector) == Some(selector(&service));
+        if resources::already_applied(live.as_deref(), &service) && same_selector {
+            continue;
+        }
         api.patch(&name, &apply_params(), &Patch::Apply(&service))
             .await
             .map_err(|source| Error::ApplyFailed { name, source })?;

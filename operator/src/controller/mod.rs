@@ -1,11 +1,12 @@
 //! The controller: the only place the operator talks to the API server and to pods. One
 //! reconcile reads the world, asks the pure `rollout::decide` what to do and does it:
 //!
-//! read (AurenRuntime, Deployments, pods, consumer roles) → measure (when the last plan asked)
+//! read (AurenRuntime, Deployments, pods from the watch caches; consumer roles) → measure (when the last plan asked)
 //! → decide → apply (Deployments, deletions, Services, role switches) → readiness gates →
 //! Events → status (only when changed) → requeue.
 
 mod apply;
+mod cache;
 pub mod lease;
 mod measure;
 mod observe;
@@ -19,21 +20,17 @@ use std::time::{Duration, Instant};
 
 use auren_contract::ConsumerRole;
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 
-use crate::api::{AurenRuntime, Phase, Verdict};
+use crate::api::{AurenRuntime, AurenRuntimeStatus, Phase, Verdict};
 use crate::metrics::Metrics;
-use crate::resources::{
-    self, APP_NAME, LABEL_INSTANCE, LABEL_NAME, MANAGER, ResourceError, instance_labels,
-};
+use crate::resources::{self, LABEL_INSTANCE, MANAGER, ResourceError, instance_labels};
 use crate::revision::{self, RevisionError};
 use crate::rollout::{self, EventKind, Observed, Plan};
 
@@ -44,6 +41,14 @@ use observe::Cluster;
 const ERROR_REQUEUE: Duration = Duration::from_secs(5);
 /// Requeue after consumer role switches, to observe their outcome.
 const SWITCH_REQUEUE: Duration = Duration::from_millis(500);
+/// Requeue while a pod's runtime reports itself unhealthy. Its readiness gate follows
+/// `/health` only when a reconcile runs, and a runtime that recovers changes nothing the
+/// watches see: without this, API pods gated out during a Kafka outage stayed out of their
+/// Services until some unrelated reconcile (up to the idle requeue, 300 s) after Kafka was
+/// back (e2e `faults.rs`, broker frozen: 55 s without service instead of a few).
+const UNHEALTHY_REQUEUE: Duration = Duration::from_secs(5);
+/// Reconciles running at once: bounds memory and the burst on the API server at start.
+const RECONCILE_CONCURRENCY: u16 = 16;
 /// Length of the generated admin token.
 const TOKEN_LEN: usize = 40;
 
@@ -75,6 +80,8 @@ pub enum Error {
     },
     #[error("setting the readiness gate of pod {pod}: {source}")]
     PodConditionFailed { pod: String, source: kube::Error },
+    #[error("the watch caches stopped (the controller is shutting down)")]
+    CacheUnavailable,
 }
 
 impl Error {
@@ -90,6 +97,7 @@ impl Error {
             Error::ResourceInvalid(_) => "ResourceInvalid",
             Error::RoleSwitchFailed { .. } => "RoleSwitchFailed",
             Error::PodConditionFailed { .. } => "PodConditionFailed",
+            Error::CacheUnavailable => "CacheUnavailable",
         }
     }
 }
@@ -101,6 +109,17 @@ pub struct Context {
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     windows: Windows,
+    /// Admin tokens by Secret (`namespace/name/key`), read once; forgotten when a pod refuses one.
+    tokens: std::sync::Mutex<BTreeMap<String, String>>,
+    /// Per AurenRuntime uid: (resourceVersion, status) of the newest version this replica got
+    /// from the API server itself (its own status write, or a fresh read). See [`fresh`].
+    seen: std::sync::Mutex<BTreeMap<String, (String, Option<AurenRuntimeStatus>)>>,
+}
+
+/// One leadership term: the shared context and the caches the term's watches fill.
+struct Term {
+    ctx: Arc<Context>,
+    cache: cache::Cache,
 }
 
 impl Context {
@@ -112,9 +131,11 @@ impl Context {
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
-            http: reqwest::Client::new(),
+            http: pod_api::client(),
             metrics,
             windows: Windows::default(),
+            tokens: Default::default(),
+            seen: Default::default(),
         }
     }
 }
@@ -137,25 +158,43 @@ pub async fn run(
     namespace: Option<String>,
     stop: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let client = ctx.client.clone();
-    let children = watcher::Config::default().labels(&format!("{LABEL_NAME}={APP_NAME}"));
-    let ns = namespace.as_deref();
-    Controller::new(
-        scoped::<AurenRuntime>(&client, ns),
-        watcher::Config::default(),
-    )
-    .owns(scoped::<Deployment>(&client, ns), children.clone())
-    .owns(scoped::<Service>(&client, ns), children.clone())
-    .watches(scoped::<Pod>(&client, ns), children, owner_of_pod)
-    .with_config(controller::Config::default().debounce(Duration::from_millis(300)))
-    .graceful_shutdown_on(stop)
-    .run(reconcile, error_policy, ctx)
-    .for_each(|result| async move {
-        if let Err(e) = result {
-            tracing::debug!(error = %e, "controller");
-        }
-    })
-    .await;
+    let (cache, feeds) = cache::feeds(&ctx.client, namespace.as_deref());
+    let term = Arc::new(Term { ctx, cache });
+    let config = controller::Config::default()
+        .debounce(Duration::from_millis(300))
+        .concurrency(RECONCILE_CONCURRENCY);
+    Controller::for_stream(feeds.runtimes, feeds.runtime_store)
+        .owns_stream(feeds.deployments)
+        .owns_stream(feeds.services)
+        .watches_stream(feeds.pods, owner_of_pod)
+        .with_config(config)
+        .trigger_backoff(NoTriggerBackoff)
+        .graceful_shutdown_on(stop)
+        .run(reconcile, error_policy, term)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "controller");
+            }
+        })
+        .await;
+}
+
+/// Every feed already backs off on its own watch's errors (cache.rs). The Controller's default
+/// backoff on the merged trigger stream would, on top, pause all four watches after any one's
+/// error, doubling up to 30 s across them: after an API server restart (every watch fails while
+/// it is down, then gets one 410 Gone) the caches stayed stale for over a minute.
+struct NoTriggerBackoff;
+
+impl Iterator for NoTriggerBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        Some(Duration::ZERO)
+    }
+}
+
+impl kube::runtime::utils::Backoff for NoTriggerBackoff {
+    fn reset(&mut self) {}
 }
 
 /// Pods belong to ReplicaSets; their instance label names the AurenRuntime.
@@ -165,15 +204,56 @@ fn owner_of_pod(pod: Pod) -> Option<ObjectRef<AurenRuntime>> {
     Some(ObjectRef::new(name).within(&ns))
 }
 
-async fn reconcile(ar: Arc<AurenRuntime>, ctx: Arc<Context>) -> Result<Action, Error> {
+async fn reconcile(ar: Arc<AurenRuntime>, term: Arc<Term>) -> Result<Action, Error> {
+    term.cache.ready().await?;
+    let ctx = &term.ctx;
     let started = Instant::now();
-    let result = reconcile_once(&ar, &ctx).await;
+    let result = match fresh(ctx, ar).await {
+        Ok(ar) => reconcile_once(&ar, ctx, &term.cache).await,
+        Err(e) => Err(e),
+    };
     let error = result.as_ref().err().map(Error::reason);
     ctx.metrics.reconciled(started.elapsed(), error);
     result
 }
 
-fn error_policy(ar: Arc<AurenRuntime>, error: &Error, ctx: Arc<Context>) -> Action {
+/// The cached AurenRuntime, unless the cache has not caught up with a version this replica
+/// already got from the API server (its own last status write): then a fresh read. The status is
+/// the rollout's memory, and every decision is written back whole, so deciding on an older one
+/// would undo progress: after an API server restart, with the watch still backing off, each
+/// reconcile re-applied the analysis counters of before the outage until the deadline passed.
+async fn fresh(ctx: &Context, ar: Arc<AurenRuntime>) -> Result<Arc<AurenRuntime>, Error> {
+    let newest = {
+        let seen = ctx.seen.lock().ok();
+        ar.uid().and_then(|uid| seen?.get(&uid).cloned())
+    };
+    if !lags(&ar, newest.as_ref()) {
+        return Ok(ar);
+    }
+    let ns = ar.namespace().unwrap_or_default();
+    let read = Api::<AurenRuntime>::namespaced(ctx.client.clone(), &ns)
+        .get(&ar.name_any())
+        .await
+        .map_err(|source| Error::ReadFailed {
+            what: "the AurenRuntime (the cache lags)",
+            source,
+        })?;
+    tracing::debug!(name = %ar.name_any(), namespace = %ns, "cache behind our own write: read afresh");
+    ctx.saw(&read);
+    Ok(Arc::new(read))
+}
+
+/// Whether the cached `ar` is older than `newest` (resourceVersion, status) this replica saw:
+/// another version with another status. (A newer version that only changed the spec keeps
+/// the status; the operator is the only writer of the status.)
+fn lags(ar: &AurenRuntime, newest: Option<&(String, Option<AurenRuntimeStatus>)>) -> bool {
+    newest.is_some_and(|(version, status)| {
+        ar.resource_version().as_deref() != Some(version.as_str()) && ar.status != *status
+    })
+}
+
+fn error_policy(ar: Arc<AurenRuntime>, error: &Error, term: Arc<Term>) -> Action {
+    let ctx = term.ctx.clone();
     tracing::warn!(name = %ar.name_any(), namespace = ?ar.namespace(), error = %error, "reconcile failed");
     let event = KubeEvent {
         type_: EventType::Warning,
@@ -188,13 +268,20 @@ fn error_policy(ar: Arc<AurenRuntime>, error: &Error, ctx: Arc<Context>) -> Acti
     Action::requeue(ERROR_REQUEUE)
 }
 
-async fn reconcile_once(ar: &AurenRuntime, ctx: &Context) -> Result<Action, Error> {
+async fn reconcile_once(
+    ar: &AurenRuntime,
+    ctx: &Context,
+    cache: &cache::Cache,
+) -> Result<Action, Error> {
     let ns = ar
         .namespace()
         .ok_or(Error::ResourceInvalid(ResourceError::MissingNamespace))?;
     let key = format!("{ns}/{}", ar.name_any());
     let token = admin_token(ctx, ar, &ns).await?;
-    let cluster = observe::read(ctx, ar, &ns, &token).await?;
+    let cluster = observe::read(ctx, cache, ar, &token).await;
+    if cluster.token_refused {
+        ctx.forget_token(ar);
+    }
     let now = Timestamp::now();
     let measurements = ctx
         .windows
@@ -207,7 +294,7 @@ async fn reconcile_once(ar: &AurenRuntime, ctx: &Context) -> Result<Action, Erro
     let mut outcome = Ok(());
     if let Some(world) = &plan.world {
         let desired = revision::of(&ar.spec)?;
-        apply::workloads(ctx, ar, &ns, &desired, world, &cluster).await?;
+        apply::workloads(ctx, cache, ar, &ns, &desired, world, &cluster).await?;
         outcome = apply::role_switches(ctx, &cluster, &token, &world.role_switches).await;
     }
     apply::readiness_gates(ctx, &ns, &cluster).await?;
@@ -220,7 +307,11 @@ async fn reconcile_once(ar: &AurenRuntime, ctx: &Context) -> Result<Action, Erro
         .await;
     ctx.metrics.phase(&key, plan.status.phase);
     outcome?;
-    Ok(Action::requeue(requeue_after(ctx, &key, &plan)))
+    let mut requeue = requeue_after(ctx, &key, &plan);
+    if cluster.health.values().any(Result::is_err) {
+        requeue = requeue.min(UNHEALTHY_REQUEUE);
+    }
+    Ok(Action::requeue(requeue))
 }
 
 fn decide(
@@ -293,7 +384,7 @@ async fn write_status(
     let Some(body) = resources::status_patch(ar.status.as_ref(), &plan.status)? else {
         return Ok(());
     };
-    Api::<AurenRuntime>::namespaced(ctx.client.clone(), ns)
+    let written = Api::<AurenRuntime>::namespaced(ctx.client.clone(), ns)
         .patch_status(
             &ar.name_any(),
             &PatchParams::apply(MANAGER).force(),
@@ -301,6 +392,7 @@ async fn write_status(
         )
         .await
         .map_err(Error::StatusWriteFailed)?;
+    ctx.saw(&written);
     Ok(())
 }
 
@@ -331,8 +423,53 @@ fn truncate(text: &str) -> String {
     text.chars().take(1000).collect()
 }
 
-/// The admin token the runtime pods use; the operator-managed Secret is created when missing.
+impl Context {
+    fn token_key(ar: &AurenRuntime) -> String {
+        let reference = resources::admin_token_ref(ar);
+        let ns = ar.namespace().unwrap_or_default();
+        format!("{ns}/{}/{}", reference.name, reference.key)
+    }
+
+    fn cached_token(&self, ar: &AurenRuntime) -> Option<String> {
+        self.tokens.lock().ok()?.get(&Self::token_key(ar)).cloned()
+    }
+
+    fn remember_token(&self, ar: &AurenRuntime, token: &str) {
+        if let Ok(mut tokens) = self.tokens.lock() {
+            tokens.insert(Self::token_key(ar), token.to_owned());
+        }
+    }
+
+    /// Remembers `ar` as the newest version this replica got from the API server.
+    fn saw(&self, ar: &AurenRuntime) {
+        let (Some(uid), Some(version)) = (ar.uid(), ar.resource_version()) else {
+            return;
+        };
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.insert(uid, (version, ar.status.clone()));
+        }
+    }
+
+    /// A pod refused the token (the Secret changed): read it again next time.
+    fn forget_token(&self, ar: &AurenRuntime) {
+        if let Ok(mut tokens) = self.tokens.lock() {
+            tokens.remove(&Self::token_key(ar));
+        }
+    }
+}
+
+/// The admin token the runtime pods use (cached after the first read); the operator-managed
+/// Secret is created when missing.
 async fn admin_token(ctx: &Context, ar: &AurenRuntime, ns: &str) -> Result<String, Error> {
+    if let Some(token) = ctx.cached_token(ar) {
+        return Ok(token);
+    }
+    let token = read_admin_token(ctx, ar, ns).await?;
+    ctx.remember_token(ar, &token);
+    Ok(token)
+}
+
+async fn read_admin_token(ctx: &Context, ar: &AurenRuntime, ns: &str) -> Result<String, Error> {
     let reference = resources::admin_token_ref(ar);
     let api = Api::<Secret>::namespaced(ctx.client.clone(), ns);
     let unavailable = |detail: String| Error::AdminTokenUnavailable {
@@ -384,5 +521,45 @@ async fn create_token_secret(
         // Another reconcile (or replica) created it first: use theirs.
         Err(kube::Error::Api(s)) if s.code == 409 => api.get(name).await,
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::fixtures;
+
+    fn version(rv: &str, phase: Phase) -> AurenRuntime {
+        let mut ar = fixtures::runtime();
+        ar.metadata.resource_version = Some(rv.into());
+        ar.status = Some(AurenRuntimeStatus {
+            phase: Some(phase),
+            ..Default::default()
+        });
+        ar
+    }
+
+    #[test]
+    fn a_cached_object_lags_only_behind_a_status_this_replica_saw() {
+        let written = version("12", Phase::Promoting);
+        let seen = (written.resource_version().unwrap(), written.status.clone());
+        assert!(
+            !lags(&written, None),
+            "nothing seen yet: the cache is all we know"
+        );
+        assert!(!lags(&written, Some(&seen)), "the same version");
+        assert!(
+            lags(&version("11", Phase::Analyzing), Some(&seen)),
+            "an older status"
+        );
+        assert!(
+            !lags(&version("13", Phase::Promoting), Some(&seen)),
+            "a newer version with the status we wrote (a spec change)"
+        );
+    }
+
+    #[test]
+    fn the_trigger_stream_never_waits() {
+        assert_eq!(NoTriggerBackoff.take(3).max(), Some(Duration::ZERO));
     }
 }

@@ -7,14 +7,14 @@ use auren_contract::ConsumerRole;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
-use kube::api::{Api, ListParams};
 
 use crate::api::AurenRuntime;
-use crate::resources::{LABEL_INSTANCE, LABEL_NAME, LABEL_REVISION, LABEL_ROLE, Role};
+use crate::resources::{LABEL_REVISION, LABEL_ROLE, Role};
 use crate::rollout::{PodSet, ReleaseState, RoleCounts};
 
+use super::Context;
+use super::cache::Cache;
 use super::pod_api::{self, PodAddr};
-use super::{Context, Error};
 
 /// Waiting reasons that are a normal part of starting, not a reason to explain a delay.
 const ROUTINE_WAITING: [&str; 2] = ["ContainerCreating", "PodInitializing"];
@@ -28,6 +28,8 @@ pub struct Cluster {
     pub roles: BTreeMap<String, Option<ConsumerRole>>,
     /// `/health` of each running pod (by name): `Err` says what is not healthy.
     pub health: BTreeMap<String, Health>,
+    /// A consumer pod refused the admin token (401/403).
+    pub token_refused: bool,
 }
 
 /// A pod's `/health` verdict.
@@ -56,38 +58,10 @@ impl Cluster {
     }
 }
 
-/// The label selector of every object of this AurenRuntime.
-pub fn selector(ar: &AurenRuntime) -> String {
-    format!(
-        "{LABEL_NAME}={},{LABEL_INSTANCE}={}",
-        crate::resources::APP_NAME,
-        ar.name_any()
-    )
-}
-
-pub async fn read(
-    ctx: &Context,
-    ar: &AurenRuntime,
-    ns: &str,
-    token: &str,
-) -> Result<Cluster, Error> {
-    let params = ListParams::default().labels(&selector(ar));
-    let deployments = Api::<Deployment>::namespaced(ctx.client.clone(), ns)
-        .list(&params)
-        .await
-        .map_err(|source| Error::ReadFailed {
-            what: "deployments",
-            source,
-        })?
-        .items;
-    let pods = Api::<Pod>::namespaced(ctx.client.clone(), ns)
-        .list(&params)
-        .await
-        .map_err(|source| Error::ReadFailed {
-            what: "pods",
-            source,
-        })?
-        .items;
+/// Reads the cached objects of `ar` and asks each running pod for its health and role.
+pub async fn read(ctx: &Context, cache: &Cache, ar: &AurenRuntime, token: &str) -> Cluster {
+    let deployments = cache.deployments_of(ar);
+    let pods = cache.pods_of(ar);
     let mut health = BTreeMap::new();
     let live = pods
         .iter()
@@ -98,22 +72,27 @@ pub async fn read(
         }
     }
     let mut roles = BTreeMap::new();
+    let mut token_refused = false;
     let consumers = pods
         .iter()
         .filter(|p| label(p, LABEL_ROLE) == Some(Role::Consumer.as_str()));
     for pod in consumers {
         let role = match address(pod) {
-            Some(addr) => pod_api::role(&ctx.http, &addr, token).await.ok(),
-            None => None,
+            Some(addr) => pod_api::role(&ctx.http, &addr, token).await,
+            None => Err(pod_api::PodHttpError::NoAddress),
         };
-        roles.insert(pod.name_any(), role);
+        token_refused |= role
+            .as_ref()
+            .is_err_and(pod_api::PodHttpError::refused_token);
+        roles.insert(pod.name_any(), role.ok());
     }
-    Ok(Cluster {
+    Cluster {
         deployments,
         pods,
         roles,
         health,
-    })
+        token_refused,
+    }
 }
 
 pub fn label<'a>(pod: &'a Pod, key: &str) -> Option<&'a str> {

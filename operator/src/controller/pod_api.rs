@@ -14,6 +14,20 @@ const READ_TIMEOUT: Duration = Duration::from_secs(2);
 /// A standby switch answers only once the batch in flight is stored and committed.
 const SWITCH_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Idle connections to pods are few and short-lived: at 500 AurenRuntimes the operator talks
+/// to 1,000 pods, mostly once per reconcile, and an idle connection costs its buffers.
+const IDLE_PER_POD: usize = 1;
+const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The HTTP client for pods.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(IDLE_PER_POD)
+        .pool_idle_timeout(IDLE_TIMEOUT)
+        .build()
+        .unwrap_or_default()
+}
+
 /// Where one pod's runtime listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PodAddr {
@@ -40,6 +54,21 @@ pub enum PodHttpError {
         pod: String,
         source: analysis::ParseError,
     },
+    #[error("the pod has no address yet")]
+    NoAddress,
+}
+
+impl PodHttpError {
+    /// The pod refused the admin token.
+    pub fn refused_token(&self) -> bool {
+        matches!(
+            self,
+            PodHttpError::Status {
+                status: 401 | 403,
+                ..
+            }
+        )
+    }
 }
 
 fn transport(pod: &PodAddr) -> impl Fn(reqwest::Error) -> PodHttpError + '_ {

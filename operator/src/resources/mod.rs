@@ -20,6 +20,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
 
 use crate::api::{AurenRuntime, AurenRuntimeStatus};
 
@@ -43,8 +45,8 @@ pub enum ResourceError {
     MissingNamespace,
     #[error("the AurenRuntime has no uid yet (not read from the API server)")]
     MissingOwner,
-    #[error("cannot serialise the status: {0}")]
-    Status(#[from] serde_json::Error),
+    #[error("cannot serialise an object: {0}")]
+    Serialise(#[from] serde_json::Error),
 }
 
 /// Labels every object of this AurenRuntime carries; also the selector base.
@@ -75,6 +77,24 @@ fn child_meta(
 fn owner(ar: &AurenRuntime) -> Result<OwnerReference, ResourceError> {
     ar.controller_owner_ref(&())
         .ok_or(ResourceError::MissingOwner)
+}
+
+/// Annotation with a digest of the object as the operator last applied it.
+pub const APPLIED: &str = "auren.io/applied";
+
+/// Stamps `object` with the digest of its own content ([`APPLIED`]).
+pub fn fingerprinted<K: Resource + Serialize>(mut object: K) -> Result<K, ResourceError> {
+    let digest = Sha256::digest(serde_json::to_vec(&object)?);
+    let value = hex::encode(&digest[..8]);
+    object.annotations_mut().insert(APPLIED.to_owned(), value);
+    Ok(object)
+}
+
+/// The live object carries the digest of `desired`: applying it again would change nothing
+/// the operator owns.
+pub fn already_applied<K: Resource>(live: Option<&K>, desired: &K) -> bool {
+    let digest = |o: &K| o.annotations().get(APPLIED).cloned();
+    live.is_some_and(|live| digest(live).is_some() && digest(live) == digest(desired))
 }
 
 /// The status to write, or `None` when it equals the current one (no write, no churn).
@@ -113,6 +133,24 @@ pub(crate) mod fixtures {
 mod tests {
     use super::*;
     use crate::api::Phase;
+    use crate::rollout::ServiceTarget;
+
+    #[test]
+    fn a_fingerprint_changes_with_the_content_only() {
+        let ar = fixtures::runtime();
+        let target = ServiceTarget::Revision("abc".into());
+        let build = |t: &ServiceTarget| service(&ar, ACTIVE, t).unwrap().unwrap();
+        let one = fingerprinted(build(&target)).unwrap();
+        let again = fingerprinted(build(&target)).unwrap();
+        assert!(already_applied(Some(&one), &again));
+        let other = fingerprinted(build(&ServiceTarget::Revision("def".into()))).unwrap();
+        assert!(!already_applied(Some(&one), &other));
+        assert!(!already_applied(None, &one));
+        assert!(
+            !already_applied(Some(&build(&target)), &build(&target)),
+            "unstamped"
+        );
+    }
 
     #[test]
     fn status_patch_only_when_changed() {

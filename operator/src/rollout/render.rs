@@ -44,9 +44,21 @@ fn canary_running(d: &Decision) -> bool {
     phase && d.st.canary.is_some() && d.st.candidate.is_some() && d.st.stable.is_some()
 }
 
-fn partition_share(d: &Decision) -> bool {
+fn share_mode(d: &Decision) -> bool {
     let mode = d.obs.spec.strategy.canary.as_ref().map(|c| c.consumers);
-    canary_running(d) && mode == Some(CanaryConsumers::PartitionShare)
+    d.st.canary.is_some() && mode == Some(CanaryConsumers::PartitionShare)
+}
+
+/// Both releases' consumers share the production group during the canary's steps.
+fn partition_share(d: &Decision) -> bool {
+    canary_running(d) && share_mode(d)
+}
+
+/// A partition-share canary being promoted: the candidate's members keep consuming (no
+/// standby round trip, which would make them rejoin the group) while the stable members
+/// keep their share until the active Service has switched, then leave.
+fn share_handover(d: &Decision) -> bool {
+    d.st.phase == Some(Phase::Promoting) && d.st.stable.is_some() && share_mode(d)
 }
 
 /// API pods of (candidate, stable) for the canary's requested weight.
@@ -90,7 +102,7 @@ fn release_plans(d: &Decision) -> Vec<ReleasePlan> {
         add(
             stable,
             api_replicas,
-            if partition_share(d) {
+            if partition_share(d) || share_handover(d) {
                 share_stable
             } else {
                 consumers
@@ -138,7 +150,7 @@ fn consuming(d: &Decision) -> Vec<String> {
     let chosen = match d.st.phase {
         _ if stable.is_none() => vec![candidate],
         Some(Phase::Promoting) if switched => vec![candidate],
-        _ if partition_share(d) => vec![stable, candidate],
+        _ if partition_share(d) || share_handover(d) => vec![stable, candidate],
         _ => vec![stable],
     };
     chosen.into_iter().flatten().collect()

@@ -1049,6 +1049,74 @@ fn canary_partition_share_activates_both_releases_consumers() {
     assert_eq!(switches(&plan), vec![(hash(V2), ConsumerRole::Active)]);
 }
 
+/// Regression: promoting a partition-share canary must not send the candidate's consuming
+/// members through standby (they would rejoin the group and could be left without partitions).
+#[test]
+fn promoted_partition_share_canary_keeps_candidate_consumers_active() {
+    let mut f = canary_fixture(
+        vec![weight(50), weight(100)],
+        CanaryConsumers::PartitionShare,
+    );
+    let (v1, v2) = (hash(V1), hash(V2));
+    f.step();
+    f.observe(&[
+        (v1.clone(), ready(2, 1, ConsumerRole::Active)),
+        (v2.clone(), ready(2, 1, ConsumerRole::Active)),
+    ]);
+    let plan = f.step();
+    assert_eq!(replicas(&plan, V2), Some((4, 2)), "100 %: all consumers");
+    assert_eq!(replicas(&plan, V1), Some((0, 0)));
+    f.observe(&[
+        (v1.clone(), ready(0, 0, ConsumerRole::Active)),
+        (v2.clone(), ready(4, 2, ConsumerRole::Active)),
+    ]);
+    let plan = f.step();
+    assert_eq!((f.phase(), f.reason()), (Phase::Promoting, "StepsPassed"));
+    assert_eq!(replicas(&plan, V2).map(|r| r.1), Some(2));
+    assert_eq!(
+        replicas(&plan, V1).map(|r| r.1),
+        Some(0),
+        "no stable comeback"
+    );
+    assert!(
+        !switches(&plan).contains(&(v2.clone(), ConsumerRole::Standby)),
+        "{:?}",
+        switches(&plan)
+    );
+    let plan = f.run(&[
+        (v1.clone(), ready(4, 0, ConsumerRole::Standby)),
+        (v2.clone(), ready(4, 2, ConsumerRole::Active)),
+    ]);
+    assert_eq!((f.phase(), f.reason()), (Phase::Healthy, "Promoted"));
+    assert!(switches(&plan).is_empty(), "{:?}", switches(&plan));
+}
+
+/// A partition-share canary promoted at a partial weight: the stable members keep their
+/// share until the active Service has switched, and only then go standby.
+#[test]
+fn partition_share_stable_members_leave_only_after_the_switch() {
+    let mut f = canary_fixture(vec![weight(50)], CanaryConsumers::PartitionShare);
+    let (v1, v2) = (hash(V1), hash(V2));
+    f.step();
+    f.observe(&[
+        (v1.clone(), ready(2, 1, ConsumerRole::Active)),
+        (v2.clone(), ready(2, 1, ConsumerRole::Active)),
+    ]);
+    let plan = f.step();
+    assert_eq!((f.phase(), f.reason()), (Phase::Promoting, "StepsPassed"));
+    assert_eq!(replicas(&plan, V2).map(|r| r.1), Some(2));
+    assert_eq!(replicas(&plan, V1).map(|r| r.1), Some(1));
+    assert!(switches(&plan).is_empty(), "{:?}", switches(&plan));
+    f.observe(&[
+        (v1.clone(), ready(4, 1, ConsumerRole::Active)),
+        (v2.clone(), ready(4, 2, ConsumerRole::Active)),
+    ]);
+    let plan = f.step();
+    assert_eq!(f.status.services.active, Some(v2.clone()));
+    assert_eq!(switches(&plan), vec![(v1.clone(), ConsumerRole::Standby)]);
+    assert_eq!(f.phase(), Phase::Promoting, "until v1 has left the group");
+}
+
 /// The cutover invariant over every scenario above: an activation is planned only when every
 /// other observed revision is confirmed standby (handover mode).
 #[test]

@@ -1,12 +1,14 @@
 //! Webhook signatures: HMAC-SHA256 over `"{timestamp}.{body}"`, sent as
 //! `X-Auren-Signature: sha256=<hex>` with `X-Auren-Timestamp: <unix seconds>`. The comparison
-//! is constant-time and the timestamp must be within the tolerance (replay protection).
+//! is constant-time and the timestamp must be within the tolerance. Within the tolerance, the
+//! [`super::replay`] guard refuses the same signed request a second time.
 
 use std::collections::BTreeMap;
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use super::replay::ReplayKey;
 use crate::ingest::Device;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -59,6 +61,10 @@ impl SignatureVerifier {
         self.enabled
     }
 
+    pub fn tolerance_secs(&self) -> u64 {
+        self.tolerance_secs
+    }
+
     pub fn verify(
         &self,
         device: Device,
@@ -67,8 +73,22 @@ impl SignatureVerifier {
         body: &[u8],
         now_unix: i64,
     ) -> Result<(), AuthError> {
+        self.verify_signed(device, timestamp, signature, body, now_unix)
+            .map(|_| ())
+    }
+
+    /// Like [`Self::verify`], and tells which signed request it was (`None` when checks are
+    /// disabled): what the replay guard remembers.
+    pub fn verify_signed(
+        &self,
+        device: Device,
+        timestamp: Option<&str>,
+        signature: Option<&str>,
+        body: &[u8],
+        now_unix: i64,
+    ) -> Result<Option<Signed>, AuthError> {
         if !self.enabled {
-            return Ok(());
+            return Ok(None);
         }
         let secret = self
             .secrets
@@ -83,8 +103,21 @@ impl SignatureVerifier {
         }
         let expected = parse_signature(sig)?;
         let m = mac(secret, ts.trim(), body).ok_or(AuthError::Mismatch)?;
-        m.verify_slice(&expected).map_err(|_| AuthError::Mismatch)
+        m.verify_slice(&expected).map_err(|_| AuthError::Mismatch)?;
+        Ok(Some(Signed {
+            key: ReplayKey::new(device as u8, &expected),
+            timestamp: ts_value,
+        }))
     }
+}
+
+/// A request whose signature verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Signed {
+    /// Identifies this signed request (device + MAC), for the replay guard.
+    pub key: ReplayKey,
+    /// The signed `X-Auren-Timestamp`.
+    pub timestamp: i64,
 }
 
 /// HMAC takes keys of any length, so this is `None` only in theory.
@@ -169,6 +202,33 @@ mod tests {
         assert_eq!(
             v.verify(Device::Whoop, Some(&ts), Some(&good), body, now),
             Err(AuthError::NoSecret("whoop"))
+        );
+    }
+
+    #[test]
+    fn a_verified_request_is_identified_by_device_and_signature() {
+        let v = verifier();
+        let now = 1_795_000_000;
+        let body = br#"{"a":1}"#;
+        let check = |ts: i64, body: &[u8]| {
+            let sig = sign(b"s3cret", ts, body);
+            v.verify_signed(Device::Oura, Some(&ts.to_string()), Some(&sig), body, now)
+                .unwrap()
+                .unwrap()
+        };
+        let first = check(now, body);
+        assert_eq!(first.timestamp, now);
+        assert_eq!(check(now, body), first, "the same request, the same key");
+        assert_ne!(
+            check(now - 1, body).key,
+            first.key,
+            "re-signed later: a new request"
+        );
+        assert_ne!(check(now, br#"{"a":2}"#).key, first.key);
+        let off = SignatureVerifier::new(BTreeMap::new(), 300, false);
+        assert_eq!(
+            off.verify_signed(Device::Oura, None, None, b"", 0),
+            Ok(None)
         );
     }
 

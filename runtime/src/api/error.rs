@@ -29,6 +29,9 @@ pub enum ApiError {
     },
     #[error("{0}")]
     Conflict(String),
+    /// The same signed request was already accepted (or is in flight) on this pod.
+    #[error(transparent)]
+    Replayed(#[from] super::replay::Replayed),
     #[error("injected fault")]
     InjectedFault,
 }
@@ -42,7 +45,7 @@ impl ApiError {
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Conflict(_) | ApiError::Replayed(_) => StatusCode::CONFLICT,
             ApiError::InjectedFault => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -58,6 +61,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::Unavailable { .. } => "unavailable",
             ApiError::Conflict(_) => "conflict",
+            ApiError::Replayed(_) => "replayed",
             ApiError::InjectedFault => "injected_fault",
         }
     }
@@ -71,12 +75,45 @@ impl IntoResponse for ApiError {
         }
         let body = Json(json!({ "error": self.code(), "detail": self.to_string() }));
         let mut response = (status, body).into_response();
-        if let ApiError::Unavailable { retry_after, .. } = self {
+        let retry_after = match self {
+            ApiError::Unavailable { retry_after, .. } => Some(retry_after),
+            // The first attempt may still be refused, and then this very request is welcome.
+            ApiError::Replayed(super::replay::Replayed::InFlight) => Some(Duration::from_secs(1)),
+            _ => None,
+        };
+        if let Some(retry_after) = retry_after {
             let secs = retry_after.as_secs().max(1).to_string();
             if let Ok(v) = HeaderValue::from_str(&secs) {
                 response.headers_mut().insert(header::RETRY_AFTER, v);
             }
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::replay::Replayed;
+
+    #[test]
+    fn a_replay_is_a_conflict_and_in_flight_ones_may_be_retried() {
+        let accepted = ApiError::from(Replayed::Accepted);
+        assert_eq!(
+            (accepted.status(), accepted.code()),
+            (StatusCode::CONFLICT, "replayed")
+        );
+        assert!(
+            accepted
+                .to_string()
+                .starts_with("this signed request was already accepted")
+        );
+        let response = accepted.into_response();
+        assert_eq!(response.status(), StatusCode::CONFLICT);
+        assert!(!response.headers().contains_key(header::RETRY_AFTER));
+
+        let in_flight = ApiError::from(Replayed::InFlight).into_response();
+        assert_eq!(in_flight.status(), StatusCode::CONFLICT);
+        assert_eq!(in_flight.headers()[header::RETRY_AFTER], "1");
     }
 }

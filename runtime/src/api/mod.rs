@@ -6,6 +6,7 @@ pub mod admin;
 pub mod auth;
 pub mod error;
 pub mod observe;
+pub mod replay;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -27,6 +28,7 @@ use crate::kafka::consumer::RoleRequest;
 use crate::kafka::producer::EventProducer;
 use crate::metrics::Metrics;
 use auth::SignatureVerifier;
+use replay::ReplayGuard;
 
 /// Everything a handler may need.
 pub struct Services {
@@ -36,6 +38,8 @@ pub struct Services {
     pub lifecycle: Arc<Lifecycle>,
     pub producer: Option<Arc<EventProducer>>,
     pub verifier: Arc<SignatureVerifier>,
+    /// Refuses a signed request accepted before (`None` without signatures or when turned off).
+    pub replay: Option<Arc<ReplayGuard>>,
     pub faults: Faults,
     pub roles: Option<mpsc::Sender<RoleRequest>>,
 }

@@ -38,6 +38,12 @@ pub async fn live() -> Json<serde_json::Value> {
 
 pub async fn metrics(State(s): State<AppState>) -> Response {
     s.metrics.ready.set(i64::from(s.is_ready()));
+    if let Some(guard) = &s.replay {
+        let remembered = guard.remembered(chrono::Utc::now().timestamp());
+        s.metrics
+            .signatures_remembered
+            .set(i64::try_from(remembered).unwrap_or(i64::MAX));
+    }
     match s.metrics.render() {
         Ok(text) => (
             [(

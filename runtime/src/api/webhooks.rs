@@ -1,5 +1,7 @@
 //! `POST /webhooks/{device}` and `POST /webhooks/{device}/batch`: authenticate, normalise,
-//! write to Kafka, and answer 202 only once the broker holds every event.
+//! write to Kafka, and answer 202 only once the broker holds every event. A signed request is
+//! accepted once: its signature is reserved right after it verifies and remembered only when
+//! the answer is 202; any other outcome frees it for the sender's retry.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -10,6 +12,7 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::ApiError;
+use super::replay::Reservation;
 use crate::ingest::{self, Device, Event, IngestError};
 use crate::kafka::producer::ProduceError;
 
@@ -21,9 +24,10 @@ pub async fn single(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Accepted, ApiError> {
-    let (device, body) = admit(&s, &device, &headers, body).await?;
+    let (device, body, reservation) = admit(&s, &device, &headers, body).await?;
     let event = ingest::normalise(device, &body, chrono::Utc::now()).map_err(refusal)?;
     publish(&s, std::slice::from_ref(&event)).await?;
+    remember(&s, reservation);
     tracing::debug!(event_id = %event.id, user_id = %event.user_id, device = device.as_str(), "event accepted");
     Ok((
         StatusCode::ACCEPTED,
@@ -37,7 +41,7 @@ pub async fn batch(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Accepted, ApiError> {
-    let (device, body) = admit(&s, &device, &headers, body).await?;
+    let (device, body, reservation) = admit(&s, &device, &headers, body).await?;
     let max = usize::try_from(s.config.max_batch_events).unwrap_or(usize::MAX);
     let events =
         ingest::normalise_batch(device, &body, chrono::Utc::now(), max).map_err(|(index, e)| {
@@ -47,6 +51,7 @@ pub async fn batch(
             }
         })?;
     publish(&s, &events).await?;
+    remember(&s, reservation);
     let ids: Vec<_> = events.iter().map(|e| e.id).collect();
     Ok((
         StatusCode::ACCEPTED,
@@ -54,13 +59,15 @@ pub async fn batch(
     ))
 }
 
-/// Everything before parsing: known device, body within the limit, valid signature, faults.
+/// Everything before parsing: known device, body within the limit, valid signature, not a
+/// replay, faults. The reservation (signed requests only) must be confirmed on a 202; dropping
+/// it frees the signature again.
 async fn admit(
     s: &AppState,
     device: &str,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(Device, Bytes), ApiError> {
+) -> Result<(Device, Bytes, Option<Reservation>), ApiError> {
     let device =
         Device::from_path(device).ok_or_else(|| ApiError::UnknownDevice(device.to_string()))?;
     let body = body.map_err(|r| match r.status() {
@@ -68,8 +75,9 @@ async fn admit(
         _ => ApiError::Malformed(r.body_text()),
     })?;
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    s.verifier
-        .verify(
+    let signed = s
+        .verifier
+        .verify_signed(
             device,
             header(auren_contract::headers::TIMESTAMP),
             header(auren_contract::headers::SIGNATURE),
@@ -77,8 +85,40 @@ async fn admit(
             chrono::Utc::now().timestamp(),
         )
         .map_err(|e| ApiError::Unauthorized(e.to_string()))?;
+    let reservation = match (&s.replay, signed) {
+        (Some(guard), Some(signed)) => {
+            let reserved = guard.reserve(signed.key, signed.timestamp);
+            Some(reserved.inspect_err(|why| {
+                s.metrics.webhooks_replayed.inc();
+                tracing::debug!(device = device.as_str(), reason = %why, "replayed webhook refused");
+            })?)
+        }
+        _ => None,
+    };
     inject_faults(s).await?;
-    Ok((device, body))
+    Ok((device, body, reservation))
+}
+
+/// The request is answered 202: its signature is remembered, so a replay is refused.
+fn remember(s: &AppState, reservation: Option<Reservation>) {
+    let Some(reservation) = reservation else {
+        return;
+    };
+    let confirmed = reservation.confirm(chrono::Utc::now().timestamp());
+    s.metrics
+        .signatures_remembered
+        .set(i64::try_from(confirmed.remembered).unwrap_or(i64::MAX));
+    if let Some(rotations) = confirmed.early_rotation {
+        s.metrics.replay_early_rotations.inc();
+        if rotations == 1 {
+            tracing::warn!(
+                capacity = s.config.webhook_replay_capacity,
+                "replay guard full: forgetting the oldest signatures before they expire, so \
+                 replays are caught for a shorter time (see auren_runtime_webhook_replay_early_rotations_total; \
+                 raise WEBHOOK_REPLAY_CAPACITY); logged once"
+            );
+        }
+    }
 }
 
 async fn inject_faults(s: &AppState) -> Result<(), ApiError> {

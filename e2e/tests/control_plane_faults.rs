@@ -1,0 +1,708 @@
+//! Fault matrix, control-plane rows (issue "Reliability evidence: fault matrix"). Each case
+//! rolls a good release v1 → v2 out under constant load through the active Service
+//! ([`Load`]), injects one fault of the local cluster's control plane or node side in the
+//! middle of the rollout, and asserts
+//! - every event that got a 202 is stored exactly once ([`Env::assert_stored_once`]), and
+//! - the rollout still ends Healthy with v2 stable and v2's history entry Promoted.
+//!
+//! | row | fault | also proves |
+//! | --- | --- | --- |
+//! | 4 | kube-apiserver SIGKILLed while Analyzing, down 4 s + its start (~9 s in all), started again (`up.sh --control-plane-only`) | no request through the active Service fails, while the API is down (the proxy keeps its backends) or after; the operator promotes v2 without losing analysis progress and its AurenRuntime watch delivers again (an annotation is acknowledged from its cache); the active Service then routes to v2 (kube-controller-manager's EndpointSlices and the proxy caught up) and the node agent runs a pod created after the restart |
+//! | 5 | operator leader SIGKILLed the moment the status says Promoting (consumers handing over), a second replica started | the new leader waits for the lease to expire and completes the handover; no request fails; both releases served |
+//! | 6a | node agent SIGKILLed while Analyzing, down 3 s, started again (`node-up.sh`) | pod processes outlive the agent and are adopted by the new one: same pids, IPs and restart counts, no second process per container, pods stay Ready, no request fails; adopted processes of v1 are stopped when v1's pods go |
+//! | 6b | node agent SIGTERMed while Analyzing (it stops its pods' processes, as `down.sh --nodes` needs), started again | pods are restarted on their addresses; requests fail only while the agent is down, and every accepted one is stored |
+//!
+//! The cluster is shared: run with `--test-threads=1` under `flock /tmp/auren-cluster.lock`.
+//! Every test starts the killed component again before asserting, so a failure leaves the
+//! cluster running.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use auren_operator::api::{AurenRuntimeStatus, Outcome, Phase};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::{Value, json};
+use support::{Answer, Env, Load, NAME, Operator, accepted_ids, state_dir};
+
+// ---------------------------------------------------------------- cluster components
+
+/// The pid of a running cluster component (pid file of e2e/cluster/lib.sh, checked like its
+/// `pid_alive`: the process runs, is not a zombie and is still `name`).
+fn component_pid(name: &str) -> Option<u32> {
+    let text =
+        std::fs::read_to_string(state_dir().join("pids").join(format!("{name}.pid"))).ok()?;
+    let pid: u32 = text.trim().parse().ok()?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    (String::from_utf8_lossy(&cmdline).contains(name) && running(pid)).then_some(pid)
+}
+
+/// Whether `pid` exists and is not a zombie.
+fn running(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let state = stat
+        .rfind(')')
+        .and_then(|i| stat[i + 1..].split_whitespace().next());
+    !matches!(state, None | Some("Z" | "X"))
+}
+
+/// Sends `signal` to a component and waits until it has exited; returns the pid.
+async fn kill_component(name: &str, signal: Signal) -> u32 {
+    let pid = component_pid(name).unwrap_or_else(|| panic!("{name} is not running"));
+    kill(Pid::from_raw(pid as i32), signal).unwrap();
+    support::wait_for(&format!("{name} (pid {pid}) to exit"), 30, || async move {
+        (!running(pid)).then_some(())
+    })
+    .await;
+    pid
+}
+
+/// Starts whatever component is missing (up.sh is idempotent), from the binaries already
+/// built (AUREN_NO_BUILD: no cargo build in the middle of a test).
+async fn start_missing(args: &[&str]) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("cluster/up.sh");
+    let out = tokio::process::Command::new("bash")
+        .arg(&script)
+        .args(args)
+        .env("AUREN_NO_BUILD", "1")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "up.sh {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Starts the missing components when dropped, so a failing test leaves the cluster up.
+struct Restore(&'static [&'static str]);
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("cluster/up.sh");
+        let _ = std::process::Command::new("bash")
+            .arg(script)
+            .args(self.0)
+            .env("AUREN_NO_BUILD", "1")
+            .output();
+    }
+}
+
+// ---------------------------------------------------------------- pods and processes
+
+/// One runtime pod as the node agent reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PodView {
+    name: String,
+    ip: Option<String>,
+    pid: Option<u32>,
+    restarts: i32,
+    ready: bool,
+}
+
+async fn pods(env: &Env) -> BTreeMap<String, PodView> {
+    let list = env
+        .ns
+        .api::<Pod>()
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    list.items
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .map(|p| {
+            let status = p.status.unwrap_or_default();
+            let container = status
+                .container_statuses
+                .unwrap_or_default()
+                .into_iter()
+                .next();
+            let name = p.metadata.name.unwrap_or_default();
+            let view = PodView {
+                name: name.clone(),
+                ip: status.pod_ip,
+                pid: container.as_ref().and_then(|c| {
+                    c.container_id
+                        .as_deref()?
+                        .strip_prefix("auren://")?
+                        .parse()
+                        .ok()
+                }),
+                restarts: container.as_ref().map_or(0, |c| c.restart_count),
+                ready: container.is_some_and(|c| c.ready),
+            };
+            (name, view)
+        })
+        .collect()
+}
+
+/// Pids of the live processes whose environment says they belong to pods of `namespace`
+/// (the agent gives every process POD_NAMESPACE), with their POD_NAME.
+fn pod_processes(namespace: &str) -> Vec<(u32, String)> {
+    let wanted = format!("POD_NAMESPACE={namespace}");
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        let vars: Vec<String> = environ
+            .split(|b| *b == 0)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .collect();
+        if vars.contains(&wanted) && running(pid) {
+            let pod = vars
+                .iter()
+                .find_map(|v| v.strip_prefix("POD_NAME="))
+                .unwrap_or_default()
+                .to_owned();
+            out.push((pid, pod));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// `auren_runtime_consumer_active` of each consumer pod, scraped from the pod directly
+/// (1 active, 0 standby; `None` when it does not answer).
+async fn consumer_roles(env: &Env) -> BTreeMap<String, Option<f64>> {
+    let client = support::http_client();
+    let mut out = BTreeMap::new();
+    for (name, pod) in pods(env).await {
+        let Some(ip) = pod.ip.filter(|_| name.contains("-consumer-")) else {
+            continue;
+        };
+        let text = match client.get(format!("http://{ip}:8000/metrics")).send().await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        let active = text.lines().find_map(|l| {
+            l.strip_prefix("auren_runtime_consumer_active ")?
+                .trim()
+                .parse()
+                .ok()
+        });
+        out.insert(name, active);
+    }
+    out
+}
+
+// ---------------------------------------------------------------- rollout helpers
+
+/// v1 → v2 with `successes` measurements to promote and a short scale-down delay.
+fn v2_spec(env: &Env, successes: u32) -> Value {
+    let mut spec = env.spec("auren/runtime:v2", &[]);
+    spec["analysis"]["successfulMeasurementsToPromote"] = json!(successes);
+    spec["strategy"]["blueGreen"]["scaleDownDelaySeconds"] = json!(5);
+    spec
+}
+
+/// Waits until v2 (`image` ending in `:v2`) is stable or the rollout was rolled back.
+async fn wait_settled(env: &Env, secs: u64) -> AurenRuntimeStatus {
+    env.ns
+        .wait_status(NAME, "v2 promoted (or rolled back)", secs, |s| {
+            (s.phase == Some(Phase::Healthy)
+                && s.candidate.is_none()
+                && s.stable.as_ref().is_some_and(|r| r.image.ends_with(":v2")))
+                || s.phase == Some(Phase::RolledBack)
+        })
+        .await
+}
+
+/// The common end of every case: Healthy, v2 stable after v1, both history entries Promoted.
+fn assert_promoted(st: &AurenRuntimeStatus, v1: &str, v2: &str) {
+    assert_eq!(
+        st.phase,
+        Some(Phase::Healthy),
+        "{:?}: {:?}",
+        st.reason,
+        st.message
+    );
+    assert_eq!(st.stable.as_ref().map(|s| s.hash.as_str()), Some(v2));
+    assert_eq!(st.previous.as_ref().map(|p| p.hash.as_str()), Some(v1));
+    assert_eq!(st.services.active.as_deref(), Some(v2));
+    let history: Vec<(&str, Outcome)> = st
+        .history
+        .iter()
+        .map(|h| (h.hash.as_str(), h.outcome))
+        .collect();
+    assert_eq!(
+        history,
+        vec![(v1, Outcome::Promoted), (v2, Outcome::Promoted)]
+    );
+}
+
+fn failures(answers: &[Answer]) -> Vec<&Answer> {
+    answers.iter().filter(|a| a.status != 202).collect()
+}
+
+fn assert_none_failed(answers: &[Answer]) {
+    let failed = failures(answers);
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed: {:?}",
+        failed.len(),
+        answers.len(),
+        &failed[..failed.len().min(5)]
+    );
+}
+
+fn count_between(answers: &[Answer], from: Instant, to: Instant) -> usize {
+    answers
+        .iter()
+        .filter(|a| a.at >= from && a.at <= to)
+        .count()
+}
+
+/// Waits until no pod of revision `hash` is left and none of `pids` runs any more.
+async fn wait_release_gone(env: &Env, hash: &str, pids: &[u32]) {
+    support::wait_for(
+        &format!("the pods and processes of {hash} to go"),
+        60,
+        || async {
+            let left = pods(env).await.keys().any(|n| n.contains(hash));
+            let running = pids.iter().any(|p| running(*p));
+            (!left && !running).then_some(())
+        },
+    )
+    .await;
+}
+
+fn log_path(name: &str) -> PathBuf {
+    state_dir().join("logs").join(format!("{name}.log"))
+}
+
+fn operator_log(op: &Operator) -> String {
+    std::fs::read_to_string(&op.log).unwrap_or_default()
+}
+
+/// The operator's AurenRuntime watch delivers again: an annotation (`auren.io/retry`, a no-op
+/// on a Healthy release but acknowledged in the status) is acknowledged by a reconcile that
+/// read it from the watch cache, not from a fresh read (the operator GETs the AurenRuntime
+/// only while its cache lags behind its own status write). Tried again until `secs` have
+/// passed since `since` (the watch re-lists after its own back-off, up to 30 s in kube-rs);
+/// returns how long after `since` the watch was seen working.
+async fn assert_runtime_watch_delivers(env: &Env, since: Instant, secs: u64) -> Duration {
+    const FRESH_READS: &str =
+        r#"auren_operator_kube_api_requests_total{verb="get",resource="aurenruntimes"}"#;
+    let mut attempts = Vec::new();
+    loop {
+        let before = support::metric_value(&env.operator.metrics().await, FRESH_READS);
+        let value = support::unique("retry");
+        let patch = json!({"metadata": {"annotations": {"auren.io/retry": value}}});
+        env.ns
+            .runtimes()
+            .patch(NAME, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+        env.ns
+            .wait_status(NAME, "the retry annotation acknowledged", 15, |s| {
+                s.acknowledged.retry.as_deref() == Some(value.as_str())
+            })
+            .await;
+        let after = support::metric_value(&env.operator.metrics().await, FRESH_READS);
+        attempts.push((since.elapsed().as_secs_f64().round(), before, after));
+        if after == before {
+            eprintln!(
+                "operator: AurenRuntime watch delivers; (s after restart, fresh reads before, after): {attempts:?}"
+            );
+            return since.elapsed();
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(secs),
+            "the AurenRuntime watch does not deliver {secs} s after the restart: {attempts:?}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Posts through the active Service until v2 answers (the proxy forwards by the Service's
+/// EndpointSlices, which kube-controller-manager writes); returns how long after `since` that
+/// was, and the ids of the accepted probe events.
+async fn routes_to(env: &Env, v2: &str, since: Instant, secs: u64) -> (Duration, HashSet<String>) {
+    let (client, addr) = (support::http_client(), env.active().await);
+    let mut ids = HashSet::new();
+    loop {
+        let answer = support::post_event(&client, &addr, "u-probe", 1).await;
+        assert_eq!(answer.status, 202, "{answer:?}");
+        ids.extend(answer.id);
+        if answer.release.as_deref() == Some(v2) {
+            return (since.elapsed(), ids);
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(secs),
+            "the active Service still routes to {:?} {secs} s after the restart",
+            answer.release
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The node agent sees a pod created now and runs it to Ready; returns how long after `since`.
+async fn assert_agent_starts_a_new_pod(env: &Env, since: Instant) -> Duration {
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "after-restart"},
+        "spec": {
+            "nodeName": "auren-node-1",
+            "containers": [{
+                "name": "stub", "image": "auren/http-stub:1",
+                "ports": [{"containerPort": 8080}],
+                "readinessProbe": {"httpGet": {"port": 8080, "path": "/"}, "periodSeconds": 1},
+            }],
+        },
+    }))
+    .unwrap();
+    let pods = env.ns.api::<Pod>();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    support::wait_for("the new pod Ready", 30, || async {
+        let pod = pods.get("after-restart").await.ok()?;
+        let conditions = pod.status?.conditions?;
+        conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+            .then_some(())
+    })
+    .await;
+    let ready = since.elapsed();
+    pods.delete("after-restart", &DeleteParams::default())
+        .await
+        .unwrap();
+    ready
+}
+
+// ---------------------------------------------------------------- row 4
+
+/// (4) kube-apiserver killed (SIGKILL) while v2 is analysed, down for 4 s, then started again
+/// by up.sh. The active Service keeps answering while the API is down (the proxy keeps the
+/// backends it knows). Once the API is back the operator promotes v2 without losing analysis
+/// progress (its watches get 410 Gone and re-list while it decides on fresh reads); then its
+/// AurenRuntime watch, the EndpointSlices and proxy, and the node agent are all shown to work
+/// again. v1 is kept up (long scale-down delay), see the comment in the test.
+#[tokio::test]
+async fn kube_apiserver_restarted_while_analyzing() {
+    let _restore = Restore(&["--control-plane-only"]);
+    let env = Env::start("cpf-apiserver").await;
+    let v1 = env.install("auren/runtime:v1").await;
+    let load = Load::workers(env.active().await, "u-load", 2, Duration::from_millis(40));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // v1 stays up for the whole test: after an API server restart kube-controller-manager's
+    // informers re-list only after their back-off (up to ~30 s seen), so the active Service's
+    // EndpointSlice may still list v1 for a while after the switch; scaling v1 down within
+    // that time fails requests (seen with a 5 s delay), see `routes_to`.
+    let mut spec = v2_spec(&env, 3);
+    spec["strategy"]["blueGreen"]["scaleDownDelaySeconds"] = json!(300);
+    env.set_spec(spec).await.unwrap();
+    let st = env
+        .ns
+        .wait_status(NAME, "Analyzing", 90, |s| s.phase == Some(Phase::Analyzing))
+        .await;
+    let v2 = st.candidate.unwrap().hash;
+
+    let pid = kill_component("kube-apiserver", Signal::SIGKILL).await;
+    let down_at = Instant::now();
+    assert!(
+        env.ns.runtimes().get(NAME).await.is_err(),
+        "the API is down"
+    );
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    start_missing(&["--control-plane-only"]).await;
+    let up_at = Instant::now();
+    eprintln!(
+        "kube-apiserver (pid {pid}) down for {:.1} s, now pid {:?}",
+        (up_at - down_at).as_secs_f64(),
+        component_pid("kube-apiserver")
+    );
+
+    let st = wait_settled(&env, 120).await;
+    let promoted = up_at.elapsed();
+    assert_promoted(&st, &v1, &v2);
+    // The operator's, the proxy's (with kube-controller-manager's EndpointSlices) and the node
+    // agent's watches all deliver again.
+    let watch = assert_runtime_watch_delivers(&env, up_at, 60).await;
+    let (routed, probes) = routes_to(&env, &v2, up_at, 60).await;
+    let agent = assert_agent_starts_a_new_pod(&env, up_at).await;
+    eprintln!(
+        "after the restart: promoted +{:.0} s, operator watch +{:.0} s, active Service on v2 +{:.0} s, new pod Ready +{:.0} s",
+        promoted.as_secs_f64(),
+        watch.as_secs_f64(),
+        routed.as_secs_f64(),
+        agent.as_secs_f64()
+    );
+    let answers = load.finish().await;
+
+    assert_none_failed(&answers);
+    let during = count_between(&answers, down_at, up_at);
+    assert!(
+        during >= 20,
+        "only {during} requests while the API was down"
+    );
+    let mut ids = accepted_ids(&answers);
+    ids.extend(probes);
+    env.assert_stored_once(&ids).await;
+    let log = operator_log(&env.operator);
+    eprintln!(
+        "operator: {} leadership changes, {} controller starts",
+        log.matches("leadership changed").count(),
+        log.matches("leading: controller starts").count()
+    );
+}
+
+// ---------------------------------------------------------------- row 5
+
+/// (5) The operator leader killed (SIGKILL) the moment the status says Promoting, i.e. while
+/// the consumers hand over from v1 to v2, under load; a second replica takes the lease over
+/// once it expires and finishes the handover. No request fails, every accepted event is stored
+/// exactly once.
+#[tokio::test]
+async fn operator_leader_killed_during_the_consumer_handover() {
+    let mut env = Env::start("cpf-leader").await;
+    let v1 = env.install("auren/runtime:v1").await;
+    let load = Load::workers(env.active().await, "u-load", 3, Duration::from_millis(30));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    env.set_spec(v2_spec(&env, 2)).await.unwrap();
+    // A watch, not polling: the kill lands within milliseconds of the Promoting status, before
+    // the leader's next reconcile (500 ms after a role switch) activates v2's consumers.
+    let config = watcher::Config::default().fields(&format!("metadata.name={NAME}"));
+    let stream = watcher(env.ns.runtimes(), config)
+        .applied_objects()
+        .filter_map(|ar| async move { ar.ok()?.status });
+    let mut stream = std::pin::pin!(stream);
+    let caught = tokio::time::timeout(Duration::from_secs(120), async {
+        while let Some(st) = stream.next().await {
+            if st.phase == Some(Phase::Promoting) {
+                return st;
+            }
+            let promoted = st.stable.as_ref().is_some_and(|r| r.image.ends_with(":v2"));
+            assert!(!promoted, "missed Promoting: {:?}", st.reason);
+        }
+        panic!("the watch ended");
+    })
+    .await
+    .expect("Promoting within 120 s");
+    env.operator.kill9();
+    let killed_at = Instant::now();
+    let v2 = caught.candidate.clone().unwrap().hash;
+    // Nobody leads now, so the roles stay as the killed leader left them: it writes Promoting
+    // after sending v1's consumers to standby and activates v2's on its next reconcile.
+    let roles = consumer_roles(&env).await;
+    eprintln!(
+        "killed the leader in Promoting ({:?}), active Service on {:?}, consumers active: {roles:?}",
+        caught.reason, caught.services.active,
+    );
+    let v1_roles: Vec<_> = roles.iter().filter(|(n, _)| n.contains(&v1)).collect();
+    assert!(
+        !v1_roles.is_empty() && v1_roles.iter().all(|(_, r)| **r == Some(0.0)),
+        "the handover had begun: v1's consumers on standby: {roles:?}"
+    );
+
+    let mut second = Operator::start(
+        &env.ns.name,
+        "auren-operator",
+        &format!("{}-b", env.ns.name),
+    );
+    let st = wait_settled(&env, 90).await;
+    assert!(
+        killed_at.elapsed() > Duration::from_secs(5),
+        "the lease held until it expired"
+    );
+    assert_promoted(&st, &v1, &v2);
+    assert!(
+        operator_log(&second).contains("leading: controller starts"),
+        "the second replica led"
+    );
+    eprintln!("after the handover: {:?}", consumer_roles(&env).await);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let answers = load.finish().await;
+
+    assert_none_failed(&answers);
+    let releases: HashSet<_> = answers.iter().filter_map(|a| a.release.clone()).collect();
+    assert!(
+        releases.contains(&v1) && releases.contains(&v2),
+        "load saw both releases: {releases:?}"
+    );
+    env.assert_stored_once(&accepted_ids(&answers)).await;
+    assert_eq!(second.stop(), Some(0));
+}
+
+// ---------------------------------------------------------------- row 6
+
+/// (6a) The node agent killed (SIGKILL) while v2 is analysed, down 3 s, started again. Its
+/// pods' processes keep running meanwhile, and the new agent adopts them: same pids, IPs and
+/// restart counts, exactly one process per pod, every pod still Ready, no request fails. The
+/// adopted processes of v1 are stopped when v1 is scaled down after the promotion.
+#[tokio::test]
+async fn node_agent_killed_while_analyzing_adopts_its_pods() {
+    let _restore = Restore(&[]);
+    let env = Env::start("cpf-agent-kill").await;
+    let v1 = env.install("auren/runtime:v1").await;
+    let load = Load::workers(env.active().await, "u-load", 2, Duration::from_millis(40));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    env.set_spec(v2_spec(&env, 3)).await.unwrap();
+    let st = env
+        .ns
+        .wait_status(NAME, "Analyzing", 90, |s| s.phase == Some(Phase::Analyzing))
+        .await;
+    let v2 = st.candidate.unwrap().hash;
+    let before = pods(&env).await;
+    assert_eq!(
+        before.len(),
+        4,
+        "v1 and v2: api + consumer each: {before:?}"
+    );
+    assert!(
+        before.values().all(|p| p.ready && p.pid.is_some()),
+        "{before:?}"
+    );
+
+    let pid = kill_component("auren-node-agent", Signal::SIGKILL).await;
+    let down_at = Instant::now();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let orphans: Vec<u32> = before.values().filter_map(|p| p.pid).collect();
+    assert!(
+        orphans.iter().all(|p| running(*p)),
+        "pod processes outlive a killed agent"
+    );
+    start_missing(&[]).await;
+    let up_at = Instant::now();
+    eprintln!(
+        "node agent (pid {pid}) down for {:.1} s, now pid {:?}",
+        (up_at - down_at).as_secs_f64(),
+        component_pid("auren-node-agent")
+    );
+
+    // Two status rounds of the new agent (it ticks every 250 ms; the readiness probe is 5 s).
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let after = pods(&env).await;
+    for (name, was) in &before {
+        assert_eq!(after.get(name), Some(was), "pod {name} is unchanged");
+    }
+    let processes = pod_processes(&env.ns.name);
+    let expected: Vec<(u32, String)> = {
+        let mut v: Vec<_> = before
+            .values()
+            .map(|p| (p.pid.unwrap(), p.name.clone()))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(processes, expected, "one process per pod, the adopted one");
+    let agent_log = std::fs::read_to_string(log_path("auren-node-agent")).unwrap_or_default();
+    let adopted = agent_log
+        .lines()
+        .filter(|l| l.contains("adopted the running process") && l.contains(&env.ns.name))
+        .count();
+    assert_eq!(adopted, 4, "the new agent adopted every pod's process");
+
+    let st = wait_settled(&env, 120).await;
+    assert_promoted(&st, &v1, &v2);
+    // v1's adopted processes are terminated by the new agent when v1 is scaled down.
+    let v1_pids: Vec<u32> = before
+        .values()
+        .filter(|p| p.name.contains(&v1))
+        .filter_map(|p| p.pid)
+        .collect();
+    wait_release_gone(&env, &v1, &v1_pids).await;
+    let answers = load.finish().await;
+
+    assert_none_failed(&answers);
+    let during = count_between(&answers, down_at, up_at);
+    assert!(
+        during >= 20,
+        "only {during} requests while the agent was down"
+    );
+    env.assert_stored_once(&accepted_ids(&answers)).await;
+}
+
+/// (6b) The node agent stopped with SIGTERM while v2 is analysed: by design it stops its
+/// pods' processes before it exits (down.sh relies on it), so the Service's backends are gone
+/// until it is started again and restarts them on the same addresses. Requests fail only in
+/// that window; every accepted event is stored exactly once, and v2 is still promoted.
+#[tokio::test]
+async fn node_agent_stopped_while_analyzing_restarts_its_pods() {
+    let _restore = Restore(&[]);
+    let env = Env::start("cpf-agent-term").await;
+    let v1 = env.install("auren/runtime:v1").await;
+    let load = Load::workers(env.active().await, "u-load", 2, Duration::from_millis(40));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    env.set_spec(v2_spec(&env, 3)).await.unwrap();
+    let st = env
+        .ns
+        .wait_status(NAME, "Analyzing", 90, |s| s.phase == Some(Phase::Analyzing))
+        .await;
+    let v2 = st.candidate.unwrap().hash;
+    let before = pods(&env).await;
+
+    let stop_at = Instant::now();
+    kill_component("auren-node-agent", Signal::SIGTERM).await;
+    assert!(
+        pod_processes(&env.ns.name).is_empty(),
+        "SIGTERM stops the pods' processes"
+    );
+    start_missing(&[]).await;
+    let up_at = Instant::now();
+    eprintln!(
+        "node agent stopped and started again in {:.1} s",
+        (up_at - stop_at).as_secs_f64()
+    );
+    let ready_again = support::wait_for("every pod Ready again", 60, || async {
+        let now = pods(&env).await;
+        let same = before.iter().all(|(name, was)| {
+            now.get(name)
+                .is_some_and(|p| p.ready && p.ip == was.ip && p.pid != was.pid)
+        });
+        same.then(Instant::now)
+    })
+    .await;
+    let processes = pod_processes(&env.ns.name);
+    let owners: BTreeSet<_> = processes.iter().map(|(_, pod)| pod.as_str()).collect();
+    let pods_before: BTreeSet<_> = before.keys().map(String::as_str).collect();
+    assert_eq!(
+        (processes.len(), owners),
+        (before.len(), pods_before),
+        "one process per pod: {processes:?}"
+    );
+
+    let st = wait_settled(&env, 120).await;
+    assert_promoted(&st, &v1, &v2);
+    let answers = load.finish().await;
+
+    let failed = failures(&answers);
+    let outside: Vec<_> = failed
+        .iter()
+        .filter(|a| a.at < stop_at || a.at > ready_again + Duration::from_secs(1))
+        .collect();
+    eprintln!(
+        "{} of {} requests failed, all between the SIGTERM and the pods' readiness ({:.1} s)",
+        failed.len(),
+        answers.len(),
+        (ready_again - stop_at).as_secs_f64()
+    );
+    assert!(
+        outside.is_empty(),
+        "requests failed outside the agent's downtime: {:?}",
+        &outside[..outside.len().min(5)]
+    );
+    env.assert_stored_once(&accepted_ids(&answers)).await;
+}

@@ -1,0 +1,403 @@
+//! Fault matrix (issue "Reliability evidence: fault matrix"): a good v1 → v2 blue/green
+//! release under constant load, with one dependency or process failing in the middle of the
+//! cutover. Every case asserts the same two things: **every event answered 202 is stored
+//! exactly once** (none lost, none twice), and **the rollout ends where it should** (Healthy
+//! with v2 stable, promoted: the history reads v1 Promoted, v2 Promoted).
+//!
+//! | case | fault | when | proves |
+//! | --- | --- | --- | --- |
+//! | [`kill_9_of_runtime_pods_during_a_cutover_loses_no_accepted_event`] | `kill -9` of the API and consumer processes of both releases | while Analyzing, and again the moment the active Service switches to v2 (Promoting) | a 202 is only answered once Kafka holds the event; a consumer dying mid-batch or mid-handover replays, never loses, and the store's unique id absorbs the replay; the agent restarts the pods, a restarted consumer comes back standby and the operator re-activates the right release; the rollout still completes |
+//! | broker frozen for 10 s (withheld, see below) | Kafka broker frozen (SIGSTOP) for 10 s | from the moment the active Service switches to v2 | with Kafka unavailable the API answers 503 (delivery timeout, then the open circuit breaker), never 202; the consumer handover (commit, leave, join) waits for the broker and completes after it returns; the API pods, taken out of the Services by their readiness gate, are back and accepting within 15 s of Kafka's return |
+//! | [`postgres_restarted_during_the_consumer_handover_loses_no_accepted_event`] | PostgreSQL stopped (immediate) for 3 s, then started | from the moment the active Service switches to v2 (the consumers hand over) | the consumers keep offsets uncommitted while storing fails and retry; the handover completes; the API keeps accepting (Kafka buffers) |
+//!
+//! Faults are injected from the moment the operator points the active Service at v2
+//! ([`wait_active_switch`]), which it does right before the consumer role switches of the
+//! same reconcile: so the consumer handover always runs during the fault, deterministically.
+//! The releases wait for `kubectl auren promote` after their analysis (`autoPromotion: false`),
+//! so the analysis is over before a fault starts and the expected outcome does not depend on
+//! how a measurement window happens to overlap the fault.
+//!
+//! Withheld: the broker-frozen case (SIGSTOP for 10 s during the handover) finds a real
+//! problem that is not fixed yet: after the freeze, the activated consumer can hold its
+//! partitions without storing (in one run 346 of 1,739 accepted events were still unstored
+//! 60 s later; nothing lost — offsets stay uncommitted — but consumption stalls). The case and
+//! its evidence are in issue 8's notes; it returns here with the fix.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use auren_operator::api::{AurenRuntimeStatus, Outcome, Phase};
+use auren_operator::resources::{LABEL_REVISION, LABEL_ROLE};
+use k8s_openapi::api::core::v1::{Pod, Service};
+use kube::api::ListParams;
+use serde_json::{Value, json};
+use support::{
+    Answer, Env, Killed, Load, NAME, StatusLog, accepted_ids, kill9_pod, kubectl_auren,
+    wait_restarted,
+};
+
+/// The Env's small release, waiting for `kubectl auren promote` once its analysis passed.
+fn spec(env: &Env, image: &str, config: &[(&str, &str)]) -> Value {
+    let mut spec = env.spec(image, config);
+    spec["strategy"]["blueGreen"]["autoPromotion"] = json!(false);
+    spec
+}
+
+/// Sets `spec` (the v2 release); returns v2's hash once it is a candidate.
+async fn start_release(env: &Env, spec: Value) -> String {
+    env.set_spec(spec).await.unwrap();
+    let st = env
+        .ns
+        .wait_status(NAME, "a candidate", 30, |s| s.candidate.is_some())
+        .await;
+    st.candidate.unwrap().hash
+}
+
+/// The rollout is over without v2 (Degraded is not: it recovers once the stable serves).
+fn ended(s: &AurenRuntimeStatus) -> bool {
+    matches!(s.phase, Some(Phase::RolledBack | Phase::InvalidSpec))
+}
+
+/// Waits until the analysis of `v2` passed and the rollout waits for a human.
+async fn wait_awaiting_promotion(env: &Env) {
+    let st = env
+        .ns
+        .wait_status(NAME, "AwaitingPromotion", 90, |s| {
+            s.reason.as_deref() == Some("AwaitingPromotion") || ended(s)
+        })
+        .await;
+    assert_eq!(
+        st.reason.as_deref(),
+        Some("AwaitingPromotion"),
+        "{:?}: {:?}",
+        st.phase,
+        st.message
+    );
+}
+
+/// `kubectl auren promote`.
+fn promote(env: &Env) {
+    kubectl_auren(&["-n", &env.ns.name, "promote", NAME]);
+}
+
+/// Waits (polling every 50 ms) until the active Service selects `revision`'s pods: the
+/// operator applies the Service right before it switches the consumers' roles.
+async fn wait_active_switch(env: &Env, revision: &str) -> Instant {
+    let services = env.ns.api::<Service>();
+    let start = Instant::now();
+    loop {
+        if let Ok(svc) = services.get(NAME).await {
+            let selector = svc.spec.and_then(|s| s.selector).unwrap_or_default();
+            if selector.get(LABEL_REVISION).map(String::as_str) == Some(revision) {
+                return Instant::now();
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the active Service never selected {revision}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until `v2` is stable and the rollout Healthy (through Degraded, which a fault that
+/// takes every API pod out of the Service may cause until they serve again); panics with the
+/// status and every API pod's `/health` when it does not happen within `secs`.
+async fn wait_promoted(env: &Env, v2: &str, secs: u64) -> AurenRuntimeStatus {
+    let start = Instant::now();
+    let mut last = AurenRuntimeStatus::default();
+    while start.elapsed() < Duration::from_secs(secs) {
+        if let Ok(ar) = env.ns.runtimes().get(NAME).await {
+            last = ar.status.unwrap_or_default();
+            let promoted = last.stable.as_ref().is_some_and(|r| r.hash == v2);
+            if promoted && last.phase == Some(Phase::Healthy) || ended(&last) {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let promoted = last.stable.as_ref().is_some_and(|r| r.hash == v2);
+    assert!(
+        promoted && last.phase == Some(Phase::Healthy),
+        "not Healthy on v2 after {secs} s: {:?} {:?}: {:?}\nAPI pods' /health:\n{}",
+        last.phase,
+        last.reason,
+        last.message,
+        api_health(env).await.join("\n")
+    );
+    let outcome = last.history.last().map(|h| (h.hash.as_str(), h.outcome));
+    assert_eq!(outcome, Some((v2, Outcome::Promoted)));
+    last
+}
+
+/// `<pod>: <ready condition> <its /health>` for every API pod.
+async fn api_health(env: &Env) -> Vec<String> {
+    let pods = env.ns.api::<Pod>();
+    let list = pods
+        .list(&ListParams::default().labels(&format!("{LABEL_ROLE}=api")))
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default();
+    let client = support::http_client();
+    let mut out = Vec::new();
+    for pod in list {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let status = pod.status.unwrap_or_default();
+        let ready: Vec<String> = status
+            .conditions
+            .unwrap_or_default()
+            .iter()
+            .filter(|c| c.type_ == "Ready" || c.type_ == "auren.io/healthy")
+            .map(|c| format!("{}={}", c.type_, c.status))
+            .collect();
+        let ip = status.pod_ip.unwrap_or_default();
+        let health = match client.get(format!("http://{ip}:8000/health")).send().await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(e) => e.to_string(),
+        };
+        out.push(format!("{name} {ready:?}: {health}"));
+    }
+    out
+}
+
+/// The phase in force at `at` according to the status log.
+fn phase_at(log: &[(Instant, AurenRuntimeStatus)], at: Instant) -> Option<Phase> {
+    log.iter().rev().find(|(t, _)| *t <= at)?.1.phase
+}
+
+/// Asserts the fault started while the cutover was in flight: v1 still stable when it
+/// started, v2 stable only later. (The operator writes Promoting only after the reconcile's
+/// role switches, which the fault may hold up, so the phase itself can still read Paused.)
+fn assert_during_cutover(log: &[(Instant, AurenRuntimeStatus)], fault_at: Instant, v2: &str) {
+    let before = log.iter().rev().find(|(t, _)| *t <= fault_at);
+    let stable = |s: &AurenRuntimeStatus| s.stable.as_ref().map(|r| r.hash.clone());
+    let before = before.map(|(_, s)| stable(s));
+    assert!(
+        before.is_some() && before != Some(Some(v2.to_owned())),
+        "v2 was not stable yet when the fault started: {before:?}"
+    );
+    let promoted = log
+        .iter()
+        .find(|(_, s)| stable(s).as_deref() == Some(v2))
+        .map(|(t, _)| *t);
+    assert!(
+        promoted.is_some_and(|t| t > fault_at),
+        "v2 promoted after the fault started"
+    );
+    eprintln!(
+        "fault started {:?} before v2 was stable",
+        promoted.map(|t| t - fault_at)
+    );
+}
+
+/// The last two releases: v1 installed, then v2 promoted.
+fn assert_history(st: &AurenRuntimeStatus, v1: &str, v2: &str) {
+    let history: Vec<(&str, Outcome)> = st
+        .history
+        .iter()
+        .map(|h| (h.hash.as_str(), h.outcome))
+        .collect();
+    assert_eq!(
+        history[history.len().saturating_sub(2)..],
+        [(v1, Outcome::Promoted), (v2, Outcome::Promoted)]
+    );
+}
+
+fn summary(answers: &[Answer]) -> String {
+    let mut counts = std::collections::BTreeMap::new();
+    for a in answers {
+        *counts.entry(a.status).or_insert(0) += 1;
+    }
+    format!("{} answers by status {counts:?}", answers.len())
+}
+
+/// Faults outside the event path answer only these: 202, or 0 (no connection: the pod is gone
+/// or out of the Service) and 503 (the runtime refuses what Kafka did not take).
+fn assert_no_other_failures(answers: &[Answer]) {
+    let odd: Vec<_> = answers
+        .iter()
+        .filter(|a| ![0, 202, 503].contains(&a.status))
+        .collect();
+    assert!(
+        odd.is_empty(),
+        "unexpected answers: {:?}",
+        &odd[..odd.len().min(5)]
+    );
+}
+
+/// Both releases served the active Service, and it accepted events again at the end.
+fn assert_both_served(answers: &[Answer], v1: &str, v2: &str) {
+    let releases: HashSet<_> = answers
+        .iter()
+        .filter(|a| a.status == 202)
+        .filter_map(|a| a.release.as_deref())
+        .collect();
+    assert!(
+        releases.contains(v1) && releases.contains(v2),
+        "accepted by {releases:?}"
+    );
+    let last = answers.iter().rev().find(|a| a.status == 202);
+    assert_eq!(
+        last.and_then(|a| a.release.as_deref()),
+        Some(v2),
+        "v2 accepts at the end"
+    );
+}
+
+/// Spec of case 1: two API pods per release (so each of v2's can be killed once), and an
+/// analysis without the default `restarts` check, because this test restarts pods on purpose.
+/// With it the operator rolls the release back (documented default: "error ratio under 1 %
+/// and no restarts"), which is right for a release that crashes by itself but says nothing
+/// about losing events. (Killing one v2 pod twice would be a crash loop, also rolled back.)
+fn restart_tolerant(env: &Env, image: &str) -> Value {
+    let mut spec = spec(env, image, &[]);
+    spec["api"]["replicas"] = json!(2);
+    spec["analysis"]["checks"] = json!([
+        {"name": "error-ratio", "metric": "errorRatio", "max": 0.01},
+    ]);
+    spec
+}
+
+/// Kills the process of one pod per (revision, role), sparing the pods killed before.
+async fn kill_all(env: &Env, targets: &[(&str, &str)], spare: &mut Vec<Killed>) -> Vec<Killed> {
+    let mut killed = Vec::new();
+    for (revision, role) in targets {
+        let k = kill9_pod(&env.ns, revision, role, spare).await;
+        spare.push(k.clone());
+        killed.push(k);
+    }
+    killed
+}
+
+/// (1) `kill -9` of runtime pods of both releases during the cutover: first while v2 is
+/// analysed (v1's consumer storing, an API pod of v1 serving the active Service, one of v2
+/// serving the preview Service), then the moment the active Service switches to v2 (v1's
+/// consumer about to be told to stand by, v2's other API pod taking the traffic, v2's
+/// consumer about to be activated). Requests failing at a kill (no answer) are allowed; every
+/// 202 is stored once, the agent restarts every killed container, and the release still ends
+/// Healthy on v2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_runtime_pods_during_a_cutover_loses_no_accepted_event() {
+    let started = Instant::now();
+    let env = Env::start("fault-kill").await;
+    let v1 = env
+        .install_spec(restart_tolerant(&env, "auren/runtime:v1"))
+        .await;
+    let status_log = StatusLog::start(&env.ns, NAME);
+    let active = Load::workers(env.active().await, "u-active", 2, Duration::from_millis(40));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let v2 = start_release(&env, restart_tolerant(&env, "auren/runtime:v2")).await;
+    let preview = Load::start(
+        env.ns.service_addr(&format!("{NAME}-preview")).await,
+        "u-preview",
+    );
+
+    env.ns
+        .wait_status(NAME, "Analyzing", 60, |s| {
+            s.phase == Some(Phase::Analyzing) || ended(s)
+        })
+        .await;
+    let mut spare = Vec::new();
+    let analyzing = kill_all(
+        &env,
+        &[(&v1, "consumer"), (&v1, "api"), (&v2, "api")],
+        &mut spare,
+    )
+    .await;
+    for k in &analyzing {
+        wait_restarted(&env.ns, k, 30).await;
+    }
+    wait_awaiting_promotion(&env).await;
+
+    promote(&env);
+    wait_active_switch(&env, &v2).await;
+    // v1's consumer may die twice: only the candidate's pods must not crash-loop.
+    spare.retain(|k| k.pod != analyzing[0].pod);
+    let promoting = kill_all(
+        &env,
+        &[(&v1, "consumer"), (&v2, "api"), (&v2, "consumer")],
+        &mut spare,
+    )
+    .await;
+    let st = wait_promoted(&env, &v2, 60).await;
+    for k in &promoting {
+        wait_restarted(&env.ns, k, 30).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let active = active.finish().await;
+    let mut answers = preview.finish().await;
+    answers.extend(active.iter().cloned());
+    let log = status_log.finish().await;
+    eprintln!("{}; took {:?}", summary(&answers), started.elapsed());
+
+    assert_eq!(
+        phase_at(&log, analyzing[0].at),
+        Some(Phase::Analyzing),
+        "first kills during the analysis"
+    );
+    assert_during_cutover(&log, promoting[0].at, &v2);
+    assert_history(&st, &v1, &v2);
+    assert_no_other_failures(&answers);
+    assert_both_served(&active, &v1, &v2);
+    let last_kill = promoting[promoting.len() - 1].at;
+    assert!(
+        active.iter().any(|a| a.status == 202 && a.at > last_kill),
+        "nothing accepted after the last kill"
+    );
+    env.assert_stored_once(&accepted_ids(&answers)).await;
+}
+
+/// (3) PostgreSQL stopped (`pg_ctl -m immediate`) for 3 s from the moment the active Service
+/// switches to v2, so v1's consumer is told to stand by and v2's is activated while nothing
+/// can be stored. The API keeps accepting (Kafka holds the events); the consumers retry
+/// without committing; the handover completes; every 202 is stored once; Healthy on v2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_restarted_during_the_consumer_handover_loses_no_accepted_event() {
+    let started = Instant::now();
+    let mut env = Env::start("fault-db").await;
+    let v1 = env.install_spec(spec(&env, "auren/runtime:v1", &[])).await;
+    let status_log = StatusLog::start(&env.ns, NAME);
+    let active = Load::workers(env.active().await, "u-active", 2, Duration::from_millis(40));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let v2 = start_release(&env, spec(&env, "auren/runtime:v2", &[])).await;
+    let preview = Load::start(
+        env.ns.service_addr(&format!("{NAME}-preview")).await,
+        "u-preview",
+    );
+    wait_awaiting_promotion(&env).await;
+
+    promote(&env);
+    wait_active_switch(&env, &v2).await;
+    tokio::task::block_in_place(|| env.db.stop());
+    let stopped_at = Instant::now();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::task::block_in_place(|| env.db.start());
+    let restarted_at = Instant::now();
+    eprintln!("postgres down for {:?}", restarted_at - stopped_at);
+    let st = wait_promoted(&env, &v2, 60).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let active = active.finish().await;
+    let mut answers = preview.finish().await;
+    answers.extend(active.iter().cloned());
+    let log = status_log.finish().await;
+    eprintln!("{}; took {:?}", summary(&answers), started.elapsed());
+
+    assert_during_cutover(&log, stopped_at, &v2);
+    // The active Service never loses its endpoints here: the API does not need PostgreSQL.
+    // (The preview Service is empty while v2 starts, so its clients may see no answer.)
+    let failed: Vec<_> = active.iter().filter(|a| a.status != 202).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} active requests failed: {:?}",
+        failed.len(),
+        active.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert_no_other_failures(&answers);
+    assert_history(&st, &v1, &v2);
+    assert_both_served(&active, &v1, &v2);
+    env.assert_stored_once(&accepted_ids(&answers)).await;
+}
