@@ -148,39 +148,6 @@ async fn pods(env: &Env) -> BTreeMap<String, PodView> {
         .collect()
 }
 
-/// Pids of the live processes whose environment says they belong to pods of `namespace`
-/// (the agent gives every process POD_NAMESPACE), with their POD_NAME.
-fn pod_processes(namespace: &str) -> Vec<(u32, String)> {
-    let wanted = format!("POD_NAMESPACE={namespace}");
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
-            continue;
-        };
-        let vars: Vec<String> = environ
-            .split(|b| *b == 0)
-            .map(|v| String::from_utf8_lossy(v).into_owned())
-            .collect();
-        if vars.contains(&wanted) && running(pid) {
-            let pod = vars
-                .iter()
-                .find_map(|v| v.strip_prefix("POD_NAME="))
-                .unwrap_or_default()
-                .to_owned();
-            out.push((pid, pod));
-        }
-    }
-    out.sort();
-    out
-}
-
 /// `auren_runtime_consumer_active` of each consumer pod, scraped from the pod directly
 /// (1 active, 0 standby; `None` when it does not answer).
 async fn consumer_roles(env: &Env) -> BTreeMap<String, Option<f64>> {
@@ -597,7 +564,7 @@ async fn node_agent_killed_while_analyzing_adopts_its_pods() {
     for (name, was) in &before {
         assert_eq!(after.get(name), Some(was), "pod {name} is unchanged");
     }
-    let processes = pod_processes(&env.ns.name);
+    let processes = support::pod_processes(&env.ns.name);
     let expected: Vec<(u32, String)> = {
         let mut v: Vec<_> = before
             .values()
@@ -657,7 +624,7 @@ async fn node_agent_stopped_while_analyzing_restarts_its_pods() {
     let stop_at = Instant::now();
     kill_component("auren-node-agent", Signal::SIGTERM).await;
     assert!(
-        pod_processes(&env.ns.name).is_empty(),
+        support::pod_processes(&env.ns.name).is_empty(),
         "SIGTERM stops the pods' processes"
     );
     start_missing(&[]).await;
@@ -675,7 +642,7 @@ async fn node_agent_stopped_while_analyzing_restarts_its_pods() {
         same.then(Instant::now)
     })
     .await;
-    let processes = pod_processes(&env.ns.name);
+    let processes = support::pod_processes(&env.ns.name);
     let owners: BTreeSet<_> = processes.iter().map(|(_, pod)| pod.as_str()).collect();
     let pods_before: BTreeSet<_> = before.keys().map(String::as_str).collect();
     assert_eq!(

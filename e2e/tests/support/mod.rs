@@ -691,10 +691,28 @@ impl StatusLog {
 /// (e2e/src/agent/process.rs), so when the container forked, its group leader is returned.
 /// `None` while the pod has no process (not started yet, or waiting to be restarted).
 pub fn pod_pid(namespace: &str, pod: &str) -> Option<u32> {
-    let name = format!("POD_NAME={pod}");
+    let found: Vec<u32> = pod_processes(namespace)
+        .into_iter()
+        .filter(|(_, name)| name == pod)
+        .map(|(pid, _)| pid)
+        .collect();
+    let leader = found
+        .iter()
+        .copied()
+        .find(|&pid| process_group(pid) == Some(pid));
+    leader.or_else(|| found.into_iter().min())
+}
+
+/// Pids of the live processes of pods in `namespace` (the agent gives every process
+/// POD_NAMESPACE and POD_NAME), with their pod's name, by pid. Unreadable processes (gone, or
+/// not ours) and zombies (empty environ) do not match.
+pub fn pod_processes(namespace: &str) -> Vec<(u32, String)> {
     let ns = format!("POD_NAMESPACE={namespace}");
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in entries.flatten() {
         let Some(pid) = entry
             .file_name()
             .to_str()
@@ -702,25 +720,20 @@ pub fn pod_pid(namespace: &str, pod: &str) -> Option<u32> {
         else {
             continue;
         };
-        // Unreadable (gone, or not ours) and zombies (empty environ) do not match.
         let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
             continue;
         };
-        let mut vars = environ.split(|b| *b == 0);
-        let (mut has_name, mut has_ns) = (false, false);
-        for var in &mut vars {
-            has_name |= var == name.as_bytes();
-            has_ns |= var == ns.as_bytes();
+        let vars: Vec<&[u8]> = environ.split(|b| *b == 0).collect();
+        if !vars.contains(&ns.as_bytes()) {
+            continue;
         }
-        if has_name && has_ns {
-            found.push(pid);
+        let pod = vars.iter().find_map(|v| v.strip_prefix(b"POD_NAME="));
+        if let Some(pod) = pod {
+            out.push((pid, String::from_utf8_lossy(pod).into_owned()));
         }
     }
-    let leader = found
-        .iter()
-        .copied()
-        .find(|&pid| process_group(pid) == Some(pid));
-    leader.or_else(|| found.into_iter().min())
+    out.sort();
+    out
 }
 
 /// The process group of `pid` (field 5 of /proc/<pid>/stat, after the parenthesised name).

@@ -95,10 +95,16 @@ where
 
 /// What the operator never reads of a kind, dropped before an object is cached.
 pub trait Slim: Resource + Sized {
+    /// Drops what the operator never reads: the metadata every kind carries, then the kind's
+    /// own unread fields ([`Slim::drop_unread`]).
     fn slim(&mut self) {
         self.managed_fields_mut().clear();
         self.annotations_mut().remove(LAST_APPLIED);
+        self.drop_unread();
     }
+
+    /// The kind's own fields the operator never reads (none by default).
+    fn drop_unread(&mut self) {}
 }
 
 impl Slim for AurenRuntime {}
@@ -107,9 +113,7 @@ impl Slim for Service {}
 
 /// Kept: metadata, replicas and status (the template is read from the spec, never from here).
 impl Slim for Deployment {
-    fn slim(&mut self) {
-        self.managed_fields_mut().clear();
-        self.annotations_mut().remove(LAST_APPLIED);
+    fn drop_unread(&mut self) {
         if let Some(spec) = self.spec.as_mut() {
             spec.template = Default::default();
         }
@@ -118,9 +122,7 @@ impl Slim for Deployment {
 
 /// Kept: metadata, the status, and each container's name and ports (where the runtime listens).
 impl Slim for Pod {
-    fn slim(&mut self) {
-        self.managed_fields_mut().clear();
-        self.annotations_mut().remove(LAST_APPLIED);
+    fn drop_unread(&mut self) {
         if let Some(spec) = self.spec.as_mut() {
             let containers = std::mem::take(&mut spec.containers)
                 .into_iter()

@@ -113,7 +113,7 @@ pub struct Context {
     tokens: std::sync::Mutex<BTreeMap<String, String>>,
     /// Per AurenRuntime uid: (resourceVersion, status) of the newest version this replica got
     /// from the API server itself (its own status write, or a fresh read). See [`fresh`].
-    seen: std::sync::Mutex<BTreeMap<String, (String, Option<AurenRuntimeStatus>)>>,
+    seen: std::sync::Mutex<BTreeMap<String, Seen>>,
 }
 
 /// One leadership term: the shared context and the caches the term's watches fill.
@@ -243,12 +243,27 @@ async fn fresh(ctx: &Context, ar: Arc<AurenRuntime>) -> Result<Arc<AurenRuntime>
     Ok(Arc::new(read))
 }
 
+/// The newest version of an AurenRuntime this replica got from the API server: its
+/// resourceVersion and a digest of its status (the status itself is already in the cache).
+type Seen = (String, u64);
+
+/// A digest of a status, to tell two statuses apart without keeping a copy.
+fn status_digest(status: Option<&AurenRuntimeStatus>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_vec(&status)
+        .unwrap_or_default()
+        .hash(&mut hasher);
+    hasher.finish()
+}
+
 /// Whether the cached `ar` is older than `newest` (resourceVersion, status) this replica saw:
 /// another version with another status. (A newer version that only changed the spec keeps
 /// the status; the operator is the only writer of the status.)
-fn lags(ar: &AurenRuntime, newest: Option<&(String, Option<AurenRuntimeStatus>)>) -> bool {
+fn lags(ar: &AurenRuntime, newest: Option<&Seen>) -> bool {
     newest.is_some_and(|(version, status)| {
-        ar.resource_version().as_deref() != Some(version.as_str()) && ar.status != *status
+        ar.resource_version().as_deref() != Some(version.as_str())
+            && status_digest(ar.status.as_ref()) != *status
     })
 }
 
@@ -446,7 +461,7 @@ impl Context {
             return;
         };
         if let Ok(mut seen) = self.seen.lock() {
-            seen.insert(uid, (version, ar.status.clone()));
+            seen.insert(uid, (version, status_digest(ar.status.as_ref())));
         }
     }
 
@@ -542,7 +557,10 @@ mod tests {
     #[test]
     fn a_cached_object_lags_only_behind_a_status_this_replica_saw() {
         let written = version("12", Phase::Promoting);
-        let seen = (written.resource_version().unwrap(), written.status.clone());
+        let seen = (
+            written.resource_version().unwrap(),
+            status_digest(written.status.as_ref()),
+        );
         assert!(
             !lags(&written, None),
             "nothing seen yet: the cache is all we know"
