@@ -365,8 +365,9 @@ async fn assert_agent_starts_a_new_pod(env: &Env, since: Instant) -> Duration {
 /// again. v1 is kept up (long scale-down delay), see the comment in the test.
 #[tokio::test]
 async fn kube_apiserver_restarted_while_analyzing() {
-    let _restore = Restore(&["--control-plane-only"]);
     let env = Env::start("cpf-apiserver").await;
+    // Declared after `env`, so dropped first: the namespace is deleted with the API up.
+    let _restore = Restore(&["--control-plane-only"]);
     let v1 = env.install("auren/runtime:v1").await;
     let load = Load::workers(env.active().await, "u-load", 2, Duration::from_millis(40));
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -519,8 +520,9 @@ async fn operator_leader_killed_during_the_consumer_handover() {
 /// adopted processes of v1 are stopped when v1 is scaled down after the promotion.
 #[tokio::test]
 async fn node_agent_killed_while_analyzing_adopts_its_pods() {
-    let _restore = Restore(&[]);
     let env = Env::start("cpf-agent-kill").await;
+    // Declared after `env`, so dropped first: the namespace is deleted with the API up.
+    let _restore = Restore(&[]);
     let v1 = env.install("auren/runtime:v1").await;
     let load = Load::workers(env.active().await, "u-load", 2, Duration::from_millis(40));
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -607,8 +609,9 @@ async fn node_agent_killed_while_analyzing_adopts_its_pods() {
 /// that window; every accepted event is stored exactly once, and v2 is still promoted.
 #[tokio::test]
 async fn node_agent_stopped_while_analyzing_restarts_its_pods() {
-    let _restore = Restore(&[]);
     let env = Env::start("cpf-agent-term").await;
+    // Declared after `env`, so dropped first: the namespace is deleted with the API up.
+    let _restore = Restore(&[]);
     let v1 = env.install("auren/runtime:v1").await;
     let load = Load::workers(env.active().await, "u-load", 2, Duration::from_millis(40));
     tokio::time::sleep(Duration::from_secs(2)).await;

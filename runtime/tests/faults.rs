@@ -255,3 +255,39 @@ async fn standby_during_the_group_join_releases_every_partition() {
         0.0
     );
 }
+
+/// Regression: the broker freezes (SIGSTOP, 10 s) right after green's consumer was activated
+/// in blue's place, and the moment it is back the operator rolls back: green to standby,
+/// blue active again. Green's group join was still in flight, so leaving at once left tansu
+/// 0.6 (the test broker) with the departed member as the group's leader, and blue was never
+/// assigned a partition again (2 of 3 runs before the fix). The consumer now lets a join in
+/// flight finish before it leaves; blue resumes and every accepted event is stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rollback_right_after_a_broker_freeze_leaves_the_group_consuming() {
+    let s = Stack::on(Broker::private(), Postgres::shared()).await;
+    s.broker.create_topic(&s.topic);
+    let (api, blue, green) = blue_green(&s).await;
+    let client = reqwest::Client::new();
+    let load = Load::start(&api, 1, "freeze");
+    wait_until("blue stores", Duration::from_secs(60), || async {
+        stored(&s.db).await.rows > 100
+    })
+    .await;
+    admin_role(&client, &blue, "standby").await;
+    admin_role(&client, &green, "active").await;
+    s.broker.pause();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    s.broker.resume();
+    assert_eq!(
+        admin_role(&client, &green, "standby").await["role"],
+        "standby"
+    );
+    assert_eq!(admin_role(&client, &blue, "active").await["role"], "active");
+    let before = stored(&s.db).await.rows;
+    wait_until("blue stores again", Duration::from_secs(60), || async {
+        stored(&s.db).await.rows > before + 50
+    })
+    .await;
+    let (accepted, _) = load.finish().await;
+    assert_all_stored_once(&s.db, &accepted).await;
+}

@@ -4,6 +4,9 @@
 //! read (AurenRuntime, Deployments, pods from the watch caches; consumer roles) → measure (when the last plan asked)
 //! → decide → apply (Deployments, deletions, Services, role switches) → readiness gates →
 //! Events → status (only when changed) → requeue.
+//!
+//! The AurenRuntime is read afresh instead when its cache has not caught up with this
+//! replica's own last status write (see [`fresh`]).
 
 mod apply;
 mod cache;

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use auren_contract::ConsumerRole;
@@ -33,6 +33,9 @@ use crate::store::{EventStore, StoredRecord};
 pub struct LagContext {
     metrics: Arc<Metrics>,
     assigned: AtomicUsize,
+    /// The last rebalance event was an assignment (possibly empty): no join is in flight.
+    /// Cleared by a revocation (a rebalance has begun) and by subscribing.
+    joined: AtomicBool,
 }
 
 impl ClientContext for LagContext {
@@ -63,9 +66,16 @@ impl ConsumerContext for LagContext {
             }
         };
         self.assigned.store(partitions, Ordering::SeqCst);
+        self.joined
+            .store(matches!(rebalance, Rebalance::Assign(_)), Ordering::SeqCst);
         tracing::info!(partitions, "group assignment changed");
     }
 }
+
+/// How long a switch to standby lets a group join in flight finish first.
+const JOIN_WAIT: Duration = Duration::from_secs(10);
+/// The same at shutdown, kept short so the stop stays well inside its deadline.
+const JOIN_WAIT_AT_SHUTDOWN: Duration = Duration::from_secs(3);
 
 /// A record read from Kafka, owned so no borrow of the consumer crosses an await.
 #[derive(Debug, Clone)]
@@ -126,6 +136,7 @@ impl EventConsumer {
             .create_with_context(LagContext {
                 metrics: metrics.clone(),
                 assigned: AtomicUsize::new(0),
+                joined: AtomicBool::new(false),
             })?;
         let dlq: FutureProducer = super::base_config(&settings.brokers)
             .set("acks", "all")
@@ -149,7 +160,7 @@ impl EventConsumer {
         mut requests: mpsc::Receiver<RoleRequest>,
         shutdown: CancellationToken,
     ) {
-        if let Err(e) = self.switch(initial).await {
+        if let Err(e) = self.switch(initial, JOIN_WAIT).await {
             tracing::error!(error = %e, "could not take the initial consumer role");
         }
         loop {
@@ -157,7 +168,7 @@ impl EventConsumer {
                 biased;
                 _ = shutdown.cancelled() => break,
                 Some(req) = requests.recv() => {
-                    let result = self.switch(req.role).await.map_err(|e| e.to_string());
+                    let result = self.switch(req.role, JOIN_WAIT).await.map_err(|e| e.to_string());
                     let _ = req.reply.send(result);
                 }
                 // Polled in both roles: librdkafka serves rebalance events only while polled,
@@ -177,13 +188,26 @@ impl EventConsumer {
         self.stop().await;
     }
 
-    async fn switch(&mut self, role: ConsumerRole) -> Result<ConsumerRole, ConsumerError> {
+    /// `join_wait` bounds how long a switch to standby first lets a group join in flight
+    /// finish (see [`Self::finish_join`]).
+    async fn switch(
+        &mut self,
+        role: ConsumerRole,
+        join_wait: Duration,
+    ) -> Result<ConsumerRole, ConsumerError> {
         if role == self.role {
             return Ok(role);
         }
         match role {
-            ConsumerRole::Active => self.consumer.subscribe(&[&self.settings.topic])?,
+            ConsumerRole::Active => {
+                self.consumer
+                    .context()
+                    .joined
+                    .store(false, Ordering::SeqCst);
+                self.consumer.subscribe(&[&self.settings.topic])?;
+            }
             ConsumerRole::Standby => {
+                self.finish_join(join_wait).await;
                 let offsets = std::mem::take(&mut self.stored_offsets);
                 tokio::task::block_in_place(|| self.commit(&offsets, CommitMode::Sync));
                 self.consumer.unsubscribe();
@@ -198,18 +222,38 @@ impl EventConsumer {
         Ok(role)
     }
 
+    /// Lets a group join in flight (subscribed or revoked, no assignment since) complete
+    /// before leaving.
+    /// Leaving mid-join costs the group another rebalance round, and tansu 0.6 (the test
+    /// broker) then keeps the departed member as the group's leader so that nobody is ever
+    /// assigned a partition again: a rollback right after an activation met exactly that.
+    async fn finish_join(&self, limit: Duration) {
+        let joined = || self.consumer.context().joined.load(Ordering::SeqCst);
+        if self.role != ConsumerRole::Active || joined() {
+            return;
+        }
+        if !self.poll_until(limit, joined).await {
+            tracing::warn!(?limit, "group join still in flight; leaving anyway");
+        }
+    }
+
     /// Polls (dropping anything fetched) until the group has taken our partitions back, so
     /// the caller may activate another member right after.
     async fn wait_until_unassigned(&self, limit: Duration) {
-        let deadline = tokio::time::Instant::now() + limit;
-        while self.consumer.context().assigned.load(Ordering::SeqCst) > 0
-            && tokio::time::Instant::now() < deadline
-        {
-            let _ = tokio::time::timeout(Duration::from_millis(50), recv_one(&self.consumer)).await;
-        }
-        if self.consumer.context().assigned.load(Ordering::SeqCst) > 0 {
+        let unassigned = || self.consumer.context().assigned.load(Ordering::SeqCst) == 0;
+        if !self.poll_until(limit, unassigned).await {
             tracing::warn!("partitions still assigned after leaving the group");
         }
+    }
+
+    /// Serves the consumer's rebalance events (dropping, never storing or committing, any
+    /// record fetched) until `done` holds or `limit` passes; answers whether `done` held.
+    async fn poll_until(&self, limit: Duration, done: impl Fn() -> bool) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        while !done() && tokio::time::Instant::now() < deadline {
+            let _ = tokio::time::timeout(Duration::from_millis(50), recv_one(&self.consumer)).await;
+        }
+        done()
     }
 
     /// Gathers the rest of a batch without blocking, stores it, then commits. Never cancelled
@@ -326,7 +370,10 @@ impl EventConsumer {
     /// Commits synchronously and leaves the group; the consumer itself is dropped off the async
     /// threads with a deadline, because dropping a consumer with buffered records can hang.
     async fn stop(mut self) {
-        if let Err(e) = self.switch(ConsumerRole::Standby).await {
+        if let Err(e) = self
+            .switch(ConsumerRole::Standby, JOIN_WAIT_AT_SHUTDOWN)
+            .await
+        {
             tracing::warn!(error = %e, "leaving the group failed");
         }
         let consumer = self.consumer.clone();
