@@ -203,6 +203,54 @@ fn summary(answers: &[Answer]) -> String {
     format!("{} answers by status {counts:?}", answers.len())
 }
 
+/// A v1 → v2 rollout under load: v1 installed with `workers` clients on the active Service
+/// (and the status log running), then v2 started with a client on the preview Service.
+struct Rollout {
+    v1: String,
+    v2: String,
+    status_log: StatusLog,
+    active: Load,
+    preview: Load,
+}
+
+impl Rollout {
+    async fn start(env: &Env, spec_of: impl Fn(&str) -> Value, workers: u32) -> Rollout {
+        let v1 = env.install_spec(spec_of("auren/runtime:v1")).await;
+        let status_log = StatusLog::start(&env.ns, NAME);
+        let active = Load::workers(
+            env.active().await,
+            "u-active",
+            workers,
+            Duration::from_millis(40),
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let v2 = start_release(env, spec_of("auren/runtime:v2")).await;
+        let preview = Load::start(
+            env.ns.service_addr(&format!("{NAME}-preview")).await,
+            "u-preview",
+        );
+        Rollout {
+            v1,
+            v2,
+            status_log,
+            active,
+            preview,
+        }
+    }
+
+    fn parts(self) -> (String, String, StatusLog, Load, Load) {
+        (self.v1, self.v2, self.status_log, self.active, self.preview)
+    }
+}
+
+/// Waits for the analysis to pass, promotes, and returns once the active Service has
+/// switched to `v2` (the consumers hand over from then on): where the faults start.
+async fn promote_to_the_switch(env: &Env, v2: &str) {
+    wait_awaiting_promotion(env).await;
+    promote(env);
+    wait_active_switch(env, v2).await;
+}
+
 /// Every answer of every load, oldest first.
 async fn finish(loads: Vec<Load>) -> Vec<Answer> {
     let mut all = Vec::new();
@@ -282,17 +330,10 @@ async fn kill_all(env: &Env, targets: &[(&str, &str)], spare: &mut Vec<Killed>) 
 async fn kill_9_of_runtime_pods_during_a_cutover_loses_no_accepted_event() {
     let started = Instant::now();
     let env = Env::start("fault-kill").await;
-    let v1 = env
-        .install_spec(restart_tolerant(&env, "auren/runtime:v1"))
-        .await;
-    let status_log = StatusLog::start(&env.ns, NAME);
-    let active = Load::workers(env.active().await, "u-active", 2, Duration::from_millis(40));
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let v2 = start_release(&env, restart_tolerant(&env, "auren/runtime:v2")).await;
-    let preview = Load::start(
-        env.ns.service_addr(&format!("{NAME}-preview")).await,
-        "u-preview",
-    );
+    let (v1, v2, status_log, active, preview) =
+        Rollout::start(&env, |image| restart_tolerant(&env, image), 2)
+            .await
+            .parts();
 
     let before_kills = env
         .ns
@@ -310,10 +351,7 @@ async fn kill_9_of_runtime_pods_during_a_cutover_loses_no_accepted_event() {
     for k in &analyzing {
         wait_restarted(&env.ns, k, 30).await;
     }
-    wait_awaiting_promotion(&env).await;
-
-    promote(&env);
-    wait_active_switch(&env, &v2).await;
+    promote_to_the_switch(&env, &v2).await;
     // v1's consumer may die twice: only the candidate's pods must not crash-loop.
     spare.retain(|k| k.pod != analyzing[0].pod);
     let promoting = kill_all(
@@ -386,26 +424,15 @@ async fn broker_frozen_for_10s_during_the_cutover_answers_503_never_202() {
     let started = Instant::now();
     let env = Env::start("fault-broker").await;
     let config = [("KAFKA_DELIVERY_TIMEOUT_MS", "2000")];
-    let broker_spec = |image| {
+    let broker_spec = |image: &str| {
         let mut spec = spec(&env, image, &config);
         spec["strategy"]["blueGreen"]["scaleDownDelaySeconds"] = json!(60);
         spec["analysis"]["failureLimit"] = json!(10);
         spec["analysis"]["consecutiveFailureLimit"] = json!(10);
         spec
     };
-    let v1 = env.install_spec(broker_spec("auren/runtime:v1")).await;
-    let status_log = StatusLog::start(&env.ns, NAME);
-    let active = Load::workers(env.active().await, "u-active", 4, Duration::from_millis(40));
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let v2 = start_release(&env, broker_spec("auren/runtime:v2")).await;
-    let preview = Load::start(
-        env.ns.service_addr(&format!("{NAME}-preview")).await,
-        "u-preview",
-    );
-    wait_awaiting_promotion(&env).await;
-
-    promote(&env);
-    wait_active_switch(&env, &v2).await;
+    let (v1, v2, status_log, active, preview) = Rollout::start(&env, broker_spec, 4).await.parts();
+    promote_to_the_switch(&env, &v2).await;
     env.broker.pause();
     let frozen_at = Instant::now();
     tokio::time::sleep(Duration::from_secs(10)).await;
@@ -461,19 +488,11 @@ async fn broker_frozen_for_10s_during_the_cutover_answers_503_never_202() {
 async fn postgres_restarted_during_the_consumer_handover_loses_no_accepted_event() {
     let started = Instant::now();
     let mut env = Env::start("fault-db").await;
-    let v1 = env.install_spec(spec(&env, "auren/runtime:v1", &[])).await;
-    let status_log = StatusLog::start(&env.ns, NAME);
-    let active = Load::workers(env.active().await, "u-active", 2, Duration::from_millis(40));
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let v2 = start_release(&env, spec(&env, "auren/runtime:v2", &[])).await;
-    let preview = Load::start(
-        env.ns.service_addr(&format!("{NAME}-preview")).await,
-        "u-preview",
-    );
-    wait_awaiting_promotion(&env).await;
-
-    promote(&env);
-    wait_active_switch(&env, &v2).await;
+    let (v1, v2, status_log, active, preview) =
+        Rollout::start(&env, |image| spec(&env, image, &[]), 2)
+            .await
+            .parts();
+    promote_to_the_switch(&env, &v2).await;
     tokio::task::block_in_place(|| env.db.stop());
     let stopped_at = Instant::now();
     tokio::time::sleep(Duration::from_secs(3)).await;
