@@ -30,7 +30,7 @@ use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::ListParams;
 use serde_json::{Value, json};
 use support::{
-    Answer, Env, Killed, Load, NAME, StatusLog, accepted_ids, kill9_pod, kubectl_auren,
+    Answer, Env, Killed, Load, NAME, StatusLog, accepted_ids, kill9_pod, kubectl_auren, post_event,
     wait_restarted,
 };
 
@@ -480,8 +480,11 @@ async fn broker_out_for_10s_during_the_cutover(mut env: Env, outage: Outage, wor
         "Healthy on v2 {:?} after the broker returned",
         back_at.elapsed()
     );
+    let probe = probe_acceptance(&env, back_at, Duration::from_secs(15)).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let answers = finish(vec![active, preview]).await;
+    let mut answers = finish(vec![active, preview]).await;
+    answers.extend(probe);
+    answers.sort_by_key(|a| a.at);
     let log = status_log.finish().await;
     eprintln!("{}; took {:?}", summary(&answers), started.elapsed());
 
@@ -512,6 +515,25 @@ async fn broker_out_for_10s_during_the_cutover(mut env: Env, outage: Outage, wor
     assert_history(&st, &v1, &v2);
     assert_both_served(&answers, &v1, &v2);
     env.assert_stored_once(&accepted_ids(&answers)).await;
+}
+
+/// Posts to the active Service every 100 ms until an event is accepted or `limit` has passed
+/// since `since`, so that "accepted again within `limit`" is observed however soon the
+/// rollout ended; every answer, for the stored-once check.
+async fn probe_acceptance(env: &Env, since: Instant, limit: Duration) -> Vec<Answer> {
+    let addr = env.active().await;
+    let client = support::http_client();
+    let mut answers = Vec::new();
+    for n in 0.. {
+        let answer = post_event(&client, &addr, "u-probe", n).await;
+        let done = answer.status == 202 || since.elapsed() > limit;
+        answers.push(answer);
+        if done {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    answers
 }
 
 /// (3) PostgreSQL stopped (`pg_ctl -m immediate`) for 3 s from the moment the active Service
