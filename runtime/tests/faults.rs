@@ -175,6 +175,17 @@ async fn postgres_restart_pauses_the_consumer_without_loss() {
     assert_all_stored_once(&s.db, &accepted).await;
 }
 
+/// [`blue_green`] with one client posting as `user`, once blue has stored 100 events.
+async fn blue_storing_under_load(s: &Stack, user: &str) -> (Runtime, Runtime, Runtime, Load) {
+    let (api, blue, green) = blue_green(s).await;
+    let load = Load::start(&api, 1, user);
+    wait_until("blue stores", Duration::from_secs(60), || async {
+        stored(&s.db).await.rows > 100
+    })
+    .await;
+    (api, blue, green, load)
+}
+
 /// A stack with an api and two consumer releases, `blue` active and `green` on standby.
 async fn blue_green(s: &Stack) -> (Runtime, Runtime, Runtime) {
     let api = s.ready("api", &[]).await;
@@ -196,13 +207,8 @@ async fn blue_green(s: &Stack) -> (Runtime, Runtime, Runtime) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn standby_active_switching_under_load_loses_nothing() {
     let s = Stack::shared().await;
-    let (api, blue, green) = blue_green(&s).await;
+    let (_api, blue, green, load) = blue_storing_under_load(&s, "switch").await;
     let client = reqwest::Client::new();
-    let load = Load::start(&api, 1, "switch");
-    wait_until("blue stores", Duration::from_secs(60), || async {
-        stored(&s.db).await.rows > 100
-    })
-    .await;
     assert_eq!(
         metric(&client, &green, "auren_runtime_events_stored_total").await,
         0.0,
@@ -266,13 +272,8 @@ async fn standby_during_the_group_join_releases_every_partition() {
 async fn a_rollback_right_after_a_broker_freeze_leaves_the_group_consuming() {
     let s = Stack::on(Broker::private(), Postgres::shared()).await;
     s.broker.create_topic(&s.topic);
-    let (api, blue, green) = blue_green(&s).await;
+    let (_api, blue, green, load) = blue_storing_under_load(&s, "freeze").await;
     let client = reqwest::Client::new();
-    let load = Load::start(&api, 1, "freeze");
-    wait_until("blue stores", Duration::from_secs(60), || async {
-        stored(&s.db).await.rows > 100
-    })
-    .await;
     admin_role(&client, &blue, "standby").await;
     admin_role(&client, &green, "active").await;
     s.broker.pause();

@@ -11,8 +11,11 @@ use crate::analysis::{self, Exposition};
 
 /// GETs (health, role, metrics).
 const READ_TIMEOUT: Duration = Duration::from_secs(2);
-/// A standby switch answers only once the batch in flight is stored and committed.
-const SWITCH_TIMEOUT: Duration = Duration::from_secs(10);
+/// A standby switch answers only once the runtime has let a group join in flight finish
+/// (≤ 10 s), stored and committed the batch in flight, and seen its partitions revoked
+/// (≤ 10 s): the timeout covers both bounds, so a slow but healthy handover is not reported
+/// as a failed switch. It holds up only this resource's reconcile.
+const SWITCH_TIMEOUT: Duration = Duration::from_secs(25);
 
 /// Idle connections to pods are few and short-lived: at 500 AurenRuntimes the operator talks
 /// to 1,000 pods, mostly once per reconcile, and an idle connection costs its buffers.
