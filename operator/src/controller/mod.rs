@@ -114,8 +114,9 @@ pub struct Context {
     windows: Windows,
     /// Admin tokens by Secret (`namespace/name/key`), read once; forgotten when a pod refuses one.
     tokens: std::sync::Mutex<BTreeMap<String, String>>,
-    /// Per AurenRuntime uid: (resourceVersion, status) of the newest version this replica got
-    /// from the API server itself (its own status write, or a fresh read). See [`fresh`].
+    /// Per AurenRuntime uid: [`Seen`] (resourceVersion, status digest) of the newest version
+    /// this replica got from the API server itself (its own status write, or a fresh read).
+    /// See [`fresh`].
     seen: std::sync::Mutex<BTreeMap<String, Seen>>,
 }
 
@@ -260,8 +261,8 @@ fn status_digest(status: Option<&AurenRuntimeStatus>) -> u64 {
     hasher.finish()
 }
 
-/// Whether the cached `ar` is older than `newest` (resourceVersion, status) this replica saw:
-/// another version with another status. (A newer version that only changed the spec keeps
+/// Whether the cached `ar` is older than `newest` ([`Seen`]: resourceVersion, status digest)
+/// this replica saw: another version with another status. (A newer version that only changed the spec keeps
 /// the status; the operator is the only writer of the status.)
 fn lags(ar: &AurenRuntime, newest: Option<&Seen>) -> bool {
     newest.is_some_and(|(version, status)| {
