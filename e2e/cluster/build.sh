@@ -9,7 +9,7 @@
 set -euo pipefail
 
 K8S_VERSION=v1.20.2
-BINARIES=(kube-apiserver kube-controller-manager kube-scheduler)
+BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
 BUILD_PACKAGES=(golang-go rsync etcd-server golang-github-modern-go-reflect2-dev
   golang-github-json-iterator-go-dev openssl dpkg-dev)
 
