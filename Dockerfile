@@ -1,14 +1,14 @@
 # syntax=docker/dockerfile:1
-# AUREN image: auren-runtime, auren-operator and kubectl-auren in one small image.
+# AUREN images: the operator image (auren-operator + kubectl-auren) and the runtime image
+# (auren-runtime only). Each carries only its own binaries.
 #
 #   docker build -t auren/operator:0.1.0 .                    # the chart's default image
 #   docker build --target runtime -t auren/runtime:0.1.0 .    # the image an AurenRuntime names
 #
-# Both images hold the same three binaries; they differ only in ENTRYPOINT (the operator's
-# workloads set no command, so the runtime image must start auren-runtime by itself).
-#
-# Not built on the project's own test machines (they have no Docker engine); the cargo command
-# below is the one CI runs (`--locked`: the exact Cargo.lock, nothing re-resolved).
+# On the project's own machines (no Docker engine, no registry) `scripts/images.py` builds the
+# same two images with buildah from THIS file: it runs the builder stage's cargo command on the
+# host, assembles a distroless-style base from the machine's Debian files, and applies the final
+# stages' COPY/USER/EXPOSE/ENTRYPOINT lines as written here. `make test` checks the result.
 
 FROM rust:1.95-bookworm AS builder
 # librdkafka is built from source by rdkafka's `cmake-build` feature: it needs cmake and the
@@ -18,8 +18,9 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-# zlib is linked statically: the distroless image below has no libz.so.1. The loop after the
-# build is a guard: the binaries may only need what distroless/cc ships (glibc, libgcc_s,
+# zlib is linked statically: the distroless image below has no libz.so.1. The release profile
+# strips the binaries (Cargo.toml). The loop after the build is a guard: the binaries may only
+# need what distroless/cc ships (the dynamic loader of any architecture, glibc, libgcc_s,
 # libstdc++).
 ENV LIBZ_SYS_STATIC=1 \
     CARGO_TARGET_DIR=/target
@@ -29,20 +30,22 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
  && mkdir -p /out \
  && cp /target/release/auren-runtime /target/release/auren-operator /target/release/kubectl-auren /out/ \
  && for bin in /out/*; do \
-      extra=$(ldd "$bin" | awk '{print $1}' | grep -Ev '^(linux-vdso|/lib64/ld-linux|ld-linux|libc|libm|libgcc_s|libstdc\+\+|libpthread|libdl|librt)\b' || true); \
+      extra=$(ldd "$bin" | awk '{print $1}' | grep -Ev '^(linux-vdso|linux-gate|/lib(64)?/ld-linux|/lib/ld-linux|ld-linux|libc|libm|libgcc_s|libstdc\+\+|libpthread|libdl|librt)\b' || true); \
       if [ -n "$extra" ]; then echo "$bin needs libraries missing from the final image: $extra" >&2; exit 1; fi; \
     done
 
-# glibc + libgcc + CA certificates, no shell, no package manager; runs as uid/gid 65532.
+# glibc + libgcc + CA certificates, no shell, no package manager; runs as uid/gid 65532
+# ("nonroot"), numeric so that runAsNonRoot can verify it.
 FROM gcr.io/distroless/cc-debian12:nonroot AS base
-COPY --from=builder /out/auren-runtime /out/auren-operator /out/kubectl-auren /usr/local/bin/
-USER nonroot
+USER 65532:65532
 
 FROM base AS runtime
+COPY --from=builder /out/auren-runtime /usr/local/bin/
 EXPOSE 8000
 ENTRYPOINT ["/usr/local/bin/auren-runtime"]
 
 # Last stage = the default target: the operator image.
 FROM base AS operator
+COPY --from=builder /out/auren-operator /out/kubectl-auren /usr/local/bin/
 EXPOSE 8080
 ENTRYPOINT ["/usr/local/bin/auren-operator"]

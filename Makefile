@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help test demo services-up services-down cluster-up cluster-down crds bench lint
+.PHONY: help test demo services-up services-down cluster-up cluster-down crds bench lint images
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -22,8 +22,11 @@ services-up: ## start PostgreSQL and the broker for manual work (state in $$AURE
 services-down: ## stop what services-up started
 	bash scripts/broker.sh stop; bash scripts/postgres.sh stop
 
-cluster-up: ## start the local Kubernetes control plane + node agent (prints export KUBECONFIG=...)
-	bash e2e/cluster/build.sh && bash e2e/cluster/up.sh
+cluster-up: ## start the local Kubernetes (NODE=process: pods as processes, default; NODE=real: kubelet + containerd)
+	bash e2e/cluster/build.sh && AUREN_NODE=$(or $(NODE),process) bash e2e/cluster/up.sh
+
+images: ## build the operator, runtime and pause images from the Dockerfile (buildah, no Docker engine)
+	bash scripts/images.sh
 
 cluster-down: ## stop the local cluster
 	bash e2e/cluster/down.sh

@@ -39,12 +39,12 @@ install_s3() {
 start_broker() {
   install_tansu
   mkdir -p "$AUREN_STATE"
-  if wait_for_port 127.0.0.1 "$AUREN_KAFKA_PORT" 0; then die "port $AUREN_KAFKA_PORT already in use"; fi
-  local url="tcp://127.0.0.1:$AUREN_KAFKA_PORT"
+  if wait_for_port "$AUREN_SERVICE_HOST" "$AUREN_KAFKA_PORT" 0; then die "port $AUREN_KAFKA_PORT already in use"; fi
+  local url="tcp://$AUREN_SERVICE_HOST:$AUREN_KAFKA_PORT"
   nohup "$TANSU_BIN" broker --listener-url "$url" --advertised-listener-url "$url" \
     --storage-engine memory://tansu/ >"$AUREN_STATE/tansu.log" 2>&1 &
   echo $! >"$AUREN_STATE/tansu.pid"
-  wait_for_port 127.0.0.1 "$AUREN_KAFKA_PORT" 20 || die "tansu did not listen (see $AUREN_STATE/tansu.log)"
+  wait_for_port "$AUREN_SERVICE_HOST" "$AUREN_KAFKA_PORT" 20 || die "tansu did not listen (see $AUREN_STATE/tansu.log)"
   say "broker up on $url"
 }
 

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # `make demo`: the whole product on the local Kubernetes cluster (e2e/), from a fresh clone.
 #   1. builds the binaries and the control plane (cached), brings the cluster up, starts a
-#      private Kafka-protocol broker and PostgreSQL;
-#   2. installs the operator with its Helm chart (`helm template | kubectl apply --server-side`;
-#      the node agent runs image auren/operator:* as the locally built binary, e2e/cluster/images.yaml);
+#      private Kafka-protocol broker and PostgreSQL. The node is the REAL one (kubelet,
+#      kube-proxy, containerd, runc running the images built from the Dockerfile by
+#      scripts/images.sh) when this machine can run it, else the process node (pods as host
+#      processes), with the reason printed;
+#   2. installs the operator with its Helm chart (`helm template | kubectl apply --server-side`);
 #   3. applies v1 (Secrets + an AurenRuntime) and waits for Healthy;
 #   4. while signed webhooks flow through the ACTIVE Service: v1 -> v2 (measured, promoted), then
 #      v2 -> v3 (20 % injected errors: analysis fails, rolled back automatically);
@@ -12,6 +14,7 @@
 # Everything it started stops on exit; the cluster only if the demo brought it up. Env:
 #   AUREN_DEMO_PG_PORT / AUREN_DEMO_KAFKA_PORT   loopback ports of its PostgreSQL and broker
 #   AUREN_DEMO_KEEP=1                            leave the demo's objects in the cluster on exit
+#   AUREN_DEMO_NODE=auto|real|process            which node runs the pods (auto: real when possible)
 export AUREN_PG_PORT="${AUREN_DEMO_PG_PORT:-25442}"
 export AUREN_KAFKA_PORT="${AUREN_DEMO_KAFKA_PORT:-29102}"
 source "$(dirname "$0")/lib.sh"
@@ -67,9 +70,33 @@ cargo build --locked -q --bins -p auren-runtime -p auren-operator -p e2e
 export PATH="$CARGO_TARGET_DIR/debug:$PATH"   # `kubectl auren ...` finds the kubectl-auren plugin
 bash e2e/cluster/build.sh
 
+# The node kind: the real node when this machine can run containers (or when asked to).
+NODE_KIND="${AUREN_DEMO_NODE:-auto}" NODE_NOTE=""
+if [ "$NODE_KIND" = auto ]; then
+  if reason="$(bash e2e/cluster/real-node.sh check)"; then
+    NODE_KIND=real
+  else
+    NODE_KIND=process NODE_NOTE=" (the real node cannot run here: $reason)"
+    say "falling back to the process node: $reason"
+  fi
+fi
+export AUREN_NODE="$NODE_KIND"
+IMAGE_SIZES=""
+if [ "$NODE_KIND" = real ]; then
+  say "building the images from the Dockerfile (scripts/images.sh: buildah, no Docker engine)"
+  AUREN_IMAGES="$(bash scripts/images.sh | tail -n1)"
+  export AUREN_IMAGES
+  IMAGE_SIZES="$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1]+"/sizes.json")); print(", ".join("%s %.1f MiB" % (k, v["unpacked"]/2**20) for k, v in d.items()))' "$AUREN_IMAGES")"
+  # PostgreSQL and the broker listen where containers reach them: the pod bridge's host address.
+  export AUREN_SERVICE_HOST=10.244.0.1
+  source scripts/lib.sh
+fi
+
 cluster_running() {
-  local c pid
-  for c in etcd kube-apiserver auren-node-agent auren-service-proxy; do
+  local c pid node_side=(auren-node-agent auren-service-proxy)
+  [ "$NODE_KIND" = real ] && node_side=(containerd kubelet kube-proxy)
+  [ "$(cat "$CLUSTER_STATE/node-kind" 2>/dev/null)" = "$NODE_KIND" ] || return 1
+  for c in etcd kube-apiserver "${node_side[@]}"; do
     pid="$(cat "$CLUSTER_STATE/pids/$c.pid" 2>/dev/null)" || return 1
     kill -0 "$pid" 2>/dev/null || return 1
   done
@@ -196,8 +223,12 @@ watch_until 180 "v1 Healthy" '[ "$phase" = Healthy ] && [ -n "$stable" ]'
 V1="$stable"
 get_ar
 
-service_addr() { # SERVICE -> ip:port of its "http" port through the local Service proxy
+service_addr() { # SERVICE -> ip:port of its "http" port: ClusterIP (kube-proxy) or the local proxy
   local addr
+  if [ "$NODE_KIND" = real ]; then
+    kubectl -n "$NS" get svc "$1" -o jsonpath='{.spec.clusterIP}:{.spec.ports[0].port}'
+    return
+  fi
   for _ in $(seq 120); do
     addr="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get(sys.argv[2], {}).get("http", ""))' \
       "$CLUSTER_STATE/services.json" "$NS/$1" 2>/dev/null || true)"
@@ -208,7 +239,11 @@ service_addr() { # SERVICE -> ip:port of its "http" port through the local Servi
 }
 ACTIVE="$(service_addr "$AR")"
 PREVIEW="$(service_addr "$AR-preview")"
-say "active Service $NS/$AR -> $ACTIVE, preview Service $NS/$AR-preview -> $PREVIEW (local Service proxy)"
+if [ "$NODE_KIND" = real ]; then
+  say "active Service $NS/$AR -> $ACTIVE, preview Service $NS/$AR-preview -> $PREVIEW (ClusterIPs, kube-proxy iptables)"
+else
+  say "active Service $NS/$AR -> $ACTIVE, preview Service $NS/$AR-preview -> $PREVIEW (local Service proxy)"
+fi
 
 # --- 4. rollouts under load -----------------------------------------------------------------
 step "4/5 load through the active Service, then v1 -> v2 (good) and v2 -> v3 (bad)"
@@ -253,6 +288,14 @@ kubectl auren -n "$NS" history "$AR" || true
 # --- 5. summary -----------------------------------------------------------------------------
 step "5/5 summary"
 json() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$@"; }
+node_summary() {
+  if [ "$NODE_KIND" = real ]; then
+    echo "real: kubelet + kube-proxy $K8S_VERSION_SHOWN, containerd $(containerd --version | awk '{print $3}'), runc $(runc --version | awk 'NR==1{print $3}'); images built here: $IMAGE_SIZES"
+  else
+    echo "process: pods ran as host processes under auren-node-agent${NODE_NOTE}; no images built"
+  fi
+}
+K8S_VERSION_SHOWN=v1.20.2
 A="$AUREN_STATE/active.json" P="$AUREN_STATE/preview.json"
 SENT="$(json "$A" 'd["sent"]')" FAILED="$(json "$A" 'd["failed"]')"
 ACCEPTED=$(( $(json "$A" 'd["accepted"]') + $(json "$P" 'd["accepted"]') ))
@@ -265,6 +308,7 @@ DISTINCT="$(psql "$DATABASE_URL" -qAtc 'SELECT count(DISTINCT id) FROM events')"
 STABLE_NOW="$(field .status.stable.hash)" REJECTED="$(field .status.rejected.hash)"
 cat <<EOF
 
+  node:            $(node_summary)
   releases:        v1=$V1  v2=$V2  v3=$V3
   final state:     phase=$(field .status.phase) ($(field .status.reason)), stable=$STABLE_NOW (v2), rejected=${REJECTED:-none} (v3)
   active Service:  $SENT requests sent, $FAILED failed; answers by release: $(json "$A" 'json.dumps(d["by_release"])')

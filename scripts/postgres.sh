@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# A private PostgreSQL 15 cluster on 127.0.0.1:$AUREN_PG_PORT: `postgres.sh start|stop`.
+# A private PostgreSQL 15 cluster on 127.0.0.1:$AUREN_PG_PORT (and $AUREN_SERVICE_HOST, when that is
+# another address of this machine, for the host's own subnets): `postgres.sh start|stop`.
 # It never touches the machine's own cluster (5432).
 source "$(dirname "$0")/lib.sh"
 
@@ -13,15 +14,20 @@ start_pg() {
     [ "$(id -u)" = 0 ] && chown postgres: "$PGDATA" "$AUREN_STATE"
     as_pg "$PG_BIN/initdb" -D "$PGDATA" -U postgres --auth=trust -E UTF8 >/dev/null
   fi
+  local listen=127.0.0.1
+  if [ "$AUREN_SERVICE_HOST" != 127.0.0.1 ]; then
+    listen="127.0.0.1,$AUREN_SERVICE_HOST"
+    grep -q samenet "$PGDATA/pg_hba.conf" || echo "host all all samenet trust" >>"$PGDATA/pg_hba.conf"
+  fi
   if wait_for_port 127.0.0.1 "$AUREN_PG_PORT" 0; then die "port $AUREN_PG_PORT already in use"; fi
   as_pg "$PG_BIN/pg_ctl" -D "$PGDATA" -l "$PGDATA/server.log" -w -t 30 \
-    -o "-p $AUREN_PG_PORT -k $PGDATA -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off" \
+    -o "-p $AUREN_PG_PORT -k $PGDATA -c listen_addresses=$listen -c max_connections=300 -c fsync=off" \
     start >/dev/null
   as_pg "$PG_BIN/psql" -h 127.0.0.1 -p "$AUREN_PG_PORT" -U postgres -qAt -v ON_ERROR_STOP=1 <<'SQL' >/dev/null
 SELECT 'CREATE ROLE auren LOGIN SUPERUSER' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'auren')\gexec
 SELECT 'CREATE DATABASE auren OWNER auren' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'auren')\gexec
 SQL
-  say "postgres up on 127.0.0.1:$AUREN_PG_PORT"
+  say "postgres up on $listen:$AUREN_PG_PORT"
 }
 
 stop_pg() {

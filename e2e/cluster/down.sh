@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Stop everything up.sh (and node-up.sh) started, newest first. Idempotent.
 #   down.sh           stop node side and control plane (state is kept)
-#   down.sh --nodes   stop only auren-node-agent and auren-service-proxy
+#   down.sh --nodes   stop only the node side (agent and proxy, or the real node)
 #   down.sh --purge   stop everything and delete the state dir (etcd data, certs, logs)
 # The node agent stops the pod processes it started before it exits.
 set -euo pipefail
@@ -9,6 +9,10 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 components=(auren-service-proxy auren-node-agent kube-scheduler kube-controller-manager kube-apiserver etcd)
 [[ "${1:-}" == "--nodes" ]] && components=(auren-service-proxy auren-node-agent)
+# the real node (real-node.sh) first: its pods' containers, then its daemons and network
+if [[ -d /run/auren-node || -d "${AUREN_NODE_DIR:-/var/lib/auren-node}" ]] || pid_alive kubelet; then
+  bash "$(dirname "${BASH_SOURCE[0]}")/real-node.sh" down
+fi
 for name in "${components[@]}"; do
   stop_component "$name"
 done

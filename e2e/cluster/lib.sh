@@ -15,6 +15,19 @@ APISERVER_PORT=16443
 CONTROLLER_MANAGER_PORT=10357
 SCHEDULER_PORT=10359
 
+# The real node (real-node.sh): kubelet + containerd + runc, pods on the bridge auren0.
+REAL_NODE=auren-real-1
+NODE_BRIDGE=auren0
+POD_CIDR=10.244.0.0/24
+NODE_GATEWAY=10.244.0.1
+PAUSE_IMAGE=docker.io/auren/pause:3.2
+KUBELET_PORT=10350
+KUBELET_HEALTHZ_PORT=10348
+KUBE_PROXY_HEALTHZ_PORT=10356
+KUBE_PROXY_METRICS_PORT=10349
+# Which node runs the pods: `process` (auren-node-agent, pods as host processes) or `real`.
+AUREN_NODE="${AUREN_NODE:-process}"
+
 PKI_DIR="${STATE_DIR}/pki"
 LOG_DIR="${STATE_DIR}/logs"
 PID_DIR="${STATE_DIR}/pids"
@@ -80,4 +93,44 @@ admin_token() { cat "${PKI_DIR}/admin.token"; }
 api_get() {
   curl -sf --max-time 3 --cacert "${PKI_DIR}/ca.crt" \
     -H "Authorization: Bearer $(admin_token)" "${SERVER_URL}$1"
+}
+
+# write_kubeconfig PATH USER TOKEN
+write_kubeconfig() {
+  local ca
+  ca=$(base64 -w0 <"${PKI_DIR}/ca.crt")
+  cat >"$1.tmp" <<KCFG
+apiVersion: v1
+kind: Config
+clusters:
+- name: auren-local
+  cluster:
+    server: ${SERVER_URL}
+    certificate-authority-data: ${ca}
+users:
+- name: $2
+  user:
+    token: $3
+contexts:
+- name: auren-local
+  context:
+    cluster: auren-local
+    user: $2
+    namespace: default
+current-context: auren-local
+KCFG
+  chmod 600 "$1.tmp"
+  mv "$1.tmp" "$1"
+}
+
+# wait_for WHAT SECONDS CMD...: polls CMD every 0.2 s.
+wait_for() {
+  local what=$1 secs=$2 i
+  shift 2
+  for ((i = 0; i < secs * 5; i++)); do
+    "$@" >/dev/null 2>&1 && return 0
+    sleep 0.2
+  done
+  log "${what} not ready after ${secs} s; see ${LOG_DIR}"
+  return 1
 }

@@ -3,8 +3,12 @@
 # kube-controller-manager, kube-scheduler) on loopback. Idempotent: components
 # already running are left alone. Last line of stdout:
 #   export KUBECONFIG=<state dir>/kubeconfig
-# Then starts the node side (node-up.sh: auren-node-agent + auren-service-proxy)
-# unless called as `up.sh --control-plane-only`.
+# Then starts the node side unless called as `up.sh --control-plane-only`:
+#   AUREN_NODE=process (default): node-up.sh, auren-node-agent + auren-service-proxy (pods are
+#     host processes, fast);
+#   AUREN_NODE=real: real-node.sh, kubelet + kube-proxy + containerd + runc running the images
+#     built by scripts/images.sh (AUREN_IMAGES names their folder; built when unset).
+# The two kinds need different API server settings: switching kind restarts the cluster afresh.
 # Env: AUREN_CLUSTER_STATE (default e2e/.state), AUREN_CACHE (default ~/.cache/auren).
 # Ports: etcd 23790/23800, apiserver 16443, controller-manager 10357, scheduler 10359.
 set -euo pipefail
@@ -22,7 +26,8 @@ ensure_runtime_packages() {
 }
 
 healthy() {
-  pid_alive etcd && pid_alive kube-apiserver && pid_alive kube-controller-manager &&
+  [[ "$(cat "${STATE_DIR}/node-kind" 2>/dev/null)" == "$AUREN_NODE" ]] &&
+    pid_alive etcd && pid_alive kube-apiserver && pid_alive kube-controller-manager &&
     pid_alive kube-scheduler && [[ -s "$KUBECONFIG_PATH" ]] && [[ "$(api_get /readyz)" == ok ]]
 }
 
@@ -43,7 +48,7 @@ gen_pki() {
 basicConstraints=critical,CA:FALSE
 keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=serverAuth
-subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local
+subjectAltName=IP:127.0.0.1,IP:10.96.0.1,IP:10.244.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local
 EXT
     openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
       -out apiserver.crt -days 3650 -extfile apiserver.ext 2>/dev/null
@@ -66,33 +71,6 @@ EXT
   )
 }
 
-# write_kubeconfig PATH USER TOKEN
-write_kubeconfig() {
-  local ca
-  ca=$(base64 -w0 <"${PKI_DIR}/ca.crt")
-  cat >"$1.tmp" <<KCFG
-apiVersion: v1
-kind: Config
-clusters:
-- name: auren-local
-  cluster:
-    server: ${SERVER_URL}
-    certificate-authority-data: ${ca}
-users:
-- name: $2
-  user:
-    token: $3
-contexts:
-- name: auren-local
-  context:
-    cluster: auren-local
-    user: $2
-    namespace: default
-current-context: auren-local
-KCFG
-  chmod 600 "$1.tmp"
-  mv "$1.tmp" "$1"
-}
 
 start_etcd() {
   pid_alive etcd && return 0
@@ -108,11 +86,25 @@ start_etcd() {
   wait_for "etcd" 20 curl -sf --max-time 2 "http://127.0.0.1:${ETCD_CLIENT_PORT}/health"
 }
 
+# process node: pods have loopback IPs, so no endpoint reconciling and no service-account
+# tokens (the agent gives pods its own KUBECONFIG). Real node: the API server advertises the
+# pod bridge's host address (real-node.sh forwards it to 127.0.0.1) and pods get tokens.
+node_kind_flags() {
+  if [[ "$AUREN_NODE" == real ]]; then
+    echo "--advertise-address ${NODE_GATEWAY} --endpoint-reconciler-type lease"
+    echo "--disable-admission-plugins TaintNodesByCondition"
+  else
+    echo "--advertise-address 127.0.0.1 --endpoint-reconciler-type none"
+    echo "--disable-admission-plugins ServiceAccount,TaintNodesByCondition"
+  fi
+}
+
 start_apiserver() {
   pid_alive kube-apiserver && return 0
+  # shellcheck disable=SC2046  # the flags are words
   start_component kube-apiserver "${K8S_BIN}/kube-apiserver" \
     --etcd-servers "http://127.0.0.1:${ETCD_CLIENT_PORT}" \
-    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 \
+    --bind-address 127.0.0.1 $(node_kind_flags) \
     --secure-port "${APISERVER_PORT}" --insecure-port 0 \
     --tls-cert-file "${PKI_DIR}/apiserver.crt" --tls-private-key-file "${PKI_DIR}/apiserver.key" \
     --client-ca-file "${PKI_DIR}/ca.crt" \
@@ -122,25 +114,26 @@ start_apiserver() {
     --service-account-signing-key-file "${PKI_DIR}/sa.key" \
     --service-account-issuer https://kubernetes.default.svc.cluster.local \
     --api-audiences https://kubernetes.default.svc.cluster.local \
-    --disable-admission-plugins ServiceAccount,TaintNodesByCondition \
     --service-cluster-ip-range 10.96.0.0/16 \
-    --endpoint-reconciler-type none \
     --allow-privileged=true \
     --profiling=false
 }
 
-# Pods get loopback IPs (127.0.1.x), which core/v1 Endpoints reject as invalid:
+# Process node: pods get loopback IPs (127.0.1.x), which core/v1 Endpoints reject as invalid:
 # the endpoint controller (and the apiserver's own endpoint reconciler) are off;
-# discovery.k8s.io/v1beta1 EndpointSlices accept them and carry the endpoints.
+# discovery.k8s.io/v1beta1 EndpointSlices accept them and carry the endpoints. Real node: pod
+# IPs are real, the endpoint controller runs.
 start_controller_manager() {
   pid_alive kube-controller-manager && return 0
+  local controllers='*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-route,-service'
+  [[ "$AUREN_NODE" == real ]] || controllers+=',-endpoint'
   local kc="${STATE_DIR}/controller-manager.kubeconfig"
   write_kubeconfig "$kc" system:kube-controller-manager "$(cat "${PKI_DIR}/controller-manager.token")"
   start_component kube-controller-manager "${K8S_BIN}/kube-controller-manager" \
     --kubeconfig "$kc" \
     --authentication-kubeconfig "$kc" --authorization-kubeconfig "$kc" \
     --bind-address 127.0.0.1 --secure-port "${CONTROLLER_MANAGER_PORT}" --port 0 \
-    --controllers '*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-route,-service,-endpoint' \
+    --controllers "$controllers" \
     --use-service-account-credentials=false \
     --service-account-private-key-file "${PKI_DIR}/sa.key" \
     --root-ca-file "${PKI_DIR}/ca.crt" \
@@ -161,16 +154,13 @@ start_scheduler() {
     --profiling=false
 }
 
-# wait_for WHAT SECONDS CMD...: polls CMD every 0.2 s.
-wait_for() {
-  local what=$1 secs=$2 i
-  shift 2
-  for ((i = 0; i < secs * 5; i++)); do
-    "$@" >/dev/null 2>&1 && return 0
-    sleep 0.2
-  done
-  log "${what} not ready after ${secs} s; see ${LOG_DIR}"
-  return 1
+
+node_side_running() {
+  if [[ "$AUREN_NODE" == real ]]; then
+    pid_alive containerd && pid_alive kubelet && pid_alive kube-proxy
+  else
+    pid_alive auren-node-agent && pid_alive auren-service-proxy
+  fi
 }
 
 apiserver_ready() { [[ "$(api_get /readyz)" == ok ]]; }
@@ -182,13 +172,27 @@ component_healthy() {
 main() {
   local nodes=1
   [[ "${1:-}" == "--control-plane-only" ]] && nodes=0
-  if healthy && { [[ $nodes == 0 ]] || { pid_alive auren-node-agent && pid_alive auren-service-proxy; }; }; then
+  [[ "$AUREN_NODE" == process || "$AUREN_NODE" == real ]] || { log "AUREN_NODE must be process or real"; exit 2; }
+  if healthy && { [[ $nodes == 0 ]] || node_side_running; }; then
     echo "export KUBECONFIG=${KUBECONFIG_PATH}"
     return 0
   fi
+  local was
+  was=$(cat "${STATE_DIR}/node-kind" 2>/dev/null || true)
+  if [[ -n "$was" && "$was" != "$AUREN_NODE" ]]; then
+    log "switching the node kind from ${was} to ${AUREN_NODE}: restarting the cluster afresh"
+    bash "${E2E_DIR}/cluster/down.sh" --purge >&2
+    mkdir -p "$STATE_DIR"
+  fi
+  echo "$AUREN_NODE" >"${STATE_DIR}/node-kind"
   ensure_runtime_packages >&2
   bash "${E2E_DIR}/cluster/build.sh" >&2
+  local images=""
+  if [[ "$AUREN_NODE" == real && $nodes == 1 ]]; then
+    images="${AUREN_IMAGES:-$(bash "${E2E_DIR}/../scripts/images.sh" | tail -n1)}"
+  fi
   gen_pki
+  [[ "$AUREN_NODE" == real ]] && bash "${E2E_DIR}/cluster/real-node.sh" network >&2
   write_kubeconfig "$KUBECONFIG_PATH" auren-admin "$(admin_token)"
   start_etcd
   start_apiserver
@@ -198,7 +202,11 @@ main() {
   wait_for kube-controller-manager 30 component_healthy "$CONTROLLER_MANAGER_PORT"
   wait_for kube-scheduler 30 component_healthy "$SCHEDULER_PORT"
   log "control plane ready (logs in ${LOG_DIR})"
-  [[ $nodes == 1 ]] && bash "${E2E_DIR}/cluster/node-up.sh" >&2
+  if [[ $nodes == 1 && "$AUREN_NODE" == real ]]; then
+    bash "${E2E_DIR}/cluster/real-node.sh" up "$images" >&2
+  elif [[ $nodes == 1 ]]; then
+    bash "${E2E_DIR}/cluster/node-up.sh" >&2
+  fi
   echo "export KUBECONFIG=${KUBECONFIG_PATH}"
 }
 

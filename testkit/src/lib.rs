@@ -1,5 +1,7 @@
 //! The test harness both test suites share: real services on loopback, started per test when
 //! `make test` did not pass shared ones in (`AUREN_TEST_KAFKA`, `AUREN_TEST_DATABASE_URL`).
+//! `AUREN_TEST_SERVICE_HOST` moves private services off loopback onto an address of this
+//! machine that containers can reach (the real node's pod bridge, 10.244.0.1).
 //! A dev-dependency only; no product crate links it.
 // A harness fails loudly: panics carry the reason into the failing test's output.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -43,16 +45,22 @@ pub fn scratch_dir(prefix: &str) -> PathBuf {
     dir
 }
 
-/// Blocks until something accepts connections on `port`.
-pub fn wait_for_port(port: u16, timeout: Duration) {
+/// The address private services listen on and advertise: 127.0.0.1 unless
+/// `AUREN_TEST_SERVICE_HOST` names another address of this machine.
+pub fn service_host() -> String {
+    std::env::var("AUREN_TEST_SERVICE_HOST").unwrap_or_else(|_| "127.0.0.1".to_owned())
+}
+
+/// Blocks until something accepts connections on `host:port`.
+pub fn wait_for_port(host: &str, port: u16, timeout: Duration) {
     let start = Instant::now();
     while start.elapsed() < timeout {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        if std::net::TcpStream::connect((host, port)).is_ok() {
             return;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    panic!("nothing listens on {port} after {timeout:?}");
+    panic!("nothing listens on {host}:{port} after {timeout:?}");
 }
 
 // ---------------------------------------------------------------- broker
@@ -98,7 +106,7 @@ fn s3_storage() -> Storage {
         server,
         endpoint: format!("http://127.0.0.1:{port}"),
     };
-    wait_for_port(port, Duration::from_secs(30));
+    wait_for_port("127.0.0.1", port, Duration::from_secs(30));
     create_bucket(port, "tansu");
     storage
 }
@@ -152,7 +160,7 @@ impl Broker {
     fn own(storage: Storage) -> Broker {
         let port = free_port();
         let mut b = Broker {
-            addr: format!("127.0.0.1:{port}"),
+            addr: format!("{}:{port}", service_host()),
             child: None,
             port,
             storage,
@@ -162,7 +170,7 @@ impl Broker {
     }
 
     pub fn start(&mut self) {
-        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let url = format!("tcp://{}:{}", service_host(), self.port);
         let mut tansu = Command::new(tansu_bin());
         tansu.args([
             "broker",
@@ -187,7 +195,7 @@ impl Broker {
             .spawn()
             .expect("start tansu");
         self.child = Some(child);
-        wait_for_port(self.port, Duration::from_secs(15));
+        wait_for_port(&service_host(), self.port, Duration::from_secs(15));
     }
 
     /// Stops the broker at once (SIGKILL): a crash, not a drain.
@@ -318,7 +326,7 @@ impl Postgres {
         assert!(ok.success(), "initdb failed");
         let port = free_port();
         let mut pg = Postgres {
-            admin_url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+            admin_url: format!("postgres://postgres@{}:{port}/postgres", service_host()),
             data: Some(dir),
             port,
         };
@@ -329,8 +337,17 @@ impl Postgres {
     /// Starts a private cluster again after [`Postgres::stop`] (no-op for the shared one).
     pub fn start(&mut self) {
         let Some(dir) = &self.data else { return };
+        // Off loopback, clients come from the host's own subnets (pods on the bridge).
+        let host = service_host();
+        let listen = if host == "127.0.0.1" { host } else { format!("127.0.0.1,{host}") };
+        let hba = dir.join("pg_hba.conf");
+        let rules = std::fs::read_to_string(&hba).unwrap_or_default();
+        if !rules.contains("samenet") {
+            let rules = format!("{rules}\nhost all all samenet trust\n");
+            std::fs::write(&hba, rules).expect("write pg_hba.conf");
+        }
         let opts = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+            "-p {} -k {} -c listen_addresses={listen} -c fsync=off -c max_connections=200",
             self.port,
             dir.display()
         );

@@ -166,6 +166,17 @@ impl TestNs {
         );
     }
 
+    /// `clusterIP:port` of a Service: reached through kube-proxy's rules (the real node).
+    pub async fn cluster_addr(&self, service: &str) -> String {
+        let api = self.api::<k8s_openapi::api::core::v1::Service>();
+        wait_for(&format!("service {}/{service}", self.name), 60, || async {
+            let spec = api.get(service).await.ok()?.spec?;
+            let port = spec.ports?.first()?.port;
+            Some(format!("{}:{port}", spec.cluster_ip?))
+        })
+        .await
+    }
+
     /// `ip:port` of a Service through the local proxy (from services.json).
     pub async fn service_addr(&self, service: &str) -> String {
         let key = format!("{}/{service}", self.name);
@@ -274,6 +285,16 @@ pub fn kubectl_auren(args: &[&str]) -> String {
 }
 
 impl Operator {
+    /// The operator runs as pods in the cluster (the real node's chart install): nothing to
+    /// start or stop from here, and no metrics port on this host.
+    pub fn in_cluster() -> Operator {
+        Operator {
+            child: None,
+            log: PathBuf::new(),
+            metrics_port: 0,
+        }
+    }
+
     /// Starts a replica holding the lease `lease` in `namespace`.
     pub fn start(namespace: &str, lease: &str, identity: &str) -> Operator {
         Operator::start_as(namespace, lease, identity, None)

@@ -1,0 +1,247 @@
+//! The real node (issue 13): a kubelet, containerd and runc run the project's own images
+//! (scripts/images.sh), Services go through kube-proxy's iptables rules, and the operator runs
+//! as two pods from its image, installed by the Helm chart. Only the `real` e2e tier runs this
+//! file (scripts/e2e.sh, AUREN_NODE=real): the broker and PostgreSQL listen on the pod bridge's
+//! host address (AUREN_TEST_SERVICE_HOST) so that containers reach them.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::collections::HashSet;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use auren_operator::api::Phase;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::ListParams;
+use serde_json::json;
+use support::{Env, Load, NAME, Operator, TestNs, accepted_ids, pod_processes, wait_for};
+
+const REAL_NODE: &str = "auren-real-1";
+const POD_CIDR_PREFIX: &str = "10.244.0.";
+const NONROOT: &str = "65532";
+
+/// The chart rendered for `ns` (the operator minds only that namespace) and applied.
+fn install_chart(ns: &str) -> String {
+    let helm = std::env::var("HELM").expect("HELM (scripts/helm.sh) is exported by scripts/e2e.sh");
+    let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/auren-operator");
+    let out = Command::new(helm)
+        .args(["template", "auren-operator", chart, "--namespace", ns])
+        .args(["--kube-version", "1.20.2", "--set", &format!("watchNamespace={ns}")])
+        .args(["--set", &format!("fullnameOverride=auren-operator-{ns}")])
+        .output()
+        .expect("run helm");
+    assert!(out.status.success(), "helm template: {}", String::from_utf8_lossy(&out.stderr));
+    let rendered = String::from_utf8(out.stdout).unwrap();
+    kubectl(&["apply", "--server-side", "--field-manager=auren-e2e", "-f", "-"], &rendered);
+    rendered
+}
+
+fn kubectl(args: &[&str], stdin: &str) {
+    use std::io::Write;
+    let mut child = Command::new("kubectl")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run kubectl");
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// What the kernel says about a container's main process, read from the host.
+#[derive(Debug)]
+struct Confinement {
+    uid: String,
+    no_new_privs: bool,
+    effective_caps: String,
+    seccomp_filtered: bool,
+    root_read_only: bool,
+    own_mount_namespace: bool,
+}
+
+fn confinement(pid: u32) -> Confinement {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.split_whitespace().next().unwrap_or("").to_owned())
+            .unwrap_or_default()
+    };
+    // mountinfo: "... mount-point options ..."; the container's root is mounted at "/".
+    let mountinfo = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
+    let root_read_only = mountinfo.lines().any(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        f.get(4) == Some(&"/") && f.get(5).is_some_and(|o| o.split(',').any(|x| x == "ro"))
+    });
+    let ns = |p: &str| std::fs::read_link(format!("/proc/{p}/ns/mnt")).ok();
+    Confinement {
+        uid: field("Uid:"),
+        no_new_privs: field("NoNewPrivs:") == "1",
+        effective_caps: field("CapEff:"),
+        seccomp_filtered: field("Seccomp:") == "2",
+        root_read_only,
+        own_mount_namespace: ns(&pid.to_string()) != ns("self"),
+    }
+}
+
+/// The operator pods of the chart: Ready, running from the image under runc with the chart's
+/// securityContext enforced by the kernel; one of them holds the Lease.
+async fn assert_operator_pods(ns: &TestNs) {
+    let name = format!("auren-operator-{}", ns.name);
+    wait_for("2 ready operator replicas", 180, || async {
+        let d = ns.api::<Deployment>().get(&name).await.ok()?;
+        (d.status?.ready_replicas? == 2).then_some(())
+    })
+    .await;
+    let pods = ns
+        .api::<Pod>()
+        .list(&ListParams::default().labels("app.kubernetes.io/name=auren-operator"))
+        .await
+        .unwrap();
+    let names: Vec<String> = pods.items.iter().filter_map(|p| p.metadata.name.clone()).collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    for pod in &pods.items {
+        assert_runs_in_a_container(pod, "docker.io/auren/operator:0.1.0");
+    }
+    let holder = wait_for("a leader", 60, || async {
+        let lease = ns.api::<Lease>().get("auren-operator").await.ok()?;
+        lease.spec?.holder_identity
+    })
+    .await;
+    assert!(names.contains(&holder), "the Lease names an operator pod: {holder} not in {names:?}");
+
+    let processes = pod_processes(&ns.name);
+    for pod in &names {
+        let (pid, _) = processes
+            .iter()
+            .find(|(_, p)| p == pod)
+            .unwrap_or_else(|| panic!("no process of {pod} on this host: {processes:?}"));
+        let c = confinement(*pid);
+        eprintln!("operator pod {pod}: pid {pid} {c:?}");
+        assert_eq!(c.uid, NONROOT, "runAsUser enforced");
+        assert!(c.no_new_privs, "allowPrivilegeEscalation: false enforced");
+        assert_eq!(c.effective_caps, "0000000000000000", "capabilities dropped");
+        assert!(c.seccomp_filtered, "RuntimeDefault seccomp profile loaded");
+        assert!(c.root_read_only, "readOnlyRootFilesystem enforced");
+        assert!(c.own_mount_namespace, "a container, not a host process");
+    }
+}
+
+/// A pod that containerd runs: a containerd container id, the image's digest, a pod IP on the
+/// bridge, the real node.
+fn assert_runs_in_a_container(pod: &Pod, image: &str) {
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let spec = pod.spec.as_ref().unwrap();
+    assert_eq!(spec.node_name.as_deref(), Some(REAL_NODE), "{name} on the real node");
+    let status = pod.status.as_ref().unwrap();
+    let ip = status.pod_ip.clone().unwrap_or_default();
+    assert!(ip.starts_with(POD_CIDR_PREFIX), "{name} has a bridge pod IP, got {ip:?}");
+    let containers = status.container_statuses.clone().unwrap_or_default();
+    assert!(!containers.is_empty(), "{name} has container statuses");
+    for c in containers {
+        assert!(c.container_id.unwrap_or_default().starts_with("containerd://"), "{name}");
+        assert_eq!(c.image, image, "{name} runs {image}");
+        assert!(c.image_id.starts_with("sha256:") || c.image_id.contains("@sha256:"), "{name}");
+    }
+}
+
+/// Runtime pods of every release in the namespace run as containers of the runtime image.
+async fn assert_runtime_pods(ns: &TestNs) {
+    let pods = ns
+        .api::<Pod>()
+        .list(&ListParams::default().labels("auren.io/role"))
+        .await
+        .unwrap();
+    let running: Vec<&Pod> = pods
+        .items
+        .iter()
+        .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+        .collect();
+    assert!(!running.is_empty(), "runtime pods are running");
+    for pod in running {
+        let image = pod.spec.as_ref().unwrap().containers[0].image.clone().unwrap_or_default();
+        assert!(image.starts_with("auren/runtime:"), "{image}");
+        assert_runs_in_a_container(pod, &format!("docker.io/{image}"));
+    }
+}
+
+/// v1 → v2 (good) → v3 (20 % injected errors) on the real node, under load through the active
+/// Service's ClusterIP (kube-proxy): v2 promoted, v3 rolled back, no request through the active
+/// Service failed, every accepted event stored exactly once.
+#[tokio::test]
+async fn blue_green_on_real_containers_promotes_good_and_rolls_back_bad() {
+    let env = Env::start_with("real", async |ns: &TestNs| {
+        install_chart(&ns.name);
+        assert_operator_pods(ns).await;
+        Operator::in_cluster()
+    })
+    .await;
+    let v1 = env.install("auren/runtime:v1").await;
+    assert_runtime_pods(&env.ns).await;
+    let active = Load::workers(
+        env.ns.cluster_addr(NAME).await,
+        "u-real",
+        2,
+        Duration::from_millis(40),
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    env.set_spec(env.spec("auren/runtime:v2", &[])).await.unwrap();
+    let st = env
+        .ns
+        .wait_status(NAME, "a v2 candidate", 30, |s| s.candidate.is_some())
+        .await;
+    let v2 = st.candidate.unwrap().hash;
+    let st = env
+        .ns
+        .wait_status(NAME, "v2 promoted", 180, |s| {
+            s.stable.as_ref().is_some_and(|r| r.hash == v2) || s.phase == Some(Phase::RolledBack)
+        })
+        .await;
+    assert_eq!(st.phase, Some(Phase::Healthy), "v2 promoted: {:?}", st.message);
+    assert_runtime_pods(&env.ns).await;
+
+    let mut bad = env.spec("auren/runtime:v3", &[("FAULT_ERROR_RATE", "0.2")]);
+    bad["analysis"]["failureLimit"] = json!(1);
+    env.set_spec(bad).await.unwrap();
+    let st = env
+        .ns
+        .wait_status(NAME, "a v3 candidate", 30, |s| {
+            s.candidate.as_ref().is_some_and(|c| c.hash != v2)
+        })
+        .await;
+    let v3 = st.candidate.unwrap().hash;
+    let st = env
+        .ns
+        .wait_status(NAME, "v3 rolled back", 180, |s| {
+            s.phase == Some(Phase::RolledBack)
+                || s.stable.as_ref().is_some_and(|r| r.hash == v3)
+        })
+        .await;
+    assert_eq!(st.phase, Some(Phase::RolledBack), "v3 rolled back: {:?}", st.message);
+    assert_eq!(st.stable.map(|s| s.hash), Some(v2.clone()), "v2 stays stable");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let answers = active.finish().await;
+
+    let failed: Vec<_> = answers.iter().filter(|a| a.status != 202).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests through the active Service failed: {:?}",
+        failed.len(),
+        answers.len(),
+        &failed[..failed.len().min(5)]
+    );
+    let releases: HashSet<_> = answers.iter().filter_map(|a| a.release.clone()).collect();
+    assert!(releases.contains(&v1) && releases.contains(&v2), "{releases:?}");
+    assert!(!releases.contains(&v3), "the active Service never served v3");
+    let ids = accepted_ids(&answers);
+    assert!(ids.len() > 100, "load was accepted: {} events", ids.len());
+    env.assert_stored_once(&ids).await;
+    eprintln!("real node: {} requests, all 202, stored once; v1 {v1} -> v2 {v2}, v3 {v3} rolled back", answers.len());
+}
