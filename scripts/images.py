@@ -2,7 +2,8 @@
 """Build AUREN's images without a Docker engine or a registry, from the project's Dockerfile.
 
     images.py build OUT_DIR      build runtime, operator and pause images as OCI archives
-    images.py check OUT_DIR      check built images against the Dockerfile (package tier)
+    images.py check OUT_DIR      check built images against the Dockerfile (e2e tier)
+    images.py loader-guard       self-test of the Dockerfile's library guard (package tier)
 
 How the Dockerfile is followed:
 - the `builder` stage is the host's own `cargo build --release --locked` with the same
@@ -283,6 +284,43 @@ def read_archive(path):
         return config, files
 
 
+def elf_sections(data):
+    """Section names of a 64-bit little-endian ELF file."""
+    import struct
+    if data[:4] != b"\x7fELF" or data[4] != 2:
+        return None
+    shoff, = struct.unpack_from("<Q", data, 0x28)
+    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x3A)
+    def header(i):
+        return struct.unpack_from("<IIQQQQ", data, shoff + i * shentsize)
+    strtab_off, strtab_size = header(shstrndx)[4], header(shstrndx)[5]
+    strtab = data[strtab_off:strtab_off + strtab_size]
+    return {strtab[header(i)[0]:strtab.index(b"\0", header(i)[0])].decode() for i in range(shnum)}
+
+
+def archive_binaries(path):
+    """{path: bytes} of the files under usr/local/bin in the image."""
+    out = {}
+    with tarfile.open(path) as t:
+        index = json.loads(t.extractfile("index.json").read())
+        blob = lambda d: t.extractfile("blobs/sha256/" + d.split(":", 1)[1]).read()
+        manifest = json.loads(blob(index["manifests"][0]["digest"]))
+        for layer in manifest["layers"]:
+            with tempfile.NamedTemporaryFile() as f:
+                f.write(blob(layer["digest"]))
+                f.flush()
+                with tarfile.open(f.name) as lt:
+                    for m in lt.getmembers():
+                        name = m.name.lstrip("./")
+                        if name.startswith("usr/local/bin/") and m.isfile():
+                            out[name] = lt.extractfile(m).read()
+    return out
+
+
+# Goals (issue 13): unpacked size of each image.
+SIZE_GOALS = {"operator": 40 * 2**20, "runtime": 80 * 2**20}
+
+
 def archive_sizes(path):
     _, files = read_archive(path)
     return {"unpacked": sum(size for _, size, *_ in files), "archive": os.path.getsize(path)}
@@ -316,12 +354,61 @@ def check(out_dir):
             problems.append(f"{target}: distroless image carries {shells}")
         if not any(n.endswith("ca-certificates.crt") for n in names):
             problems.append(f"{target}: no CA certificates")
+        for name, data in archive_binaries(os.path.join(out_dir, f"{target}.tar")).items():
+            sections = elf_sections(data)
+            if sections is None or ".symtab" in sections:
+                problems.append(f"{target}: {name} is not a stripped ELF binary")
+        size = archive_sizes(os.path.join(out_dir, f"{target}.tar"))["unpacked"]
+        if size >= SIZE_GOALS[target]:
+            problems.append(f"{target}: {size / 2**20:.1f} MiB, goal < {SIZE_GOALS[target] / 2**20:.0f} MiB")
     for p in problems:
         print(f"[images] FAIL {p}", file=sys.stderr)
     if problems:
         sys.exit(1)
     sizes = json.load(open(os.path.join(out_dir, "sizes.json"), encoding="utf-8"))
     print(json.dumps(sizes))
+
+
+# ldd output of a binary that needs only what distroless/cc ships, on both architectures, and
+# of one that needs more: the Dockerfile's guard must pass the first two and stop the third.
+LDD_FIXTURES = {
+    "amd64": ("""\tlinux-vdso.so.1 (0x00007ffc8a1f2000)
+\tlibgcc_s.so.1 => /lib/x86_64-linux-gnu/libgcc_s.so.1 (0x00007f0f7d000000)
+\tlibm.so.6 => /lib/x86_64-linux-gnu/libm.so.6 (0x00007f0f7cf21000)
+\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f0f7cd40000)
+\t/lib64/ld-linux-x86-64.so.2 (0x00007f0f7f4a1000)
+""", True),
+    "arm64": ("""\tlinux-vdso.so.1 (0x0000ffff9c5f1000)
+\tlibgcc_s.so.1 => /lib/aarch64-linux-gnu/libgcc_s.so.1 (0x0000ffff9a0a0000)
+\tlibm.so.6 => /lib/aarch64-linux-gnu/libm.so.6 (0x0000ffff99ff0000)
+\tlibc.so.6 => /lib/aarch64-linux-gnu/libc.so.6 (0x0000ffff99e40000)
+\t/lib/ld-linux-aarch64.so.1 (0x0000ffff9c5b4000)
+""", True),
+    "amd64 with libssl and libz": ("""\tlinux-vdso.so.1 (0x00007ffc8a1f2000)
+\tlibssl.so.3 => /lib/x86_64-linux-gnu/libssl.so.3 (0x00007f0f7d100000)
+\tlibz.so.1 => /lib/x86_64-linux-gnu/libz.so.1 (0x00007f0f7d0e0000)
+\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f0f7cd40000)
+\t/lib64/ld-linux-x86-64.so.2 (0x00007f0f7f4a1000)
+""", False),
+}
+
+
+def loader_guard_selftest():
+    """Runs the Dockerfile's own library guard (its awk | grep -Ev, extracted from the builder
+    stage) on the fixtures: amd64 and arm64 binaries pass, one needing libssl/libz fails."""
+    run = " ".join(args for instr, args in stages()["builder"]["steps"] if instr == "RUN")
+    m = re.search(r"extra=\$\((ldd \"\$bin\" \| .*? \|\| true)\)", run)
+    if not m:
+        die("the builder stage's library guard (extra=$(ldd ... || true)) was not found")
+    pipeline = m.group(1).replace('ldd "$bin"', "cat")
+    for arch, (ldd, allowed) in LDD_FIXTURES.items():
+        extra = subprocess.run(["bash", "-c", pipeline], input=ldd, capture_output=True,
+                               text=True, check=True).stdout.strip()
+        if allowed and extra:
+            die(f"the Dockerfile's guard refuses a valid {arch} binary: it flags {extra!r}")
+        if not allowed and not extra:
+            die(f"the Dockerfile's guard lets through a binary needing more ({arch})")
+        say(f"loader guard: {arch}: {'passes' if allowed else 'refused: ' + extra.replace(chr(10), ' ')}")
 
 
 def cache_key(release_dir):
@@ -344,6 +431,8 @@ def main():
         build(sys.argv[2], sys.argv[3])
     elif cmd == "check":
         check(sys.argv[2])
+    elif cmd == "loader-guard":
+        loader_guard_selftest()
     elif cmd == "key":
         print(cache_key(sys.argv[2]))
     elif cmd == "plan":

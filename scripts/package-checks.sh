@@ -99,6 +99,21 @@ for bad in "${bad_values[@]}"; do
   grep -q "values don't meet the specifications of the schema" <<<"$err" || { echo "$err" >&2; die "--set $bad failed, but not on the schema"; }
 done
 
+# --- Dockerfile -----------------------------------------------------------------------------
+say "package: the Dockerfile's library guard passes amd64 and arm64 binaries and stops extra libraries"
+python3 scripts/images.py loader-guard
+say "package: each image stage copies only its own binaries"
+python3 - <<'PY'
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("images", "scripts/images.py")
+images = importlib.util.module_from_spec(spec); spec.loader.exec_module(images)
+want = {"runtime": ["auren-runtime"], "operator": ["auren-operator", "kubectl-auren"]}
+for target, bins in want.items():
+    have = sorted(src for src, _ in images.plan(target)["copies"])
+    if have != sorted(bins):
+        sys.exit(f"FAIL Dockerfile stage {target} copies {have}, expected {sorted(bins)}")
+PY
+
 # --- YAML -----------------------------------------------------------------------------------
 say "package: yamllint"
 "$venv/bin/yamllint" --strict -c scripts/yamllint.yaml examples/ "$CHART/values.yaml" "$CHART/Chart.yaml"

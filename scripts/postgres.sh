@@ -17,7 +17,7 @@ start_pg() {
   local listen=127.0.0.1
   if [ "$AUREN_SERVICE_HOST" != 127.0.0.1 ]; then
     listen="127.0.0.1,$AUREN_SERVICE_HOST"
-    grep -q samenet "$PGDATA/pg_hba.conf" || echo "host all all samenet trust" >>"$PGDATA/pg_hba.conf"
+    grep -qx "host all all samenet trust" "$PGDATA/pg_hba.conf" || echo "host all all samenet trust" >>"$PGDATA/pg_hba.conf"
   fi
   if wait_for_port 127.0.0.1 "$AUREN_PG_PORT" 0; then die "port $AUREN_PG_PORT already in use"; fi
   as_pg "$PG_BIN/pg_ctl" -D "$PGDATA" -l "$PGDATA/server.log" -w -t 30 \

@@ -119,6 +119,12 @@ import_images() {
   for img in pause runtime operator; do
     ctr_ images import --snapshotter native "${dir}/${img}.tar" >/dev/null
   done
+  # The scenarios and the demo release v1 -> v2 -> v3 of the same runtime image (a release is
+  # the pod template's hash: the tag, config and env make it new).
+  local tag
+  for tag in v1 v2 v3; do
+    ctr_ images tag --force "docker.io/auren/runtime:0.1.0" "docker.io/auren/runtime:${tag}" >/dev/null
+  done
   log "images in containerd: $(ctr_ images ls -q | grep -v '^sha256:' | tr '\n' ' ')"
 }
 
@@ -147,7 +153,8 @@ up() {
     --pod-infra-container-image "$PAUSE_IMAGE" \
     --cgroup-driver cgroupfs --fail-swap-on=false \
     --root-dir "$KUBELET_DIR" --cert-dir "${NODE_DIR}/pki" \
-    --address 127.0.0.1 --port "$KUBELET_PORT" --read-only-port 0 \
+    --address "$NODE_GATEWAY" --port "$KUBELET_PORT" --read-only-port 0 \
+    --client-ca-file "${PKI_DIR}/ca.crt" --authentication-token-webhook=false \
     --healthz-bind-address 127.0.0.1 --healthz-port "$KUBELET_HEALTHZ_PORT" \
     --anonymous-auth=false --authorization-mode AlwaysAllow \
     --image-gc-high-threshold 100 --image-gc-low-threshold 99 \

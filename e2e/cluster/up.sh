@@ -71,6 +71,20 @@ EXT
   )
 }
 
+# The API server's client certificate for kubelets (logs, exec, port-forward on the real node).
+gen_kubelet_client_cert() {
+  [[ -s "${PKI_DIR}/kubelet-client.crt" ]] && return 0
+  (
+    cd "$PKI_DIR"
+    umask 077
+    openssl req -newkey rsa:2048 -nodes -keyout kubelet-client.key -out kubelet-client.csr \
+      -subj "/O=system:masters/CN=kube-apiserver-kubelet-client" 2>/dev/null
+    printf 'keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n' >kubelet-client.ext
+    openssl x509 -req -in kubelet-client.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
+      -out kubelet-client.crt -days 3650 -extfile kubelet-client.ext 2>/dev/null
+  )
+}
+
 
 start_etcd() {
   pid_alive etcd && return 0
@@ -92,6 +106,8 @@ start_etcd() {
 node_kind_flags() {
   if [[ "$AUREN_NODE" == real ]]; then
     echo "--advertise-address ${NODE_GATEWAY} --endpoint-reconciler-type lease"
+    echo "--kubelet-client-certificate ${PKI_DIR}/kubelet-client.crt --kubelet-client-key ${PKI_DIR}/kubelet-client.key"
+    echo "--kubelet-preferred-address-types InternalIP"
     echo "--disable-admission-plugins TaintNodesByCondition"
   else
     echo "--advertise-address 127.0.0.1 --endpoint-reconciler-type none"
@@ -192,6 +208,7 @@ main() {
     images="${AUREN_IMAGES:-$(bash "${E2E_DIR}/../scripts/images.sh" | tail -n1)}"
   fi
   gen_pki
+  gen_kubelet_client_cert
   [[ "$AUREN_NODE" == real ]] && bash "${E2E_DIR}/cluster/real-node.sh" network >&2
   write_kubeconfig "$KUBECONFIG_PATH" auren-admin "$(admin_token)"
   start_etcd

@@ -106,9 +106,12 @@ async fn assert_operator_pods(ns: &TestNs) {
         .unwrap();
     let names: Vec<String> = pods.items.iter().filter_map(|p| p.metadata.name.clone()).collect();
     assert_eq!(names.len(), 2, "{names:?}");
-    for pod in &pods.items {
-        assert_runs_in_a_container(pod, "docker.io/auren/operator:0.1.0");
-    }
+    let images: HashSet<String> = pods
+        .items
+        .iter()
+        .flat_map(|pod| assert_runs_in_a_container(pod, "docker.io/auren/operator:"))
+        .collect();
+    assert_eq!(images.len(), 1, "both replicas run one operator image: {images:?}");
     let holder = wait_for("a leader", 60, || async {
         let lease = ns.api::<Lease>().get("auren-operator").await.ok()?;
         lease.spec?.holder_identity
@@ -133,9 +136,10 @@ async fn assert_operator_pods(ns: &TestNs) {
     }
 }
 
-/// A pod that containerd runs: a containerd container id, the image's digest, a pod IP on the
-/// bridge, the real node.
-fn assert_runs_in_a_container(pod: &Pod, image: &str) {
+/// A pod that containerd runs: a containerd container id, an image of `repository` (the CRI
+/// names an image by its first tag: `:0.1.0` and `:v1` are one image), a pod IP on the bridge,
+/// the real node. Returns the image ids (digests) of its containers.
+fn assert_runs_in_a_container(pod: &Pod, repository: &str) -> Vec<String> {
     let name = pod.metadata.name.clone().unwrap_or_default();
     let spec = pod.spec.as_ref().unwrap();
     assert_eq!(spec.node_name.as_deref(), Some(REAL_NODE), "{name} on the real node");
@@ -144,11 +148,14 @@ fn assert_runs_in_a_container(pod: &Pod, image: &str) {
     assert!(ip.starts_with(POD_CIDR_PREFIX), "{name} has a bridge pod IP, got {ip:?}");
     let containers = status.container_statuses.clone().unwrap_or_default();
     assert!(!containers.is_empty(), "{name} has container statuses");
+    let mut ids = Vec::new();
     for c in containers {
         assert!(c.container_id.unwrap_or_default().starts_with("containerd://"), "{name}");
-        assert_eq!(c.image, image, "{name} runs {image}");
+        assert!(c.image.starts_with(repository), "{name} runs {}, not {repository}*", c.image);
         assert!(c.image_id.starts_with("sha256:") || c.image_id.contains("@sha256:"), "{name}");
+        ids.push(c.image_id);
     }
+    ids
 }
 
 /// Runtime pods of every release in the namespace run as containers of the runtime image.
@@ -164,11 +171,13 @@ async fn assert_runtime_pods(ns: &TestNs) {
         .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
         .collect();
     assert!(!running.is_empty(), "runtime pods are running");
+    let mut images = HashSet::new();
     for pod in running {
         let image = pod.spec.as_ref().unwrap().containers[0].image.clone().unwrap_or_default();
         assert!(image.starts_with("auren/runtime:"), "{image}");
-        assert_runs_in_a_container(pod, &format!("docker.io/{image}"));
+        images.extend(assert_runs_in_a_container(pod, "docker.io/auren/runtime:"));
     }
+    assert_eq!(images.len(), 1, "every release runs the one runtime image built here: {images:?}");
 }
 
 /// v1 → v2 (good) → v3 (20 % injected errors) on the real node, under load through the active
@@ -198,6 +207,9 @@ async fn blue_green_on_real_containers_promotes_good_and_rolls_back_bad() {
         .wait_status(NAME, "a v2 candidate", 30, |s| s.candidate.is_some())
         .await;
     let v2 = st.candidate.unwrap().hash;
+    // Test traffic to the candidate through the preview Service, so analysis has data to judge.
+    let preview_addr = env.ns.cluster_addr(&format!("{NAME}-preview")).await;
+    let preview = Load::start(preview_addr.clone(), "u-preview");
     let st = env
         .ns
         .wait_status(NAME, "v2 promoted", 180, |s| {
@@ -205,10 +217,13 @@ async fn blue_green_on_real_containers_promotes_good_and_rolls_back_bad() {
         })
         .await;
     assert_eq!(st.phase, Some(Phase::Healthy), "v2 promoted: {:?}", st.message);
+    assert!(st.measurements.iter().any(|m| m.revision == v2), "v2 was measured");
     assert_runtime_pods(&env.ns).await;
+    let _ = preview.finish().await;
 
     let mut bad = env.spec("auren/runtime:v3", &[("FAULT_ERROR_RATE", "0.2")]);
     bad["analysis"]["failureLimit"] = json!(1);
+    bad["analysis"]["consecutiveFailureLimit"] = json!(1);
     env.set_spec(bad).await.unwrap();
     let st = env
         .ns
@@ -217,6 +232,7 @@ async fn blue_green_on_real_containers_promotes_good_and_rolls_back_bad() {
         })
         .await;
     let v3 = st.candidate.unwrap().hash;
+    let preview = Load::start(preview_addr, "u-preview");
     let st = env
         .ns
         .wait_status(NAME, "v3 rolled back", 180, |s| {
@@ -224,7 +240,10 @@ async fn blue_green_on_real_containers_promotes_good_and_rolls_back_bad() {
                 || s.stable.as_ref().is_some_and(|r| r.hash == v3)
         })
         .await;
+    let _ = preview.finish().await;
     assert_eq!(st.phase, Some(Phase::RolledBack), "v3 rolled back: {:?}", st.message);
+    assert_eq!(st.reason.as_deref(), Some("AnalysisFailed"), "{:?}", st.message);
+    assert_eq!(st.rejected.map(|r| r.hash), Some(v3.clone()), "v3 rejected");
     assert_eq!(st.stable.map(|s| s.hash), Some(v2.clone()), "v2 stays stable");
     tokio::time::sleep(Duration::from_secs(2)).await;
     let answers = active.finish().await;

@@ -339,13 +339,14 @@ impl Postgres {
         let Some(dir) = &self.data else { return };
         // Off loopback, clients come from the host's own subnets (pods on the bridge).
         let host = service_host();
-        let listen = if host == "127.0.0.1" { host } else { format!("127.0.0.1,{host}") };
         let hba = dir.join("pg_hba.conf");
         let rules = std::fs::read_to_string(&hba).unwrap_or_default();
-        if !rules.contains("samenet") {
-            let rules = format!("{rules}\nhost all all samenet trust\n");
+        let samenet = "host all all samenet trust";
+        if host != "127.0.0.1" && !rules.lines().any(|l| l.trim() == samenet) {
+            let rules = format!("{rules}\n{samenet}\n");
             std::fs::write(&hba, rules).expect("write pg_hba.conf");
         }
+        let listen = if host == "127.0.0.1" { host } else { format!("127.0.0.1,{host}") };
         let opts = format!(
             "-p {} -k {} -c listen_addresses={listen} -c fsync=off -c max_connections=200",
             self.port,
