@@ -29,13 +29,31 @@ fn install_chart(ns: &str) -> String {
     let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/auren-operator");
     let out = Command::new(helm)
         .args(["template", "auren-operator", chart, "--namespace", ns])
-        .args(["--kube-version", "1.20.2", "--set", &format!("watchNamespace={ns}")])
+        .args([
+            "--kube-version",
+            "1.20.2",
+            "--set",
+            &format!("watchNamespace={ns}"),
+        ])
         .args(["--set", &format!("fullnameOverride=auren-operator-{ns}")])
         .output()
         .expect("run helm");
-    assert!(out.status.success(), "helm template: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "helm template: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let rendered = String::from_utf8(out.stdout).unwrap();
-    kubectl(&["apply", "--server-side", "--field-manager=auren-e2e", "-f", "-"], &rendered);
+    kubectl(
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager=auren-e2e",
+            "-f",
+            "-",
+        ],
+        &rendered,
+    );
     rendered
 }
 
@@ -48,9 +66,18 @@ fn kubectl(args: &[&str], stdin: &str) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("run kubectl");
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// What the kernel says about a container's main process, read from the host.
@@ -104,20 +131,31 @@ async fn assert_operator_pods(ns: &TestNs) {
         .list(&ListParams::default().labels("app.kubernetes.io/name=auren-operator"))
         .await
         .unwrap();
-    let names: Vec<String> = pods.items.iter().filter_map(|p| p.metadata.name.clone()).collect();
+    let names: Vec<String> = pods
+        .items
+        .iter()
+        .filter_map(|p| p.metadata.name.clone())
+        .collect();
     assert_eq!(names.len(), 2, "{names:?}");
     let images: HashSet<String> = pods
         .items
         .iter()
         .flat_map(|pod| assert_runs_in_a_container(pod, "docker.io/auren/operator:"))
         .collect();
-    assert_eq!(images.len(), 1, "both replicas run one operator image: {images:?}");
+    assert_eq!(
+        images.len(),
+        1,
+        "both replicas run one operator image: {images:?}"
+    );
     let holder = wait_for("a leader", 60, || async {
         let lease = ns.api::<Lease>().get("auren-operator").await.ok()?;
         lease.spec?.holder_identity
     })
     .await;
-    assert!(names.contains(&holder), "the Lease names an operator pod: {holder} not in {names:?}");
+    assert!(
+        names.contains(&holder),
+        "the Lease names an operator pod: {holder} not in {names:?}"
+    );
 
     let processes = pod_processes(&ns.name);
     for pod in &names {
@@ -142,17 +180,36 @@ async fn assert_operator_pods(ns: &TestNs) {
 fn assert_runs_in_a_container(pod: &Pod, repository: &str) -> Vec<String> {
     let name = pod.metadata.name.clone().unwrap_or_default();
     let spec = pod.spec.as_ref().unwrap();
-    assert_eq!(spec.node_name.as_deref(), Some(REAL_NODE), "{name} on the real node");
+    assert_eq!(
+        spec.node_name.as_deref(),
+        Some(REAL_NODE),
+        "{name} on the real node"
+    );
     let status = pod.status.as_ref().unwrap();
     let ip = status.pod_ip.clone().unwrap_or_default();
-    assert!(ip.starts_with(POD_CIDR_PREFIX), "{name} has a bridge pod IP, got {ip:?}");
+    assert!(
+        ip.starts_with(POD_CIDR_PREFIX),
+        "{name} has a bridge pod IP, got {ip:?}"
+    );
     let containers = status.container_statuses.clone().unwrap_or_default();
     assert!(!containers.is_empty(), "{name} has container statuses");
     let mut ids = Vec::new();
     for c in containers {
-        assert!(c.container_id.unwrap_or_default().starts_with("containerd://"), "{name}");
-        assert!(c.image.starts_with(repository), "{name} runs {}, not {repository}*", c.image);
-        assert!(c.image_id.starts_with("sha256:") || c.image_id.contains("@sha256:"), "{name}");
+        assert!(
+            c.container_id
+                .unwrap_or_default()
+                .starts_with("containerd://"),
+            "{name}"
+        );
+        assert!(
+            c.image.starts_with(repository),
+            "{name} runs {}, not {repository}*",
+            c.image
+        );
+        assert!(
+            c.image_id.starts_with("sha256:") || c.image_id.contains("@sha256:"),
+            "{name}"
+        );
         ids.push(c.image_id);
     }
     ids
@@ -173,11 +230,18 @@ async fn assert_runtime_pods(ns: &TestNs) {
     assert!(!running.is_empty(), "runtime pods are running");
     let mut images = HashSet::new();
     for pod in running {
-        let image = pod.spec.as_ref().unwrap().containers[0].image.clone().unwrap_or_default();
+        let image = pod.spec.as_ref().unwrap().containers[0]
+            .image
+            .clone()
+            .unwrap_or_default();
         assert!(image.starts_with("auren/runtime:"), "{image}");
         images.extend(assert_runs_in_a_container(pod, "docker.io/auren/runtime:"));
     }
-    assert_eq!(images.len(), 1, "every release runs the one runtime image built here: {images:?}");
+    assert_eq!(
+        images.len(),
+        1,
+        "every release runs the one runtime image built here: {images:?}"
+    );
 }
 
 /// v1 → v2 (good) → v3 (20 % injected errors) on the real node, under load through the active
@@ -201,7 +265,9 @@ async fn blue_green_on_real_containers_promotes_good_and_rolls_back_bad() {
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
 
-    env.set_spec(env.spec("auren/runtime:v2", &[])).await.unwrap();
+    env.set_spec(env.spec("auren/runtime:v2", &[]))
+        .await
+        .unwrap();
     let st = env
         .ns
         .wait_status(NAME, "a v2 candidate", 30, |s| s.candidate.is_some())
@@ -216,8 +282,16 @@ async fn blue_green_on_real_containers_promotes_good_and_rolls_back_bad() {
             s.stable.as_ref().is_some_and(|r| r.hash == v2) || s.phase == Some(Phase::RolledBack)
         })
         .await;
-    assert_eq!(st.phase, Some(Phase::Healthy), "v2 promoted: {:?}", st.message);
-    assert!(st.measurements.iter().any(|m| m.revision == v2), "v2 was measured");
+    assert_eq!(
+        st.phase,
+        Some(Phase::Healthy),
+        "v2 promoted: {:?}",
+        st.message
+    );
+    assert!(
+        st.measurements.iter().any(|m| m.revision == v2),
+        "v2 was measured"
+    );
     assert_runtime_pods(&env.ns).await;
     let _ = preview.finish().await;
 
@@ -236,15 +310,28 @@ async fn blue_green_on_real_containers_promotes_good_and_rolls_back_bad() {
     let st = env
         .ns
         .wait_status(NAME, "v3 rolled back", 180, |s| {
-            s.phase == Some(Phase::RolledBack)
-                || s.stable.as_ref().is_some_and(|r| r.hash == v3)
+            s.phase == Some(Phase::RolledBack) || s.stable.as_ref().is_some_and(|r| r.hash == v3)
         })
         .await;
     let _ = preview.finish().await;
-    assert_eq!(st.phase, Some(Phase::RolledBack), "v3 rolled back: {:?}", st.message);
-    assert_eq!(st.reason.as_deref(), Some("AnalysisFailed"), "{:?}", st.message);
+    assert_eq!(
+        st.phase,
+        Some(Phase::RolledBack),
+        "v3 rolled back: {:?}",
+        st.message
+    );
+    assert_eq!(
+        st.reason.as_deref(),
+        Some("AnalysisFailed"),
+        "{:?}",
+        st.message
+    );
     assert_eq!(st.rejected.map(|r| r.hash), Some(v3.clone()), "v3 rejected");
-    assert_eq!(st.stable.map(|s| s.hash), Some(v2.clone()), "v2 stays stable");
+    assert_eq!(
+        st.stable.map(|s| s.hash),
+        Some(v2.clone()),
+        "v2 stays stable"
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
     let answers = active.finish().await;
 
@@ -257,10 +344,19 @@ async fn blue_green_on_real_containers_promotes_good_and_rolls_back_bad() {
         &failed[..failed.len().min(5)]
     );
     let releases: HashSet<_> = answers.iter().filter_map(|a| a.release.clone()).collect();
-    assert!(releases.contains(&v1) && releases.contains(&v2), "{releases:?}");
-    assert!(!releases.contains(&v3), "the active Service never served v3");
+    assert!(
+        releases.contains(&v1) && releases.contains(&v2),
+        "{releases:?}"
+    );
+    assert!(
+        !releases.contains(&v3),
+        "the active Service never served v3"
+    );
     let ids = accepted_ids(&answers);
     assert!(ids.len() > 100, "load was accepted: {} events", ids.len());
     env.assert_stored_once(&ids).await;
-    eprintln!("real node: {} requests, all 202, stored once; v1 {v1} -> v2 {v2}, v3 {v3} rolled back", answers.len());
+    eprintln!(
+        "real node: {} requests, all 202, stored once; v1 {v1} -> v2 {v2}, v3 {v3} rolled back",
+        answers.len()
+    );
 }

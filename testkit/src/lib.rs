@@ -346,7 +346,11 @@ impl Postgres {
             let rules = format!("{rules}\n{samenet}\n");
             std::fs::write(&hba, rules).expect("write pg_hba.conf");
         }
-        let listen = if host == "127.0.0.1" { host } else { format!("127.0.0.1,{host}") };
+        let listen = if host == "127.0.0.1" {
+            host
+        } else {
+            format!("127.0.0.1,{host}")
+        };
         let opts = format!(
             "-p {} -k {} -c listen_addresses={listen} -c fsync=off -c max_connections=200",
             self.port,
