@@ -31,7 +31,9 @@ use kube::runtime::{WatchStreamExt, watcher};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
-use support::{Answer, Env, Load, NAME, Operator, accepted_ids, state_dir};
+use support::{
+    Answer, Env, Load, NAME, Operator, accepted_ids, assert_none_failed, failures, state_dir,
+};
 
 // ---------------------------------------------------------------- cluster components
 
@@ -214,21 +216,6 @@ fn assert_promoted(st: &AurenRuntimeStatus, v1: &str, v2: &str) {
     assert_eq!(
         history,
         vec![(v1, Outcome::Promoted), (v2, Outcome::Promoted)]
-    );
-}
-
-fn failures(answers: &[Answer]) -> Vec<&Answer> {
-    answers.iter().filter(|a| a.status != 202).collect()
-}
-
-fn assert_none_failed(answers: &[Answer]) {
-    let failed = failures(answers);
-    assert!(
-        failed.is_empty(),
-        "{} of {} requests failed: {:?}",
-        failed.len(),
-        answers.len(),
-        &failed[..failed.len().min(5)]
     );
 }
 

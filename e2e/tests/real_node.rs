@@ -17,7 +17,9 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
 use serde_json::json;
-use support::{Env, Load, NAME, Operator, TestNs, accepted_ids, pod_processes, wait_for};
+use support::{
+    Env, Load, NAME, Operator, TestNs, accepted_ids, assert_none_failed, pod_processes, wait_for,
+};
 
 const REAL_NODE: &str = "auren-real-1";
 const POD_CIDR_PREFIX: &str = "10.244.0.";
@@ -335,14 +337,7 @@ async fn blue_green_on_real_containers_promotes_good_and_rolls_back_bad() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let answers = active.finish().await;
 
-    let failed: Vec<_> = answers.iter().filter(|a| a.status != 202).collect();
-    assert!(
-        failed.is_empty(),
-        "{} of {} requests through the active Service failed: {:?}",
-        failed.len(),
-        answers.len(),
-        &failed[..failed.len().min(5)]
-    );
+    assert_none_failed(&answers);
     let releases: HashSet<_> = answers.iter().filter_map(|a| a.release.clone()).collect();
     assert!(
         releases.contains(&v1) && releases.contains(&v2),

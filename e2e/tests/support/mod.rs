@@ -679,6 +679,23 @@ pub fn accepted_ids(answers: &[Answer]) -> HashSet<String> {
         .collect()
 }
 
+/// The answers that were not a 202.
+pub fn failures(answers: &[Answer]) -> Vec<&Answer> {
+    answers.iter().filter(|a| a.status != 202).collect()
+}
+
+/// Panics unless every answer was a 202, naming the first few failures.
+pub fn assert_none_failed(answers: &[Answer]) {
+    let failed = failures(answers);
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed: {:?}",
+        failed.len(),
+        answers.len(),
+        &failed[..failed.len().min(5)]
+    );
+}
+
 pub fn metric_value(text: &str, series: &str) -> f64 {
     text.lines()
         .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
