@@ -246,9 +246,63 @@ async fn assert_runtime_pods(ns: &TestNs) {
     );
 }
 
+/// The host pid of a pod's container, from runc's own state (`--root` of containerd's runc
+/// shim for the CRI namespace): the container id is the pod status's `containerd://<id>`.
+fn container_pid(pod: &Pod) -> Option<u32> {
+    let status = pod.status.as_ref()?.container_statuses.as_ref()?.first()?;
+    let id = status
+        .container_id
+        .as_deref()?
+        .strip_prefix("containerd://")?;
+    let state =
+        std::fs::read_to_string(format!("/run/containerd/runc/k8s.io/{id}/state.json")).ok()?;
+    let state: serde_json::Value = serde_json::from_str(&state).ok()?;
+    state["init_process_pid"].as_u64().map(|p| p as u32)
+}
+
+/// SIGKILL to the consumer container of `revision`: the kubelet restarts it (a new process,
+/// restartCount 1), it becomes Ready again and stores what the API accepts.
+async fn assert_kubelet_restarts_a_killed_container(env: &Env, revision: &str) {
+    let pods = env.ns.api::<Pod>();
+    let name = support::pods_of(&env.ns, revision, "consumer")
+        .await
+        .remove(0);
+    let pod = pods.get(&name).await.unwrap();
+    let pid = container_pid(&pod).expect("the consumer container's pid from runc's state");
+    support::kill9(pid);
+    let restarted = wait_for(
+        &format!("{name} restarted by the kubelet and Ready"),
+        90,
+        || async {
+            let pod = pods.get(&name).await.ok()?;
+            let status = pod
+                .status
+                .as_ref()?
+                .container_statuses
+                .as_ref()?
+                .first()?
+                .clone();
+            let new_pid = container_pid(&pod).filter(|&p| p != pid)?;
+            (status.restart_count >= 1 && status.ready).then_some(new_pid)
+        },
+    )
+    .await;
+    eprintln!("consumer {name}: kill -9 {pid}; the kubelet restarted it as pid {restarted}");
+    let client = support::http_client();
+    let active = env.ns.cluster_addr(NAME).await;
+    let mut ids = HashSet::new();
+    for n in 0..20 {
+        let answer = support::post_event(&client, &active, "u-after-restart", n).await;
+        assert_eq!(answer.status, 202, "accepted after the restart");
+        ids.insert(answer.id.unwrap());
+    }
+    env.assert_stored_once(&ids).await;
+}
+
 /// v1 → v2 (good) → v3 (20 % injected errors) on the real node, under load through the active
 /// Service's ClusterIP (kube-proxy): v2 promoted, v3 rolled back, no request through the active
-/// Service failed, every accepted event stored exactly once.
+/// Service failed, every accepted event stored exactly once. Then a killed container is
+/// restarted by the kubelet.
 #[tokio::test]
 async fn blue_green_on_real_containers_promotes_good_and_rolls_back_bad() {
     let env = Env::start_with("real", async |ns: &TestNs| {
@@ -350,6 +404,7 @@ async fn blue_green_on_real_containers_promotes_good_and_rolls_back_bad() {
     let ids = accepted_ids(&answers);
     assert!(ids.len() > 100, "load was accepted: {} events", ids.len());
     env.assert_stored_once(&ids).await;
+    assert_kubelet_restarts_a_killed_container(&env, &v2).await;
     eprintln!(
         "real node: {} requests, all 202, stored once; v1 {v1} -> v2 {v2}, v3 {v3} rolled back",
         answers.len()
