@@ -42,6 +42,39 @@ pub mod metrics {
     /// Counter of early rotations of the replay guard (its memory cap was hit, so the oldest
     /// remembered signatures were forgotten before they expired).
     pub const WEBHOOK_REPLAY_EARLY_ROTATIONS: &str = "auren_runtime_webhook_replay_early_rotations";
+    /// Gauge labelled `setting` (see [`super::unsafe_settings`]): 1 while that unsafe setting
+    /// is on, 0 otherwise.
+    pub const UNSAFE_SETTING: &str = "auren_runtime_unsafe_setting";
+}
+
+/// Settings that make a runtime unsafe for production: the runtime reports each one that is on
+/// (a warning at start, a degraded `/health` component of the same name, the
+/// [`metrics::UNSAFE_SETTING`] gauge) and the operator runs them only when the AurenRuntime
+/// allows them on purpose.
+pub mod unsafe_settings {
+    /// Fault injection (`FAULT_*` set to anything but 0): requests fail or slow down on purpose.
+    pub const FAULTS: &str = "faults";
+    /// `WEBHOOK_AUTH=disabled`: webhooks are taken without a signature (API mode).
+    pub const WEBHOOK_AUTH_DISABLED: &str = "webhook_auth_disabled";
+    /// Every unsafe setting, for metrics that report each one.
+    pub const ALL: [&str; 2] = [FAULTS, WEBHOOK_AUTH_DISABLED];
+    /// Prefix of the fault-injection settings.
+    pub const FAULT_ENV_PREFIX: &str = "FAULT_";
+}
+
+/// `/health` component names the operator's readiness gate knows.
+pub mod components {
+    /// Present (degraded) while fault injection is on.
+    pub const FAULTS: &str = "faults";
+    /// Present (degraded) while webhook signatures are off (API mode).
+    pub const WEBHOOK_AUTH: &str = "webhook_auth";
+}
+
+/// Ports every runtime pod listens on.
+pub mod ports {
+    /// Default port of the admin API (`ADMIN_PORT`): never exposed by a Service, only the
+    /// operator calls it.
+    pub const ADMIN: u16 = 8001;
 }
 
 /// HTTP paths every runtime pod serves.
@@ -50,7 +83,10 @@ pub mod paths {
     pub const READINESS: &str = "/readiness";
     pub const LIVE: &str = "/live";
     pub const METRICS: &str = "/metrics";
+    /// Every admin route starts with it; served on the admin port only ([`super::ports::ADMIN`]).
+    pub const ADMIN_PREFIX: &str = "/admin/";
     /// GET: the consumer's current role; PUT with a [`super::RoleChange`] body: switch it.
+    /// Admin port only.
     pub const ADMIN_CONSUMER_ROLE: &str = "/admin/consumer/role";
 }
 
@@ -75,8 +111,14 @@ pub mod env {
     pub const CONSUMER_ROLE: &str = "CONSUMER_ROLE";
     /// Bearer token for the admin API.
     pub const ADMIN_TOKEN: &str = "ADMIN_TOKEN";
-    /// TCP port the HTTP server listens on (API and admin endpoints).
+    /// TCP port of the public HTTP server (webhooks, health, readiness, metrics).
     pub const API_PORT: &str = "API_PORT";
+    /// TCP port of the admin API (default [`super::ports::ADMIN`]).
+    pub const ADMIN_PORT: &str = "ADMIN_PORT";
+    /// `required` (default) or `disabled` (unsafe: no webhook signatures).
+    pub const WEBHOOK_AUTH: &str = "WEBHOOK_AUTH";
+    /// The value of [`WEBHOOK_AUTH`] that turns signatures off.
+    pub const WEBHOOK_AUTH_DISABLED: &str = "disabled";
     /// PostgreSQL connection URL.
     pub const DATABASE_URL: &str = "DATABASE_URL";
     /// Comma-separated Kafka bootstrap servers.
