@@ -42,6 +42,11 @@ pub struct PoolLabels {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct SettingLabels {
+    pub setting: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct BuildLabels {
     pub version: String,
     pub release: String,
@@ -78,6 +83,7 @@ pub struct Metrics {
     pub webhooks_replayed: Counter,
     pub signatures_remembered: Gauge,
     pub replay_early_rotations: Counter,
+    pub unsafe_settings: Family<SettingLabels, Gauge>,
 }
 
 impl Metrics {
@@ -100,6 +106,7 @@ impl Metrics {
             webhooks_replayed: Counter::default(),
             signatures_remembered: Gauge::default(),
             replay_early_rotations: Counter::default(),
+            unsafe_settings: Family::default(),
         };
         m.register_all();
         let build = BuildLabels {
@@ -193,6 +200,21 @@ impl Metrics {
             "Replay guard rotations forced by its memory cap",
             self.replay_early_rotations.clone(),
         );
+        r.register(
+            names::UNSAFE_SETTING,
+            "1 while the unsafe setting is on (never in production)",
+            self.unsafe_settings.clone(),
+        );
+    }
+
+    /// Every unsafe setting as a series: 1 for those in `on`, 0 for the others.
+    pub fn report_unsafe(&self, on: &[&'static str]) {
+        for setting in auren_contract::unsafe_settings::ALL {
+            let value = i64::from(on.contains(&setting));
+            self.unsafe_settings
+                .get_or_create(&SettingLabels { setting })
+                .set(value);
+        }
     }
 
     pub fn fail(&self, stage: &'static str) {
@@ -225,7 +247,16 @@ mod tests {
             .inc();
         m.fail("produce");
         m.webhooks_replayed.inc();
+        m.report_unsafe(&["faults"]);
         let text = m.render().unwrap();
+        assert!(
+            text.contains(r#"auren_runtime_unsafe_setting{setting="faults"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"auren_runtime_unsafe_setting{setting="webhook_auth_disabled"} 0"#),
+            "{text}"
+        );
         assert!(text.contains(r#"auren_runtime_http_requests_total{route="/webhooks/{device}",method="POST",status="202"} 1"#), "{text}");
         assert!(
             text.contains(r#"auren_runtime_events_failed_total{stage="produce"} 1"#),
