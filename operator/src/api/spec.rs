@@ -93,6 +93,67 @@ pub struct AurenRuntimeSpec {
     /// consumer pods of every release (part of the release: a change starts a new rollout).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placement: Option<PlacementSpec>,
+    /// Security settings of the runtime container, over the operator's defaults (which pass
+    /// Pod Security "restricted": non-root uid/gid 65532, read-only root filesystem, no
+    /// privilege escalation, every capability dropped, seccomp RuntimeDefault). Each field set
+    /// here replaces the default of that field. Part of the release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_context: Option<k8s_openapi::api::core::v1::SecurityContext>,
+    /// Pod-level security settings, over the operator's restricted defaults (runAsNonRoot,
+    /// runAsUser/runAsGroup/fsGroup 65532, seccomp RuntimeDefault). Each field set here
+    /// replaces the default of that field. Part of the release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_security_context: Option<k8s_openapi::api::core::v1::PodSecurityContext>,
+    /// Unsafe runtime settings this resource runs on purpose. Without them the operator
+    /// refuses `FAULT_*` settings other than 0 (`faults`) and `WEBHOOK_AUTH=disabled`
+    /// (`webhookAuthDisabled`) in `env` and `config` (phase InvalidSpec, nothing rolled out);
+    /// with them it runs them and says so in the `UnsafeSettings` condition and an Event.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_unsafe: Vec<UnsafeSetting>,
+}
+
+/// A runtime setting that is never safe in production.
+#[derive(
+    Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, JsonSchema,
+)]
+#[serde(rename_all = "camelCase")]
+pub enum UnsafeSetting {
+    /// Fault injection: `FAULT_ERROR_RATE` / `FAULT_LATENCY_MS` (any `FAULT_*`) other than 0.
+    Faults,
+    /// `WEBHOOK_AUTH=disabled`: webhooks without signatures.
+    WebhookAuthDisabled,
+}
+
+impl UnsafeSetting {
+    /// The name in `spec.allowUnsafe`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnsafeSetting::Faults => "faults",
+            UnsafeSetting::WebhookAuthDisabled => "webhookAuthDisabled",
+        }
+    }
+
+    /// The runtime's `/health` component that reports it (degraded while it is on).
+    pub fn component(self) -> &'static str {
+        match self {
+            UnsafeSetting::Faults => auren_contract::components::FAULTS,
+            UnsafeSetting::WebhookAuthDisabled => auren_contract::components::WEBHOOK_AUTH,
+        }
+    }
+
+    /// The setting a variable turns on, if any (`FAULT_*` other than 0,
+    /// `WEBHOOK_AUTH=disabled`).
+    pub fn of_env(name: &str, value: &str) -> Option<UnsafeSetting> {
+        use auren_contract::{env, unsafe_settings};
+        let value = value.trim();
+        if name.starts_with(unsafe_settings::FAULT_ENV_PREFIX) {
+            let off = value.parse::<f64>().is_ok_and(|v| v == 0.0);
+            return (!off).then_some(UnsafeSetting::Faults);
+        }
+        let open =
+            name == env::WEBHOOK_AUTH && value.eq_ignore_ascii_case(env::WEBHOOK_AUTH_DISABLED);
+        open.then_some(UnsafeSetting::WebhookAuthDisabled)
+    }
 }
 
 /// An environment variable with a literal value.
@@ -561,7 +622,20 @@ impl AurenRuntimeSpec {
             progress_deadline_seconds: defaults::progress_deadline_seconds(),
             paused: false,
             placement: None,
+            security_context: None,
+            pod_security_context: None,
+            allow_unsafe: Vec::new(),
         }
+    }
+
+    /// The unsafe settings `env` and `config` turn on, with the variable that does it.
+    pub fn unsafe_settings(&self) -> Vec<(UnsafeSetting, String)> {
+        let vars = self.env.iter().map(|e| (e.name.as_str(), e.value.as_str()));
+        let vars = vars.chain(self.config.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        vars.filter_map(|(name, value)| {
+            UnsafeSetting::of_env(name, value).map(|s| (s, format!("{name}={value}")))
+        })
+        .collect()
     }
 
     /// Seconds the previous stable release stays up after a promotion.
