@@ -83,12 +83,11 @@ fn warn_unsafe(services: &Services) {
     let on = services.config.unsafe_settings();
     for setting in &on {
         tracing::warn!(
-            setting = setting.as_str(),
+            setting = setting.label(),
             "unsafe setting on: never run this in production"
         );
     }
-    let names: Vec<_> = on.iter().map(|s| s.as_str()).collect();
-    services.metrics.report_unsafe(&names);
+    services.metrics.report_unsafe(&on);
 }
 
 fn base_services(config: &Arc<Config>) -> Result<Services, AppError> {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use auren_contract::ConsumerRole;
+use auren_contract::{ConsumerRole, UnsafeSetting};
 use clap::{Parser, ValueEnum};
 
 use crate::ingest::Device;
@@ -166,27 +166,6 @@ pub enum ConfigError {
     SharedAdminPort(u16),
 }
 
-/// A setting that is on and makes the runtime unsafe for production.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum UnsafeSetting {
-    /// `FAULT_ERROR_RATE` or `FAULT_LATENCY_MS` is not 0.
-    Faults,
-    /// `WEBHOOK_AUTH=disabled` in API mode.
-    WebhookAuthDisabled,
-}
-
-impl UnsafeSetting {
-    /// The `setting` label of the metric (names from `auren_contract::unsafe_settings`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            UnsafeSetting::Faults => auren_contract::unsafe_settings::FAULTS,
-            UnsafeSetting::WebhookAuthDisabled => {
-                auren_contract::unsafe_settings::WEBHOOK_AUTH_DISABLED
-            }
-        }
-    }
-}
-
 impl Config {
     /// The unsafe settings that are on (empty by default).
     pub fn unsafe_settings(&self) -> Vec<UnsafeSetting> {
@@ -313,11 +292,6 @@ mod tests {
         // A consumer takes no webhooks: their auth setting changes nothing there.
         assert!(on(&["--webhook-auth", "disabled", "--run-mode", "consumer"]).is_empty());
         assert!(on(&["--fault-error-rate", "0", "--fault-latency-ms", "0"]).is_empty());
-        assert_eq!(UnsafeSetting::Faults.as_str(), "faults");
-        assert_eq!(
-            UnsafeSetting::WebhookAuthDisabled.as_str(),
-            "webhook_auth_disabled"
-        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The runtime's one metrics registry. Names come from `auren_contract::metrics`, so the
 //! operator's analysis reads exactly what is written here.
 
+use auren_contract::UnsafeSetting;
 use auren_contract::metrics as names;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -208,12 +209,13 @@ impl Metrics {
     }
 
     /// Every unsafe setting as a series: 1 for those in `on`, 0 for the others.
-    pub fn report_unsafe(&self, on: &[&'static str]) {
-        for setting in auren_contract::unsafe_settings::ALL {
+    pub fn report_unsafe(&self, on: &[UnsafeSetting]) {
+        for setting in UnsafeSetting::ALL {
+            let labels = SettingLabels {
+                setting: setting.label(),
+            };
             let value = i64::from(on.contains(&setting));
-            self.unsafe_settings
-                .get_or_create(&SettingLabels { setting })
-                .set(value);
+            self.unsafe_settings.get_or_create(&labels).set(value);
         }
     }
 
@@ -247,7 +249,7 @@ mod tests {
             .inc();
         m.fail("produce");
         m.webhooks_replayed.inc();
-        m.report_unsafe(&["faults"]);
+        m.report_unsafe(&[UnsafeSetting::Faults]);
         let text = m.render().unwrap();
         assert!(
             text.contains(r#"auren_runtime_unsafe_setting{setting="faults"} 1"#),

@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use super::status::AurenRuntimeStatus;
 
+pub use auren_contract::UnsafeSetting;
+
 /// An image reference: optional registry/path, a name, and a tag and/or digest.
 pub const IMAGE_PATTERN: &str =
     r"^[a-z0-9]+([._/:-]+[a-z0-9]+)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$";
@@ -110,50 +112,6 @@ pub struct AurenRuntimeSpec {
     /// with them it runs them and says so in the `UnsafeSettings` condition and an Event.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allow_unsafe: Vec<UnsafeSetting>,
-}
-
-/// A runtime setting that is never safe in production.
-#[derive(
-    Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, JsonSchema,
-)]
-#[serde(rename_all = "camelCase")]
-pub enum UnsafeSetting {
-    /// Fault injection: `FAULT_ERROR_RATE` / `FAULT_LATENCY_MS` (any `FAULT_*`) other than 0.
-    Faults,
-    /// `WEBHOOK_AUTH=disabled`: webhooks without signatures.
-    WebhookAuthDisabled,
-}
-
-impl UnsafeSetting {
-    /// The name in `spec.allowUnsafe`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            UnsafeSetting::Faults => "faults",
-            UnsafeSetting::WebhookAuthDisabled => "webhookAuthDisabled",
-        }
-    }
-
-    /// The runtime's `/health` component that reports it (degraded while it is on).
-    pub fn component(self) -> &'static str {
-        match self {
-            UnsafeSetting::Faults => auren_contract::components::FAULTS,
-            UnsafeSetting::WebhookAuthDisabled => auren_contract::components::WEBHOOK_AUTH,
-        }
-    }
-
-    /// The setting a variable turns on, if any (`FAULT_*` other than 0,
-    /// `WEBHOOK_AUTH=disabled`).
-    pub fn of_env(name: &str, value: &str) -> Option<UnsafeSetting> {
-        use auren_contract::{env, unsafe_settings};
-        let value = value.trim();
-        if name.starts_with(unsafe_settings::FAULT_ENV_PREFIX) {
-            let off = value.parse::<f64>().is_ok_and(|v| v == 0.0);
-            return (!off).then_some(UnsafeSetting::Faults);
-        }
-        let open =
-            name == env::WEBHOOK_AUTH && value.eq_ignore_ascii_case(env::WEBHOOK_AUTH_DISABLED);
-        open.then_some(UnsafeSetting::WebhookAuthDisabled)
-    }
 }
 
 /// An environment variable with a literal value.
