@@ -104,19 +104,22 @@ fn topic_size(brokers: &str, topic: &str) -> i64 {
         .sum()
 }
 
+/// A ready API process producing to `topic` on `broker`, with `extra` settings.
+async fn api_on(broker: &Broker, topic: &str, extra: &[(&str, &str)]) -> Runtime {
+    let kafka = [
+        ("KAFKA_BROKERS", broker.addr.as_str()),
+        ("KAFKA_TOPIC", topic),
+    ];
+    let api = Runtime::spawn("api", &[kafka.as_slice(), extra].concat());
+    api.wait_ready(Duration::from_secs(30)).await;
+    api
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_a_clear_error_and_writes_nothing() {
     let broker = Broker::shared();
     let topic = unique("events");
-    let api = Runtime::spawn(
-        "api",
-        &[
-            ("KAFKA_BROKERS", &broker.addr),
-            ("KAFKA_TOPIC", &topic),
-            ("MAX_BODY_BYTES", "2048"),
-        ],
-    );
-    api.wait_ready(Duration::from_secs(30)).await;
+    let api = api_on(&broker, &topic, &[("MAX_BODY_BYTES", "2048")]).await;
     let client = reqwest::Client::new();
     let good = serde_json::to_vec(&oura_event("u1", 5)).unwrap();
     let url = api.url("/webhooks/oura");
@@ -249,17 +252,8 @@ async fn the_admin_api_is_served_on_the_admin_port_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsafe_settings_are_loud() {
     let broker = Broker::shared();
-    let topic = unique("events");
-    let api = Runtime::spawn(
-        "api",
-        &[
-            ("KAFKA_BROKERS", &broker.addr),
-            ("KAFKA_TOPIC", &topic),
-            ("FAULT_LATENCY_MS", "1"),
-            ("WEBHOOK_AUTH", "disabled"),
-        ],
-    );
-    api.wait_ready(Duration::from_secs(30)).await;
+    let settings = [("FAULT_LATENCY_MS", "1"), ("WEBHOOK_AUTH", "disabled")];
+    let api = api_on(&broker, &unique("events"), &settings).await;
     let client = reqwest::Client::new();
     let health = || async {
         let r = client.get(api.url("/health")).send().await.unwrap();
