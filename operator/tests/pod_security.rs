@@ -7,9 +7,26 @@ use auren_operator::api::{AurenRuntime, AurenRuntimeSpec, RevisionRef};
 use auren_operator::resources::{Role, deployment};
 use auren_operator::rollout::ReleasePlan;
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, PodSecurityContext, PodSpec, SeccompProfile, SecurityContext,
+    Capabilities, Container, PodSecurityContext, PodSpec, SELinuxOptions, SeccompProfile,
+    SecurityContext,
 };
 use serde_json::json;
+
+/// Sysctls "baseline" (so "restricted") allows.
+const SAFE_SYSCTLS: [&str; 9] = [
+    "kernel.shm_rmid_forced",
+    "net.ipv4.ip_local_port_range",
+    "net.ipv4.ip_unprivileged_port_start",
+    "net.ipv4.tcp_syncookies",
+    "net.ipv4.ping_group_range",
+    "net.ipv4.ip_local_reserved_ports",
+    "net.ipv4.tcp_keepalive_time",
+    "net.ipv4.tcp_fin_timeout",
+    "net.ipv4.tcp_keepalive_intvl",
+];
+
+/// SELinux types "baseline" allows (besides none).
+const SELINUX_TYPES: [&str; 3] = ["container_t", "container_init_t", "container_kvm_t"];
 
 /// Volume types "restricted" allows.
 const ALLOWED_VOLUMES: [&str; 8] = [
@@ -36,6 +53,19 @@ fn restricted_violations(pod: &PodSpec) -> Vec<String> {
         out.push("pod: runAsUser is 0".into());
     }
     seccomp("pod", pod_ctx.seccomp_profile.as_ref(), &mut out);
+    selinux("pod", pod_ctx.se_linux_options.as_ref(), &mut out);
+    for sysctl in pod_ctx.sysctls.iter().flatten() {
+        if !SAFE_SYSCTLS.contains(&sysctl.name.as_str()) {
+            out.push(format!("pod: unsafe sysctl {}", sysctl.name));
+        }
+    }
+    let host_process = pod_ctx
+        .windows_options
+        .as_ref()
+        .and_then(|w| w.host_process);
+    if host_process == Some(true) {
+        out.push("pod: windows hostProcess".into());
+    }
     let containers = pod.containers.iter();
     let init = pod.init_containers.iter().flatten();
     for c in containers.chain(init) {
@@ -81,12 +111,39 @@ fn seccomp(at: &str, profile: Option<&SeccompProfile>, out: &mut Vec<String>) {
     }
 }
 
+/// Only the allowed types, and no user or role.
+fn selinux(at: &str, options: Option<&SELinuxOptions>, out: &mut Vec<String>) {
+    let Some(o) = options else {
+        return;
+    };
+    if o.type_
+        .as_deref()
+        .is_some_and(|t| !SELINUX_TYPES.contains(&t))
+    {
+        out.push(format!("{at}: seLinuxOptions type {:?}", o.type_));
+    }
+    if o.user.is_some() || o.role.is_some() {
+        out.push(format!("{at}: seLinuxOptions user or role"));
+    }
+}
+
 fn container(c: &Container, pod: &PodSecurityContext, out: &mut Vec<String>) {
     let at = format!("container {}", c.name);
     let ctx = c.security_context.clone().unwrap_or_default();
     if ctx.privileged == Some(true) {
         out.push(format!("{at}: privileged"));
     }
+    if ctx.proc_mount.as_deref().is_some_and(|m| m != "Default") {
+        out.push(format!("{at}: procMount {:?}", ctx.proc_mount));
+    }
+    if ctx.windows_options.as_ref().and_then(|w| w.host_process) == Some(true) {
+        out.push(format!("{at}: windows hostProcess"));
+    }
+    let apparmor = ctx.app_armor_profile.as_ref().map(|p| p.type_.as_str());
+    if apparmor.is_some_and(|t| !matches!(t, "RuntimeDefault" | "Localhost")) {
+        out.push(format!("{at}: appArmorProfile {apparmor:?}"));
+    }
+    selinux(&at, ctx.se_linux_options.as_ref(), out);
     if ctx.allow_privilege_escalation != Some(false) {
         out.push(format!("{at}: allowPrivilegeEscalation is not false"));
     }
@@ -234,6 +291,40 @@ fn the_checker_catches_each_restricted_rule() {
         ("adds capability SYS_ADMIN", |p| {
             let c = p.containers[0].security_context.as_mut().unwrap();
             c.capabilities.as_mut().unwrap().add = Some(vec!["SYS_ADMIN".into()]);
+        }),
+        ("procMount", |p| {
+            p.containers[0]
+                .security_context
+                .as_mut()
+                .unwrap()
+                .proc_mount = Some("Unmasked".into())
+        }),
+        ("unsafe sysctl", |p| {
+            p.security_context.as_mut().unwrap().sysctls = Some(vec![
+                serde_json::from_value(json!({"name": "kernel.msgmax", "value": "1"})).unwrap(),
+            ]);
+        }),
+        ("seLinuxOptions", |p| {
+            p.containers[0]
+                .security_context
+                .as_mut()
+                .unwrap()
+                .se_linux_options = Some(SELinuxOptions {
+                type_: Some("spc_t".into()),
+                ..Default::default()
+            });
+        }),
+        ("appArmorProfile", |p| {
+            p.containers[0]
+                .security_context
+                .as_mut()
+                .unwrap()
+                .app_armor_profile =
+                Some(serde_json::from_value(json!({"type": "Unconfined"})).unwrap());
+        }),
+        ("hostProcess", |p| {
+            p.security_context.as_mut().unwrap().windows_options =
+                Some(serde_json::from_value(json!({"hostProcess": true})).unwrap());
         }),
         ("hostPort", |p| {
             p.containers[0].ports.as_mut().unwrap()[0].host_port = Some(80)
