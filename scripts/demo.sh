@@ -150,7 +150,7 @@ say "leader (Lease $OP_NS/auren-operator): ${LEADER:-none yet}; the other replic
 # --- 3. v1 ----------------------------------------------------------------------------------
 # The same shape as e2e/tests/operator.rs: one API pod and one consumer per release, fast
 # health checks, a short analysis (3 s interval) so each rollout takes well under a minute.
-runtime() { # IMAGE [EXTRA_CONFIG_YAML_LINE]
+runtime() { # IMAGE [EXTRA_CONFIG_YAML_LINE] [ALLOW_UNSAFE, e.g. faults]
   cat <<YAML
 apiVersion: auren.io/v1alpha1
 kind: AurenRuntime
@@ -179,10 +179,11 @@ ${2:+    $2}
     failureLimit: 2
     consecutiveFailureLimit: 2
   progressDeadlineSeconds: 90
+${3:+  allowUnsafe: [$3]}
 YAML
 }
 apply_runtime() {
-  echo "\$ kubectl apply -f - <<< 'AurenRuntime $AR: image $1${2:+, config $2}'"
+  echo "\$ kubectl apply -f - <<< 'AurenRuntime $AR: image $1${2:+, config $2}${3:+, allowUnsafe [$3]}'"
   runtime "$@" | kubectl apply --server-side --field-manager=auren-demo -f -
 }
 field() { kubectl -n "$NS" get ar "$AR" -o jsonpath="{$1}" 2>/dev/null || true; }
@@ -268,8 +269,8 @@ get_ar
 echo "\$ kubectl -n $NS describe ar $AR"
 kubectl -n "$NS" describe ar "$AR"
 
-say "v2 -> v3 with FAULT_ERROR_RATE=0.2: analysis fails, the operator rolls back by itself"
-apply_runtime auren/runtime:v3 'FAULT_ERROR_RATE: "0.2"'
+say "v2 -> v3 with FAULT_ERROR_RATE=0.2 (allowed on purpose: allowUnsafe [faults]): analysis fails, the operator rolls back by itself"
+apply_runtime auren/runtime:v3 'FAULT_ERROR_RATE: "0.2"' faults
 watch_until 60 "a v3 candidate" '[ -n "$candidate" ] && [ "$candidate" != "$V2" ]'
 V3="$candidate"
 get_ar

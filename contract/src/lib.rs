@@ -42,6 +42,24 @@ pub mod metrics {
     /// Counter of early rotations of the replay guard (its memory cap was hit, so the oldest
     /// remembered signatures were forgotten before they expired).
     pub const WEBHOOK_REPLAY_EARLY_ROTATIONS: &str = "auren_runtime_webhook_replay_early_rotations";
+    /// Gauge labelled `setting` ([`super::UnsafeSetting::label`]): 1 while that unsafe setting
+    /// is on, 0 otherwise.
+    pub const UNSAFE_SETTING: &str = "auren_runtime_unsafe_setting";
+}
+
+/// `/health` component names the operator's readiness gate knows.
+pub mod components {
+    /// Present (degraded) while fault injection is on.
+    pub const FAULTS: &str = "faults";
+    /// Present (degraded) while webhook signatures are off (API mode).
+    pub const WEBHOOK_AUTH: &str = "webhook_auth";
+}
+
+/// Ports every runtime pod listens on.
+pub mod ports {
+    /// Default port of the admin API (`ADMIN_PORT`): never exposed by a Service, only the
+    /// operator calls it.
+    pub const ADMIN: u16 = 8001;
 }
 
 /// HTTP paths every runtime pod serves.
@@ -50,7 +68,10 @@ pub mod paths {
     pub const READINESS: &str = "/readiness";
     pub const LIVE: &str = "/live";
     pub const METRICS: &str = "/metrics";
+    /// Every admin route starts with it; served on the admin port only ([`super::ports::ADMIN`]).
+    pub const ADMIN_PREFIX: &str = "/admin/";
     /// GET: the consumer's current role; PUT with a [`super::RoleChange`] body: switch it.
+    /// Admin port only.
     pub const ADMIN_CONSUMER_ROLE: &str = "/admin/consumer/role";
 }
 
@@ -75,8 +96,16 @@ pub mod env {
     pub const CONSUMER_ROLE: &str = "CONSUMER_ROLE";
     /// Bearer token for the admin API.
     pub const ADMIN_TOKEN: &str = "ADMIN_TOKEN";
-    /// TCP port the HTTP server listens on (API and admin endpoints).
+    /// TCP port of the public HTTP server (webhooks, health, readiness, metrics).
     pub const API_PORT: &str = "API_PORT";
+    /// TCP port of the admin API (default [`super::ports::ADMIN`]).
+    pub const ADMIN_PORT: &str = "ADMIN_PORT";
+    /// `required` (default) or `disabled` (unsafe: no webhook signatures).
+    pub const WEBHOOK_AUTH: &str = "WEBHOOK_AUTH";
+    /// The value of [`WEBHOOK_AUTH`] that turns signatures off.
+    pub const WEBHOOK_AUTH_DISABLED: &str = "disabled";
+    /// Prefix of the fault-injection settings (`FAULT_ERROR_RATE`, `FAULT_LATENCY_MS`).
+    pub const FAULT_PREFIX: &str = "FAULT_";
     /// PostgreSQL connection URL.
     pub const DATABASE_URL: &str = "DATABASE_URL";
     /// Comma-separated Kafka bootstrap servers.
@@ -97,6 +126,62 @@ pub mod run_mode {
     pub const API: &str = "api";
     /// Consume from Kafka and store events.
     pub const CONSUMER: &str = "consumer";
+}
+
+/// A setting that makes a runtime unsafe for production. The runtime reports each one that is
+/// on (a warning at start, a degraded `/health` component, the gauge
+/// `auren_runtime_unsafe_setting`); the operator runs it only when the AurenRuntime lists it in
+/// `spec.allowUnsafe`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub enum UnsafeSetting {
+    /// Fault injection: a `FAULT_*` setting (`FAULT_ERROR_RATE`, `FAULT_LATENCY_MS`) other
+    /// than 0.
+    Faults,
+    /// `WEBHOOK_AUTH=disabled`: webhooks without signatures (API mode).
+    WebhookAuthDisabled,
+}
+
+impl UnsafeSetting {
+    pub const ALL: [UnsafeSetting; 2] = [UnsafeSetting::Faults, UnsafeSetting::WebhookAuthDisabled];
+
+    /// The name in `spec.allowUnsafe` (its JSON form).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnsafeSetting::Faults => "faults",
+            UnsafeSetting::WebhookAuthDisabled => "webhookAuthDisabled",
+        }
+    }
+
+    /// The `setting` label of [`metrics::UNSAFE_SETTING`].
+    pub fn label(self) -> &'static str {
+        match self {
+            UnsafeSetting::Faults => "faults",
+            UnsafeSetting::WebhookAuthDisabled => "webhook_auth_disabled",
+        }
+    }
+
+    /// The `/health` component that reports it (degraded while it is on).
+    pub fn component(self) -> &'static str {
+        match self {
+            UnsafeSetting::Faults => components::FAULTS,
+            UnsafeSetting::WebhookAuthDisabled => components::WEBHOOK_AUTH,
+        }
+    }
+
+    /// The setting an environment variable turns on, if any: `FAULT_*` with a value other
+    /// than 0 (an unreadable value counts as on), `WEBHOOK_AUTH=disabled` (any case).
+    pub fn of_env(name: &str, value: &str) -> Option<UnsafeSetting> {
+        let value = value.trim();
+        if name.starts_with(env::FAULT_PREFIX) {
+            let off = value.parse::<f64>().is_ok_and(|v| v == 0.0);
+            return (!off).then_some(UnsafeSetting::Faults);
+        }
+        let open =
+            name == env::WEBHOOK_AUTH && value.eq_ignore_ascii_case(env::WEBHOOK_AUTH_DISABLED);
+        open.then_some(UnsafeSetting::WebhookAuthDisabled)
+    }
 }
 
 /// The role of a consumer pod in a cutover.
@@ -161,5 +246,28 @@ mod tests {
         assert_eq!(body, r#"{"role":"active"}"#);
         assert_eq!("standby".parse::<ConsumerRole>(), Ok(ConsumerRole::Standby));
         assert!("both".parse::<ConsumerRole>().is_err());
+    }
+
+    #[test]
+    fn unsafe_settings_are_named_alike_everywhere() {
+        for setting in UnsafeSetting::ALL {
+            let json = serde_json::to_string(&setting).unwrap();
+            assert_eq!(json, format!("\"{}\"", setting.as_str()));
+        }
+        assert_eq!(
+            UnsafeSetting::of_env("FAULT_ERROR_RATE", "0.2"),
+            Some(UnsafeSetting::Faults)
+        );
+        assert_eq!(UnsafeSetting::of_env("FAULT_LATENCY_MS", " 0 "), None);
+        assert_eq!(
+            UnsafeSetting::of_env("FAULT_X", "on"),
+            Some(UnsafeSetting::Faults)
+        );
+        assert_eq!(
+            UnsafeSetting::of_env("WEBHOOK_AUTH", "Disabled"),
+            Some(UnsafeSetting::WebhookAuthDisabled)
+        );
+        assert_eq!(UnsafeSetting::of_env("WEBHOOK_AUTH", "required"), None);
+        assert_eq!(UnsafeSetting::of_env("LOG_FORMAT", "text"), None);
     }
 }

@@ -195,6 +195,8 @@ async fn a_canary_with_three_times_the_baseline_error_ratio_is_rolled_back_at_th
             "metric": "errorRatio",
             "baseline": {"maxFactor": 1.5},
         }]);
+        // Both releases inject errors (FAULT_ERROR_RATE): on purpose.
+        spec["allowUnsafe"] = json!(["faults"]);
         spec
     };
     let v1 = env

@@ -276,6 +276,16 @@ fn assert_no_other_failures(answers: &[Answer]) {
     );
 }
 
+/// The pipeline worked before the fault: some events were accepted before `fault_at`, so the
+/// stored-once check covers events that crossed the fault.
+fn assert_accepted_before(answers: &[Answer], fault_at: Instant) {
+    let before = answers
+        .iter()
+        .filter(|a| a.status == 202 && a.at < fault_at)
+        .count();
+    assert!(before > 0, "no event was accepted before the fault");
+}
+
 /// Both releases served the active Service, and it accepted events again at the end.
 fn assert_both_served(answers: &[Answer], v1: &str, v2: &str) {
     let releases: HashSet<_> = answers
@@ -378,6 +388,7 @@ async fn kill_9_of_runtime_pods_during_a_cutover_loses_no_accepted_event() {
         Some(Phase::Analyzing),
         "first kills during the analysis"
     );
+    assert_accepted_before(&answers, analyzing[0].at);
     assert_during_cutover(&log, promoting[0].at, &v2);
     assert_history(&st, &v1, &v2);
     assert_no_other_failures(&answers);
@@ -511,6 +522,7 @@ async fn broker_out_for_10s_during_the_cutover(mut env: Env, outage: Outage, wor
         back.is_some_and(|d| d < Duration::from_secs(15)),
         "events accepted again within 15 s of the broker's return: {back:?}"
     );
+    assert_accepted_before(&answers, out_at);
     assert_during_cutover(&log, out_at, &v2);
     assert_history(&st, &v1, &v2);
     assert_both_served(&answers, &v1, &v2);
@@ -563,6 +575,7 @@ async fn postgres_restarted_during_the_consumer_handover_loses_no_accepted_event
     let log = status_log.finish().await;
     eprintln!("{}; took {:?}", summary(&answers), started.elapsed());
 
+    assert_accepted_before(&answers, stopped_at);
     assert_during_cutover(&log, stopped_at, &v2);
     // The active Service never loses its endpoints here: the API does not need PostgreSQL.
     // (The preview Service is empty while v2 starts, so its clients may see no answer.)

@@ -133,6 +133,7 @@ async fn bad_release_is_rolled_back_and_active_clients_never_see_it() {
     // Roll back at the first failing measurement, so the operator's reaction time is what the
     // rollback-time assertion below measures (with consecutiveFailureLimit N, add N-1 intervals).
     let mut spec = env.spec("auren/runtime:v3", &[("FAULT_ERROR_RATE", "0.2")]);
+    spec["allowUnsafe"] = json!(["faults"]); // fault injection on purpose
     spec["analysis"]["failureLimit"] = json!(1);
     spec["analysis"]["consecutiveFailureLimit"] = json!(1);
     env.set_spec(spec).await.unwrap();
@@ -216,24 +217,64 @@ async fn bad_release_is_rolled_back_and_active_clients_never_see_it() {
     );
 }
 
-/// (4) The operator killed mid-rollout: a second replica takes the lease over and finishes.
+/// Requests with a writing verb (create, update, patch, delete) in an operator's metrics.
+fn writes(metrics: &str) -> f64 {
+    metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("auren_operator_kube_api_requests_total{"))
+        .filter(|l| {
+            ["create", "update", "patch", "delete"]
+                .iter()
+                .any(|v| l.starts_with(&format!("verb=\"{v}\"")))
+        })
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
+
+/// The holder of the operator Lease in the test's namespace.
+async fn lease_holder(env: &Env) -> Option<String> {
+    let leases = env.ns.api::<k8s_openapi::api::coordination::v1::Lease>();
+    let lease = leases.get("auren-operator").await.unwrap();
+    lease.spec.and_then(|s| s.holder_identity)
+}
+
+/// (4) Two replicas: only the Lease holder leads (its leader gauge 1, the other's 0, and the
+/// other writes nothing); killed mid-rollout, the second replica takes the Lease over once it
+/// expired and finishes.
 #[tokio::test]
 async fn a_new_leader_finishes_a_rollout_after_the_operator_is_killed() {
     let mut env = Env::start("op-failover").await;
     let v1 = env.install("auren/runtime:v1").await;
+    let first = format!("{}-a", env.ns.name);
+    let second_id = format!("{}-b", env.ns.name);
+    let mut second = Operator::start(&env.ns.name, "auren-operator", &second_id);
     let mut spec = env.spec("auren/runtime:v2", &[]);
     spec["analysis"]["successfulMeasurementsToPromote"] = json!(4);
     env.set_spec(spec).await.unwrap();
     env.ns
         .wait_status(NAME, "Analyzing", 90, |s| s.phase == Some(Phase::Analyzing))
         .await;
+    // The second replica has been up through install and rollout: it must have stayed out.
+    let (leader, follower) = (env.operator.metrics().await, second.metrics().await);
+    assert_eq!(
+        metric_value(&leader, "auren_operator_leader"),
+        1.0,
+        "{leader}"
+    );
+    assert_eq!(
+        metric_value(&follower, "auren_operator_leader"),
+        0.0,
+        "{follower}"
+    );
+    assert_eq!(writes(&follower), 0.0, "the follower wrote:\n{follower}");
+    assert!(
+        writes(&leader) > 0.0,
+        "the leader did the rollout:\n{leader}"
+    );
+    assert_eq!(lease_holder(&env).await.as_deref(), Some(first.as_str()));
+
     env.operator.kill9();
     let killed_at = Instant::now();
-    let mut second = Operator::start(
-        &env.ns.name,
-        "auren-operator",
-        &format!("{}-b", env.ns.name),
-    );
     let st = env
         .ns
         .wait_status(NAME, "promoted by the new leader", 120, |s| {
@@ -248,19 +289,22 @@ async fn a_new_leader_finishes_a_rollout_after_the_operator_is_killed() {
         killed_at.elapsed() > Duration::from_secs(5),
         "the lease held until it expired"
     );
+    let now_leader = second.metrics().await;
+    assert_eq!(metric_value(&now_leader, "auren_operator_leader"), 1.0);
+    assert_eq!(
+        lease_holder(&env).await.as_deref(),
+        Some(second_id.as_str())
+    );
     assert_eq!(st.previous.map(|p| p.hash), Some(v1));
     let outcomes: Vec<Outcome> = st.history.iter().map(|h| h.outcome).collect();
     assert_eq!(outcomes, vec![Outcome::Promoted, Outcome::Promoted]);
 
     assert_eq!(second.stop(), Some(0), "SIGTERM stops the operator cleanly");
-    let lease = env
-        .ns
-        .api::<k8s_openapi::api::coordination::v1::Lease>()
-        .get("auren-operator")
-        .await
-        .unwrap();
-    let holder = lease.spec.and_then(|s| s.holder_identity);
-    assert_eq!(holder, None, "the lease is released on SIGTERM");
+    assert_eq!(
+        lease_holder(&env).await,
+        None,
+        "the lease is released on SIGTERM"
+    );
 }
 
 /// (5) A candidate that crashes at start is rolled back by the deadline, with the reason.

@@ -352,6 +352,7 @@ async fn blue_green_on_real_containers_promotes_good_and_rolls_back_bad() {
     let _ = preview.finish().await;
 
     let mut bad = env.spec("auren/runtime:v3", &[("FAULT_ERROR_RATE", "0.2")]);
+    bad["allowUnsafe"] = json!(["faults"]); // fault injection on purpose
     bad["analysis"]["failureLimit"] = json!(1);
     bad["analysis"]["consecutiveFailureLimit"] = json!(1);
     env.set_spec(bad).await.unwrap();

@@ -144,6 +144,7 @@ async fn lead_while_elected(
             elected = leader.wait_for(|l| *l) => if elected.is_err() { return },
         }
         tracing::info!("leading: controller starts");
+        ctx.metrics.leading(true);
         let stop = CancellationToken::new();
         let watch_leadership = {
             let (stop, shutdown, mut leader) = (stop.clone(), shutdown.clone(), leader.clone());
@@ -157,6 +158,7 @@ async fn lead_while_elected(
         };
         controller::run(ctx.clone(), namespace.clone(), stop.cancelled_owned()).await;
         watch_leadership.abort();
+        ctx.metrics.leading(false);
         tracing::info!("controller stopped");
     }
 }

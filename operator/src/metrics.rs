@@ -65,6 +65,7 @@ pub struct Metrics {
     rollback: Histogram,
     api_requests: Family<RequestLabel, Counter>,
     api_refused: Counter,
+    leader: Gauge,
     /// Phase of each AurenRuntime (`namespace/name`), the source of the phase gauge.
     current: Mutex<HashMap<String, Phase>>,
 }
@@ -122,6 +123,12 @@ impl Metrics {
             "Requests sent to the Kubernetes API server, by RBAC verb and resource",
             api_requests.clone(),
         );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica holds the Lease and runs the controller, 0 otherwise",
+            leader.clone(),
+        );
         let api_refused = Counter::default();
         registry.register(
             "kube_api_refused",
@@ -139,6 +146,7 @@ impl Metrics {
             rollback,
             api_requests,
             api_refused,
+            leader,
             current: Mutex::new(HashMap::new()),
         }
     }
@@ -171,6 +179,11 @@ impl Metrics {
 
     pub fn rolled_back(&self, seconds: f64) {
         self.rollback.observe(seconds.max(0.0));
+    }
+
+    /// This replica started (`true`) or stopped (`false`) running the controller.
+    pub fn leading(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
     }
 
     /// One request to the API server is about to be sent.
@@ -277,6 +290,13 @@ mod tests {
         m.api_response(http::StatusCode::FORBIDDEN);
         m.api_response(http::StatusCode::OK);
         let text = m.encode().unwrap();
+        assert!(
+            text.contains("auren_operator_leader 0"),
+            "a replica starts as follower"
+        );
+        m.leading(true);
+        let text = m.encode().unwrap();
+        assert!(text.contains("auren_operator_leader 1"));
         assert!(text.contains("auren_operator_kube_api_refused_total 1"));
         assert!(text.contains(r#"auren_operator_reconciles_total{result="ok"} 1"#));
         assert!(text.contains(r#"auren_operator_reconcile_errors_total{error="ApplyFailed"} 1"#));

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::api::core::v1::{PodSecurityContext, ResourceRequirements, SecurityContext};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -35,6 +35,10 @@ struct ReleaseTemplate<'a> {
     connections: &'a ConnectionsSpec,
     #[serde(skip_serializing_if = "Option::is_none")]
     placement: &'a Option<PlacementSpec>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    security_context: &'a Option<SecurityContext>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pod_security_context: &'a Option<PodSecurityContext>,
 }
 
 /// The revision (hash and image) the spec asks for.
@@ -51,6 +55,8 @@ pub fn of(spec: &AurenRuntimeSpec) -> Result<RevisionRef, RevisionError> {
         max_concurrent_events: spec.consumer.max_concurrent_events,
         connections: &spec.connections,
         placement: &spec.placement,
+        security_context: &spec.security_context,
+        pod_security_context: &spec.pod_security_context,
     };
     let bytes = serde_json::to_vec(&template)?;
     let digest = Sha256::digest(&bytes);
@@ -95,7 +101,7 @@ mod tests {
     #[test]
     fn release_fields_change_the_hash() {
         type Edit = fn(&mut AurenRuntimeSpec);
-        let edits: [(&str, Edit); 8] = [
+        let edits: [(&str, Edit); 10] = [
             ("image", |s| {
                 s.image = "registry.local/auren-runtime:1.0.1".into()
             }),
@@ -118,6 +124,12 @@ mod tests {
                     .insert("pool".into(), "wearables".into());
                 s.placement = Some(placement);
             }),
+            ("security context", |s| {
+                s.security_context = Some(Default::default());
+            }),
+            ("pod security context", |s| {
+                s.pod_security_context = Some(Default::default());
+            }),
             ("database secret", |s| {
                 s.connections.database_url = Some(SecretKeyRef {
                     name: "db".into(),
@@ -136,8 +148,11 @@ mod tests {
     #[test]
     fn scaling_and_rollout_settings_keep_the_hash() {
         type Edit = fn(&mut AurenRuntimeSpec);
-        let edits: [(&str, Edit); 6] = [
+        let edits: [(&str, Edit); 7] = [
             ("api replicas", |s| s.api.replicas = 9),
+            ("allowUnsafe", |s| {
+                s.allow_unsafe = vec![crate::api::UnsafeSetting::Faults]
+            }),
             ("consumer replicas", |s| s.consumer.replicas = 4),
             ("paused", |s| s.paused = true),
             ("deadline", |s| s.progress_deadline_seconds = 60),

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use auren_contract::ConsumerRole;
+use auren_contract::{ConsumerRole, components};
 use rdkafka::consumer::Consumer;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -40,23 +40,54 @@ pub enum AppError {
     ShutdownTimeout(u64),
 }
 
+/// The public port and the admin port.
+struct Listeners {
+    public: TcpListener,
+    admin: TcpListener,
+}
+
 /// Runs the process until SIGTERM/SIGINT and a clean stop.
 pub async fn run(config: Config) -> Result<(), AppError> {
+    config.check_ports()?;
     let config = Arc::new(config);
     let services = base_services(&config)?;
-    let addr = format!("{}:{}", config.api_host, config.api_port);
-    let listener = TcpListener::bind(&addr)
-        .await
-        .map_err(|source| AppError::Bind {
-            addr: addr.clone(),
-            source,
-        })?;
-    tracing::info!(%addr, mode = config.run_mode.as_str(), release = %config.release, "listening");
+    warn_unsafe(&services);
+    let listener = Listeners {
+        public: bind(&config, config.api_port).await?,
+        admin: bind(&config, config.admin_port).await?,
+    };
+    tracing::info!(
+        port = config.api_port,
+        admin_port = config.admin_port,
+        mode = config.run_mode.as_str(),
+        release = %config.release,
+        "listening"
+    );
     let shutdown = CancellationToken::new();
     match config.run_mode {
         RunMode::Api => run_api(services, listener, shutdown).await,
         RunMode::Consumer => run_consumer(services, listener, shutdown).await,
     }
+}
+
+async fn bind(config: &Config, port: u16) -> Result<TcpListener, AppError> {
+    let addr = format!("{}:{port}", config.api_host);
+    TcpListener::bind(&addr)
+        .await
+        .map_err(|source| AppError::Bind { addr, source })
+}
+
+/// Unsafe settings are loud: a warning each at start, and the `auren_runtime_unsafe_setting`
+/// gauge (their `/health` components are degraded, see [`common_components`]).
+fn warn_unsafe(services: &Services) {
+    let on = services.config.unsafe_settings();
+    for setting in &on {
+        tracing::warn!(
+            setting = setting.label(),
+            "unsafe setting on: never run this in production"
+        );
+    }
+    services.metrics.report_unsafe(&on);
 }
 
 fn base_services(config: &Arc<Config>) -> Result<Services, AppError> {
@@ -93,7 +124,7 @@ fn base_services(config: &Arc<Config>) -> Result<Services, AppError> {
 
 async fn run_api(
     mut services: Services,
-    listener: TcpListener,
+    listener: Listeners,
     shutdown: CancellationToken,
 ) -> Result<(), AppError> {
     let c = services.config.clone();
@@ -138,7 +169,7 @@ async fn connect_api(s: &AppState) -> Result<(), KafkaSetupError> {
 
 async fn run_consumer(
     mut services: Services,
-    listener: TcpListener,
+    listener: Listeners,
     shutdown: CancellationToken,
 ) -> Result<(), AppError> {
     let (roles_tx, roles_rx) = mpsc::channel(4);
@@ -258,16 +289,15 @@ where
     }
 }
 
-/// Serves HTTP until SIGTERM/SIGINT, then drains in-flight requests within the budget.
-/// Serves until SIGTERM/SIGINT: readiness goes off at once, connections are still accepted
-/// for `drain` (while Services drop the pod), then in-flight requests finish.
+/// Serves both ports until SIGTERM/SIGINT: readiness goes off at once, the public port still
+/// accepts connections for `drain` (while Services drop the pod), then in-flight requests
+/// finish. The admin port stops accepting at the same moment as the public one.
 async fn serve_until_signal(
     state: &AppState,
-    listener: TcpListener,
+    listeners: Listeners,
     shutdown: &CancellationToken,
     drain: Duration,
 ) -> Result<(), AppError> {
-    let app = api::router(state.clone());
     let lifecycle = state.lifecycle.clone();
     let token = shutdown.clone();
     let signal = async move {
@@ -280,11 +310,17 @@ async fn serve_until_signal(
         tokio::time::sleep(drain).await;
         token.cancel();
     };
-    let mut server = tokio::spawn(
-        axum::serve(listener, app)
-            .with_graceful_shutdown(signal)
-            .into_future(),
-    );
+    let admin_token = shutdown.clone();
+    let public = axum::serve(listeners.public, api::router(state.clone()))
+        .with_graceful_shutdown(signal)
+        .into_future();
+    let admin = axum::serve(listeners.admin, api::admin_router(state.clone()))
+        .with_graceful_shutdown(async move { admin_token.cancelled().await })
+        .into_future();
+    let mut server = tokio::spawn(async move {
+        let (public, admin) = tokio::join!(public, admin);
+        public.and(admin)
+    });
     tokio::select! {
         result = &mut server => return flatten(result),
         _ = shutdown.cancelled() => {}
@@ -336,15 +372,16 @@ fn common_components(s: &AppState) -> BTreeMap<&'static str, Component> {
     }
     if s.faults.is_active() {
         c.insert(
-            "faults",
-            // Reported, not failing: a release with injected faults must look healthy to
-            // probes, so that only request-level analysis can catch it (a realistic bad release).
-            Component::with(Status::Healthy, s.faults.describe()),
+            components::FAULTS,
+            // Degraded, never healthy: an unsafe setting is loud. The operator's readiness
+            // gate accepts it only when the AurenRuntime allows faults on purpose, so a release
+            // with injected faults still reaches analysis (where its errors are caught).
+            Component::with(Status::Degraded, s.faults.describe()),
         );
     }
     if !s.verifier.is_enabled() && s.config.run_mode == RunMode::Api {
         c.insert(
-            "webhook_auth",
+            components::WEBHOOK_AUTH,
             Component::with(
                 Status::Degraded,
                 "webhook signatures disabled by WEBHOOK_AUTH=disabled",

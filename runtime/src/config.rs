@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use auren_contract::ConsumerRole;
+use auren_contract::{ConsumerRole, UnsafeSetting};
 use clap::{Parser, ValueEnum};
 
 use crate::ingest::Device;
@@ -51,9 +51,14 @@ pub struct Config {
     /// Address the HTTP server binds to.
     #[arg(long, env = "API_HOST", default_value = "0.0.0.0")]
     pub api_host: std::net::IpAddr,
-    /// Port of the HTTP server (webhooks in api mode; health, metrics and admin in both).
+    /// Port of the public HTTP server (webhooks in api mode; health, readiness and metrics in
+    /// both).
     #[arg(long, env = "API_PORT", default_value_t = 8000)]
     pub api_port: u16,
+    /// Port of the admin API (`/admin/*`, both modes), on API_HOST. Keep it out of Services:
+    /// only the operator calls it.
+    #[arg(long, env = "ADMIN_PORT", default_value_t = auren_contract::ports::ADMIN)]
+    pub admin_port: u16,
     /// Kafka bootstrap servers, comma separated.
     #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
     pub kafka_brokers: String,
@@ -157,9 +162,32 @@ pub enum ConfigError {
     },
     #[error("WEBHOOK_SECRET_{device}: secret is empty")]
     EmptySecret { device: String },
+    #[error("API_PORT and ADMIN_PORT are both {0}: the admin API needs a port of its own")]
+    SharedAdminPort(u16),
 }
 
 impl Config {
+    /// The unsafe settings that are on (empty by default).
+    pub fn unsafe_settings(&self) -> Vec<UnsafeSetting> {
+        let faults = self.fault_error_rate > 0.0 || self.fault_latency_ms > 0;
+        let open = self.webhook_auth == WebhookAuth::Disabled && self.run_mode == RunMode::Api;
+        [
+            (faults, UnsafeSetting::Faults),
+            (open, UnsafeSetting::WebhookAuthDisabled),
+        ]
+        .into_iter()
+        .filter_map(|(on, setting)| on.then_some(setting))
+        .collect()
+    }
+
+    /// The admin API must not share the public port (that would expose it through Services).
+    pub fn check_ports(&self) -> Result<(), ConfigError> {
+        if self.admin_port == self.api_port {
+            return Err(ConfigError::SharedAdminPort(self.api_port));
+        }
+        Ok(())
+    }
+
     pub fn dlq_topic(&self) -> String {
         self.kafka_dlq_topic
             .clone()
@@ -237,6 +265,42 @@ mod tests {
         assert_eq!(c.dlq_topic(), "biometric-events.dlq");
         assert_eq!(c.webhook_auth, WebhookAuth::Required);
         assert_eq!(c.webhook_replay_capacity, 1_000_000);
+        assert_eq!(c.admin_port, 8001);
+        assert!(c.check_ports().is_ok());
+    }
+
+    #[test]
+    fn faults_and_open_webhooks_are_off_by_default() {
+        let c = parse(&[]).unwrap();
+        assert_eq!((c.fault_error_rate, c.fault_latency_ms), (0.0, 0));
+        assert!(c.unsafe_settings().is_empty());
+    }
+
+    #[test]
+    fn every_unsafe_setting_is_named() {
+        let on = |args: &[&str]| parse(args).unwrap().unsafe_settings();
+        assert_eq!(on(&["--fault-error-rate", "0.2"]), [UnsafeSetting::Faults]);
+        assert_eq!(on(&["--fault-latency-ms", "5"]), [UnsafeSetting::Faults]);
+        assert_eq!(
+            on(&["--webhook-auth", "disabled"]),
+            [UnsafeSetting::WebhookAuthDisabled]
+        );
+        assert_eq!(
+            on(&["--webhook-auth", "disabled", "--fault-latency-ms", "1"]),
+            [UnsafeSetting::Faults, UnsafeSetting::WebhookAuthDisabled]
+        );
+        // A consumer takes no webhooks: their auth setting changes nothing there.
+        assert!(on(&["--webhook-auth", "disabled", "--run-mode", "consumer"]).is_empty());
+        assert!(on(&["--fault-error-rate", "0", "--fault-latency-ms", "0"]).is_empty());
+    }
+
+    #[test]
+    fn the_admin_api_needs_its_own_port() {
+        let c = parse(&["--api-port", "9000", "--admin-port", "9000"]).unwrap();
+        assert!(matches!(
+            c.check_ports(),
+            Err(ConfigError::SharedAdminPort(9000))
+        ));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use sha2::Digest;
 use uuid::Uuid;
 
 /// A wearable vendor that may send webhooks.
@@ -126,6 +127,45 @@ pub struct Event {
     pub recorded_at: DateTime<Utc>,
     pub received_at: DateTime<Utc>,
     pub raw: Value,
+}
+
+/// The signed request events came from: the same signed request (device, timestamp, MAC)
+/// always yields the same event ids, so the store's primary key keeps one copy however often,
+/// and on whichever pod, it arrives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignedOrigin {
+    pub device: Device,
+    /// The signed `X-Auren-Timestamp`.
+    pub timestamp: i64,
+    /// The request's HMAC-SHA256 (what its signature header carries).
+    pub mac: [u8; 32],
+}
+
+impl SignedOrigin {
+    /// Domain tag of the id digest, so no other SHA-256 in the system can produce these ids.
+    const ID_TAG: &'static [u8] = b"auren.event-id.v1";
+
+    /// The id of the `index`-th event of the request (0 for a single webhook): a UUIDv8 made
+    /// of SHA-256 over the tag, the device, the timestamp, the MAC and the index.
+    pub fn event_id(&self, index: usize) -> Uuid {
+        let digest = sha2::Sha256::new()
+            .chain_update(Self::ID_TAG)
+            .chain_update([self.device as u8])
+            .chain_update(self.timestamp.to_be_bytes())
+            .chain_update(self.mac)
+            .chain_update((index as u64).to_be_bytes())
+            .finalize();
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&digest[..16]);
+        uuid::Builder::from_custom_bytes(bytes).into_uuid()
+    }
+
+    /// Gives each event of the request its deterministic id, in request order.
+    pub fn identify(&self, events: &mut [Event]) {
+        for (index, event) in events.iter_mut().enumerate() {
+            event.id = self.event_id(index);
+        }
+    }
 }
 
 /// Why a payload was refused. Each maps to 400 (not JSON) or 422 (wrong shape or values).
@@ -411,6 +451,57 @@ mod tests {
 
     fn now() -> DateTime<Utc> {
         "2026-11-26T12:00:00Z".parse().unwrap()
+    }
+
+    #[test]
+    fn a_signed_request_names_its_events_the_same_everywhere() {
+        let origin = SignedOrigin {
+            device: Device::Oura,
+            timestamp: 1_795_000_000,
+            mac: [7; 32],
+        };
+        let id = origin.event_id(0);
+        assert_eq!(id.get_version_num(), 8);
+        assert_eq!(origin.event_id(0), id, "deterministic");
+        assert_ne!(
+            origin.event_id(1),
+            id,
+            "each event of a batch has its own id"
+        );
+        let other = |o: SignedOrigin| o.event_id(0);
+        assert_ne!(
+            other(SignedOrigin {
+                timestamp: 1_795_000_001,
+                ..origin
+            }),
+            id
+        );
+        assert_ne!(
+            other(SignedOrigin {
+                mac: [8; 32],
+                ..origin
+            }),
+            id
+        );
+        assert_ne!(
+            other(SignedOrigin {
+                device: Device::Whoop,
+                ..origin
+            }),
+            id
+        );
+
+        let body = json!([
+            {"user_id":"u1","data_type":"steps","value":1,"timestamp":"2026-11-26T11:00:00Z"},
+            {"user_id":"u1","data_type":"steps","value":1,"timestamp":"2026-11-26T11:00:00Z"}
+        ]);
+        let mut events =
+            normalise_batch(Device::Oura, body.to_string().as_bytes(), now(), 10).unwrap();
+        origin.identify(&mut events);
+        assert_eq!(
+            events.iter().map(|e| e.id).collect::<Vec<_>>(),
+            [origin.event_id(0), origin.event_id(1)]
+        );
     }
 
     fn ok(device: Device, v: Value) -> Event {

@@ -1,6 +1,7 @@
 //! The runtime's one metrics registry. Names come from `auren_contract::metrics`, so the
 //! operator's analysis reads exactly what is written here.
 
+use auren_contract::UnsafeSetting;
 use auren_contract::metrics as names;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -42,6 +43,11 @@ pub struct PoolLabels {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct SettingLabels {
+    pub setting: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct BuildLabels {
     pub version: String,
     pub release: String,
@@ -78,6 +84,7 @@ pub struct Metrics {
     pub webhooks_replayed: Counter,
     pub signatures_remembered: Gauge,
     pub replay_early_rotations: Counter,
+    pub unsafe_settings: Family<SettingLabels, Gauge>,
 }
 
 impl Metrics {
@@ -100,6 +107,7 @@ impl Metrics {
             webhooks_replayed: Counter::default(),
             signatures_remembered: Gauge::default(),
             replay_early_rotations: Counter::default(),
+            unsafe_settings: Family::default(),
         };
         m.register_all();
         let build = BuildLabels {
@@ -193,6 +201,22 @@ impl Metrics {
             "Replay guard rotations forced by its memory cap",
             self.replay_early_rotations.clone(),
         );
+        r.register(
+            names::UNSAFE_SETTING,
+            "1 while the unsafe setting is on (never in production)",
+            self.unsafe_settings.clone(),
+        );
+    }
+
+    /// Every unsafe setting as a series: 1 for those in `on`, 0 for the others.
+    pub fn report_unsafe(&self, on: &[UnsafeSetting]) {
+        for setting in UnsafeSetting::ALL {
+            let labels = SettingLabels {
+                setting: setting.label(),
+            };
+            let value = i64::from(on.contains(&setting));
+            self.unsafe_settings.get_or_create(&labels).set(value);
+        }
     }
 
     pub fn fail(&self, stage: &'static str) {
@@ -225,7 +249,16 @@ mod tests {
             .inc();
         m.fail("produce");
         m.webhooks_replayed.inc();
+        m.report_unsafe(&[UnsafeSetting::Faults]);
         let text = m.render().unwrap();
+        assert!(
+            text.contains(r#"auren_runtime_unsafe_setting{setting="faults"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"auren_runtime_unsafe_setting{setting="webhook_auth_disabled"} 0"#),
+            "{text}"
+        );
         assert!(text.contains(r#"auren_runtime_http_requests_total{route="/webhooks/{device}",method="POST",status="202"} 1"#), "{text}");
         assert!(
             text.contains(r#"auren_runtime_events_failed_total{stage="produce"} 1"#),

@@ -21,6 +21,7 @@ async fn consumer_killed_with_sigkill_resumes_without_loss_or_duplicates() {
         stored(&s.db).await.rows > 200
     })
     .await;
+    load.accepted_before_the_fault().await;
     consumer.kill9();
     tokio::time::sleep(Duration::from_secs(1)).await;
     consumer.start();
@@ -37,6 +38,7 @@ async fn sigterm_under_load_stores_every_accepted_event_and_exits_in_time() {
     let mut consumer = s.ready("consumer", &[("SHUTDOWN_TIMEOUT", "10")]).await;
     let load = Load::start(&api, 4, "term");
     tokio::time::sleep(Duration::from_secs(2)).await;
+    load.accepted_before_the_fault().await;
     api.sigterm();
     let (code, took) = api.wait_exit(Duration::from_secs(15));
     assert_eq!(code, Some(0), "api exit code; log:\n{}", api.log_text());
@@ -162,6 +164,7 @@ async fn postgres_restart_pauses_the_consumer_without_loss() {
         stored(&s.db).await.rows > 100
     })
     .await;
+    load.accepted_before_the_fault().await;
     s.pg.stop();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let client = reqwest::Client::new();
@@ -183,6 +186,7 @@ async fn blue_storing_under_load(s: &Stack, user: &str) -> (Runtime, Runtime, Ru
         stored(&s.db).await.rows > 100
     })
     .await;
+    load.accepted_before_the_fault().await;
     (api, blue, green, load)
 }
 

@@ -104,19 +104,22 @@ fn topic_size(brokers: &str, topic: &str) -> i64 {
         .sum()
 }
 
+/// A ready API process producing to `topic` on `broker`, with `extra` settings.
+async fn api_on(broker: &Broker, topic: &str, extra: &[(&str, &str)]) -> Runtime {
+    let kafka = [
+        ("KAFKA_BROKERS", broker.addr.as_str()),
+        ("KAFKA_TOPIC", topic),
+    ];
+    let api = Runtime::spawn("api", &[kafka.as_slice(), extra].concat());
+    api.wait_ready(Duration::from_secs(30)).await;
+    api
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_a_clear_error_and_writes_nothing() {
     let broker = Broker::shared();
     let topic = unique("events");
-    let api = Runtime::spawn(
-        "api",
-        &[
-            ("KAFKA_BROKERS", &broker.addr),
-            ("KAFKA_TOPIC", &topic),
-            ("MAX_BODY_BYTES", "2048"),
-        ],
-    );
-    api.wait_ready(Duration::from_secs(30)).await;
+    let api = api_on(&broker, &topic, &[("MAX_BODY_BYTES", "2048")]).await;
     let client = reqwest::Client::new();
     let good = serde_json::to_vec(&oura_event("u1", 5)).unwrap();
     let url = api.url("/webhooks/oura");
@@ -135,7 +138,8 @@ async fn bad_input_gets_a_clear_error_and_writes_nothing() {
         ("stale timestamp", client.post(&url).header("x-auren-timestamp", (ts - 3600).to_string()).header("x-auren-signature", auren_runtime::api::auth::sign(SECRET, ts - 3600, &good)).body(good.clone()), 401, "unauthorized"),
         ("no secret for device", signed(&client, &api.url("/webhooks/whoop"), good.clone()), 401, "unauthorized"),
         ("unknown route", client.get(api.url("/nope")), 404, "not_found"),
-        ("admin without token", client.put(api.url("/admin/consumer/role")).json(&json!({"role":"active"})), 401, "unauthorized"),
+        ("admin without token", client.put(api.admin_url("/admin/consumer/role")).json(&json!({"role":"active"})), 401, "unauthorized"),
+        ("admin on the public port", client.put(api.url("/admin/consumer/role")).bearer_auth(ADMIN_TOKEN).json(&json!({"role":"active"})), 404, "not_found"),
     ];
     for (name, request, status, code) in cases {
         let r = request.send().await.unwrap();
@@ -164,6 +168,28 @@ async fn bad_input_gets_a_clear_error_and_writes_nothing() {
             .contains(std::str::from_utf8(SECRET).unwrap()),
         "secret leaked into logs"
     );
+    // A device without a secret is not told apart from a wrong signature.
+    let unknown = signed(&client, &api.url("/webhooks/whoop"), good.clone());
+    let wrong = client
+        .post(&url)
+        .header("x-auren-timestamp", ts.to_string())
+        .header(
+            "x-auren-signature",
+            auren_runtime::api::auth::sign(b"wrong", ts, &good),
+        )
+        .body(good.clone());
+    let (unknown, wrong) = (unknown.send().await.unwrap(), wrong.send().await.unwrap());
+    assert_eq!(
+        (unknown.status().as_u16(), wrong.status().as_u16()),
+        (401, 401)
+    );
+    let (unknown, wrong) = (unknown.bytes().await.unwrap(), wrong.bytes().await.unwrap());
+    assert_eq!(unknown, wrong, "no-secret and bad-signature answers differ");
+    // No unsafe setting is on, and the metric says so.
+    for setting in ["faults", "webhook_auth_disabled"] {
+        let series = format!("auren_runtime_unsafe_setting{{setting=\"{setting}\"}}");
+        assert_eq!(metric(&client, &api, &series).await, 0.0, "{series}");
+    }
     // The process is still healthy after all that.
     assert_eq!(post_event(&client, &api, &oura_event("u1", 1)).await.0, 202);
 }
@@ -177,4 +203,88 @@ async fn a_bad_setting_stops_the_start_naming_the_variable() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("MAX_CONCURRENT_EVENTS"), "{err}");
+}
+
+/// The admin API answers on ADMIN_PORT only, with the bearer scheme in any case.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_is_served_on_the_admin_port_only() {
+    let s = Stack::shared().await;
+    let consumer = s.ready("consumer", &[("CONSUMER_ROLE", "standby")]).await;
+    let client = reqwest::Client::new();
+    let role = auren_contract::paths::ADMIN_CONSUMER_ROLE;
+    let get = |url: String, auth: &str| {
+        client
+            .get(url)
+            .header("authorization", auth.to_string())
+            .send()
+    };
+    let bearer = format!("Bearer {ADMIN_TOKEN}");
+    let public = get(consumer.url(role), &bearer).await.unwrap();
+    assert_eq!(public.status(), 404, "the public port has no admin API");
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let answer = get(consumer.admin_url(role), &format!("{scheme} {ADMIN_TOKEN}"))
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200, "{scheme}");
+        let body: serde_json::Value = answer.json().await.unwrap();
+        assert_eq!(body["role"], "standby");
+    }
+    let wrong = get(consumer.admin_url(role), "Bearer nope").await.unwrap();
+    assert_eq!(wrong.status(), 401);
+    assert_eq!(
+        admin_role(&client, &consumer, "active").await["role"],
+        "active"
+    );
+    let health = client
+        .get(consumer.admin_url("/health"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        health.status(),
+        404,
+        "the admin port serves the admin API only"
+    );
+}
+
+/// Fault injection and unsigned webhooks are never quiet: a warning at start, a degraded
+/// `/health` component each, and the unsafe-setting gauge at 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsafe_settings_are_loud() {
+    let broker = Broker::shared();
+    let settings = [("FAULT_LATENCY_MS", "1"), ("WEBHOOK_AUTH", "disabled")];
+    let api = api_on(&broker, &unique("events"), &settings).await;
+    let client = reqwest::Client::new();
+    let health = || async {
+        let r = client.get(api.url("/health")).send().await.unwrap();
+        r.json::<serde_json::Value>().await.unwrap()
+    };
+    wait_until(
+        "a health report after start-up",
+        Duration::from_secs(10),
+        || async { health().await["components"]["kafka"]["status"] == "healthy" },
+    )
+    .await;
+    let report = health().await;
+    assert_eq!(report["status"], "degraded", "{report}");
+    assert_eq!(
+        report["components"]["faults"]["status"], "degraded",
+        "{report}"
+    );
+    assert_eq!(
+        report["components"]["webhook_auth"]["status"], "degraded",
+        "{report}"
+    );
+    for setting in ["faults", "webhook_auth_disabled"] {
+        let series = format!("auren_runtime_unsafe_setting{{setting=\"{setting}\"}}");
+        assert_eq!(metric(&client, &api, &series).await, 1.0, "{series}");
+    }
+    let log = api.log_text();
+    for setting in ["faults", "webhook_auth_disabled"] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains("WARN") && l.contains("unsafe setting") && l.contains(setting)),
+            "no warning for {setting}:\n{log}"
+        );
+    }
 }

@@ -197,3 +197,75 @@ async fn a_request_refused_while_kafka_is_down_is_accepted_when_retried() {
         2.0
     );
 }
+
+/// The replay guard lives in one pod's memory; the event ids do not: a signed request's events
+/// are named after it, so the same request sent to a second API process, and to the first one
+/// after a restart, is accepted there (that pod has not seen it) and still stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_sent_to_another_pod_or_after_a_restart_is_stored_once() {
+    let s = Stack::shared().await;
+    let mut first = s.ready("api", &[]).await;
+    let second = s.ready("api", &[]).await;
+    let consumer = s.ready("consumer", &[]).await;
+    let client = reqwest::Client::new();
+    let event = oura_event("replay-anywhere", 7);
+    let batch: Vec<_> = (0..3)
+        .map(|n| oura_event("replay-anywhere-batch", n))
+        .collect();
+    let single = SignedRequest::new(first.url("/webhooks/oura"), &event);
+    let batch = SignedRequest::new(
+        first.url("/webhooks/oura/batch"),
+        &serde_json::to_value(&batch).unwrap(),
+    );
+    let on = |request: &SignedRequest, api: &Runtime, path: &str| SignedRequest {
+        url: api.url(path),
+        ts: request.ts,
+        body: request.body.clone(),
+    };
+
+    let mut answers = vec![
+        single.send(&client).await,
+        on(&single, &second, "/webhooks/oura").send(&client).await,
+    ];
+    let mut batches = vec![
+        batch.send(&client).await,
+        on(&batch, &second, "/webhooks/oura/batch")
+            .send(&client)
+            .await,
+    ];
+    first.kill9();
+    first.start();
+    first.wait_ready(Duration::from_secs(30)).await;
+    answers.push(single.send(&client).await);
+    batches.push(batch.send(&client).await);
+
+    for (status, answer) in answers.iter().chain(&batches) {
+        assert_eq!(*status, 202, "each pod takes it once: {answer}");
+    }
+    let id = &answers[0].1["id"];
+    assert!(
+        answers.iter().all(|(_, a)| a["id"] == *id),
+        "one request, one id: {answers:?}"
+    );
+    let ids = &batches[0].1["ids"];
+    assert_eq!(ids.as_array().map(Vec::len), Some(3));
+    assert!(batches.iter().all(|(_, b)| b["ids"] == *ids), "{batches:?}");
+    let distinct: std::collections::HashSet<_> = ids.as_array().unwrap().iter().collect();
+    assert_eq!(distinct.len(), 3, "each event of a batch has its own id");
+
+    // Every copy reached Kafka (3 singles + 3 batches of 3): wait until the consumer handled
+    // all 12 records, duplicates included.
+    let handled = "auren_runtime_consumer_batch_size_sum";
+    wait_until("every copy handled", Duration::from_secs(30), || async {
+        metric(&client, &consumer, handled).await >= 12.0
+    })
+    .await;
+    assert_eq!(rows_of(&s.db, "replay-anywhere").await, 1);
+    assert_eq!(rows_of(&s.db, "replay-anywhere-batch").await, 3);
+    let s = stored(&s.db).await;
+    assert_eq!(
+        (s.rows, s.projected),
+        (4, 4),
+        "the projection counts each once"
+    );
+}

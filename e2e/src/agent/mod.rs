@@ -22,7 +22,7 @@ pub mod responder;
 pub mod worker;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -340,12 +340,12 @@ impl Supervisor {
     }
 }
 
-/// The HTTP responder of a fake pod on `ip` and its `http` (or first) container port;
-/// `None` when the pod declares no port.
+/// The HTTP responder of a fake pod on `ip`: its `http` (or first) container port and its
+/// admin port; `None` when the pod declares no port.
 fn fake_responder(pod: &Pod, ip: Ipv4Addr) -> Option<Responder> {
-    let Some((port, fake)) = FakePod::from_pod(pod) else {
+    let Some((ports, fake)) = FakePod::from_pod(pod) else {
         tracing::debug!(pod = ?pod.metadata.name, "fake pod has no container port: no responder");
         return None;
     };
-    Some(Responder::start(SocketAddr::from((ip, port)), fake))
+    Some(Responder::start(ip.into(), ports, fake))
 }

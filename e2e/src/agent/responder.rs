@@ -3,15 +3,17 @@
 //! operator's readiness gate (`/health`), analysis scrapes (`/metrics`) and consumer cutovers
 //! (`/admin/consumer/role`) see a steady, healthy pod.
 //!
-//! One listener task per fake pod on `<pod IP>:<container port "http", or the first port>`,
-//! started when the supervisor assigns the pod its address and aborted (listener and open
-//! connections with it) when the address is released. Per pod it keeps a few strings and
+//! One task per fake pod listening on `<pod IP>:<container port "http", or the first port>`
+//! (health, readiness, liveness, metrics) and on `<pod IP>:<container port "admin", or the
+//! contract's admin port>` (the admin API only), as the runtime does; started when the
+//! supervisor assigns the pod its address and aborted (listeners and open connections with
+//! it) when the address is released. Per pod it keeps a few strings and
 //! the consumer role; responses are built per request. Connections are closed after each
 //! response (no keep-alive), so idle clients hold no buffers in the agent.
 
 use std::convert::Infallible;
 use std::fmt::Write as _;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -43,8 +45,10 @@ const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_BIND_RETRY: Duration = Duration::from_secs(10);
 /// Failed bind attempts (about 0.35 s) before a warning.
 const WARN_AFTER: u32 = 4;
-/// Name of the container port the operator talks to.
+/// Name of the container port of health, readiness and metrics.
 const PORT_NAME: &str = "http";
+/// Name of the container port of the admin API.
+const ADMIN_PORT_NAME: &str = "admin";
 /// Buckets of the runtime's request latency histogram.
 const LATENCY_BUCKETS: [&str; 14] = [
     "0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1.0",
@@ -69,9 +73,25 @@ pub struct FakePod {
     started: Instant,
 }
 
+/// The two ports a fake pod answers on, as the runtime's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FakePorts {
+    /// Health, readiness, liveness, metrics.
+    pub http: u16,
+    /// The admin API.
+    pub admin: u16,
+}
+
+/// Which of the two listeners a request came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Public,
+    Admin,
+}
+
 impl FakePod {
-    /// The port to serve and the pod's runtime settings; `None` when no container has a port.
-    pub fn from_pod(pod: &Pod) -> Option<(u16, FakePod)> {
+    /// The ports to serve and the pod's runtime settings; `None` when no container has a port.
+    pub fn from_pod(pod: &Pod) -> Option<(FakePorts, FakePod)> {
         let containers = &pod.spec.as_ref()?.containers;
         let named = containers.iter().find_map(|c| {
             let ports = c.ports.iter().flatten();
@@ -83,13 +103,20 @@ impl FakePod {
                 .iter()
                 .find_map(|c| c.ports.as_ref()?.first().map(|p| (c, p)))
         })?;
-        let port = port_number(port)?;
+        let http = port_number(port)?;
+        let admin = container
+            .ports
+            .iter()
+            .flatten()
+            .find(|p| p.name.as_deref() == Some(ADMIN_PORT_NAME))
+            .and_then(port_number)
+            .unwrap_or(auren_contract::ports::ADMIN);
         let key = format!(
             "{}/{}",
             pod.metadata.namespace.as_deref().unwrap_or_default(),
             pod.metadata.name.as_deref().unwrap_or_default()
         );
-        Some((port, FakePod::new(key, container)))
+        Some((FakePorts { http, admin }, FakePod::new(key, container)))
     }
 
     fn new(key: String, container: &Container) -> Self {
@@ -154,13 +181,19 @@ pub struct Responder {
 }
 
 impl Responder {
-    /// Binds `addr` (retrying while it is taken, e.g. by the previous owner's listener that
-    /// is still being aborted) and serves `pod` there until dropped.
-    pub fn start(addr: SocketAddr, pod: FakePod) -> Self {
+    /// Binds both ports of `ip` (retrying while one is taken, e.g. by the previous owner's
+    /// listener that is still being aborted) and serves `pod` there until dropped.
+    pub fn start(ip: IpAddr, ports: FakePorts, pod: FakePod) -> Self {
         let task = tokio::spawn(async move {
-            let listener = bind(addr, &pod.key).await;
-            tracing::debug!(pod = %pod.key, %addr, "fake pod responder listening");
-            serve(listener, Arc::new(pod)).await;
+            let (public, admin) = (
+                SocketAddr::new(ip, ports.http),
+                SocketAddr::new(ip, ports.admin),
+            );
+            let public = bind(public, &pod.key).await;
+            let admin = bind(admin, &pod.key).await;
+            tracing::debug!(pod = %pod.key, %ip, ?ports, "fake pod responder listening");
+            let pod = Arc::new(pod);
+            tokio::join!(serve(public, pod.clone()), serve_admin(admin, pod));
         });
         Responder { task }
     }
@@ -197,14 +230,23 @@ async fn bind(addr: SocketAddr, key: &str) -> TcpListener {
     }
 }
 
-/// Serves `pod` on `listener` forever (until the task is aborted).
+/// Serves `pod`'s public routes on `listener` forever (until the task is aborted).
 pub async fn serve(listener: TcpListener, pod: Arc<FakePod>) {
+    serve_side(listener, pod, Side::Public).await;
+}
+
+/// Serves `pod`'s admin API on `listener` forever (until the task is aborted).
+pub async fn serve_admin(listener: TcpListener, pod: Arc<FakePod>) {
+    serve_side(listener, pod, Side::Admin).await;
+}
+
+async fn serve_side(listener: TcpListener, pod: Arc<FakePod>, side: Side) {
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    connections.spawn(connection(stream, pod.clone()));
+                    connections.spawn(connection(stream, pod.clone(), side));
                 }
                 Err(e) => {
                     tracing::debug!(pod = %pod.key, error = %e, "accept failed");
@@ -216,10 +258,10 @@ pub async fn serve(listener: TcpListener, pod: Arc<FakePod>) {
     }
 }
 
-async fn connection(stream: TcpStream, pod: Arc<FakePod>) {
+async fn connection(stream: TcpStream, pod: Arc<FakePod>, side: Side) {
     let service = service_fn(move |request| {
         let pod = pod.clone();
-        async move { Ok::<_, Infallible>(answer(&pod, request).await) }
+        async move { Ok::<_, Infallible>(answer(&pod, side, request).await) }
     });
     let conn = http1::Builder::new()
         .keep_alive(false)
@@ -237,14 +279,16 @@ enum Route {
     Role,
 }
 
-async fn answer(pod: &FakePod, request: Request<Incoming>) -> Answer {
-    let route = match request.uri().path() {
-        paths::HEALTH => Route::Health,
-        paths::READINESS => Route::Readiness,
-        paths::LIVE => Route::Live,
-        paths::METRICS => Route::Metrics,
-        paths::ADMIN_CONSUMER_ROLE => Route::Role,
-        other => {
+/// The admin API on the admin port only, everything else on the public port only: 404
+/// otherwise, as the runtime answers.
+async fn answer(pod: &FakePod, side: Side, request: Request<Incoming>) -> Answer {
+    let route = match (side, request.uri().path()) {
+        (Side::Public, paths::HEALTH) => Route::Health,
+        (Side::Public, paths::READINESS) => Route::Readiness,
+        (Side::Public, paths::LIVE) => Route::Live,
+        (Side::Public, paths::METRICS) => Route::Metrics,
+        (Side::Admin, paths::ADMIN_CONSUMER_ROLE) => Route::Role,
+        (_, other) => {
             let detail = format!("no route {other}");
             return error(pod, StatusCode::NOT_FOUND, "not_found", &detail);
         }
@@ -501,8 +545,10 @@ fn authorized(headers: &HeaderMap) -> bool {
     headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|token| !token.trim().is_empty())
+        .and_then(|v| v.trim().split_once(' '))
+        .is_some_and(|(scheme, token)| {
+            scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty()
+        })
 }
 
 fn unauthorized(pod: &FakePod) -> Answer {
@@ -632,11 +678,17 @@ mod tests {
         FakePod::from_pod(&pod(Value::from(env), ports)).unwrap().1
     }
 
-    async fn start(pod: FakePod) -> (String, JoinHandle<()>) {
-        let listener = TcpListener::bind((TEST_IP, 0)).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let task = tokio::spawn(serve(listener, Arc::new(pod)));
-        (format!("http://{addr}"), task)
+    /// Serves `pod` on two free ports; the public and the admin base URL.
+    async fn start(pod: FakePod) -> (String, String, JoinHandle<()>) {
+        let public = TcpListener::bind((TEST_IP, 0)).await.unwrap();
+        let admin = TcpListener::bind((TEST_IP, 0)).await.unwrap();
+        let base = format!("http://{}", public.local_addr().unwrap());
+        let admin_base = format!("http://{}", admin.local_addr().unwrap());
+        let pod = Arc::new(pod);
+        let task = tokio::spawn(async move {
+            tokio::join!(serve(public, pod.clone()), serve_admin(admin, pod));
+        });
+        (base, admin_base, task)
     }
 
     fn client() -> reqwest::Client {
@@ -650,22 +702,24 @@ mod tests {
     #[test]
     fn port_and_settings_come_from_the_pod_spec() {
         let ports = json!([{"name": "debug", "containerPort": 9000}, {"name": "http", "containerPort": 8000}]);
-        let (port, fake) = FakePod::from_pod(&pod(json!([]), ports)).unwrap();
-        assert_eq!(port, 8000, "the port named http wins");
+        let (ports, fake) = FakePod::from_pod(&pod(json!([]), ports)).unwrap();
+        assert_eq!(ports.http, 8000, "the port named http wins");
+        assert_eq!(ports.admin, 8001, "the contract's admin port by default");
         assert_eq!(fake.release, "v7", "release defaults to the image tag");
         assert_eq!(fake.role(), ConsumerRole::Standby);
         assert_eq!(fake.mode(), "api");
         assert!(!fake.consumer && !fake.no_consumer);
         assert_eq!(fake.key, "ns/p");
 
-        let ports = json!([{"containerPort": 9000}, {"containerPort": 9001}]);
+        let ports = json!([{"containerPort": 9000}, {"name": "admin", "containerPort": 9001}]);
         let env = json!([
             {"name": "CONSUMER_ROLE", "value": "standby"},
             {"name": "CONSUMER_ROLE", "value": "active"},
             {"name": "RUN_MODE", "value": "api"},
         ]);
-        let (port, fake) = FakePod::from_pod(&pod(env, ports)).unwrap();
-        assert_eq!(port, 9000, "otherwise the first port");
+        let (ports, fake) = FakePod::from_pod(&pod(env, ports)).unwrap();
+        assert_eq!(ports.http, 9000, "otherwise the first port");
+        assert_eq!(ports.admin, 9001, "the port named admin");
         assert_eq!(
             fake.role(),
             ConsumerRole::Active,
@@ -680,7 +734,7 @@ mod tests {
 
     #[tokio::test]
     async fn health_probes_and_metrics_read_as_the_operator_reads_them() {
-        let (base, task) = start(consumer(None)).await;
+        let (base, admin, task) = start(consumer(None)).await;
         let http = client();
 
         let response = http.get(format!("{base}/health")).send().await.unwrap();
@@ -757,14 +811,23 @@ mod tests {
         assert_eq!(body["error"], "not_found");
         let wrong = http.post(format!("{base}/health")).send().await.unwrap();
         assert_eq!(wrong.status(), 405);
+        let on_admin = http.get(format!("{admin}/health")).send().await.unwrap();
+        assert_eq!(
+            on_admin.status(),
+            404,
+            "the admin port serves the admin API only"
+        );
+        let role = format!("{base}{}", paths::ADMIN_CONSUMER_ROLE);
+        let on_public = http.get(role).bearer_auth("t").send().await.unwrap();
+        assert_eq!(on_public.status(), 404, "no admin API on the public port");
         task.abort();
     }
 
     #[tokio::test]
     async fn role_switches_persist_and_need_a_bearer_token() {
-        let (base, task) = start(consumer(None)).await;
+        let (base, admin, task) = start(consumer(None)).await;
         let http = client();
-        let url = format!("{base}{}", paths::ADMIN_CONSUMER_ROLE);
+        let url = format!("{admin}{}", paths::ADMIN_CONSUMER_ROLE);
         let active = RoleChange {
             role: ConsumerRole::Active,
         };
@@ -778,6 +841,8 @@ mod tests {
         let empty = http.get(&url).bearer_auth("").send().await.unwrap();
         assert_eq!(empty.status(), 401);
 
+        let lower = http.get(&url).header("authorization", "bearer t").send();
+        assert_eq!(lower.await.unwrap().status(), 200, "the scheme in any case");
         let get = || http.get(&url).bearer_auth("any-token").send();
         let status: RoleStatus = get().await.unwrap().json().await.unwrap();
         assert_eq!(status.role, ConsumerRole::Standby);
@@ -835,8 +900,8 @@ mod tests {
         );
         task.abort();
 
-        let (base, task) = start(consumer(Some("active"))).await;
-        let url = format!("{base}{}", paths::ADMIN_CONSUMER_ROLE);
+        let (_, admin, task) = start(consumer(Some("active"))).await;
+        let url = format!("{admin}{}", paths::ADMIN_CONSUMER_ROLE);
         let status: RoleStatus = http
             .get(&url)
             .bearer_auth("t")
@@ -859,9 +924,9 @@ mod tests {
         let env = json!([{"name": "RUN_MODE", "value": "api"}]);
         let ports = json!([{"name": "http", "containerPort": 8000}]);
         let (_, fake) = FakePod::from_pod(&pod(env, ports)).unwrap();
-        let (base, task) = start(fake).await;
+        let (base, admin, task) = start(fake).await;
         let http = client();
-        let url = format!("{base}{}", paths::ADMIN_CONSUMER_ROLE);
+        let url = format!("{admin}{}", paths::ADMIN_CONSUMER_ROLE);
         let response = http.get(&url).bearer_auth("t").send().await.unwrap();
         assert_eq!(response.status(), 409);
         let health: Value = http
@@ -882,12 +947,18 @@ mod tests {
 
     #[tokio::test]
     async fn dropping_the_responder_unbinds_the_address() {
-        let port = {
+        let free = || async {
             let probe = TcpListener::bind((TEST_IP, 0)).await.unwrap();
             probe.local_addr().unwrap().port()
         };
-        let addr = SocketAddr::from((Ipv4Addr::new(127, 0, 31, 251), port));
-        let responder = Responder::start(addr, consumer(None));
+        let ports = FakePorts {
+            http: free().await,
+            admin: free().await,
+        };
+        let ip = Ipv4Addr::new(127, 0, 31, 251);
+        let addr = SocketAddr::from((ip, ports.http));
+        let admin_addr = SocketAddr::from((ip, ports.admin));
+        let responder = Responder::start(ip.into(), ports, consumer(None));
         let http = client();
         let live = format!("http://{addr}/live");
         let mut answered = false;
@@ -901,9 +972,9 @@ mod tests {
         assert!(answered, "the responder never answered on {addr}");
 
         // A second responder on the same address waits for the first to go away.
-        let next = Responder::start(addr, consumer(Some("active")));
+        let next = Responder::start(ip.into(), ports, consumer(Some("active")));
         drop(responder);
-        let role = format!("http://{addr}{}", paths::ADMIN_CONSUMER_ROLE);
+        let role = format!("http://{admin_addr}{}", paths::ADMIN_CONSUMER_ROLE);
         let mut took_over = false;
         for _ in 0..200 {
             let answer = http.get(&role).bearer_auth("t").send().await;
@@ -921,7 +992,9 @@ mod tests {
         drop(next);
         let mut refused = false;
         for _ in 0..100 {
-            if TcpStream::connect(addr).await.is_err() {
+            if TcpStream::connect(addr).await.is_err()
+                && TcpStream::connect(admin_addr).await.is_err()
+            {
                 refused = true;
                 break;
             }

@@ -576,8 +576,10 @@ impl Env {
         self.ns.service_addr(NAME).await
     }
 
-    /// Waits until every id is stored; checks each is stored exactly once.
+    /// Waits until every id is stored; checks each is stored exactly once. An empty set
+    /// proves nothing, so it fails.
     pub async fn assert_stored_once(&self, ids: &HashSet<String>) {
+        assert!(!ids.is_empty(), "no event was accepted: nothing to check");
         let start = Instant::now();
         loop {
             let (rows, distinct, stored) = stored(&self.db.admin_url).await;
@@ -696,10 +698,15 @@ pub fn assert_none_failed(answers: &[Answer]) {
     );
 }
 
+/// The value of exactly `series` (name and labels as exposed). Panics when the series is not
+/// exposed: a missing series is a broken contract, not a zero.
 pub fn metric_value(text: &str, series: &str) -> f64 {
     text.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0.0)
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .find(|(name, _)| *name == series)
+        .and_then(|(_, value)| value.parse().ok())
+        .unwrap_or_else(|| panic!("no series {series} in:\n{text}"))
 }
 
 /// The status of one AurenRuntime, polled every 200 ms until finished.

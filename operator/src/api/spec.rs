@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use super::status::AurenRuntimeStatus;
 
+pub use auren_contract::UnsafeSetting;
+
 /// An image reference: optional registry/path, a name, and a tag and/or digest.
 pub const IMAGE_PATTERN: &str =
     r"^[a-z0-9]+([._/:-]+[a-z0-9]+)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$";
@@ -93,6 +95,23 @@ pub struct AurenRuntimeSpec {
     /// consumer pods of every release (part of the release: a change starts a new rollout).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placement: Option<PlacementSpec>,
+    /// Security settings of the runtime container, over the operator's defaults (which pass
+    /// Pod Security "restricted": non-root uid/gid 65532, read-only root filesystem, no
+    /// privilege escalation, every capability dropped, seccomp RuntimeDefault). Each field set
+    /// here replaces the default of that field. Part of the release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_context: Option<k8s_openapi::api::core::v1::SecurityContext>,
+    /// Pod-level security settings, over the operator's restricted defaults (runAsNonRoot,
+    /// runAsUser/runAsGroup/fsGroup 65532, seccomp RuntimeDefault). Each field set here
+    /// replaces the default of that field. Part of the release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_security_context: Option<k8s_openapi::api::core::v1::PodSecurityContext>,
+    /// Unsafe runtime settings this resource runs on purpose. Without them the operator
+    /// refuses `FAULT_*` settings other than 0 (`faults`) and `WEBHOOK_AUTH=disabled`
+    /// (`webhookAuthDisabled`) in `env` and `config` (phase InvalidSpec, nothing rolled out);
+    /// with them it runs them and says so in the `UnsafeSettings` condition and an Event.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_unsafe: Vec<UnsafeSetting>,
 }
 
 /// An environment variable with a literal value.
@@ -561,7 +580,20 @@ impl AurenRuntimeSpec {
             progress_deadline_seconds: defaults::progress_deadline_seconds(),
             paused: false,
             placement: None,
+            security_context: None,
+            pod_security_context: None,
+            allow_unsafe: Vec::new(),
         }
+    }
+
+    /// The unsafe settings `env` and `config` turn on, with the variable that does it.
+    pub fn unsafe_settings(&self) -> Vec<(UnsafeSetting, String)> {
+        let vars = self.env.iter().map(|e| (e.name.as_str(), e.value.as_str()));
+        let vars = vars.chain(self.config.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        vars.filter_map(|(name, value)| {
+            UnsafeSetting::of_env(name, value).map(|s| (s, format!("{name}={value}")))
+        })
+        .collect()
     }
 
     /// Seconds the previous stable release stays up after a promotion.

@@ -7,11 +7,12 @@ use std::time::Duration;
 use auren_contract::env;
 
 use super::duration::{DurationError, parse_duration};
-use super::spec::{AurenRuntimeSpec, CanaryStep, Check, MetricKind};
+use super::spec::{AurenRuntimeSpec, CanaryStep, Check, MetricKind, UnsafeSetting};
 
 /// Environment names the operator sets itself.
-const RESERVED_ENV: [&str; 11] = [
+const RESERVED_ENV: [&str; 12] = [
     env::RUN_MODE,
+    env::ADMIN_PORT,
     env::RELEASE,
     env::CONSUMER_ROLE,
     env::ADMIN_TOKEN,
@@ -52,6 +53,16 @@ pub enum SpecError {
     DuplicateCheck { name: String },
     #[error("analysis.checks[{name}]: {problem}")]
     Check { name: String, problem: &'static str },
+    #[error(
+        "{variable} is unsafe ({}): add {} to spec.allowUnsafe to run it on purpose",
+        setting.as_str(), setting.as_str()
+    )]
+    UnsafeSetting {
+        setting: UnsafeSetting,
+        variable: String,
+    },
+    #[error("api.port {0} is the admin port: the admin API must not be exposed")]
+    AdminPort(i32),
 }
 
 impl SpecError {
@@ -67,6 +78,8 @@ impl SpecError {
             SpecError::EnvName { .. } | SpecError::ReservedEnv { .. } => "InvalidEnv",
             SpecError::DuplicateEnv { .. } => "DuplicateEnv",
             SpecError::DuplicateCheck { .. } | SpecError::Check { .. } => "InvalidCheck",
+            SpecError::UnsafeSetting { .. } => "UnsafeSettingRefused",
+            SpecError::AdminPort(_) => "InvalidPort",
         }
     }
 }
@@ -94,6 +107,10 @@ pub fn validate(spec: &AurenRuntimeSpec) -> Result<(), Vec<SpecError>> {
         errors.extend(step_errors);
     }
     errors.extend(env_errors(spec));
+    errors.extend(unsafe_errors(spec));
+    if spec.api.port == i32::from(auren_contract::ports::ADMIN) {
+        errors.push(SpecError::AdminPort(spec.api.port));
+    }
     errors.extend(analysis_errors(spec));
     if errors.is_empty() {
         Ok(())
@@ -171,6 +188,15 @@ fn env_errors(spec: &AurenRuntimeSpec) -> Vec<SpecError> {
         }
     }
     errors
+}
+
+/// Unsafe settings in `env` and `config` that `allowUnsafe` does not name.
+fn unsafe_errors(spec: &AurenRuntimeSpec) -> Vec<SpecError> {
+    spec.unsafe_settings()
+        .into_iter()
+        .filter(|(setting, _)| !spec.allow_unsafe.contains(setting))
+        .map(|(setting, variable)| SpecError::UnsafeSetting { setting, variable })
+        .collect()
 }
 
 fn is_env_name(name: &str) -> bool {
@@ -280,6 +306,62 @@ mod tests {
     #[test]
     fn minimal_spec_is_valid() {
         assert_eq!(validate(&minimal()), Ok(()));
+    }
+
+    fn with_config(pairs: &[(&str, &str)]) -> AurenRuntimeSpec {
+        let mut spec = minimal();
+        for (k, v) in pairs {
+            spec.config.insert((*k).into(), (*v).into());
+        }
+        spec
+    }
+
+    #[test]
+    fn unsafe_settings_are_refused_unless_allowed_on_purpose() {
+        let faults = with_config(&[("FAULT_ERROR_RATE", "0.2")]);
+        assert_eq!(reasons(&faults), ["UnsafeSettingRefused"]);
+        let message = validate(&faults).unwrap_err()[0].to_string();
+        assert!(message.contains("FAULT_ERROR_RATE=0.2"), "{message}");
+        assert!(message.contains("spec.allowUnsafe"), "{message}");
+
+        let mut open = minimal();
+        open.env.push(EnvVar {
+            name: "WEBHOOK_AUTH".into(),
+            value: "Disabled".into(),
+        });
+        assert_eq!(reasons(&open), ["UnsafeSettingRefused"]);
+        let latency = with_config(&[("FAULT_LATENCY_MS", "50")]);
+        assert_eq!(reasons(&latency), ["UnsafeSettingRefused"]);
+        let unknown_fault = with_config(&[("FAULT_ANYTHING", "yes")]);
+        assert_eq!(reasons(&unknown_fault), ["UnsafeSettingRefused"]);
+
+        let mut allowed = with_config(&[("FAULT_ERROR_RATE", "0.2"), ("WEBHOOK_AUTH", "disabled")]);
+        allowed.allow_unsafe = vec![UnsafeSetting::Faults];
+        assert_eq!(
+            reasons(&allowed),
+            ["UnsafeSettingRefused"],
+            "auth still refused"
+        );
+        allowed
+            .allow_unsafe
+            .push(UnsafeSetting::WebhookAuthDisabled);
+        assert_eq!(validate(&allowed), Ok(()));
+
+        let off = with_config(&[
+            ("FAULT_ERROR_RATE", "0"),
+            ("FAULT_LATENCY_MS", "0.0"),
+            ("WEBHOOK_AUTH", "required"),
+        ]);
+        assert_eq!(validate(&off), Ok(()), "settings that are off are safe");
+    }
+
+    #[test]
+    fn the_admin_port_is_reserved() {
+        let mut spec = minimal();
+        spec.api.port = 8001;
+        assert_eq!(reasons(&spec), ["InvalidPort"]);
+        let admin = with_config(&[("ADMIN_PORT", "9000")]);
+        assert_eq!(reasons(&admin), ["InvalidEnv"]);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 
 use crate::api::AurenRuntime;
-use crate::resources::{LABEL_REVISION, LABEL_ROLE, Role};
+use crate::resources::{ADMIN_PORT_NAME, LABEL_REVISION, LABEL_ROLE, Role};
 use crate::rollout::{PodSet, ReleaseState, RoleCounts};
 
 use super::Context;
@@ -66,9 +66,12 @@ pub async fn read(ctx: &Context, cache: &Cache, ar: &AurenRuntime, token: &str) 
     let live = pods
         .iter()
         .filter(|p| running(p) && p.metadata.deletion_timestamp.is_none());
+    // Unsafe settings the spec allows report degraded components on purpose.
+    let allowed: Vec<&str> = ar.spec.allow_unsafe.iter().map(|s| s.component()).collect();
     for pod in live {
         if let Some(addr) = address(pod) {
-            health.insert(pod.name_any(), pod_api::health(&ctx.http, &addr).await);
+            let verdict = pod_api::health(&ctx.http, &addr, &allowed).await;
+            health.insert(pod.name_any(), verdict);
         }
     }
     let mut roles = BTreeMap::new();
@@ -99,21 +102,26 @@ pub fn label<'a>(pod: &'a Pod, key: &str) -> Option<&'a str> {
     pod.metadata.labels.as_ref()?.get(key).map(String::as_str)
 }
 
-/// Where the pod's runtime listens (its IP and the container's `http` port).
+/// Where the pod's runtime listens: its IP, the container's `http` port and its `admin` port
+/// (the contract's default when the pod does not name one).
 pub fn address(pod: &Pod) -> Option<PodAddr> {
     let ip = pod.status.as_ref()?.pod_ip.clone()?;
     let container = pod.spec.as_ref()?.containers.first()?;
-    let port = container
-        .ports
-        .iter()
-        .flatten()
-        .find(|p| p.name.as_deref() == Some("http"))
+    let named = |name: &str| {
+        let mut ports = container.ports.iter().flatten();
+        ports.find(|p| p.name.as_deref() == Some(name))
+    };
+    let port = named("http")
         .or_else(|| container.ports.as_ref()?.first())?
         .container_port;
+    let admin_port = named(ADMIN_PORT_NAME).map_or(i32::from(auren_contract::ports::ADMIN), |p| {
+        p.container_port
+    });
     Some(PodAddr {
         name: pod.name_any(),
         ip,
         port,
+        admin_port,
     })
 }
 
@@ -287,6 +295,7 @@ mod tests {
             Some("RuntimeNotHealthy: kafka unhealthy")
         );
         assert_eq!(address(&pods[0]).unwrap().port, 8000);
+        assert_eq!(address(&pods[0]).unwrap().admin_port, 8001);
         assert!(running(&pods[0]) && !running(&pods[2]));
     }
 }

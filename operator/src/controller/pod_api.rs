@@ -36,12 +36,19 @@ pub fn client() -> reqwest::Client {
 pub struct PodAddr {
     pub name: String,
     pub ip: String,
+    /// The public port (`http`): health, readiness, metrics.
     pub port: i32,
+    /// The admin port (`admin`): the role API. No Service exposes it.
+    pub admin_port: i32,
 }
 
 impl PodAddr {
     fn url(&self, path: &str) -> String {
         format!("http://{}:{}{path}", self.ip, self.port)
+    }
+
+    fn admin_url(&self, path: &str) -> String {
+        format!("http://{}:{}{path}", self.ip, self.admin_port)
     }
 }
 
@@ -99,7 +106,7 @@ pub async fn role(
     token: &str,
 ) -> Result<ConsumerRole, PodHttpError> {
     let response = http
-        .get(pod.url(paths::ADMIN_CONSUMER_ROLE))
+        .get(pod.admin_url(paths::ADMIN_CONSUMER_ROLE))
         .bearer_auth(token)
         .timeout(READ_TIMEOUT)
         .send()
@@ -117,7 +124,7 @@ pub async fn switch_role(
     role: ConsumerRole,
 ) -> Result<RoleStatus, PodHttpError> {
     let response = http
-        .put(pod.url(paths::ADMIN_CONSUMER_ROLE))
+        .put(pod.admin_url(paths::ADMIN_CONSUMER_ROLE))
         .bearer_auth(token)
         .json(&RoleChange { role })
         .timeout(SWITCH_TIMEOUT)
@@ -141,9 +148,10 @@ struct Component {
     detail: Option<String>,
 }
 
-/// `Ok` only when `/health` says healthy for the pod and for every component; otherwise what
-/// is not (`kafka degraded: …`), for status messages.
-pub async fn health(http: &reqwest::Client, pod: &PodAddr) -> Result<(), String> {
+/// `Ok` only when `/health` says healthy for the pod and for every component, except that the
+/// components of `allowed` (unsafe settings the spec runs on purpose) may be degraded;
+/// otherwise what is not (`kafka degraded: …`), for status messages.
+pub async fn health(http: &reqwest::Client, pod: &PodAddr, allowed: &[&str]) -> Result<(), String> {
     let response = http
         .get(pod.url(paths::HEALTH))
         .timeout(READ_TIMEOUT)
@@ -155,21 +163,25 @@ pub async fn health(http: &reqwest::Client, pod: &PodAddr) -> Result<(), String>
         .json()
         .await
         .map_err(|e| format!("/health unreadable: {e}"))?;
-    verdict(&health)
+    verdict(&health, allowed)
 }
 
-fn verdict(health: &Health) -> Result<(), String> {
-    let unhealthy = health
-        .components
-        .iter()
-        .find(|(_, c)| c.status != "healthy")
+fn verdict(health: &Health, allowed: &[&str]) -> Result<(), String> {
+    let allowed_degraded =
+        |name: &str, c: &Component| c.status == "degraded" && allowed.contains(&name);
+    let unhealthy = (health.components.iter())
+        .find(|(name, c)| c.status != "healthy" && !allowed_degraded(name, c))
         .map(|(name, c)| match &c.detail {
             Some(detail) => format!("{name} {}: {detail}", c.status),
             None => format!("{name} {}", c.status),
         });
+    // Degraded overall only because of what is allowed.
+    let explained = health.status == "healthy"
+        || (health.status == "degraded"
+            && (health.components.iter()).any(|(name, c)| allowed_degraded(name, c)));
     match unhealthy {
         Some(problem) => Err(problem),
-        None if health.status != "healthy" => Err(format!("status {}", health.status)),
+        None if !explained => Err(format!("status {}", health.status)),
         None => Ok(()),
     }
 }
@@ -201,11 +213,31 @@ mod tests {
             r#"{"status":"degraded","components":{"faults":{"status":"degraded","detail":"error rate 0.2"}}}"#,
         );
         let starting = parse(r#"{"status":"unhealthy","components":{}}"#);
-        assert_eq!(verdict(&good), Ok(()));
+        assert_eq!(verdict(&good, &[]), Ok(()));
         assert_eq!(
-            verdict(&faulty),
+            verdict(&faulty, &[]),
             Err("faults degraded: error rate 0.2".into())
         );
-        assert_eq!(verdict(&starting), Err("status unhealthy".into()));
+        assert_eq!(verdict(&starting, &[]), Err("status unhealthy".into()));
+    }
+
+    #[test]
+    fn an_allowed_unsafe_setting_may_be_degraded_and_nothing_else() {
+        let parse = |s: &str| serde_json::from_str::<Health>(s).unwrap();
+        let allowed = ["faults"];
+        let faulty = parse(
+            r#"{"status":"degraded","components":{"faults":{"status":"degraded"},"kafka":{"status":"healthy"}}}"#,
+        );
+        assert_eq!(verdict(&faulty, &allowed), Ok(()));
+        let and_kafka = parse(
+            r#"{"status":"degraded","components":{"faults":{"status":"degraded"},"kafka":{"status":"degraded"}}}"#,
+        );
+        assert_eq!(verdict(&and_kafka, &allowed), Err("kafka degraded".into()));
+        let broken =
+            parse(r#"{"status":"unhealthy","components":{"faults":{"status":"unhealthy"}}}"#);
+        assert!(verdict(&broken, &allowed).is_err());
+        let open =
+            parse(r#"{"status":"degraded","components":{"webhook_auth":{"status":"degraded"}}}"#);
+        assert!(verdict(&open, &allowed).is_err(), "only what is allowed");
     }
 }

@@ -12,8 +12,8 @@ mod workload;
 
 pub use service::{ACTIVE, PREVIEW, service, service_name};
 pub use workload::{
-    ADMIN_TOKEN_KEY, READINESS_GATE, Role, WEBHOOK_SECRETS_DIR, admin_token_ref,
-    admin_token_secret_name, deployment, deployment_name, scale_patch,
+    ADMIN_PORT_NAME, ADMIN_TOKEN_KEY, READINESS_GATE, RUNTIME_UID, Role, WEBHOOK_SECRETS_DIR,
+    admin_token_ref, admin_token_secret_name, deployment, deployment_name, scale_patch,
 };
 
 use std::collections::BTreeMap;

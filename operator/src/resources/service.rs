@@ -69,6 +69,31 @@ mod tests {
     use super::*;
     use crate::resources::fixtures::runtime;
 
+    /// No Service the operator builds reaches the admin API, by number or by name.
+    #[test]
+    fn no_service_exposes_the_admin_port() {
+        let ar = runtime();
+        let admin = i32::from(auren_contract::ports::ADMIN);
+        let targets = [
+            ServiceTarget::Revision("abc".into()),
+            ServiceTarget::AllRevisions,
+        ];
+        for which in [ACTIVE, PREVIEW] {
+            for target in &targets {
+                let svc = service(&ar, which, target).unwrap().unwrap();
+                for port in svc.spec.unwrap().ports.unwrap() {
+                    assert_ne!(port.port, admin);
+                    let target = port.target_port.unwrap();
+                    assert_ne!(target, IntOrString::Int(admin));
+                    assert_ne!(
+                        target,
+                        IntOrString::String(crate::resources::ADMIN_PORT_NAME.into())
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn services_select_api_pods_of_the_target() {
         let ar = runtime();
@@ -83,8 +108,15 @@ mod tests {
             Some("abc")
         );
         assert_eq!(selector.get(LABEL_ROLE).map(String::as_str), Some("api"));
-        let port = &spec.ports.unwrap()[0];
+        let ports = spec.ports.unwrap();
+        assert_eq!(ports.len(), 1, "only the public port: {ports:?}");
+        let port = &ports[0];
         assert_eq!((port.port, port.protocol.as_deref()), (8000, Some("TCP")));
+        assert_eq!(
+            port.target_port,
+            Some(IntOrString::String("http".into())),
+            "never the admin port"
+        );
 
         let canary = service(&ar, ACTIVE, &ServiceTarget::AllRevisions)
             .unwrap()

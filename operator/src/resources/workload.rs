@@ -5,12 +5,15 @@ use std::collections::BTreeMap;
 use auren_contract::{ConsumerRole, env, paths, run_mode};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, PodReadinessGate, PodSpec,
-    PodTemplateSpec, Probe, SecretKeySelector, SecretVolumeSource, Volume, VolumeMount,
+    Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, PodReadinessGate,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecretKeySelector,
+    SecretVolumeSource, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::api::{AurenRuntime, SecretKeyRef};
 use crate::rollout::ReleasePlan;
@@ -28,6 +31,10 @@ pub const WEBHOOK_SECRETS_DIR: &str = "/etc/auren/webhook-secrets";
 pub const ADMIN_TOKEN_KEY: &str = "token";
 const CONTAINER: &str = "runtime";
 const PORT_NAME: &str = "http";
+/// The container port of the admin API: declared on the pod, never in a Service.
+pub const ADMIN_PORT_NAME: &str = "admin";
+/// The non-root user and group the runtime runs as (the image's `nonroot`).
+pub const RUNTIME_UID: i64 = 65532;
 
 /// Which workload of a release.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,6 +159,10 @@ fn pod_spec(ar: &AurenRuntime, revision: &str, role: Role) -> PodSpec {
     let placement = ar.spec.placement.clone().unwrap_or_default();
     PodSpec {
         containers: vec![container(ar, revision, role)],
+        security_context: Some(overlay(
+            restricted_pod(),
+            ar.spec.pod_security_context.as_ref(),
+        )),
         node_selector: (!placement.node_selector.is_empty()).then_some(placement.node_selector),
         tolerations: (!placement.tolerations.is_empty()).then_some(placement.tolerations),
         readiness_gates: Some(vec![PodReadinessGate {
@@ -188,19 +199,84 @@ fn container(ar: &AurenRuntime, revision: &str, role: Role) -> Container {
     Container {
         name: CONTAINER.into(),
         image: Some(spec.image.clone()),
-        ports: Some(vec![ContainerPort {
-            name: Some(PORT_NAME.into()),
-            container_port: spec.api.port,
-            protocol: Some("TCP".into()),
-            ..Default::default()
-        }]),
+        ports: Some(vec![
+            ContainerPort {
+                name: Some(PORT_NAME.into()),
+                container_port: spec.api.port,
+                protocol: Some("TCP".into()),
+                ..Default::default()
+            },
+            ContainerPort {
+                name: Some(ADMIN_PORT_NAME.into()),
+                container_port: i32::from(auren_contract::ports::ADMIN),
+                protocol: Some("TCP".into()),
+                ..Default::default()
+            },
+        ]),
         env: Some(env_vars(ar, revision, role)),
+        security_context: Some(overlay(
+            restricted_container(),
+            spec.security_context.as_ref(),
+        )),
         readiness_probe: Some(probe(paths::READINESS, 5, 3)),
         liveness_probe: Some(probe(paths::LIVE, 10, 3)),
         resources,
         volume_mounts: mounts,
         ..Default::default()
     }
+}
+
+/// Pod Security "restricted" at pod level: non-root with a numeric uid/gid, seccomp
+/// RuntimeDefault.
+fn restricted_pod() -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(RUNTIME_UID),
+        run_as_group: Some(RUNTIME_UID),
+        fs_group: Some(RUNTIME_UID),
+        seccomp_profile: Some(runtime_default_seccomp()),
+        ..Default::default()
+    }
+}
+
+/// Pod Security "restricted" at container level. The runtime writes nothing to disk (logs go
+/// to stderr, state to Kafka and PostgreSQL), so its root filesystem is read-only.
+fn restricted_container() -> SecurityContext {
+    SecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(RUNTIME_UID),
+        run_as_group: Some(RUNTIME_UID),
+        read_only_root_filesystem: Some(true),
+        allow_privilege_escalation: Some(false),
+        privileged: Some(false),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            add: None,
+        }),
+        seccomp_profile: Some(runtime_default_seccomp()),
+        ..Default::default()
+    }
+}
+
+fn runtime_default_seccomp() -> SeccompProfile {
+    SeccompProfile {
+        type_: "RuntimeDefault".into(),
+        localhost_profile: None,
+    }
+}
+
+/// `base` with every field that `user` sets replaced by the user's value.
+fn overlay<T: Serialize + DeserializeOwned>(base: T, user: Option<&T>) -> T {
+    let Some(user) = user else {
+        return base;
+    };
+    let (Ok(serde_json::Value::Object(mut merged)), Ok(serde_json::Value::Object(over))) =
+        (serde_json::to_value(&base), serde_json::to_value(user))
+    else {
+        return base;
+    };
+    merged.extend(over);
+    serde_json::from_value(serde_json::Value::Object(merged)).unwrap_or(base)
 }
 
 fn probe(path: &str, period: i32, failures: i32) -> Probe {
@@ -223,6 +299,7 @@ fn env_vars(ar: &AurenRuntime, revision: &str, role: Role) -> Vec<EnvVar> {
         literal(env::RUN_MODE, role.run_mode()),
         literal(env::RELEASE, revision),
         literal(env::API_PORT, &spec.api.port.to_string()),
+        literal(env::ADMIN_PORT, &auren_contract::ports::ADMIN.to_string()),
         literal(env::KAFKA_TOPIC, &spec.consumer.topic),
         literal(env::KAFKA_GROUP, &spec.consumer.group),
         literal(
@@ -469,6 +546,70 @@ mod tests {
                 .as_deref(),
             Some("webhooks")
         );
+    }
+
+    fn pod_of(deployment: Deployment) -> PodSpec {
+        deployment.spec.unwrap().template.spec.unwrap()
+    }
+
+    #[test]
+    fn pods_are_restricted_by_default() {
+        for role in [Role::Api, Role::Consumer] {
+            let pod = pod_of(deployment(&runtime(), &release(), role).unwrap());
+            let p = pod.security_context.as_ref().unwrap();
+            assert_eq!(p.run_as_non_root, Some(true));
+            assert_eq!((p.run_as_user, p.run_as_group), (Some(65532), Some(65532)));
+            assert_eq!(p.seccomp_profile.as_ref().unwrap().type_, "RuntimeDefault");
+            let c = pod.containers[0].security_context.as_ref().unwrap();
+            assert_eq!(c.run_as_non_root, Some(true));
+            assert_eq!((c.run_as_user, c.run_as_group), (Some(65532), Some(65532)));
+            assert_eq!(c.read_only_root_filesystem, Some(true));
+            assert_eq!(c.allow_privilege_escalation, Some(false));
+            assert_eq!(c.privileged, Some(false));
+            let caps = c.capabilities.as_ref().unwrap();
+            assert_eq!(caps.drop.as_deref(), Some(&["ALL".to_owned()][..]));
+            assert_eq!(caps.add, None);
+            assert_eq!(c.seccomp_profile.as_ref().unwrap().type_, "RuntimeDefault");
+            assert!(pod.host_network.is_none() && pod.host_pid.is_none() && pod.host_ipc.is_none());
+        }
+    }
+
+    #[test]
+    fn the_spec_overrides_security_settings_field_by_field() {
+        let mut ar = runtime();
+        ar.spec.security_context = Some(SecurityContext {
+            run_as_user: Some(1000),
+            ..Default::default()
+        });
+        ar.spec.pod_security_context = Some(PodSecurityContext {
+            fs_group: Some(2000),
+            ..Default::default()
+        });
+        let pod = pod_of(deployment(&ar, &release(), Role::Api).unwrap());
+        let c = pod.containers[0].security_context.as_ref().unwrap();
+        assert_eq!(c.run_as_user, Some(1000), "the spec's field wins");
+        assert_eq!(
+            c.read_only_root_filesystem,
+            Some(true),
+            "the other defaults stay"
+        );
+        assert_eq!(c.allow_privilege_escalation, Some(false));
+        let p = pod.security_context.as_ref().unwrap();
+        assert_eq!((p.fs_group, p.run_as_user), (Some(2000), Some(65532)));
+    }
+
+    #[test]
+    fn the_admin_api_has_its_own_port() {
+        let d = deployment(&runtime(), &release(), Role::Consumer).unwrap();
+        let env = env_of(&d);
+        assert_eq!(env["ADMIN_PORT"].value.as_deref(), Some("8001"));
+        let pod = pod_of(d);
+        let ports = pod.containers[0].ports.clone().unwrap();
+        let admin = ports
+            .iter()
+            .find(|p| p.name.as_deref() == Some(ADMIN_PORT_NAME))
+            .unwrap();
+        assert_eq!(admin.container_port, 8001);
     }
 
     #[test]

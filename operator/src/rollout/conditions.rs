@@ -9,6 +9,7 @@ use crate::api::{AurenRuntimeStatus, Phase};
 pub const AVAILABLE: &str = "Available";
 pub const PROGRESSING: &str = "Progressing";
 pub const INVALID_SPEC: &str = "InvalidSpec";
+pub const UNSAFE_SETTINGS: &str = "UnsafeSettings";
 
 /// Rewrites the three conditions from the status' phase, reason and releases.
 pub fn set_conditions(st: &mut AurenRuntimeStatus, generation: i64, now: Timestamp) {
@@ -56,6 +57,38 @@ pub fn set_conditions(st: &mut AurenRuntimeStatus, generation: i64, now: Timesta
             now,
         );
     }
+}
+
+/// The unsafe settings the release runs on purpose (`spec.allowUnsafe`), e.g.
+/// `FAULT_ERROR_RATE=0.2 (faults)`: the `UnsafeSettings` condition is True while there is any.
+/// Returns the message when the condition now says something it did not say before (worth a
+/// Warning Event), `None` when nothing new is allowed.
+pub fn set_unsafe_condition(
+    st: &mut AurenRuntimeStatus,
+    allowed: &[String],
+    generation: i64,
+    now: Timestamp,
+) -> Option<String> {
+    let on = !allowed.is_empty();
+    let (reason, message) = if on {
+        let list = allowed.join(", ");
+        let text = format!("unsafe settings run on purpose (spec.allowUnsafe): {list}");
+        ("UnsafeSettingsAllowed", text)
+    } else {
+        ("NoUnsafeSettings", "no unsafe setting is on".to_owned())
+    };
+    let before = st.conditions.iter().find(|c| c.type_ == UNSAFE_SETTINGS);
+    let news = on && before.is_none_or(|c| c.status != "True" || c.message != message);
+    upsert(
+        &mut st.conditions,
+        UNSAFE_SETTINGS,
+        on,
+        reason,
+        &message,
+        generation,
+        now,
+    );
+    news.then_some(message)
 }
 
 fn upsert(
@@ -138,5 +171,36 @@ mod tests {
             st.conditions.iter().all(|c| !c.message.is_empty()),
             "Kubernetes 1.20 refuses an empty message"
         );
+    }
+
+    #[test]
+    fn allowed_unsafe_settings_are_news_once() {
+        let mut st = AurenRuntimeStatus::default();
+        assert_eq!(set_unsafe_condition(&mut st, &[], 1, at(100)), None);
+        assert_eq!(condition(&st, UNSAFE_SETTINGS).status, "False");
+        let faults = ["FAULT_ERROR_RATE=0.2 (faults)".to_owned()];
+        let news = set_unsafe_condition(&mut st, &faults, 2, at(200)).unwrap();
+        assert!(news.contains("FAULT_ERROR_RATE=0.2"), "{news}");
+        let on = condition(&st, UNSAFE_SETTINGS);
+        assert_eq!(
+            (on.status.as_str(), on.reason.as_str()),
+            ("True", "UnsafeSettingsAllowed")
+        );
+        assert_eq!(
+            set_unsafe_condition(&mut st, &faults, 2, at(300)),
+            None,
+            "said once"
+        );
+        assert_eq!(
+            condition(&st, UNSAFE_SETTINGS).last_transition_time,
+            Time(at(200))
+        );
+        let more = ["FAULT_ERROR_RATE=0.5 (faults)".to_owned()];
+        assert!(
+            set_unsafe_condition(&mut st, &more, 3, at(400)).is_some(),
+            "a new value is news"
+        );
+        assert_eq!(set_unsafe_condition(&mut st, &[], 4, at(500)), None);
+        assert_eq!(condition(&st, UNSAFE_SETTINGS).status, "False");
     }
 }

@@ -14,7 +14,7 @@ use crate::api::{
     canary_steps, parse_duration, validate,
 };
 
-use super::conditions::set_conditions;
+use super::conditions::{set_conditions, set_unsafe_condition};
 use super::controls::{self, Control};
 use super::render::render;
 use super::world::{Event, EventKind, Observed, Plan, ReleaseState, ServiceTarget};
@@ -784,12 +784,26 @@ impl<'a> Decision<'a> {
         }
         self.st.ready = self.ready_text();
         set_conditions(&mut self.st, self.obs.generation, self.obs.now);
+        self.mark_unsafe_settings();
         let requeue_after = self.requeue_after();
         Plan {
             status: self.st,
             world,
             events: self.events,
             requeue_after,
+        }
+    }
+
+    /// Unsafe settings allowed by `spec.allowUnsafe` and in use: a condition, and a Warning
+    /// Event whenever that list changes.
+    fn mark_unsafe_settings(&mut self) {
+        let allowed: Vec<String> = (self.obs.spec.unsafe_settings().into_iter())
+            .filter(|(setting, _)| self.obs.spec.allow_unsafe.contains(setting))
+            .map(|(setting, variable)| format!("{variable} ({})", setting.as_str()))
+            .collect();
+        let (generation, now) = (self.obs.generation, self.obs.now);
+        if let Some(message) = set_unsafe_condition(&mut self.st, &allowed, generation, now) {
+            self.event(EventKind::Warning, "UnsafeSettingsAllowed", message);
         }
     }
 

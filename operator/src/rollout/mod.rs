@@ -16,7 +16,7 @@ mod decide;
 mod render;
 mod world;
 
-pub use conditions::{AVAILABLE, INVALID_SPEC, PROGRESSING, set_conditions};
+pub use conditions::{AVAILABLE, INVALID_SPEC, PROGRESSING, UNSAFE_SETTINGS, set_conditions};
 pub use controls::Control;
 pub use decide::decide;
 pub use world::{

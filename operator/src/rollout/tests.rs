@@ -844,6 +844,56 @@ fn invalid_spec_changes_nothing_and_says_why() {
 }
 
 #[test]
+fn unsafe_settings_roll_out_only_when_allowed_and_say_so() {
+    let mut f = Fixture::healthy_v1();
+    f.spec.image = V2.into();
+    f.spec
+        .config
+        .insert("FAULT_ERROR_RATE".into(), "0.2".into());
+    let plan = f.step();
+    assert_eq!(
+        (f.phase(), f.reason()),
+        (Phase::InvalidSpec, "UnsafeSettingRefused")
+    );
+    assert_eq!(plan.world, None, "nothing is rolled out");
+    assert!(f.status.candidate.is_none());
+    assert_eq!(plan.events[0].kind, EventKind::Warning);
+    assert!(plan.events[0].message.contains("spec.allowUnsafe"));
+
+    f.spec.allow_unsafe = vec![crate::api::UnsafeSetting::Faults];
+    let plan = f.step();
+    assert!(plan.world.is_some());
+    assert_eq!(f.phase(), Phase::Progressing, "v2 rolls out");
+    let unsafe_condition = |f: &Fixture| {
+        let c = f
+            .status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == UNSAFE_SETTINGS)
+            .unwrap();
+        (c.status.clone(), c.message.clone())
+    };
+    let (status, message) = unsafe_condition(&f);
+    assert_eq!(status, "True");
+    assert!(
+        message.contains("FAULT_ERROR_RATE=0.2 (faults)"),
+        "{message}"
+    );
+    let warned = |plan: &Plan| {
+        plan.events
+            .iter()
+            .filter(|e| e.reason == "UnsafeSettingsAllowed" && e.kind == EventKind::Warning)
+            .count()
+    };
+    assert_eq!(warned(&plan), 1);
+    assert_eq!(warned(&f.step()), 0, "one Event, not one per reconcile");
+
+    f.spec.config.clear();
+    f.step();
+    assert_eq!(unsafe_condition(&f).0, "False");
+}
+
+#[test]
 fn reverting_the_spec_mid_rollout_abandons_the_candidate() {
     let mut f = Fixture::analyzing_v2();
     f.spec.image = V1.into();

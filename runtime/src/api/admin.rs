@@ -1,6 +1,6 @@
 //! The admin API: the consumer's role (active/standby), switched by the operator during a
-//! cutover. Every call needs `Authorization: Bearer <ADMIN_TOKEN>`; without a configured
-//! token every call is refused.
+//! cutover. Served on `ADMIN_PORT` only, never on the public port. Every call needs
+//! `Authorization: Bearer <ADMIN_TOKEN>`; without a configured token every call is refused.
 
 use std::time::Duration;
 
@@ -25,7 +25,7 @@ fn authorize(s: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(bearer_token)
         .unwrap_or("");
     if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
         Ok(())
@@ -34,6 +34,15 @@ fn authorize(s: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
             "missing or wrong admin token".into(),
         ))
     }
+}
+
+/// The token of an `Authorization: Bearer <token>` value. The scheme is case-insensitive and
+/// may be followed by more than one space (RFC 9110 §11.1, RFC 6750 §2.1); header names are
+/// case-insensitive already in `HeaderMap`.
+pub fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim_start_matches(' ');
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 fn current(s: &AppState) -> RoleStatus {
@@ -88,5 +97,26 @@ pub async fn put_role(
         Ok(Ok(Ok(_))) => Ok(Json(current(&s))),
         Ok(Ok(Err(e))) => Err(unavailable(&format!("role switch failed: {e}"))),
         Ok(Err(_)) | Err(_) => Err(unavailable("role switch did not complete in time")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_token;
+
+    #[test]
+    fn the_bearer_scheme_matches_in_any_case() {
+        for value in [
+            "Bearer t0k",
+            "bearer t0k",
+            "BEARER t0k",
+            "Bearer   t0k",
+            " Bearer t0k ",
+        ] {
+            assert_eq!(bearer_token(value), Some("t0k"), "{value:?}");
+        }
+        for value in ["Basic t0k", "Bearer", "Bearer ", "Bearert0k", "t0k", ""] {
+            assert_eq!(bearer_token(value), None, "{value:?}");
+        }
     }
 }

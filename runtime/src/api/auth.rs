@@ -9,7 +9,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use super::replay::ReplayKey;
-use crate::ingest::Device;
+use crate::ingest::{Device, SignedOrigin};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -78,7 +78,11 @@ impl SignatureVerifier {
     }
 
     /// Like [`Self::verify`], and tells which signed request it was (`None` when checks are
-    /// disabled): what the replay guard remembers.
+    /// disabled): what the replay guard remembers and what names the request's events.
+    ///
+    /// A device without a secret goes through the same steps as one with a secret (a MAC
+    /// under a stand-in key), so it is refused at the same point and in about the same time
+    /// as a wrong signature; [`AuthError::answer`] then tells both apart from nothing.
     pub fn verify_signed(
         &self,
         device: Device,
@@ -90,10 +94,6 @@ impl SignatureVerifier {
         if !self.enabled {
             return Ok(None);
         }
-        let secret = self
-            .secrets
-            .get(&device)
-            .ok_or(AuthError::NoSecret(device.as_str()))?;
         let (Some(ts), Some(sig)) = (timestamp, signature) else {
             return Err(AuthError::MissingHeaders);
         };
@@ -102,12 +102,29 @@ impl SignatureVerifier {
             return Err(AuthError::Stale(self.tolerance_secs));
         }
         let expected = parse_signature(sig)?;
-        let m = mac(secret, ts.trim(), body).ok_or(AuthError::Mismatch)?;
-        m.verify_slice(&expected).map_err(|_| AuthError::Mismatch)?;
-        Ok(Some(Signed {
-            key: ReplayKey::new(device as u8, &expected),
-            timestamp: ts_value,
-        }))
+        let secret = self.secrets.get(&device);
+        let key = secret.map_or(NO_SECRET_STAND_IN, Vec::as_slice);
+        let m = mac(key, ts.trim(), body).ok_or(AuthError::Mismatch)?;
+        let matches = m.verify_slice(&expected).is_ok();
+        match (secret, matches) {
+            (None, _) => Err(AuthError::NoSecret(device.as_str())),
+            (Some(_), false) => Err(AuthError::Mismatch),
+            (Some(_), true) => Ok(Some(Signed::new(device, ts_value, &expected))),
+        }
+    }
+}
+
+/// The key a device without a secret is checked with; the outcome is thrown away.
+const NO_SECRET_STAND_IN: &[u8] = b"auren: no secret configured for this device";
+
+impl AuthError {
+    /// What the sender is told. A device without a secret reads as a wrong signature, so
+    /// nobody can find out which devices are configured.
+    pub fn answer(&self) -> String {
+        match self {
+            AuthError::NoSecret(_) => AuthError::Mismatch.to_string(),
+            other => other.to_string(),
+        }
     }
 }
 
@@ -118,6 +135,22 @@ pub struct Signed {
     pub key: ReplayKey,
     /// The signed `X-Auren-Timestamp`.
     pub timestamp: i64,
+    /// The same request as the name of its events.
+    pub origin: SignedOrigin,
+}
+
+impl Signed {
+    fn new(device: Device, timestamp: i64, mac: &[u8; 32]) -> Self {
+        Signed {
+            key: ReplayKey::new(device as u8, mac),
+            timestamp,
+            origin: SignedOrigin {
+                device,
+                timestamp,
+                mac: *mac,
+            },
+        }
+    }
 }
 
 /// HMAC takes keys of any length, so this is `None` only in theory.
@@ -129,15 +162,17 @@ fn mac(secret: &[u8], timestamp: &str, body: &[u8]) -> Option<HmacSha256> {
     Some(m)
 }
 
-fn parse_signature(header: &str) -> Result<Vec<u8>, AuthError> {
-    let hex_part = header
+/// `sha256=<64 hex digits>`; the algorithm name and the hex digits in either case.
+fn parse_signature(header: &str) -> Result<[u8; 32], AuthError> {
+    let (algorithm, hex_part) = header
         .trim()
-        .strip_prefix("sha256=")
+        .split_once('=')
         .ok_or(AuthError::BadSignatureFormat)?;
-    let bytes = hex::decode(hex_part).map_err(|_| AuthError::BadSignatureFormat)?;
-    if bytes.len() != 32 {
+    if !algorithm.eq_ignore_ascii_case("sha256") {
         return Err(AuthError::BadSignatureFormat);
     }
+    let mut bytes = [0u8; 32];
+    hex::decode_to_slice(hex_part, &mut bytes).map_err(|_| AuthError::BadSignatureFormat)?;
     Ok(bytes)
 }
 
@@ -229,6 +264,57 @@ mod tests {
         assert_eq!(
             off.verify_signed(Device::Oura, None, None, b"", 0),
             Ok(None)
+        );
+    }
+
+    #[test]
+    fn a_device_without_a_secret_is_answered_like_a_wrong_signature() {
+        let v = verifier();
+        let now = 1_795_000_000;
+        let body = br#"{"a":1}"#;
+        let ts = now.to_string();
+        let sig = sign(b"s3cret", now, body);
+        let unknown = v
+            .verify(Device::Whoop, Some(&ts), Some(&sig), body, now)
+            .unwrap_err();
+        let wrong = v
+            .verify(
+                Device::Oura,
+                Some(&ts),
+                Some(&sign(b"x", now, body)),
+                body,
+                now,
+            )
+            .unwrap_err();
+        assert_eq!(unknown, AuthError::NoSecret("whoop"), "the log may say why");
+        assert_eq!(unknown.answer(), wrong.answer(), "the sender may not");
+        // Refused at the same step as a configured device: malformed before missing secret.
+        assert_eq!(
+            v.verify(Device::Whoop, None, None, body, now),
+            Err(AuthError::MissingHeaders)
+        );
+        assert_eq!(
+            v.verify(Device::Whoop, Some(&ts), Some("sha1=00"), body, now),
+            Err(AuthError::BadSignatureFormat)
+        );
+    }
+
+    #[test]
+    fn the_algorithm_name_and_hex_digits_match_in_any_case() {
+        let v = verifier();
+        let now = 1_795_000_000;
+        let body = br#"{"a":1}"#;
+        let sig = sign(b"s3cret", now, body);
+        let upper = format!("SHA256={}", sig["sha256=".len()..].to_ascii_uppercase());
+        assert_eq!(
+            v.verify(
+                Device::Oura,
+                Some(&now.to_string()),
+                Some(&upper),
+                body,
+                now
+            ),
+            Ok(())
         );
     }
 

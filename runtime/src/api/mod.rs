@@ -73,24 +73,38 @@ impl AppState {
     }
 }
 
+/// The public port: webhooks (api mode), health, readiness, liveness, metrics. No admin route:
+/// `/admin/*` is 404 here.
 pub fn router(state: AppState) -> Router {
-    let release =
-        HeaderValue::from_str(&state.config.release).unwrap_or(HeaderValue::from_static("unknown"));
-    let request_id = HeaderName::from_static(auren_contract::headers::REQUEST_ID);
     let max_body = usize::try_from(state.config.max_body_bytes).unwrap_or(usize::MAX);
-    Router::new()
+    let routes = Router::new()
         .route("/webhooks/{device}", post(webhooks::single))
         .route("/webhooks/{device}/batch", post(webhooks::batch))
-        .route(
-            auren_contract::paths::ADMIN_CONSUMER_ROLE,
-            get(admin::get_role).put(admin::put_role),
-        )
         .route(auren_contract::paths::HEALTH, get(observe::health))
         .route(auren_contract::paths::READINESS, get(observe::readiness))
         .route(auren_contract::paths::LIVE, get(observe::live))
         .route(auren_contract::paths::METRICS, get(observe::metrics))
+        .layer(DefaultBodyLimit::max(max_body));
+    common_layers(routes, state)
+}
+
+/// The admin port (`ADMIN_PORT`): the admin API only, for the operator.
+pub fn admin_router(state: AppState) -> Router {
+    let routes = Router::new().route(
+        auren_contract::paths::ADMIN_CONSUMER_ROLE,
+        get(admin::get_role).put(admin::put_role),
+    );
+    common_layers(routes, state)
+}
+
+/// What every response gets: the 404 document, request metrics, the release header and the
+/// request id.
+fn common_layers(routes: Router<AppState>, state: AppState) -> Router {
+    let release =
+        HeaderValue::from_str(&state.config.release).unwrap_or(HeaderValue::from_static("unknown"));
+    let request_id = HeaderName::from_static(auren_contract::headers::REQUEST_ID);
+    routes
         .fallback(observe::not_found)
-        .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             observe::track_requests,

@@ -1,7 +1,8 @@
 //! `POST /webhooks/{device}` and `POST /webhooks/{device}/batch`: authenticate, normalise,
 //! write to Kafka, and answer 202 only once the broker holds every event. A signed request is
 //! accepted once: its signature is reserved right after it verifies and remembered only when
-//! the answer is 202; any other outcome frees it for the sender's retry.
+//! the answer is 202; any other outcome frees it for the sender's retry. Beyond this pod's
+//! memory, a signed request's events carry ids derived from it, so the store keeps one copy.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -11,9 +12,10 @@ use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
 use super::AppState;
+use super::auth::AuthError;
 use super::error::ApiError;
 use super::replay::Reservation;
-use crate::ingest::{self, Device, Event, IngestError};
+use crate::ingest::{self, Device, Event, IngestError, SignedOrigin};
 use crate::kafka::producer::ProduceError;
 
 type Accepted = (StatusCode, Json<Value>);
@@ -24,10 +26,13 @@ pub async fn single(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Accepted, ApiError> {
-    let (device, body, reservation) = admit(&s, &device, &headers, body).await?;
-    let event = ingest::normalise(device, &body, chrono::Utc::now()).map_err(refusal)?;
+    let admitted = admit(&s, &device, &headers, body).await?;
+    let device = admitted.device;
+    let mut event =
+        ingest::normalise(device, &admitted.body, chrono::Utc::now()).map_err(refusal)?;
+    admitted.name(std::slice::from_mut(&mut event));
     publish(&s, std::slice::from_ref(&event)).await?;
-    remember(&s, reservation);
+    remember(&s, admitted.reservation);
     tracing::debug!(event_id = %event.id, user_id = %event.user_id, device = device.as_str(), "event accepted");
     Ok((
         StatusCode::ACCEPTED,
@@ -41,17 +46,18 @@ pub async fn batch(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Accepted, ApiError> {
-    let (device, body, reservation) = admit(&s, &device, &headers, body).await?;
+    let admitted = admit(&s, &device, &headers, body).await?;
     let max = usize::try_from(s.config.max_batch_events).unwrap_or(usize::MAX);
-    let events =
-        ingest::normalise_batch(device, &body, chrono::Utc::now(), max).map_err(|(index, e)| {
-            match refusal(e) {
-                ApiError::Invalid(detail) => ApiError::Invalid(format!("item {index}: {detail}")),
-                other => other,
-            }
-        })?;
+    let now = chrono::Utc::now();
+    let mut events = ingest::normalise_batch(admitted.device, &admitted.body, now, max).map_err(
+        |(index, e)| match refusal(e) {
+            ApiError::Invalid(detail) => ApiError::Invalid(format!("item {index}: {detail}")),
+            other => other,
+        },
+    )?;
+    admitted.name(&mut events);
     publish(&s, &events).await?;
-    remember(&s, reservation);
+    remember(&s, admitted.reservation);
     let ids: Vec<_> = events.iter().map(|e| e.id).collect();
     Ok((
         StatusCode::ACCEPTED,
@@ -59,15 +65,35 @@ pub async fn batch(
     ))
 }
 
+/// A request past authentication, replay check and faults.
+struct Admitted {
+    device: Device,
+    body: Bytes,
+    /// Signed requests only: must be confirmed on a 202; dropping it frees the signature.
+    reservation: Option<Reservation>,
+    /// Signed requests only: names the request's events.
+    origin: Option<SignedOrigin>,
+}
+
+impl Admitted {
+    /// A signed request's events get ids derived from it, so a replay that reaches another pod
+    /// (or this one after a restart) is the same event and stored once; unsigned requests
+    /// (`WEBHOOK_AUTH=disabled`) keep the fresh UUIDv7s minted at ingest.
+    fn name(&self, events: &mut [Event]) {
+        if let Some(origin) = &self.origin {
+            origin.identify(events);
+        }
+    }
+}
+
 /// Everything before parsing: known device, body within the limit, valid signature, not a
-/// replay, faults. The reservation (signed requests only) must be confirmed on a 202; dropping
-/// it frees the signature again.
+/// replay, faults.
 async fn admit(
     s: &AppState,
     device: &str,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(Device, Bytes, Option<Reservation>), ApiError> {
+) -> Result<Admitted, ApiError> {
     let device =
         Device::from_path(device).ok_or_else(|| ApiError::UnknownDevice(device.to_string()))?;
     let body = body.map_err(|r| match r.status() {
@@ -84,7 +110,8 @@ async fn admit(
             &body,
             chrono::Utc::now().timestamp(),
         )
-        .map_err(|e| ApiError::Unauthorized(e.to_string()))?;
+        .map_err(|e| unauthorized(device, &e))?;
+    let origin = signed.map(|signed| signed.origin);
     let reservation = match (&s.replay, signed) {
         (Some(guard), Some(signed)) => {
             let reserved = guard.reserve(signed.key, signed.timestamp);
@@ -96,7 +123,18 @@ async fn admit(
         _ => None,
     };
     inject_faults(s).await?;
-    Ok((device, body, reservation))
+    Ok(Admitted {
+        device,
+        body,
+        reservation,
+        origin,
+    })
+}
+
+/// The same answer for a device without a secret as for a wrong signature; the log says which.
+fn unauthorized(device: Device, e: &AuthError) -> ApiError {
+    tracing::debug!(device = device.as_str(), reason = %e, "webhook refused");
+    ApiError::Unauthorized(e.answer())
 }
 
 /// The request is answered 202: its signature is remembered, so a replay is refused.

@@ -45,6 +45,8 @@ where
 
 pub struct Runtime {
     pub port: u16,
+    /// `ADMIN_PORT`: the admin API is served here only.
+    pub admin_port: u16,
     pub log: PathBuf,
     child: Option<Child>,
     env: Vec<(String, String)>,
@@ -59,6 +61,7 @@ impl Runtime {
         all.push(("RUN_MODE".into(), mode.into()));
         let mut r = Runtime {
             port: free_port(),
+            admin_port: free_port(),
             log: scratch_dir().join(format!("{mode}.log")),
             child: None,
             env: all,
@@ -78,6 +81,7 @@ impl Runtime {
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("API_HOST", "127.0.0.1")
             .env("API_PORT", self.port.to_string())
+            .env("ADMIN_PORT", self.admin_port.to_string())
             .env("LOG_FORMAT", "text")
             .env(
                 "WEBHOOK_SECRET_OURA",
@@ -94,6 +98,11 @@ impl Runtime {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// A URL on the admin port.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.admin_port)
     }
 
     pub async fn wait_ready(&self, timeout: Duration) {
@@ -193,6 +202,9 @@ pub async fn post_event(
     }
 }
 
+/// The value of a metric: the sum of its series named exactly `name` (with any labels), or of
+/// the one series `name{labels}` when `name` carries labels. Panics when no such series is
+/// exposed: a missing series is a broken contract, not a zero.
 pub async fn metric(client: &reqwest::Client, rt: &Runtime, name: &str) -> f64 {
     let text = client
         .get(rt.url("/metrics"))
@@ -202,15 +214,26 @@ pub async fn metric(client: &reqwest::Client, rt: &Runtime, name: &str) -> f64 {
         .text()
         .await
         .expect("text");
-    text.lines()
-        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    metric_in(&text, name).unwrap_or_else(|| panic!("no series {name} in /metrics:\n{text}"))
+}
+
+/// [`metric`] on exposition text; `None` when no series matches.
+pub fn metric_in(text: &str, name: &str) -> Option<f64> {
+    let values: Vec<f64> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .filter(|(series, _)| {
+            *series == name || (!name.contains('{') && series.starts_with(&format!("{name}{{")))
+        })
+        .filter_map(|(_, value)| value.parse::<f64>().ok())
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
 }
 
 pub async fn admin_role(client: &reqwest::Client, rt: &Runtime, role: &str) -> Value {
     let r = client
-        .put(rt.url("/admin/consumer/role"))
+        .put(rt.admin_url("/admin/consumer/role"))
         .bearer_auth(ADMIN_TOKEN)
         .json(&serde_json::json!({ "role": role }))
         .send()
@@ -335,6 +358,19 @@ impl Load {
         }
     }
 
+    /// Asserts that the pipeline works before a fault is injected: waits (at most 30 s) for
+    /// the first 202 and fails without one. Returns the events accepted so far.
+    pub async fn accepted_before_the_fault(&self) -> usize {
+        let accepted = || self.accepted.lock().unwrap().len();
+        wait_until(
+            "events accepted before the fault",
+            Duration::from_secs(30),
+            || std::future::ready(accepted() > 0),
+        )
+        .await;
+        accepted()
+    }
+
     /// Stops the clients; returns the accepted ids and how many requests got 202.
     pub async fn finish(self) -> (std::collections::HashSet<String>, usize) {
         self.stop.cancel();
@@ -382,8 +418,13 @@ async fn send_batches(
     ok
 }
 
-/// Waits until every accepted event is stored, then checks each is stored exactly once.
+/// Waits until every accepted event is stored, then checks each is stored exactly once. An
+/// empty set proves nothing, so it fails.
 pub async fn assert_all_stored_once(db: &str, accepted: &std::collections::HashSet<String>) {
+    assert!(
+        !accepted.is_empty(),
+        "no event was accepted: nothing to check"
+    );
     let want = accepted.len() as i64;
     wait_until(
         "every accepted event stored",
