@@ -165,15 +165,32 @@ async fn assert_operator_pods(ns: &TestNs) {
             .iter()
             .find(|(_, p)| p == pod)
             .unwrap_or_else(|| panic!("no process of {pod} on this host: {processes:?}"));
-        let c = confinement(*pid);
-        eprintln!("operator pod {pod}: pid {pid} {c:?}");
-        assert_eq!(c.uid, NONROOT, "runAsUser enforced");
-        assert!(c.no_new_privs, "allowPrivilegeEscalation: false enforced");
-        assert_eq!(c.effective_caps, "0000000000000000", "capabilities dropped");
-        assert!(c.seccomp_filtered, "RuntimeDefault seccomp profile loaded");
-        assert!(c.root_read_only, "readOnlyRootFilesystem enforced");
-        assert!(c.own_mount_namespace, "a container, not a host process");
+        assert_confined(*pid, &format!("operator pod {pod}"));
     }
+}
+
+/// The kernel enforces the restricted securityContext on the process `pid` of `what`.
+fn assert_confined(pid: u32, what: &str) {
+    let c = confinement(pid);
+    eprintln!("{what}: pid {pid} {c:?}");
+    assert_eq!(c.uid, NONROOT, "{what}: runAsUser enforced");
+    assert!(
+        c.no_new_privs,
+        "{what}: allowPrivilegeEscalation: false enforced"
+    );
+    assert_eq!(
+        c.effective_caps, "0000000000000000",
+        "{what}: capabilities dropped"
+    );
+    assert!(
+        c.seccomp_filtered,
+        "{what}: RuntimeDefault seccomp profile loaded"
+    );
+    assert!(c.root_read_only, "{what}: readOnlyRootFilesystem enforced");
+    assert!(
+        c.own_mount_namespace,
+        "{what}: a container, not a host process"
+    );
 }
 
 /// A pod that containerd runs: a containerd container id, an image of `repository` (the CRI
@@ -238,6 +255,9 @@ async fn assert_runtime_pods(ns: &TestNs) {
             .unwrap_or_default();
         assert!(image.starts_with("auren/runtime:"), "{image}");
         images.extend(assert_runs_in_a_container(pod, "docker.io/auren/runtime:"));
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let pid = container_pid(pod).unwrap_or_else(|| panic!("{name}: no pid in runc's state"));
+        assert_confined(pid, &format!("runtime pod {name}"));
     }
     assert_eq!(
         images.len(),
