@@ -244,7 +244,12 @@ async fn assert_runtime_pods(ns: &TestNs) {
     let running: Vec<&Pod> = pods
         .items
         .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
         .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+        .filter(|p| {
+            let statuses = p.status.as_ref().and_then(|s| s.container_statuses.clone());
+            statuses.is_some_and(|c| c.iter().all(|c| c.started == Some(true)))
+        })
         .collect();
     assert!(!running.is_empty(), "runtime pods are running");
     let mut images = HashSet::new();
