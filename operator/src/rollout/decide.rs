@@ -400,6 +400,7 @@ impl<'a> Decision<'a> {
             failures: 0,
             consecutive_failures: 0,
             inconclusive: 0,
+            dependency_outages: 0,
             last_measured_at: None,
             passed_at: None,
         });
@@ -658,6 +659,7 @@ impl<'a> Decision<'a> {
             failures: 0,
             consecutive_failures: 0,
             inconclusive: 0,
+            dependency_outages: 0,
             last_measured_at: None,
             passed_at: None,
         }
@@ -1000,6 +1002,8 @@ fn count(progress: &mut AnalysisProgress, verdict: Verdict) {
             progress.consecutive_failures += 1;
         }
         Verdict::Inconclusive => progress.inconclusive += 1,
+        // Neither a success nor a failure: the failures in a row stay as they were.
+        Verdict::DependencyOutage => progress.dependency_outages += 1,
     }
 }
 
