@@ -482,6 +482,21 @@ mod tests {
             Verdict::Fail
         );
         assert_eq!(round_verdict(&[]), Verdict::Inconclusive);
+        use Verdict::{DependencyOutage, Fail, Inconclusive, Pass};
+        assert_eq!(
+            round_verdict(&[m(DependencyOutage), m(Fail)]),
+            Fail,
+            "a failure outweighs an outage"
+        );
+        assert_eq!(
+            round_verdict(&[m(Pass), m(DependencyOutage)]),
+            DependencyOutage
+        );
+        assert_eq!(
+            round_verdict(&[m(Inconclusive), m(DependencyOutage)]),
+            DependencyOutage,
+            "no data during an outage waits for it instead of asking a human"
+        );
     }
 
     /// Evidence of one revision whose `metric: prometheus` check `c` measured `value`, from
@@ -610,30 +625,6 @@ mod tests {
         assert_eq!(
             verdict_of(&both, policy, &worse, Some(&stable)).0,
             Verdict::Fail
-        );
-    }
-
-    #[test]
-    fn a_failure_outweighs_an_outage_in_a_round() {
-        let m = |verdict| Measurement {
-            check: "c".into(),
-            revision: "r".into(),
-            value: None,
-            threshold: String::new(),
-            verdict,
-            reason: None,
-            at: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
-        };
-        use Verdict::{DependencyOutage, Fail, Inconclusive, Pass};
-        assert_eq!(round_verdict(&[m(DependencyOutage), m(Fail)]), Fail);
-        assert_eq!(
-            round_verdict(&[m(Pass), m(DependencyOutage)]),
-            DependencyOutage
-        );
-        assert_eq!(
-            round_verdict(&[m(Inconclusive), m(DependencyOutage)]),
-            DependencyOutage,
-            "no data during an outage waits for it instead of asking a human"
         );
     }
 

@@ -59,6 +59,20 @@ impl Fixture {
         f
     }
 
+    /// v2 passes its analysis and takes over traffic and consumers; v1 stays up as previous.
+    fn promote_v2(&mut self) {
+        let (v1, v2) = (hash(V1), hash(V2));
+        for _ in 0..3 {
+            self.measure(&v2, Verdict::Pass, 0.0);
+        }
+        self.step();
+        self.run(&[
+            (v1, ready(2, 1, ConsumerRole::Standby)),
+            (v2, ready(2, 1, ConsumerRole::Active)),
+        ]);
+        assert_eq!(self.reason(), "Promoted");
+    }
+
     fn decide(&self) -> Plan {
         let desired = revision::of(&self.spec).unwrap();
         let observed = Observed {
@@ -713,15 +727,7 @@ fn controls_without_a_rollout_are_acknowledged_and_ignored() {
 fn failure_after_promotion_switches_back_to_the_previous_release() {
     let mut f = Fixture::analyzing_v2();
     let (v1, v2) = (hash(V1), hash(V2));
-    for _ in 0..3 {
-        f.measure(&v2, Verdict::Pass, 0.0);
-    }
-    f.step();
-    f.run(&[
-        (v1.clone(), ready(2, 1, ConsumerRole::Standby)),
-        (v2.clone(), ready(2, 1, ConsumerRole::Active)),
-    ]);
-    assert_eq!(f.reason(), "Promoted");
+    f.promote_v2();
     let plan = f.decide();
     let watch = plan.world.as_ref().unwrap().analyze.clone().unwrap();
     assert_eq!(
@@ -758,14 +764,7 @@ fn failure_after_promotion_switches_back_to_the_previous_release() {
 fn crash_after_promotion_also_switches_back() {
     let mut f = Fixture::analyzing_v2();
     let (v1, v2) = (hash(V1), hash(V2));
-    for _ in 0..3 {
-        f.measure(&v2, Verdict::Pass, 0.0);
-    }
-    f.step();
-    f.run(&[
-        (v1.clone(), ready(2, 1, ConsumerRole::Standby)),
-        (v2.clone(), ready(2, 1, ConsumerRole::Active)),
-    ]);
+    f.promote_v2();
     let mut crashing = ready(2, 1, ConsumerRole::Active);
     crashing.consumer.crash_looping = true;
     f.observe(&[
@@ -1320,16 +1319,8 @@ fn an_outage_after_promotion_does_not_switch_back() {
         scale_down_delay_seconds: 120,
         ..Default::default()
     });
-    let (v1, v2) = (hash(V1), hash(V2));
-    for _ in 0..3 {
-        f.measure(&v2, Verdict::Pass, 0.0);
-    }
-    f.step();
-    f.run(&[
-        (v1.clone(), ready(2, 1, ConsumerRole::Standby)),
-        (v2.clone(), ready(2, 1, ConsumerRole::Active)),
-    ]);
-    assert_eq!(f.reason(), "Promoted");
+    let v2 = hash(V2);
+    f.promote_v2();
     for _ in 0..4 {
         f.measure(&v2, Verdict::DependencyOutage, 0.3);
     }
