@@ -53,6 +53,10 @@ pub mod components {
     pub const FAULTS: &str = "faults";
     /// Present (degraded) while webhook signatures are off (API mode).
     pub const WEBHOOK_AUTH: &str = "webhook_auth";
+    /// The dependencies a release shares with every other release of it: Kafka (both modes)
+    /// and PostgreSQL (`database`, consumer mode). When they are not healthy, a failing check
+    /// may be an outage rather than the release's fault (the operator's analysis).
+    pub const DEPENDENCIES: [&str; 2] = ["kafka", "database"];
 }
 
 /// Ports every runtime pod listens on.

@@ -172,6 +172,7 @@ impl Metrics {
                 Verdict::Pass => "Pass",
                 Verdict::Fail => "Fail",
                 Verdict::Inconclusive => "Inconclusive",
+                Verdict::DependencyOutage => "DependencyOutage",
             };
             self.verdicts.get_or_create(&VerdictLabel { verdict }).inc();
         }

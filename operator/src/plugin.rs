@@ -144,15 +144,21 @@ pub fn summary(name: &str, st: &AurenRuntimeStatus) -> String {
     if let Some(a) = &st.analysis {
         let _ = writeln!(
             out,
-            "Analysis:   {} passed, {} failed ({} in a row), {} inconclusive",
-            a.successes, a.failures, a.consecutive_failures, a.inconclusive
+            "Analysis:   {} passed, {} failed ({} in a row), {} inconclusive, {} not counted \
+             (dependency outage)",
+            a.successes, a.failures, a.consecutive_failures, a.inconclusive, a.dependency_outages
         );
     }
     for m in st.measurements.iter().rev().take(6) {
         let value = m.value.map_or("no data".to_owned(), |v| format!("{v:.4}"));
+        let why = m
+            .reason
+            .as_ref()
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default();
         let _ = writeln!(
             out,
-            "  {} {:<14} {value:>10}  {:<24} {:?}",
+            "  {} {:<14} {value:>10}  {:<24} {:?}{why}",
             m.at.0, m.check, m.threshold, m.verdict
         );
     }
@@ -213,5 +219,46 @@ mod tests {
         let table = history(&st);
         assert!(table.lines().nth(1).unwrap().contains("bbb"));
         assert!(table.contains("RolledBack"));
+    }
+
+    #[test]
+    fn summary_says_why_a_measurement_was_not_counted() {
+        let st = AurenRuntimeStatus {
+            phase: Some(Phase::Analyzing),
+            reason: Some("DependencyOutage".into()),
+            analysis: Some(crate::api::AnalysisProgress {
+                revision: "bbb".into(),
+                started_at: Time(Timestamp::from_second(0).unwrap()),
+                successes: 1,
+                failures: 0,
+                consecutive_failures: 0,
+                inconclusive: 0,
+                dependency_outages: 2,
+                last_measured_at: None,
+                passed_at: None,
+            }),
+            measurements: vec![crate::api::Measurement {
+                check: "error-ratio".into(),
+                revision: "bbb".into(),
+                value: Some(0.3),
+                threshold: "<= 0.01".into(),
+                verdict: crate::api::Verdict::DependencyOutage,
+                reason: Some("dependency outage: kafka down for the stable release too".into()),
+                at: Time(Timestamp::from_second(10).unwrap()),
+            }],
+            ..Default::default()
+        };
+        let text = summary("wearables", &st);
+        assert!(
+            text.contains("Phase:      Analyzing (DependencyOutage)"),
+            "{text}"
+        );
+        assert!(text.contains("2 not counted (dependency outage)"), "{text}");
+        assert!(
+            text.contains(
+                "DependencyOutage (dependency outage: kafka down for the stable release too)"
+            ),
+            "{text}"
+        );
     }
 }

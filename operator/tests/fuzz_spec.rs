@@ -585,6 +585,7 @@ impl World {
                         value: Some(0.0),
                         threshold: "fuzz".into(),
                         verdict: Verdict::Pass,
+                        reason: None,
                         at: at.clone(),
                     })
                     .collect();

@@ -1,8 +1,13 @@
 //! Evaluating checks: a measured value against fixed bounds and, optionally, the stable
 //! release's value over the same window. The threshold is written out as text so status and
 //! Events explain each verdict.
+//!
+//! A failing check is a dependency outage, not the candidate's failure, when the stable release
+//! fails it too over the same window (or reports the same dependency down); with no stable
+//! release to compare with, when the candidate's own pods report a dependency down. A
+//! candidate that fails while the stable release is fine fails, as before.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
@@ -22,6 +27,9 @@ pub struct Evidence {
     pub restarts: Option<f64>,
     /// Results of `metric: prometheus` checks, by check name (queried by the controller).
     pub prometheus: BTreeMap<String, f64>,
+    /// Dependencies (`kafka`, `database`) the pods' `/health` reports not healthy at the start
+    /// or the end of the window (read by the controller).
+    pub unhealthy_dependencies: BTreeSet<String>,
 }
 
 impl Evidence {
@@ -41,6 +49,20 @@ impl Evidence {
         };
         value.filter(|v| v.is_finite())
     }
+
+    /// Dependencies reported down: by `/health`, or by an open circuit breaker.
+    pub fn dependencies_down(&self) -> BTreeSet<String> {
+        let breakers = self.window.open_breakers();
+        self.unhealthy_dependencies
+            .union(&breakers)
+            .cloned()
+            .collect()
+    }
+
+    /// Evidence to compare with: at least one pod answered.
+    fn measured(&self) -> bool {
+        !self.window.pods.is_empty()
+    }
 }
 
 /// Evaluates every check of the analysis for `revision` over one window ending `at`.
@@ -58,24 +80,89 @@ pub fn evaluate(
             let policy = check.no_data.unwrap_or(analysis.no_data_policy);
             let baseline = stable.and_then(|s| s.value(check));
             let (verdict, threshold) = judge(check, policy, candidate.value(check), baseline);
+            let outage = (verdict == Verdict::Fail)
+                .then(|| outage(check, candidate, stable))
+                .flatten();
             Measurement {
                 check: check.name.clone(),
                 revision: revision.to_owned(),
                 value: candidate.value(check),
                 threshold,
-                verdict,
+                verdict: outage
+                    .as_ref()
+                    .map_or(verdict, |_| Verdict::DependencyOutage),
+                reason: outage,
                 at: at.clone(),
             }
         })
         .collect()
 }
 
-/// The verdict of one round: any failure fails it, otherwise any inconclusive check makes it
-/// inconclusive. An empty round is inconclusive: nothing was measured.
+/// Why a failing check is an outage of what the release depends on rather than the release's
+/// own failure, if it is. The stable release decides when it was measured: the same failure
+/// (or the same dependency down) there is an outage, a stable release that is fine makes the
+/// failure the candidate's. Without stable evidence, the candidate's own dependency signals.
+pub fn outage(check: &Check, candidate: &Evidence, stable: Option<&Evidence>) -> Option<String> {
+    match stable.filter(|s| s.measured()) {
+        Some(stable) => stable_fails_too(check, candidate, stable)
+            .or_else(|| shared_dependency(candidate, stable)),
+        None => own_dependency(candidate),
+    }
+}
+
+/// The stable release breaks the check's fixed bounds too, and the candidate is no worse than
+/// the baseline (if the check has one) allows: a candidate worse than the stable release over
+/// the same outage fails on its own.
+fn stable_fails_too(check: &Check, candidate: &Evidence, stable: &Evidence) -> Option<String> {
+    let value = stable.value(check)?;
+    let fails =
+        check.max.is_some_and(|max| value > max) || check.min.is_some_and(|min| value < min);
+    let within_baseline = match (&check.baseline, candidate.value(check)) {
+        (Some(baseline), Some(own)) => own <= baseline_limit(baseline, value),
+        _ => true,
+    };
+    (fails && within_baseline).then(|| {
+        format!(
+            "dependency outage: the stable release fails it too ({})",
+            fmt(value)
+        )
+    })
+}
+
+fn shared_dependency(candidate: &Evidence, stable: &Evidence) -> Option<String> {
+    let down = stable.dependencies_down();
+    let shared: Vec<String> = candidate
+        .dependencies_down()
+        .intersection(&down)
+        .cloned()
+        .collect();
+    (!shared.is_empty()).then(|| {
+        format!(
+            "dependency outage: {} down for the stable release too",
+            shared.join(", ")
+        )
+    })
+}
+
+fn own_dependency(candidate: &Evidence) -> Option<String> {
+    let down: Vec<String> = candidate.dependencies_down().into_iter().collect();
+    (!down.is_empty()).then(|| {
+        format!(
+            "dependency outage: {} down (no stable release to compare with)",
+            down.join(", ")
+        )
+    })
+}
+
+/// The verdict of one round: any failure fails it, otherwise a dependency outage makes it one
+/// (the rollout waits), otherwise any inconclusive check makes it inconclusive. An empty round
+/// is inconclusive: nothing was measured.
 pub fn round_verdict(measurements: &[Measurement]) -> Verdict {
     let has = |v| measurements.iter().any(|m| m.verdict == v);
     if has(Verdict::Fail) {
         Verdict::Fail
+    } else if has(Verdict::DependencyOutage) {
+        Verdict::DependencyOutage
     } else if has(Verdict::Inconclusive) || measurements.is_empty() {
         Verdict::Inconclusive
     } else {
@@ -326,7 +413,7 @@ mod tests {
         Evidence {
             window: Window { pods: vec![pod] },
             restarts,
-            prometheus: BTreeMap::new(),
+            ..Evidence::default()
         }
     }
 
@@ -379,6 +466,7 @@ mod tests {
             value: None,
             threshold: String::new(),
             verdict,
+            reason: None,
             at: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
         };
         assert_eq!(
@@ -394,5 +482,222 @@ mod tests {
             Verdict::Fail
         );
         assert_eq!(round_verdict(&[]), Verdict::Inconclusive);
+        use Verdict::{DependencyOutage, Fail, Inconclusive, Pass};
+        assert_eq!(
+            round_verdict(&[m(DependencyOutage), m(Fail)]),
+            Fail,
+            "a failure outweighs an outage"
+        );
+        assert_eq!(
+            round_verdict(&[m(Pass), m(DependencyOutage)]),
+            DependencyOutage
+        );
+        assert_eq!(
+            round_verdict(&[m(Inconclusive), m(DependencyOutage)]),
+            DependencyOutage,
+            "no data during an outage waits for it instead of asking a human"
+        );
+    }
+
+    /// Evidence of one revision whose `metric: prometheus` check `c` measured `value`, from
+    /// pods that answered (`answered`) and report `down` unhealthy in `/health`.
+    fn measured(value: Option<f64>, answered: bool, down: &[&str]) -> Evidence {
+        let pods = if answered {
+            vec![PodWindow::default()]
+        } else {
+            Vec::new()
+        };
+        Evidence {
+            window: Window { pods },
+            prometheus: value.into_iter().map(|v| ("c".to_owned(), v)).collect(),
+            unhealthy_dependencies: down.iter().map(|d| (*d).to_owned()).collect(),
+            ..Evidence::default()
+        }
+    }
+
+    fn analysis_of(check: Check, policy: NoDataPolicy) -> AnalysisSpec {
+        AnalysisSpec {
+            checks: vec![check],
+            no_data_policy: policy,
+            ..AnalysisSpec::default()
+        }
+    }
+
+    fn verdict_of(
+        check: &Check,
+        policy: NoDataPolicy,
+        candidate: &Evidence,
+        stable: Option<&Evidence>,
+    ) -> (Verdict, Option<String>) {
+        let at = Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH);
+        let analysis = analysis_of(check.clone(), policy);
+        let m = evaluate(&analysis, "r", candidate, stable, &at).remove(0);
+        (m.verdict, m.reason)
+    }
+
+    #[test]
+    fn verdict_table_candidate_and_stable() {
+        use Verdict::{DependencyOutage, Fail, Pass};
+        let er = check(MetricKind::Prometheus, Some(0.01), None);
+        let policy = NoDataPolicy::Ignore;
+        let good = measured(Some(0.001), true, &[]);
+        let bad = measured(Some(0.3), true, &[]);
+        let kafka_down = measured(Some(0.001), true, &["kafka"]);
+        let bad_kafka_down = measured(Some(0.3), true, &["kafka"]);
+        let silent = measured(None, false, &[]);
+        let cases: Vec<(&str, &Evidence, Option<&Evidence>, Verdict)> = vec![
+            ("neither fails", &good, Some(&good), Pass),
+            ("only the stable fails", &good, Some(&bad), Pass),
+            ("only the candidate fails", &bad, Some(&good), Fail),
+            ("both fail", &bad, Some(&bad), DependencyOutage),
+            ("no stable release", &bad, None, Fail),
+            ("the stable pods do not answer", &bad, Some(&silent), Fail),
+            (
+                "kafka down for both",
+                &bad_kafka_down,
+                Some(&kafka_down),
+                DependencyOutage,
+            ),
+            (
+                "kafka down for the candidate only",
+                &bad_kafka_down,
+                Some(&good),
+                Fail,
+            ),
+            (
+                "kafka down, no stable release",
+                &bad_kafka_down,
+                None,
+                DependencyOutage,
+            ),
+            (
+                "kafka down, stable silent",
+                &bad_kafka_down,
+                Some(&silent),
+                DependencyOutage,
+            ),
+            ("kafka down but passing", &kafka_down, None, Pass),
+            ("no candidate data", &silent, Some(&bad), Pass),
+        ];
+        for (name, candidate, stable, verdict) in cases {
+            let (got, reason) = verdict_of(&er, policy, candidate, stable);
+            assert_eq!(got, verdict, "{name}");
+            assert_eq!(
+                reason.is_some(),
+                verdict == DependencyOutage,
+                "{name}: {reason:?}"
+            );
+        }
+        let (_, reason) = verdict_of(&er, policy, &bad, Some(&bad));
+        assert_eq!(
+            reason.as_deref(),
+            Some("dependency outage: the stable release fails it too (0.3)")
+        );
+        let (_, reason) = verdict_of(&er, policy, &bad_kafka_down, None);
+        assert_eq!(
+            reason.as_deref(),
+            Some("dependency outage: kafka down (no stable release to compare with)")
+        );
+    }
+
+    #[test]
+    fn an_open_breaker_is_a_dependency_down() {
+        let mut candidate = measured(Some(0.3), true, &[]);
+        candidate.window.pods[0].end =
+            parse("auren_runtime_circuit_breaker_state{dependency=\"kafka\"} 2\n").unwrap();
+        let er = check(MetricKind::Prometheus, Some(0.01), None);
+        let (verdict, reason) = verdict_of(&er, NoDataPolicy::Ignore, &candidate, None);
+        assert_eq!(verdict, Verdict::DependencyOutage);
+        assert!(reason.unwrap().contains("kafka down"));
+    }
+
+    #[test]
+    fn a_candidate_worse_than_the_baseline_allows_fails_in_an_outage_too() {
+        let both = check(MetricKind::Prometheus, Some(0.05), factor(2.0));
+        let stable = measured(Some(0.2), true, &[]);
+        let within = measured(Some(0.3), true, &[]);
+        let worse = measured(Some(0.5), true, &[]);
+        let policy = NoDataPolicy::Ignore;
+        assert_eq!(
+            verdict_of(&both, policy, &within, Some(&stable)).0,
+            Verdict::DependencyOutage
+        );
+        assert_eq!(
+            verdict_of(&both, policy, &worse, Some(&stable)).0,
+            Verdict::Fail
+        );
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn value() -> impl Strategy<Value = Option<f64>> {
+            prop_oneof![Just(None), (0.0..1.0f64).prop_map(Some)]
+        }
+
+        fn policy() -> impl Strategy<Value = NoDataPolicy> {
+            prop_oneof![
+                Just(NoDataPolicy::Ignore),
+                Just(NoDataPolicy::Inconclusive),
+                Just(NoDataPolicy::Fail)
+            ]
+        }
+
+        fn down() -> impl Strategy<Value = Vec<&'static str>> {
+            proptest::sample::subsequence(vec!["kafka", "database"], 0..=2)
+        }
+
+        fn fails(max: f64, value: Option<f64>) -> bool {
+            value.is_some_and(|v| v > max)
+        }
+
+        proptest! {
+            /// Candidate fails / stable fails / both / neither / no data, with and without
+            /// dependencies reported down on either side.
+            #[test]
+            fn verdict_table(
+                max in 0.0..1.0f64,
+                own in value(),
+                stable_value in value(),
+                stable_answers in any::<bool>(),
+                has_stable in any::<bool>(),
+                own_down in down(),
+                stable_down in down(),
+                policy in policy(),
+            ) {
+                let check = check(MetricKind::Prometheus, Some(max), None);
+                let candidate = measured(own, true, &own_down);
+                let stable = measured(stable_value, stable_answers, &stable_down);
+                let stable = has_stable.then_some(&stable);
+                let (verdict, reason) = verdict_of(&check, policy, &candidate, stable);
+                let judged = judge(&check, policy, own, None).0;
+                let compared = stable.filter(|_| stable_answers);
+                let shared = own_down.iter().any(|d| stable_down.contains(d));
+                let expected = match (judged, compared) {
+                    // Only a failure can become an outage.
+                    (Verdict::Fail, Some(_)) if fails(max, stable_value) || shared => {
+                        Verdict::DependencyOutage
+                    }
+                    (Verdict::Fail, None) if !own_down.is_empty() => Verdict::DependencyOutage,
+                    (judged, _) => judged,
+                };
+                prop_assert_eq!(verdict, expected);
+                prop_assert_eq!(reason.is_some(), verdict == Verdict::DependencyOutage);
+                // A candidate that fails while the stable release is fine fails, as before.
+                if fails(max, own) && compared.is_some() && !fails(max, stable_value) && !shared {
+                    prop_assert_eq!(verdict, Verdict::Fail);
+                }
+                // Neither fails: nothing is relabelled.
+                if own.is_some() && !fails(max, own) {
+                    prop_assert_eq!(verdict, Verdict::Pass);
+                }
+                // No candidate data follows the no-data policy unless that makes it a failure.
+                if own.is_none() && policy != NoDataPolicy::Fail {
+                    prop_assert_eq!(verdict, no_data(policy));
+                }
+            }
+        }
     }
 }

@@ -10,6 +10,6 @@ mod evaluate;
 pub mod exposition;
 mod window;
 
-pub use evaluate::{DEFAULT_QUANTILE, Evidence, evaluate, judge, round_verdict};
+pub use evaluate::{DEFAULT_QUANTILE, Evidence, evaluate, judge, outage, round_verdict};
 pub use exposition::{Exposition, ParseError, Sample, parse};
 pub use window::{PodWindow, Window};

@@ -2,7 +2,7 @@
 //! the pods of one revision. Counters are differenced per pod; a counter that went down (the
 //! pod restarted) counts from zero, as PromQL's `increase` does.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use auren_contract::metrics;
 
@@ -73,6 +73,17 @@ impl Window {
         let mut series = self.pods.iter().flat_map(|p| p.end.series(name)).peekable();
         series.peek()?;
         Some(series.filter(|s| s.value >= BREAKER_OPEN).count() as f64)
+    }
+
+    /// Dependencies (the `dependency` label) whose circuit breaker is open at the end of the
+    /// window on any pod.
+    pub fn open_breakers(&self) -> BTreeSet<String> {
+        let name = metrics::CIRCUIT_BREAKER_STATE;
+        let series = self.pods.iter().flat_map(|p| p.end.series(name));
+        series
+            .filter(|s| s.value >= BREAKER_OPEN)
+            .map(|s| s.label("dependency").to_owned())
+            .collect()
     }
 
     /// Sum over pods of a counter's increase across the series `keep` selects; `None` when no
@@ -340,6 +351,7 @@ mod tests {
         assert_eq!(window.failed_events(), Some(3.0));
         assert_eq!(window.consumer_lag(), Some(13.0));
         assert_eq!(window.breakers_open(), Some(1.0));
+        assert_eq!(window.open_breakers(), BTreeSet::from(["kafka".to_owned()]));
         let silent = Window {
             pods: vec![pod(None, "x 1\n")],
         };
@@ -352,5 +364,6 @@ mod tests {
             ),
             (None, None, None, None)
         );
+        assert!(silent.open_breakers().is_empty());
     }
 }

@@ -166,6 +166,10 @@ pub struct AnalysisProgress {
     pub consecutive_failures: i32,
     /// Inconclusive measurements.
     pub inconclusive: i32,
+    /// Measurements not counted because a dependency was down for the stable release too (or,
+    /// with no stable to compare with, for the measured pods themselves).
+    #[serde(default)]
+    pub dependency_outages: i32,
     /// Time of the newest measurement counted; older ones are never counted twice.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_measured_at: Option<Time>,
@@ -189,6 +193,9 @@ pub struct Measurement {
     pub threshold: String,
     /// The verdict.
     pub verdict: Verdict,
+    /// Why the verdict is not the threshold's alone: for `DependencyOutage`, what the outage is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     /// When the window ended.
     pub at: Time,
 }
@@ -199,6 +206,10 @@ pub enum Verdict {
     Pass,
     Fail,
     Inconclusive,
+    /// Inconclusive (dependency outage): the check fails, but the stable release fails it too
+    /// over the same window, or the pods report Kafka/PostgreSQL down or their circuit breaker
+    /// open. Counted neither as a failure nor as a success: the rollout waits.
+    DependencyOutage,
 }
 
 /// Annotation values the operator has acted on, so each is acted on once.

@@ -3,7 +3,7 @@
 //! window is evaluated and the new scrape becomes the next start. A restarted operator simply
 //! takes a fresh start scrape (one interval is lost, nothing is counted twice).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -24,6 +24,8 @@ struct Scrape {
     at: Timestamp,
     pods: BTreeMap<String, Exposition>,
     restarts: i32,
+    /// Shared dependencies the scraped pods' `/health` reports down.
+    dependencies_down: BTreeSet<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -86,7 +88,7 @@ impl Windows {
         }
         let mut candidate = evidence(&start, &end);
         candidate.prometheus = prometheus_values(http, spec, &request.candidate).await;
-        let baseline = match baseline_revision(spec, &request) {
+        let baseline = match baseline_revision(&request) {
             Some(rev) => self.baseline(http, cluster, &mut tracking, rev, now).await,
             None => None,
         };
@@ -123,7 +125,6 @@ impl Windows {
         &self,
         http: &reqwest::Client,
         key: &str,
-        spec: &AurenRuntimeSpec,
         request: Option<&AnalysisRequest>,
         cluster: &Cluster,
         now: Timestamp,
@@ -139,10 +140,7 @@ impl Windows {
             },
         };
         tracking.request = request.clone();
-        let wanted = [
-            Some(request.candidate.as_str()),
-            baseline_revision(spec, request),
-        ];
+        let wanted = [Some(request.candidate.as_str()), baseline_revision(request)];
         for revision in wanted.into_iter().flatten() {
             if !tracking.starts.contains_key(revision) {
                 let start = scrape(http, cluster, revision, now).await;
@@ -155,10 +153,11 @@ impl Windows {
     }
 }
 
-/// The stable revision, when a check compares with it.
-fn baseline_revision<'a>(spec: &AurenRuntimeSpec, request: &'a AnalysisRequest) -> Option<&'a str> {
-    let compares = spec.analysis.checks.iter().any(|c| c.baseline.is_some());
-    request.baseline.as_deref().filter(|_| compares)
+/// The stable revision (the previous one in the post-promotion watch), measured over the same
+/// window: baselines compare with it, and a check the candidate fails is an outage, not the
+/// candidate's failure, when the stable release fails it too.
+fn baseline_revision(request: &AnalysisRequest) -> Option<&str> {
+    request.baseline.as_deref()
 }
 
 /// Results of the `metric: prometheus` checks for `revision` (`{{revision}}` in each query),
@@ -206,6 +205,12 @@ fn evidence(start: &Scrape, end: &Scrape) -> Evidence {
         window: Window { pods },
         restarts: Some(f64::from((end.restarts - start.restarts).max(0))),
         prometheus: BTreeMap::new(),
+        // An outage that began or ended inside the window still spans one of its ends.
+        unhealthy_dependencies: start
+            .dependencies_down
+            .union(&end.dependencies_down)
+            .cloned()
+            .collect(),
     }
 }
 
@@ -221,6 +226,7 @@ async fn scrape(
         at: now,
         pods: BTreeMap::new(),
         restarts: 0,
+        dependencies_down: BTreeSet::new(),
     };
     for role in [Role::Api, Role::Consumer] {
         for pod in cluster.pods_of(revision, role) {
@@ -230,6 +236,10 @@ async fn scrape(
             };
             if let Ok(exposition) = pod_api::scrape(http, &addr).await {
                 scrape.pods.insert(pod.name_any(), exposition);
+                let down = cluster.dependencies_down.get(&pod.name_any());
+                scrape
+                    .dependencies_down
+                    .extend(down.into_iter().flatten().cloned());
             }
         }
     }
@@ -329,5 +339,25 @@ mod tests {
         );
         let other = prometheus_values(&reqwest::Client::new(), &spec, "bad").await;
         assert!(other.is_empty(), "{{revision}} is substituted: {other:?}");
+    }
+
+    #[test]
+    fn dependencies_down_at_either_end_of_the_window_are_evidence() {
+        let scrape = |down: &[&str]| Scrape {
+            at: Timestamp::UNIX_EPOCH,
+            pods: BTreeMap::from([("p".to_owned(), Exposition::default())]),
+            restarts: 0,
+            dependencies_down: down.iter().map(|d| (*d).to_owned()).collect(),
+        };
+        let across = evidence(&scrape(&["kafka"]), &scrape(&["database"]));
+        assert_eq!(
+            across.dependencies_down(),
+            BTreeSet::from(["database".to_owned(), "kafka".to_owned()])
+        );
+        assert!(
+            evidence(&scrape(&[]), &scrape(&[]))
+                .dependencies_down()
+                .is_empty()
+        );
     }
 }

@@ -322,7 +322,7 @@ async fn reconcile_once(
     observe_rollback(ctx, ar, &plan, now);
     let analyze = plan.world.as_ref().and_then(|w| w.analyze.as_ref());
     ctx.windows
-        .track(&ctx.http, &key, &ar.spec, analyze, &cluster, now)
+        .track(&ctx.http, &key, analyze, &cluster, now)
         .await;
     ctx.metrics.phase(&key, plan.status.phase);
     outcome?;

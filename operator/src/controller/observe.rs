@@ -28,6 +28,8 @@ pub struct Cluster {
     pub roles: BTreeMap<String, Option<ConsumerRole>>,
     /// `/health` of each running pod (by name): `Err` says what is not healthy.
     pub health: BTreeMap<String, Health>,
+    /// Shared dependencies (`kafka`, `database`) each running pod's `/health` reports down.
+    pub dependencies_down: BTreeMap<String, Vec<String>>,
     /// A consumer pod refused the admin token (401/403).
     pub token_refused: bool,
 }
@@ -63,6 +65,7 @@ pub async fn read(ctx: &Context, cache: &Cache, ar: &AurenRuntime, token: &str) 
     let deployments = cache.deployments_of(ar);
     let pods = cache.pods_of(ar);
     let mut health = BTreeMap::new();
+    let mut dependencies_down = BTreeMap::new();
     let live = pods
         .iter()
         .filter(|p| running(p) && p.metadata.deletion_timestamp.is_none());
@@ -70,8 +73,9 @@ pub async fn read(ctx: &Context, cache: &Cache, ar: &AurenRuntime, token: &str) 
     let allowed: Vec<&str> = ar.spec.allow_unsafe.iter().map(|s| s.component()).collect();
     for pod in live {
         if let Some(addr) = address(pod) {
-            let verdict = pod_api::health(&ctx.http, &addr, &allowed).await;
-            health.insert(pod.name_any(), verdict);
+            let report = pod_api::health(&ctx.http, &addr, &allowed).await;
+            health.insert(pod.name_any(), report.verdict);
+            dependencies_down.insert(pod.name_any(), report.dependencies_down);
         }
     }
     let mut roles = BTreeMap::new();
@@ -94,6 +98,7 @@ pub async fn read(ctx: &Context, cache: &Cache, ar: &AurenRuntime, token: &str) 
         pods,
         roles,
         health,
+        dependencies_down,
         token_refused,
     }
 }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use auren_contract::{ConsumerRole, RoleChange, RoleStatus, paths};
+use auren_contract::{ConsumerRole, RoleChange, RoleStatus, components, paths};
 use serde::Deserialize;
 
 use crate::analysis::{self, Exposition};
@@ -148,10 +148,32 @@ struct Component {
     detail: Option<String>,
 }
 
-/// `Ok` only when `/health` says healthy for the pod and for every component, except that the
-/// components of `allowed` (unsafe settings the spec runs on purpose) may be degraded;
-/// otherwise what is not (`kafka degraded: …`), for status messages.
-pub async fn health(http: &reqwest::Client, pod: &PodAddr, allowed: &[&str]) -> Result<(), String> {
+/// What a pod's `/health` says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodHealth {
+    /// `Ok` only when `/health` says healthy for the pod and for every component, except that
+    /// the components of `allowed` (unsafe settings the spec runs on purpose) may be degraded;
+    /// otherwise what is not (`kafka degraded: …`), for status messages.
+    pub verdict: Result<(), String>,
+    /// Shared dependencies (`kafka`, `database`) it reports not healthy.
+    pub dependencies_down: Vec<String>,
+}
+
+/// Reads the pod's `/health`.
+pub async fn health(http: &reqwest::Client, pod: &PodAddr, allowed: &[&str]) -> PodHealth {
+    match read_health(http, pod).await {
+        Ok(health) => PodHealth {
+            verdict: verdict(&health, allowed),
+            dependencies_down: dependencies_down(&health),
+        },
+        Err(problem) => PodHealth {
+            verdict: Err(problem),
+            dependencies_down: Vec::new(),
+        },
+    }
+}
+
+async fn read_health(http: &reqwest::Client, pod: &PodAddr) -> Result<Health, String> {
     let response = http
         .get(pod.url(paths::HEALTH))
         .timeout(READ_TIMEOUT)
@@ -159,11 +181,17 @@ pub async fn health(http: &reqwest::Client, pod: &PodAddr, allowed: &[&str]) -> 
         .await
         .map_err(|e| format!("/health unreachable: {e}"))?;
     // /health answers 503 with the same document when unhealthy.
-    let health: Health = response
+    response
         .json()
         .await
-        .map_err(|e| format!("/health unreadable: {e}"))?;
-    verdict(&health, allowed)
+        .map_err(|e| format!("/health unreadable: {e}"))
+}
+
+fn dependencies_down(health: &Health) -> Vec<String> {
+    let down = (health.components.iter()).filter(|(name, c)| {
+        components::DEPENDENCIES.contains(&name.as_str()) && c.status != "healthy"
+    });
+    down.map(|(name, _)| name.clone()).collect()
 }
 
 fn verdict(health: &Health, allowed: &[&str]) -> Result<(), String> {
@@ -219,6 +247,17 @@ mod tests {
             Err("faults degraded: error rate 0.2".into())
         );
         assert_eq!(verdict(&starting, &[]), Err("status unhealthy".into()));
+    }
+
+    #[test]
+    fn dependencies_down_are_kafka_and_the_database_only() {
+        let parse = |s: &str| serde_json::from_str::<Health>(s).unwrap();
+        let outage = parse(
+            r#"{"status":"unhealthy","components":{"kafka":{"status":"unhealthy"},"database":{"status":"degraded"},"faults":{"status":"degraded"},"circuit_breaker":{"status":"degraded"}}}"#,
+        );
+        assert_eq!(dependencies_down(&outage), vec!["database", "kafka"]);
+        let fine = parse(r#"{"status":"healthy","components":{"kafka":{"status":"healthy"}}}"#);
+        assert!(dependencies_down(&fine).is_empty());
     }
 
     #[test]

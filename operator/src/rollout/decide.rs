@@ -19,6 +19,9 @@ use super::controls::{self, Control};
 use super::render::render;
 use super::world::{Event, EventKind, Observed, Plan, ReleaseState, ServiceTarget};
 
+/// Reason while the analysis waits for a dependency outage to end.
+const DEPENDENCY_OUTAGE: &str = "DependencyOutage";
+
 /// Reconcile at least this often while nothing is due.
 const IDLE_REQUEUE: Duration = Duration::from_secs(300);
 
@@ -291,7 +294,15 @@ impl<'a> Decision<'a> {
             return false;
         }
         let waiting = self.candidate_waiting_reason();
-        let message = format!("no progress within {}s{waiting}", limit.as_secs());
+        let outage = if self.st.reason.as_deref() == Some(DEPENDENCY_OUTAGE) {
+            format!(
+                ": the dependency outage did not end ({})",
+                self.newest_outage()
+            )
+        } else {
+            String::new()
+        };
+        let message = format!("no progress within {}s{waiting}{outage}", limit.as_secs());
         self.roll_back(reason, message);
         true
     }
@@ -400,6 +411,7 @@ impl<'a> Decision<'a> {
             failures: 0,
             consecutive_failures: 0,
             inconclusive: 0,
+            dependency_outages: 0,
             last_measured_at: None,
             passed_at: None,
         });
@@ -487,7 +499,52 @@ impl<'a> Decision<'a> {
             self.enter(Phase::Paused, "AnalysisInconclusive", message);
             return true;
         }
+        match rounds.last() {
+            Some(Verdict::DependencyOutage) => self.wait_for_dependency(),
+            Some(_) => self.dependency_recovered(),
+            None => {}
+        }
         false
+    }
+
+    /// The newest round was a dependency outage: the analysis waits (within its deadline)
+    /// and says why; a Warning Event when the wait begins.
+    fn wait_for_dependency(&mut self) {
+        let outage = self.newest_outage();
+        let message = format!(
+            "waiting for a dependency outage to end ({outage}); the analysis resumes when it \
+             does and rolls back if it outlasts the analysis deadline"
+        );
+        if self.st.reason.as_deref() != Some(DEPENDENCY_OUTAGE) {
+            self.event(EventKind::Warning, DEPENDENCY_OUTAGE, message.clone());
+        }
+        self.st.reason = Some(DEPENDENCY_OUTAGE.into());
+        self.st.message = Some(message);
+    }
+
+    /// A counted round after an outage: the analysis goes on as before.
+    fn dependency_recovered(&mut self) {
+        if self.st.reason.as_deref() != Some(DEPENDENCY_OUTAGE) {
+            return;
+        }
+        let message = "the dependency outage ended; measuring again".to_owned();
+        self.event(EventKind::Normal, "DependencyRecovered", message.clone());
+        self.st.reason = Some("Analyzing".into());
+        self.st.message = Some(message);
+    }
+
+    fn newest_outage(&self) -> String {
+        let newest =
+            (self.st.measurements.iter().rev()).find(|m| m.verdict == Verdict::DependencyOutage);
+        newest
+            .map(|m| {
+                format!(
+                    "{}: {}",
+                    m.check,
+                    m.reason.as_deref().unwrap_or("dependency outage")
+                )
+            })
+            .unwrap_or_else(|| "dependency outage".into())
     }
 
     /// Folds the measurements of `revision` newer than the last counted; returns the verdicts.
@@ -514,8 +571,13 @@ impl<'a> Decision<'a> {
     fn keep_measurements(&mut self, round: Vec<Measurement>) {
         for m in round.iter().filter(|m| m.verdict != Verdict::Pass) {
             let value = m.value.map_or("no data".into(), |v| format!("{v}"));
+            let why = m
+                .reason
+                .as_ref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default();
             let message = format!(
-                "{} of {} = {value}, threshold {}",
+                "{} of {} = {value}, threshold {}{why}",
                 m.check, m.revision, m.threshold
             );
             self.event(
@@ -529,13 +591,14 @@ impl<'a> Decision<'a> {
         self.st.measurements.drain(..excess);
     }
 
+    /// The newest failed or inconclusive measurements (an outage is not the release's own).
     fn failing_summary(&self) -> String {
         let failing = self
             .st
             .measurements
             .iter()
             .rev()
-            .filter(|m| m.verdict != Verdict::Pass)
+            .filter(|m| matches!(m.verdict, Verdict::Fail | Verdict::Inconclusive))
             .take(3);
         let parts: Vec<String> = failing
             .map(|m| {
@@ -658,6 +721,7 @@ impl<'a> Decision<'a> {
             failures: 0,
             consecutive_failures: 0,
             inconclusive: 0,
+            dependency_outages: 0,
             last_measured_at: None,
             passed_at: None,
         }
@@ -1000,6 +1064,8 @@ fn count(progress: &mut AnalysisProgress, verdict: Verdict) {
             progress.consecutive_failures += 1;
         }
         Verdict::Inconclusive => progress.inconclusive += 1,
+        // Neither a success nor a failure: the failures in a row stay as they were.
+        Verdict::DependencyOutage => progress.dependency_outages += 1,
     }
 }
 

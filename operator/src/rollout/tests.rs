@@ -59,6 +59,20 @@ impl Fixture {
         f
     }
 
+    /// v2 passes its analysis and takes over traffic and consumers; v1 stays up as previous.
+    fn promote_v2(&mut self) {
+        let (v1, v2) = (hash(V1), hash(V2));
+        for _ in 0..3 {
+            self.measure(&v2, Verdict::Pass, 0.0);
+        }
+        self.step();
+        self.run(&[
+            (v1, ready(2, 1, ConsumerRole::Standby)),
+            (v2, ready(2, 1, ConsumerRole::Active)),
+        ]);
+        assert_eq!(self.reason(), "Promoted");
+    }
+
     fn decide(&self) -> Plan {
         let desired = revision::of(&self.spec).unwrap();
         let observed = Observed {
@@ -123,6 +137,8 @@ impl Fixture {
             value: Some(value),
             threshold: "<= 0.01".into(),
             verdict,
+            reason: (verdict == Verdict::DependencyOutage)
+                .then(|| "dependency outage: the stable release fails it too (0.3)".into()),
             at: Time(ts(self.now)),
         });
     }
@@ -711,15 +727,7 @@ fn controls_without_a_rollout_are_acknowledged_and_ignored() {
 fn failure_after_promotion_switches_back_to_the_previous_release() {
     let mut f = Fixture::analyzing_v2();
     let (v1, v2) = (hash(V1), hash(V2));
-    for _ in 0..3 {
-        f.measure(&v2, Verdict::Pass, 0.0);
-    }
-    f.step();
-    f.run(&[
-        (v1.clone(), ready(2, 1, ConsumerRole::Standby)),
-        (v2.clone(), ready(2, 1, ConsumerRole::Active)),
-    ]);
-    assert_eq!(f.reason(), "Promoted");
+    f.promote_v2();
     let plan = f.decide();
     let watch = plan.world.as_ref().unwrap().analyze.clone().unwrap();
     assert_eq!(
@@ -756,14 +764,7 @@ fn failure_after_promotion_switches_back_to_the_previous_release() {
 fn crash_after_promotion_also_switches_back() {
     let mut f = Fixture::analyzing_v2();
     let (v1, v2) = (hash(V1), hash(V2));
-    for _ in 0..3 {
-        f.measure(&v2, Verdict::Pass, 0.0);
-    }
-    f.step();
-    f.run(&[
-        (v1.clone(), ready(2, 1, ConsumerRole::Standby)),
-        (v2.clone(), ready(2, 1, ConsumerRole::Active)),
-    ]);
+    f.promote_v2();
     let mut crashing = ready(2, 1, ConsumerRole::Active);
     crashing.consumer.crash_looping = true;
     f.observe(&[
@@ -1210,4 +1211,192 @@ fn activation_is_never_planned_beside_a_possibly_consuming_release() {
         hash: v1,
         image: V1.into(),
     };
+}
+
+#[test]
+fn a_dependency_outage_waits_says_why_and_resumes_when_it_ends() {
+    let mut f = Fixture::analyzing_v2();
+    let v2 = hash(V2);
+    let mut events = Vec::new();
+    for _ in 0..5 {
+        f.measure(&v2, Verdict::DependencyOutage, 0.3);
+        events.extend(f.step().events);
+    }
+    assert_eq!(
+        (f.phase(), f.reason()),
+        (Phase::Analyzing, "DependencyOutage"),
+        "more outage rounds than either failure limit: no rollback"
+    );
+    let progress = f.status.analysis.clone().unwrap();
+    assert_eq!(
+        (
+            progress.successes,
+            progress.failures,
+            progress.dependency_outages
+        ),
+        (0, 0, 5)
+    );
+    let message = f.status.message.clone().unwrap();
+    assert!(
+        message.contains("the stable release fails it too (0.3)"),
+        "{message}"
+    );
+    let waits: Vec<_> = events
+        .iter()
+        .filter(|e| e.reason == "DependencyOutage")
+        .collect();
+    assert_eq!(waits.len(), 1, "one Event when the wait begins: {events:?}");
+    assert_eq!(waits[0].kind, EventKind::Warning);
+    let progressing = f
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == PROGRESSING)
+        .unwrap();
+    assert_eq!(progressing.reason, "DependencyOutage");
+
+    f.measure(&v2, Verdict::Pass, 0.0);
+    let plan = f.step();
+    assert_eq!((f.phase(), f.reason()), (Phase::Analyzing, "Analyzing"));
+    assert!(reasons(&plan).contains(&"DependencyRecovered"));
+    f.measure(&v2, Verdict::Pass, 0.0);
+    f.measure(&v2, Verdict::Pass, 0.0);
+    f.step();
+    assert_eq!(
+        f.phase(),
+        Phase::Promoting,
+        "counted rounds resume promotion"
+    );
+}
+
+#[test]
+fn a_dependency_outage_is_bounded_by_the_analysis_deadline() {
+    let mut f = Fixture::analyzing_v2();
+    let v2 = hash(V2);
+    while f.phase() == Phase::Analyzing {
+        f.measure(&v2, Verdict::DependencyOutage, 0.3);
+        f.step();
+        assert!(f.now < 3_000, "the deadline ends the wait");
+    }
+    assert_eq!(
+        (f.phase(), f.reason()),
+        (Phase::RolledBack, "AnalysisDeadlineExceeded")
+    );
+    let message = f.status.message.clone().unwrap();
+    assert!(
+        message.contains("the dependency outage did not end"),
+        "{message}"
+    );
+}
+
+#[test]
+fn an_outage_between_failures_neither_resets_nor_adds_to_them() {
+    let mut f = Fixture::analyzing_v2();
+    let v2 = hash(V2);
+    f.measure(&v2, Verdict::Fail, 0.2);
+    f.step();
+    f.measure(&v2, Verdict::DependencyOutage, 0.3);
+    f.step();
+    assert_eq!(f.phase(), Phase::Analyzing);
+    f.measure(&v2, Verdict::Fail, 0.2);
+    f.step();
+    assert_eq!(
+        (f.phase(), f.reason()),
+        (Phase::RolledBack, "AnalysisFailed"),
+        "the second failure in a row still rolls back"
+    );
+    let message = f.status.message.clone().unwrap();
+    assert!(
+        message.contains("error-ratio = 0.2") && !message.contains("outage"),
+        "the rollback names the failures, not the outage: {message}"
+    );
+}
+
+#[test]
+fn an_outage_after_promotion_does_not_switch_back() {
+    let mut f = Fixture::analyzing_v2();
+    f.spec.strategy.blue_green = Some(crate::api::BlueGreenSpec {
+        scale_down_delay_seconds: 120,
+        ..Default::default()
+    });
+    let v2 = hash(V2);
+    f.promote_v2();
+    for _ in 0..4 {
+        f.measure(&v2, Verdict::DependencyOutage, 0.3);
+    }
+    let plan = f.step();
+    assert_eq!((f.phase(), f.reason()), (Phase::Healthy, "Promoted"));
+    assert_eq!(f.status.stable.as_ref().unwrap().hash, v2);
+    assert_eq!(f.status.analysis.as_ref().unwrap().dependency_outages, 4);
+    assert!(reasons(&plan).contains(&"MeasurementDependencyOutage"));
+    f.measure(&v2, Verdict::Fail, 0.5);
+    f.measure(&v2, Verdict::Fail, 0.6);
+    f.step();
+    assert_eq!(
+        (f.phase(), f.reason()),
+        (Phase::RolledBack, "PostPromotionFailure"),
+        "real failures still switch back"
+    );
+}
+
+mod outage_properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn round() -> impl Strategy<Value = Verdict> {
+        prop_oneof![Just(Verdict::Pass), Just(Verdict::Fail)]
+    }
+
+    /// Runs `verdicts` one round per reconcile; the phase and counters at the end.
+    fn outcome(verdicts: &[Verdict]) -> (Phase, i32, i32, i32) {
+        let mut f = Fixture::analyzing_v2();
+        let v2 = hash(V2);
+        for verdict in verdicts {
+            if f.phase() != Phase::Analyzing {
+                break;
+            }
+            f.measure(&v2, *verdict, 0.0);
+            f.step();
+        }
+        let p = f
+            .status
+            .analysis
+            .clone()
+            .unwrap_or_else(|| panic!("{:?}", f.status));
+        (f.phase(), p.successes, p.failures, p.consecutive_failures)
+    }
+
+    proptest! {
+        /// Within the deadline, outage rounds alone never roll back and never promote.
+        #[test]
+        fn outage_rounds_never_roll_back_nor_promote(rounds in 1usize..60) {
+            let mut f = Fixture::analyzing_v2();
+            let v2 = hash(V2);
+            for _ in 0..rounds {
+                f.measure(&v2, Verdict::DependencyOutage, 0.3);
+                let plan = f.step();
+                prop_assert_eq!(f.phase(), Phase::Analyzing);
+                prop_assert!(f.status.rejected.is_none());
+                prop_assert_eq!(active(&plan), ServiceTarget::Revision(hash(V1)));
+            }
+            let p = f.status.analysis.clone().unwrap();
+            prop_assert_eq!((p.successes, p.failures), (0, 0));
+        }
+
+        /// Outage rounds inserted anywhere into a sequence of passes and failures change
+        /// neither its counters nor how it ends.
+        #[test]
+        fn outage_rounds_do_not_change_the_outcome(
+            counted in proptest::collection::vec(round(), 1..8),
+            outages in proptest::collection::vec(0usize..3, 8),
+        ) {
+            let mut with_outages = Vec::new();
+            for (verdict, n) in counted.iter().zip(&outages) {
+                with_outages.extend(std::iter::repeat_n(Verdict::DependencyOutage, *n));
+                with_outages.push(*verdict);
+            }
+            prop_assert_eq!(outcome(&with_outages), outcome(&counted));
+        }
+    }
 }
