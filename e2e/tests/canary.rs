@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use auren_operator::api::{AurenRuntimeStatus, Outcome, Phase, Verdict};
 use k8s_openapi::jiff::Timestamp;
 use serde_json::{Value, json};
-use support::{Answer, Env, Load, NAME, StatusLog, accepted_ids};
+use support::{Answer, Env, Load, NAME, StatusLog, accepted_ids, assert_none_failed};
 
 /// Answers this long after an analysis step starts count for its share (pods of the weight
 /// before are leaving the endpoints meanwhile).
@@ -162,14 +162,7 @@ async fn a_good_canary_completes_by_itself_and_serves_each_steps_weight() {
             "at {w} % the candidate served {got:.1} % ({served}/{all})"
         );
     }
-    let failed: Vec<_> = answers.iter().filter(|a| a.status != 202).collect();
-    assert!(
-        failed.is_empty(),
-        "{} of {} requests failed: {:?}",
-        failed.len(),
-        answers.len(),
-        &failed[..failed.len().min(5)]
-    );
+    assert_none_failed(&answers);
     let passed = st.measurements.iter().filter(|m| m.revision == v2).count();
     assert!(passed > 0, "v2 was measured");
     env.assert_stored_once(&accepted_ids(&answers)).await;

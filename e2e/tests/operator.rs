@@ -12,7 +12,9 @@ use auren_operator::api::{Outcome, Phase};
 use k8s_openapi::api::core::v1::Service;
 use kube::api::ListParams;
 use serde_json::json;
-use support::{Env, Load, NAME, Operator, WEBHOOK_SECRET, accepted_ids, metric_value};
+use support::{
+    Env, Load, NAME, Operator, WEBHOOK_SECRET, accepted_ids, assert_none_failed, metric_value,
+};
 
 /// (1) A minimal YAML installs v1: Healthy, both Services answer, consumers store.
 #[tokio::test]
@@ -79,14 +81,7 @@ async fn good_release_is_promoted_under_load_without_loss() {
     let active = Load::start(env.active().await, "u-load");
     tokio::time::sleep(Duration::from_secs(2)).await;
 
-    env.set_spec(env.spec("auren/runtime:v2", &[]))
-        .await
-        .unwrap();
-    let st = env
-        .ns
-        .wait_status(NAME, "a candidate", 30, |s| s.candidate.is_some())
-        .await;
-    let v2 = st.candidate.unwrap().hash;
+    let v2 = env.release(env.spec("auren/runtime:v2", &[])).await;
     let preview = Load::start(
         env.ns.service_addr(&format!("{NAME}-preview")).await,
         "u-preview",
@@ -102,14 +97,7 @@ async fn good_release_is_promoted_under_load_without_loss() {
     let answers = active.finish().await;
     let _ = preview.finish().await;
 
-    let failed: Vec<_> = answers.iter().filter(|a| a.status != 202).collect();
-    assert!(
-        failed.is_empty(),
-        "{} of {} requests failed: {:?}",
-        failed.len(),
-        answers.len(),
-        &failed[..failed.len().min(5)]
-    );
+    assert_none_failed(&answers);
     let releases: HashSet<_> = answers.iter().filter_map(|a| a.release.clone()).collect();
     assert!(
         releases.contains(&v1) && releases.contains(&v2),

@@ -346,14 +346,7 @@ async fn blue_green_on_real_containers_promotes_good_and_rolls_back_bad() {
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
 
-    env.set_spec(env.spec("auren/runtime:v2", &[]))
-        .await
-        .unwrap();
-    let st = env
-        .ns
-        .wait_status(NAME, "a v2 candidate", 30, |s| s.candidate.is_some())
-        .await;
-    let v2 = st.candidate.unwrap().hash;
+    let v2 = env.release(env.spec("auren/runtime:v2", &[])).await;
     // Test traffic to the candidate through the preview Service, so analysis has data to judge.
     let preview_addr = env.ns.cluster_addr(&format!("{NAME}-preview")).await;
     let preview = Load::start(preview_addr.clone(), "u-preview");
@@ -380,14 +373,7 @@ async fn blue_green_on_real_containers_promotes_good_and_rolls_back_bad() {
     bad["allowUnsafe"] = json!(["faults"]); // fault injection on purpose
     bad["analysis"]["failureLimit"] = json!(1);
     bad["analysis"]["consecutiveFailureLimit"] = json!(1);
-    env.set_spec(bad).await.unwrap();
-    let st = env
-        .ns
-        .wait_status(NAME, "a v3 candidate", 30, |s| {
-            s.candidate.as_ref().is_some_and(|c| c.hash != v2)
-        })
-        .await;
-    let v3 = st.candidate.unwrap().hash;
+    let v3 = env.release(bad).await;
     let preview = Load::start(preview_addr, "u-preview");
     let st = env
         .ns

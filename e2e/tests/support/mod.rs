@@ -555,6 +555,21 @@ impl Env {
             .await
     }
 
+    /// Applies `spec` as a new release and waits for it to be the candidate; returns its hash.
+    pub async fn release(&self, spec: Value) -> String {
+        self.set_spec(spec).await.unwrap();
+        let st = self
+            .ns
+            .wait_status(NAME, "the new release as the candidate", 30, |s| {
+                let stable = s.stable.as_ref().map(|r| r.hash.as_str());
+                s.candidate
+                    .as_ref()
+                    .is_some_and(|c| Some(c.hash.as_str()) != stable)
+            })
+            .await;
+        st.candidate.unwrap().hash
+    }
+
     /// Installs `image` and waits for Healthy; returns the stable revision hash.
     pub async fn install(&self, image: &str) -> String {
         self.install_spec(self.spec(image, &[])).await
