@@ -330,5 +330,5 @@ Where to look next:
   examples/                 minimal, blue/green with analysis, canary with steps, the Secrets
   kubectl auren --help      status --watch, promote, abort, retry, history (kubectl-auren: \$CARGO_TARGET_DIR/debug)
   make cluster-up           the local cluster for your own experiments (this demo cleans up after itself)
-  e2e/tests/operator.rs     the same scenarios as assertions (make test)
+  e2e/tests/operator.rs     the same scenarios as assertions (make test); e2e/tests/real_node.rs on the real node
 EOF
