@@ -259,7 +259,8 @@ async fn assert_runtime_watch_delivers(env: &Env, since: Instant, secs: u64) -> 
         r#"auren_operator_kube_api_requests_total{verb="get",resource="aurenruntimes"}"#;
     let mut attempts = Vec::new();
     loop {
-        let before = support::metric_value(&env.operator.metrics().await, FRESH_READS);
+        // No fresh read at all (the series not yet exposed) is the expected case: 0.
+        let before = support::counter_value(&env.operator.metrics().await, FRESH_READS);
         let value = support::unique("retry");
         let patch = json!({"metadata": {"annotations": {"auren.io/retry": value}}});
         env.ns
@@ -272,7 +273,7 @@ async fn assert_runtime_watch_delivers(env: &Env, since: Instant, secs: u64) -> 
                 s.acknowledged.retry.as_deref() == Some(value.as_str())
             })
             .await;
-        let after = support::metric_value(&env.operator.metrics().await, FRESH_READS);
+        let after = support::counter_value(&env.operator.metrics().await, FRESH_READS);
         attempts.push((since.elapsed().as_secs_f64().round(), before, after));
         if after == before {
             eprintln!(

@@ -724,6 +724,23 @@ pub fn metric_value(text: &str, series: &str) -> f64 {
         .unwrap_or_else(|| panic!("no series {series} in:\n{text}"))
 }
 
+/// The value of a labelled counter's `series`: a label set appears on its first increment, so
+/// a series missing from a counter family the text declares (`# TYPE <family> counter`) is 0.
+/// Panics when the family itself is not declared (a broken contract, not a zero).
+pub fn counter_value(text: &str, series: &str) -> f64 {
+    let family = series.split('{').next().unwrap_or(series);
+    let family = family.strip_suffix("_total").unwrap_or(family);
+    let declared = text
+        .lines()
+        .any(|l| l == format!("# TYPE {family} counter"));
+    assert!(declared, "no counter family {family} in:\n{text}");
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .find(|(name, _)| *name == series)
+        .map_or(0.0, |(_, value)| value.parse().unwrap())
+}
+
 /// The status of one AurenRuntime, polled every 200 ms until finished.
 pub struct StatusLog {
     stop: Arc<AtomicBool>,
