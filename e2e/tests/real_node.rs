@@ -26,7 +26,7 @@ const POD_CIDR_PREFIX: &str = "10.244.0.";
 const NONROOT: &str = "65532";
 
 /// The chart rendered for `ns` (the operator minds only that namespace) and applied.
-fn install_chart(ns: &str) -> String {
+fn install_chart(ns: &str) {
     let helm = std::env::var("HELM").expect("HELM (scripts/helm.sh) is exported by scripts/e2e.sh");
     let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/auren-operator");
     let out = Command::new(helm)
@@ -56,7 +56,6 @@ fn install_chart(ns: &str) -> String {
         ],
         &rendered,
     );
-    rendered
 }
 
 fn kubectl(args: &[&str], stdin: &str) {
