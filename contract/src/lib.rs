@@ -59,6 +59,20 @@ pub mod components {
     pub const DEPENDENCIES: [&str; 2] = ["kafka", "database"];
 }
 
+/// `/health` as a long poll: the operator follows each pod's health by asking
+/// `GET /health?unless=<change>&wait=<seconds>`. The runtime answers at once when its report's
+/// `change` differs from `unless`, and otherwise when it changes or `wait` seconds have passed
+/// (or the pod begins to stop). `change` names the pod's current health state (the overall
+/// status and each component's status); it differs across restarts of the process.
+pub mod health_watch {
+    /// Query parameter: the `change` the caller already knows.
+    pub const UNLESS: &str = "unless";
+    /// Query parameter: seconds to hold the request while nothing changes.
+    pub const WAIT: &str = "wait";
+    /// The longest wait the runtime honours (a longer one is cut to it).
+    pub const MAX_WAIT_SECONDS: u64 = 60;
+}
+
 /// Ports every runtime pod listens on.
 pub mod ports {
     /// Default port of the admin API (`ADMIN_PORT`): never exposed by a Service, only the

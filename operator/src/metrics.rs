@@ -48,6 +48,11 @@ pub struct RequestLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GateLabel {
+    gate: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VerdictLabel {
     verdict: &'static str,
 }
@@ -66,6 +71,8 @@ pub struct Metrics {
     api_requests: Family<RequestLabel, Counter>,
     api_refused: Counter,
     leader: Gauge,
+    gate_follow: Family<GateLabel, Histogram>,
+    health_pushes: Counter,
     /// Phase of each AurenRuntime (`namespace/name`), the source of the phase gauge.
     current: Mutex<HashMap<String, Phase>>,
 }
@@ -135,6 +142,22 @@ impl Metrics {
             "Requests the Kubernetes API server refused as unauthenticated or forbidden (401/403)",
             api_refused.clone(),
         );
+        let gate_follow = Family::<GateLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new([
+                0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 5.0, 10.0,
+            ])
+        });
+        registry.register(
+            "readiness_gate_follow_seconds",
+            "Seconds from a pod's /health changing to its readiness gate written (gate=open|closed)",
+            gate_follow.clone(),
+        );
+        let health_pushes = Counter::default();
+        registry.register(
+            "health_changes",
+            "Health changes pods pushed to the operator (answers of their /health long polls)",
+            health_pushes.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -147,6 +170,8 @@ impl Metrics {
             api_requests,
             api_refused,
             leader,
+            gate_follow,
+            health_pushes,
             current: Mutex::new(HashMap::new()),
         }
     }
@@ -180,6 +205,18 @@ impl Metrics {
 
     pub fn rolled_back(&self, seconds: f64) {
         self.rollback.observe(seconds.max(0.0));
+    }
+
+    /// A readiness gate was written `seconds` after the pod's `/health` changed.
+    pub fn gate_followed(&self, open: bool, seconds: f64) {
+        let gate = if open { "open" } else { "closed" };
+        let histogram = self.gate_follow.get_or_create(&GateLabel { gate });
+        histogram.observe(seconds.max(0.0));
+    }
+
+    /// A pod's `/health` long poll answered with a new health state.
+    pub fn health_pushed(&self) {
+        self.health_pushes.inc();
     }
 
     /// This replica started (`true`) or stopped (`false`) running the controller.

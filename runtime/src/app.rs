@@ -299,10 +299,12 @@ async fn serve_until_signal(
     drain: Duration,
 ) -> Result<(), AppError> {
     let lifecycle = state.lifecycle.clone();
+    let health = state.health.clone();
     let token = shutdown.clone();
     let signal = async move {
         wait_for_signal().await;
         lifecycle.begin_drain();
+        health.release_waiters();
         tracing::info!(
             drain_ms = drain.as_millis() as u64,
             "stop requested: readiness off, draining"

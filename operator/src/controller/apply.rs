@@ -196,6 +196,10 @@ pub async fn readiness_gates(ctx: &Context, ns: &str, cluster: &Cluster) -> Resu
             pod: addr.name.clone(),
             source,
         })?;
+        if let Some(changed) = cluster.health_changed_at.get(&addr.name) {
+            let seconds = Timestamp::now().duration_since(*changed).as_secs_f64();
+            ctx.metrics.gate_followed(healthy, seconds);
+        }
     }
     Ok(())
 }

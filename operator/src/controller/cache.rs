@@ -159,6 +159,11 @@ impl Cache {
         owned_by(&self.pods, ar)
     }
 
+    /// Every cached pod (the health followers check that theirs still exists).
+    pub fn pod_store(&self) -> Store<Pod> {
+        self.pods.clone()
+    }
+
     pub fn service(&self, ns: &str, name: &str) -> Option<Arc<Service>> {
         self.services
             .get(&reflector::ObjectRef::new(name).within(ns))

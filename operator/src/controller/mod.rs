@@ -10,6 +10,7 @@
 
 mod apply;
 mod cache;
+mod follow;
 pub mod lease;
 mod measure;
 mod observe;
@@ -44,11 +45,11 @@ use observe::Cluster;
 const ERROR_REQUEUE: Duration = Duration::from_secs(5);
 /// Requeue after consumer role switches, to observe their outcome.
 const SWITCH_REQUEUE: Duration = Duration::from_millis(500);
-/// Requeue while a pod's runtime reports itself unhealthy. Its readiness gate follows
-/// `/health` only when a reconcile runs, and a runtime that recovers changes nothing the
-/// watches see: without this, API pods gated out during a Kafka outage stayed out of their
-/// Services until some unrelated reconcile (up to the idle requeue, 300 s) after Kafka was
-/// back (e2e `faults.rs`, broker frozen: 55 s without service instead of a few).
+/// Requeue while a pod's runtime reports itself unhealthy: the fallback for runtimes that
+/// cannot be followed ([`follow`]; their `/health` names no state). A recovery changes nothing
+/// the watches see, and before the followers, API pods gated out during a Kafka outage stayed
+/// out of their Services until some unrelated reconcile (up to the idle requeue, 300 s) after
+/// Kafka was back (e2e `faults.rs`, broker frozen: 55 s without service instead of a few).
 const UNHEALTHY_REQUEUE: Duration = Duration::from_secs(5);
 /// Reconciles running at once: bounds memory and the burst on the API server at start.
 const RECONCILE_CONCURRENCY: u16 = 16;
@@ -120,10 +121,12 @@ pub struct Context {
     seen: std::sync::Mutex<BTreeMap<String, Seen>>,
 }
 
-/// One leadership term: the shared context and the caches the term's watches fill.
+/// One leadership term: the shared context, the caches the term's watches fill, and the
+/// followers of the pods' health (they stop with the term).
 struct Term {
     ctx: Arc<Context>,
     cache: cache::Cache,
+    followers: follow::Followers,
 }
 
 impl Context {
@@ -163,14 +166,27 @@ pub async fn run(
     stop: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let (cache, feeds) = cache::feeds(&ctx.client, namespace.as_deref());
-    let term = Arc::new(Term { ctx, cache });
+    let (followers, health_changed) =
+        follow::Followers::new(ctx.http.clone(), cache.pod_store(), ctx.metrics.clone());
+    let term = Arc::new(Term {
+        ctx,
+        cache,
+        followers,
+    });
     let config = controller::Config::default()
         .debounce(Duration::from_millis(300))
         .concurrency(RECONCILE_CONCURRENCY);
+    let follower = term.clone();
+    let pods = feeds.pods.inspect(move |pod| {
+        if let Ok(pod) = pod {
+            follower.followers.saw(pod);
+        }
+    });
     Controller::for_stream(feeds.runtimes, feeds.runtime_store)
         .owns_stream(feeds.deployments)
         .owns_stream(feeds.services)
-        .watches_stream(feeds.pods, owner_of_pod)
+        .watches_stream(pods, owner_of_pod)
+        .reconcile_on(health_changed)
         .with_config(config)
         .trigger_backoff(NoTriggerBackoff)
         .graceful_shutdown_on(stop)

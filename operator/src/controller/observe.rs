@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use auren_contract::ConsumerRole;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 
 use crate::api::AurenRuntime;
@@ -30,6 +31,8 @@ pub struct Cluster {
     pub health: BTreeMap<String, Health>,
     /// Shared dependencies (`kafka`, `database`) each running pod's `/health` reports down.
     pub dependencies_down: BTreeMap<String, Vec<String>>,
+    /// When each running pod's health state last changed (its `/health` says).
+    pub health_changed_at: BTreeMap<String, Timestamp>,
     /// A consumer pod refused the admin token (401/403).
     pub token_refused: bool,
 }
@@ -66,6 +69,7 @@ pub async fn read(ctx: &Context, cache: &Cache, ar: &AurenRuntime, token: &str) 
     let pods = cache.pods_of(ar);
     let mut health = BTreeMap::new();
     let mut dependencies_down = BTreeMap::new();
+    let mut health_changed_at = BTreeMap::new();
     let live = pods
         .iter()
         .filter(|p| running(p) && p.metadata.deletion_timestamp.is_none());
@@ -76,6 +80,9 @@ pub async fn read(ctx: &Context, cache: &Cache, ar: &AurenRuntime, token: &str) 
             let report = pod_api::health(&ctx.http, &addr, &allowed).await;
             health.insert(pod.name_any(), report.verdict);
             dependencies_down.insert(pod.name_any(), report.dependencies_down);
+            if let Some(at) = report.changed_at {
+                health_changed_at.insert(pod.name_any(), at);
+            }
         }
     }
     let mut roles = BTreeMap::new();
@@ -99,6 +106,7 @@ pub async fn read(ctx: &Context, cache: &Cache, ar: &AurenRuntime, token: &str) 
         roles,
         health,
         dependencies_down,
+        health_changed_at,
         token_refused,
     }
 }

@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use auren_contract::{ConsumerRole, RoleChange, RoleStatus, components, paths};
+use auren_contract::{ConsumerRole, RoleChange, RoleStatus, components, health_watch, paths};
+use k8s_openapi::jiff::Timestamp;
 use serde::Deserialize;
 
 use crate::analysis::{self, Exposition};
@@ -139,6 +140,11 @@ struct Health {
     status: String,
     #[serde(default)]
     components: std::collections::BTreeMap<String, Component>,
+    /// Names the pod's health state; absent from runtimes that cannot be followed.
+    #[serde(default)]
+    change: Option<String>,
+    #[serde(default)]
+    changed_at: Option<Timestamp>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -157,6 +163,8 @@ pub struct PodHealth {
     pub verdict: Result<(), String>,
     /// Shared dependencies (`kafka`, `database`) it reports not healthy.
     pub dependencies_down: Vec<String>,
+    /// When the pod's health state last changed, by its own clock.
+    pub changed_at: Option<Timestamp>,
 }
 
 /// Reads the pod's `/health`.
@@ -165,18 +173,43 @@ pub async fn health(http: &reqwest::Client, pod: &PodAddr, allowed: &[&str]) -> 
         Ok(health) => PodHealth {
             verdict: verdict(&health, allowed),
             dependencies_down: dependencies_down(&health),
+            changed_at: health.changed_at,
         },
         Err(problem) => PodHealth {
             verdict: Err(problem),
             dependencies_down: Vec::new(),
+            changed_at: None,
         },
     }
 }
 
+/// Waits (up to `wait`) for the pod's health state to differ from `known` and names the state
+/// it answers with; at once when `known` is `None`. `Ok(None)`: the pod's runtime cannot be
+/// followed (its `/health` names no state).
+pub async fn next_health_change(
+    http: &reqwest::Client,
+    pod: &PodAddr,
+    known: Option<&str>,
+    wait: Duration,
+) -> Result<Option<String>, String> {
+    let mut request = http.get(pod.url(paths::HEALTH));
+    if let Some(known) = known {
+        let query = [
+            (health_watch::UNLESS, known.to_owned()),
+            (health_watch::WAIT, wait.as_secs().to_string()),
+        ];
+        request = request.query(&query);
+    }
+    let health = read(request.timeout(wait + READ_TIMEOUT)).await?;
+    Ok(health.change)
+}
+
 async fn read_health(http: &reqwest::Client, pod: &PodAddr) -> Result<Health, String> {
-    let response = http
-        .get(pod.url(paths::HEALTH))
-        .timeout(READ_TIMEOUT)
+    read(http.get(pod.url(paths::HEALTH)).timeout(READ_TIMEOUT)).await
+}
+
+async fn read(request: reqwest::RequestBuilder) -> Result<Health, String> {
+    let response = request
         .send()
         .await
         .map_err(|e| format!("/health unreachable: {e}"))?;

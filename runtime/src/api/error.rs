@@ -16,6 +16,9 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Malformed(String),
+    /// A query string the route does not take.
+    #[error("{0}")]
+    BadQuery(String),
     #[error("{0}")]
     Invalid(String),
     #[error("body larger than {0} bytes")]
@@ -40,7 +43,7 @@ impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
             ApiError::UnknownDevice(_) | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Malformed(_) => StatusCode::BAD_REQUEST,
+            ApiError::Malformed(_) | ApiError::BadQuery(_) => StatusCode::BAD_REQUEST,
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
@@ -56,6 +59,7 @@ impl ApiError {
             ApiError::UnknownDevice(_) => "unknown_device",
             ApiError::NotFound(_) => "not_found",
             ApiError::Malformed(_) => "malformed_json",
+            ApiError::BadQuery(_) => "bad_query",
             ApiError::Invalid(_) => "invalid_payload",
             ApiError::TooLarge(_) => "payload_too_large",
             ApiError::Unauthorized(_) => "unauthorized",

@@ -1,12 +1,15 @@
 //! Health, readiness, liveness and metrics endpoints, and the request-metrics middleware.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use auren_contract::health_watch::MAX_WAIT_SECONDS;
 use axum::Json;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{MatchedPath, Query, Request, State};
 use axum::http::{StatusCode, Uri, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
 use serde_json::json;
 
 use super::AppState;
@@ -14,8 +17,31 @@ use super::error::ApiError;
 use crate::health::HealthReport;
 use crate::metrics::{RequestLabels, RouteLabels};
 
-pub async fn health(State(s): State<AppState>) -> Json<HealthReport> {
-    Json(s.health.current())
+/// `?unless=<change>&wait=<seconds>` (both or neither) turns `/health` into a long poll; see
+/// [`auren_contract::health_watch`].
+#[derive(Debug, Deserialize)]
+pub struct HealthWait {
+    unless: Option<String>,
+    wait: Option<u64>,
+}
+
+pub async fn health(
+    State(s): State<AppState>,
+    query: Result<Query<HealthWait>, QueryRejection>,
+) -> Result<Json<HealthReport>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::BadQuery(e.body_text()))?;
+    match (query.unless, query.wait) {
+        (Some(unless), Some(wait)) => {
+            let wait = Duration::from_secs(wait.min(MAX_WAIT_SECONDS));
+            s.health.changed_from(&unless, wait).await;
+        }
+        (None, None) => {}
+        _ => {
+            let detail = "a long poll of /health needs both `unless` and `wait`";
+            return Err(ApiError::BadQuery(detail.into()));
+        }
+    }
+    Ok(Json(s.health.current()))
 }
 
 pub async fn readiness(State(s): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
