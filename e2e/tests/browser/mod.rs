@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 /// The W3C key of an element reference.
-const ELEMENT: &str = "element-6066-11e4-a932-00053cb5";
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 /// Flags for this machine's closed network: no background connections, no GPU, no sandbox
 /// (root), a fresh profile.

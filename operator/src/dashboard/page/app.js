@@ -74,7 +74,8 @@ function charts(rt) {
 function chart(series, t0, t1) {
   const W = 420, H = 96, L = 46, R = 8, T = 16, B = 18;
   const values = series.points.map(p => p.value).filter(v => v !== null && v !== undefined);
-  const lo = Math.min(0, ...values), hi = Math.max(...values, lo + 1e-9);
+  const lo = Math.min(0, ...values), top = Math.max(lo, ...values);
+  const hi = top > lo ? top : lo + 1; // all zero: a 0..1 axis, not 0..1e-9
   const x = t => L + (t1 === t0 ? (W - L - R) / 2 : (t - t0) / (t1 - t0) * (W - L - R));
   const y = v => T + (1 - (v - lo) / (hi - lo)) * (H - T - B);
   const root = svg("svg", { class: "chart", "data-check": series.check, width: W, height: H, viewBox: `0 0 ${W} ${H}` });
