@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Installs the system packages the build and the tests need (idempotent; apt only when missing).
+# `deps.sh e2e` adds what only the e2e tier needs: Chromium and its WebDriver, for the
+# dashboard's browser test (e2e/tests/dashboard.rs).
 source "$(dirname "$0")/lib.sh"
 
 PACKAGES=(cmake libcurl4-openssl-dev pkg-config postgresql-15 lua5.1 lua-cjson openssl python3-venv)
+E2E_PACKAGES=(chromium chromium-driver)
+[ "${1:-}" = e2e ] && PACKAGES+=("${E2E_PACKAGES[@]}")
 
 missing=()
 for p in "${PACKAGES[@]}"; do

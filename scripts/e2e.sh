@@ -3,6 +3,7 @@
 # run, brings the local cluster up, runs the e2e crate's tests against it, and stops it.
 source "$(dirname "$0")/lib.sh"
 cd "$AUREN_ROOT"
+bash scripts/deps.sh e2e
 bash e2e/cluster/build.sh
 cargo build --locked --bins -p auren-runtime -p auren-operator -p e2e
 trap 'bash e2e/cluster/down.sh >/dev/null 2>&1 || true' EXIT

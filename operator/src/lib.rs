@@ -20,7 +20,7 @@
 //!
 //! Around the pure core: `controller` (the only kube and pod I/O: reconcile, leader election),
 //! `metrics` (the `auren_operator_*` registry), `app` (the `auren-operator` process) and
-//! `plugin` (the `kubectl-auren` controls).
+//! `plugin` (the `kubectl-auren` controls) with `dashboard` (its live web page).
 //!
 //! # One reconcile, as the controller should wire it
 //!
@@ -47,6 +47,7 @@ pub mod analysis;
 pub mod api;
 pub mod app;
 pub mod controller;
+pub mod dashboard;
 pub mod metrics;
 pub mod plugin;
 pub mod resources;

@@ -12,6 +12,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
 use crate::api::{AurenRuntime, AurenRuntimeStatus, Outcome};
+use crate::dashboard;
 use crate::rollout::Control;
 
 /// Command line of `kubectl-auren`.
@@ -51,6 +52,21 @@ pub enum Command {
     Retry { name: String },
     /// Past releases and how they ended.
     History { name: String },
+    /// A local web page of the rollouts, updated live (read-only unless --allow-actions).
+    Dashboard {
+        /// Port to listen on (127.0.0.1); 0 picks a free one.
+        #[arg(long, default_value_t = 8474, env = "AUREN_DASHBOARD_PORT")]
+        port: u16,
+        /// Address to listen on. Anything but loopback exposes the page to the network.
+        #[arg(long, default_value = "127.0.0.1", env = "AUREN_DASHBOARD_ADDRESS")]
+        address: std::net::IpAddr,
+        /// Every namespace instead of one.
+        #[arg(short = 'A', long)]
+        all_namespaces: bool,
+        /// Offer promote/abort/retry buttons (the same as `kubectl auren promote|abort|retry`).
+        #[arg(long)]
+        allow_actions: bool,
+    },
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -65,6 +81,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let ar = api.get(&name).await?;
             print!("{}", history(&ar.status.unwrap_or_default()));
             Ok(())
+        }
+        Command::Dashboard {
+            port,
+            address,
+            all_namespaces,
+            allow_actions,
+        } => {
+            let settings = dashboard::Settings {
+                addr: std::net::SocketAddr::new(address, port),
+                namespace: (!all_namespaces).then_some(namespace),
+                allow_actions,
+            };
+            Ok(dashboard::serve(api.into_client(), settings).await?)
         }
     }
 }
@@ -88,12 +117,23 @@ async fn connect(cli: &Cli) -> anyhow::Result<(Client, String)> {
 }
 
 async fn control(api: &Api<AurenRuntime>, name: &str, control: Control) -> anyhow::Result<()> {
+    let value = request_control(api, name, control).await?;
+    println!("{name}: {}={value} set", control.annotation());
+    Ok(())
+}
+
+/// Asks the operator for `control` on `name`: sets its annotation to a fresh value (acted on
+/// once). Returns the value. The CLI's and the dashboard's controls both come here.
+pub async fn request_control(
+    api: &Api<AurenRuntime>,
+    name: &str,
+    control: Control,
+) -> Result<String, kube::Error> {
     let value = Timestamp::now().to_string();
     let patch = serde_json::json!({"metadata": {"annotations": {control.annotation(): value}}});
     api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await?;
-    println!("{name}: {}={value} set", control.annotation());
-    Ok(())
+    Ok(value)
 }
 
 async fn status(api: &Api<AurenRuntime>, name: &str, watch: bool) -> anyhow::Result<()> {

@@ -257,7 +257,7 @@ fn operator_bin() -> PathBuf {
 
 /// A binary of `cargo build -p auren-operator --bins`: target/<profile>/deps/operator-<hash>
 /// → target/<profile>/<name>.
-fn built_bin(name: &str) -> PathBuf {
+pub fn built_bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().and_then(|p| p.parent()).unwrap();
     let bin = profile_dir.join(name);

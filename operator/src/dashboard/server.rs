@@ -1,0 +1,149 @@
+//! The dashboard's HTTP side: the embedded page, the board as JSON, Server-Sent Events fed by
+//! one kube watch, and (only with `--allow-actions`) the controls of `kubectl auren`.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use futures::{Stream, StreamExt};
+use kube::api::Api;
+use kube::runtime::{WatchStreamExt, watcher};
+use tokio::sync::{Mutex, watch};
+
+use super::DashboardError;
+use super::view::{Board, BoardView, control_named};
+use crate::api::AurenRuntime;
+use crate::plugin::request_control;
+
+/// The header the page sends with an action: a cross-site form or link cannot set it, so a
+/// web page elsewhere cannot press the buttons for the user.
+pub const ACTION_HEADER: &str = "x-auren-dashboard";
+
+const INDEX_HTML: &str = include_str!("page/index.html");
+const APP_JS: &str = include_str!("page/app.js");
+
+/// What the handlers share: the board (fed by the watch) and the settings.
+#[derive(Clone)]
+pub struct Dashboard {
+    board: Arc<Mutex<Board>>,
+    updates: watch::Sender<Arc<BoardView>>,
+    scope: String,
+    actions: Option<kube::Client>,
+}
+
+impl Dashboard {
+    /// A dashboard of `scope`; `actions` is the client the controls use, `None` when read-only.
+    pub fn new(scope: &str, actions: Option<kube::Client>) -> Dashboard {
+        let board = Board::default();
+        let (updates, _) = watch::channel(Arc::new(board.view(scope, actions.is_some())));
+        Dashboard {
+            board: Arc::new(Mutex::new(board)),
+            updates,
+            scope: scope.to_owned(),
+            actions,
+        }
+    }
+
+    /// Applies one watch event and publishes the new board to every open page.
+    pub async fn apply(&self, event: watcher::Event<AurenRuntime>) {
+        let mut board = self.board.lock().await;
+        board.apply(event);
+        let view = board.view(&self.scope, self.actions.is_some());
+        self.updates.send_if_modified(|current| {
+            let changed = **current != view;
+            if changed {
+                *current = Arc::new(view);
+            }
+            changed
+        });
+    }
+
+    /// Follows `api` with one watch until it ends (it retries with backoff on its own).
+    pub async fn follow(self, api: Api<AurenRuntime>) {
+        let mut events = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .boxed();
+        while let Some(event) = events.next().await {
+            match event {
+                Ok(event) => self.apply(event).await,
+                Err(e) => eprintln!("dashboard: watch of AurenRuntimes: {e}"),
+            }
+        }
+    }
+
+    /// The routes of the dashboard.
+    pub fn router(self) -> Router {
+        Router::new()
+            .route("/", get(index))
+            .route("/app.js", get(app_js))
+            .route("/api/runtimes", get(snapshot))
+            .route("/api/events", get(events))
+            .route("/api/runtimes/{namespace}/{name}/{action}", post(act))
+            .with_state(self)
+    }
+}
+
+async fn index() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        INDEX_HTML,
+    )
+}
+
+async fn app_js() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        APP_JS,
+    )
+}
+
+async fn snapshot(State(d): State<Dashboard>) -> axum::Json<BoardView> {
+    axum::Json(BoardView::clone(&d.updates.borrow()))
+}
+
+/// The board now, then again on every change, as `board` events.
+async fn events(State(d): State<Dashboard>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let rx = d.updates.subscribe();
+    let stream = futures::stream::unfold((rx, true), |(mut rx, first)| async move {
+        if !first {
+            rx.changed().await.ok()?;
+        }
+        let view = rx.borrow_and_update().clone();
+        Some((board_event(&view), (rx, false)))
+    });
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+fn board_event(view: &BoardView) -> Result<Event, Infallible> {
+    let data = serde_json::to_string(view).unwrap_or_else(|_| "{}".to_owned());
+    Ok(Event::default().event("board").data(data))
+}
+
+/// `POST /api/runtimes/{namespace}/{name}/{promote|abort|retry}`: what `kubectl auren
+/// <action> <name> -n <namespace>` does.
+async fn act(
+    State(d): State<Dashboard>,
+    Path((namespace, name, action)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, DashboardError> {
+    let client = d.actions.clone().ok_or(DashboardError::ActionsNotAllowed)?;
+    if !headers.contains_key(ACTION_HEADER) {
+        return Err(DashboardError::ForeignRequest);
+    }
+    let control = control_named(&action).ok_or(DashboardError::UnknownAction(action))?;
+    if !d.board.lock().await.contains(&namespace, &name) {
+        return Err(DashboardError::UnknownRuntime { namespace, name });
+    }
+    let api = Api::<AurenRuntime>::namespaced(client, &namespace);
+    let value = request_control(&api, &name, control)
+        .await
+        .map_err(DashboardError::Kube)?;
+    let body = serde_json::json!({"annotation": control.annotation(), "value": value});
+    Ok((StatusCode::ACCEPTED, axum::Json(body)).into_response())
+}
