@@ -66,6 +66,8 @@ pub struct Metrics {
     api_requests: Family<RequestLabel, Counter>,
     api_refused: Counter,
     leader: Gauge,
+    notifications: Family<ResultLabel, Counter>,
+    notification_retries: Counter,
     /// Phase of each AurenRuntime (`namespace/name`), the source of the phase gauge.
     current: Mutex<HashMap<String, Phase>>,
 }
@@ -135,6 +137,18 @@ impl Metrics {
             "Requests the Kubernetes API server refused as unauthenticated or forbidden (401/403)",
             api_refused.clone(),
         );
+        let notifications = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "notifications",
+            "Notifications by result: sent, failed (every attempt, or the Secret), dropped (queue full)",
+            notifications.clone(),
+        );
+        let notification_retries = Counter::default();
+        registry.register(
+            "notification_retries",
+            "Notification attempts after a failed one",
+            notification_retries.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -147,6 +161,8 @@ impl Metrics {
             api_requests,
             api_refused,
             leader,
+            notifications,
+            notification_retries,
             current: Mutex::new(HashMap::new()),
         }
     }
@@ -180,6 +196,18 @@ impl Metrics {
 
     pub fn rolled_back(&self, seconds: f64) {
         self.rollback.observe(seconds.max(0.0));
+    }
+
+    /// A notification ended: `sent`, `failed` or `dropped`.
+    pub fn notification(&self, result: &'static str) {
+        self.notifications
+            .get_or_create(&ResultLabel { result })
+            .inc();
+    }
+
+    /// A notification is attempted again.
+    pub fn notification_retry(&self) {
+        self.notification_retries.inc();
     }
 
     /// This replica started (`true`) or stopped (`false`) running the controller.
@@ -289,6 +317,8 @@ mod tests {
                 .unwrap(),
         );
         m.api_response(http::StatusCode::FORBIDDEN);
+        m.notification("sent");
+        m.notification_retry();
         m.api_response(http::StatusCode::OK);
         let text = m.encode().unwrap();
         assert!(
@@ -299,6 +329,8 @@ mod tests {
         let text = m.encode().unwrap();
         assert!(text.contains("auren_operator_leader 1"));
         assert!(text.contains("auren_operator_kube_api_refused_total 1"));
+        assert!(text.contains(r#"auren_operator_notifications_total{result="sent"} 1"#));
+        assert!(text.contains("auren_operator_notification_retries_total 1"));
         assert!(text.contains(r#"auren_operator_reconciles_total{result="ok"} 1"#));
         assert!(text.contains(r#"auren_operator_reconcile_errors_total{error="ApplyFailed"} 1"#));
         assert!(text.contains(r#"auren_operator_rollout_phase{phase="Healthy"} 1"#));
