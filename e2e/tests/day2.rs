@@ -279,8 +279,7 @@ async fn promotion_and_rollback_are_notified_signed_and_retried() {
         let inbox = inbox.clone();
         async move {
             let events = delivered(&inbox);
-            let found = events.iter().find(|e| e["type"] == t.as_str()).cloned();
-            found
+            events.into_iter().find(|e| e["type"] == t.as_str())
         }
     };
     let rolled_back = wait_for("the RolledBack notification", 30, || {
@@ -301,10 +300,9 @@ async fn promotion_and_rollback_are_notified_signed_and_retried() {
         "{promoted:?}"
     );
 
-    let inbox_now = inbox.lock().unwrap();
-    let requests = &inbox_now.requests;
+    let requests = inbox.lock().unwrap().requests.clone();
     assert!(requests.len() >= 5, "{} requests", requests.len());
-    for (headers, body, _) in requests {
+    for (headers, body, _) in &requests {
         assert!(
             signature_valid(headers, body),
             "a request with a bad signature"
@@ -335,7 +333,6 @@ async fn promotion_and_rollback_are_notified_signed_and_retried() {
     unique.sort();
     unique.dedup();
     assert_eq!(unique.len(), ok.len(), "each notification delivered once");
-    drop(inbox_now);
 
     let metrics = env.operator.metrics().await;
     let sent = counter_value(
