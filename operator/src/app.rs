@@ -15,8 +15,10 @@ use kube::Client;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::api::NotificationFormat;
 use crate::controller::{self, Context, lease};
 use crate::metrics::Metrics;
+use crate::notify::Destination;
 
 /// Command line of `auren-operator`; every flag has an environment twin.
 #[derive(Debug, Clone, clap::Parser)]
@@ -47,6 +49,29 @@ pub struct Args {
     /// Seconds between lease renewals.
     #[arg(long, env = "LEASE_RENEW_SECONDS", default_value_t = 2)]
     pub lease_renew_seconds: u64,
+    /// Secret in the operator's namespace (`--namespace`) with the keys `url` and `hmacKey`:
+    /// where AurenRuntimes without `spec.notifications` send theirs. None when unset.
+    #[arg(long, env = "NOTIFICATIONS_SECRET")]
+    pub notifications_secret: Option<String>,
+    /// Body format of those default notifications.
+    #[arg(long, env = "NOTIFICATIONS_FORMAT", default_value = "cloudevents",
+          value_parser = ["cloudevents", "slack"])]
+    pub notifications_format: String,
+}
+
+impl Args {
+    /// Where notifications go for AurenRuntimes that do not say.
+    fn default_notifications(&self) -> Option<Destination> {
+        let secret = self
+            .notifications_secret
+            .clone()
+            .filter(|s| !s.is_empty())?;
+        Some(Destination {
+            namespace: self.namespace.clone(),
+            secret,
+            format: NotificationFormat::parse(&self.notifications_format).unwrap_or_default(),
+        })
+    }
 }
 
 #[derive(Clone)]
@@ -95,7 +120,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         leader_tx,
         stop_leading.clone(),
     ));
-    let ctx = Arc::new(Context::new(client, metrics, &identity));
+    let defaults = args.default_notifications();
+    let ctx = Arc::new(Context::new(client, metrics, &identity, defaults));
     lead_while_elected(
         ctx,
         args.watch_namespace.clone(),

@@ -16,6 +16,7 @@
 //!            standby before active), whether to measure, the Events, when to look again.
 //! resources  builders of the Deployments and Services a Plan implies, and `status_patch`
 //!            (None when the status did not change).
+//! notify     a Plan's notice as a CloudEvents or Slack body, its id and HMAC signature.
 //! ```
 //!
 //! Around the pure core: `controller` (the only kube and pod I/O: reconcile, leader election),
@@ -49,6 +50,7 @@ pub mod app;
 pub mod controller;
 pub mod dashboard;
 pub mod metrics;
+pub mod notify;
 pub mod plugin;
 pub mod resources;
 pub mod revision;

@@ -73,6 +73,8 @@ pub struct Metrics {
     leader: Gauge,
     gate_follow: Family<GateLabel, Histogram>,
     health_pushes: Counter,
+    notifications: Family<ResultLabel, Counter>,
+    notification_retries: Counter,
     /// Phase of each AurenRuntime (`namespace/name`), the source of the phase gauge.
     current: Mutex<HashMap<String, Phase>>,
 }
@@ -158,6 +160,18 @@ impl Metrics {
             "Health changes pods pushed to the operator (answers of their /health long polls)",
             health_pushes.clone(),
         );
+        let notifications = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "notifications",
+            "Notifications by result: sent, failed (every attempt, or the Secret), dropped (queue full)",
+            notifications.clone(),
+        );
+        let notification_retries = Counter::default();
+        registry.register(
+            "notification_retries",
+            "Notification attempts after a failed one",
+            notification_retries.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -172,6 +186,8 @@ impl Metrics {
             leader,
             gate_follow,
             health_pushes,
+            notifications,
+            notification_retries,
             current: Mutex::new(HashMap::new()),
         }
     }
@@ -217,6 +233,18 @@ impl Metrics {
     /// A pod's `/health` long poll answered with a new health state.
     pub fn health_pushed(&self) {
         self.health_pushes.inc();
+    }
+
+    /// A notification ended: `sent`, `failed` or `dropped`.
+    pub fn notification(&self, result: &'static str) {
+        self.notifications
+            .get_or_create(&ResultLabel { result })
+            .inc();
+    }
+
+    /// A notification is attempted again.
+    pub fn notification_retry(&self) {
+        self.notification_retries.inc();
     }
 
     /// This replica started (`true`) or stopped (`false`) running the controller.
@@ -326,6 +354,8 @@ mod tests {
                 .unwrap(),
         );
         m.api_response(http::StatusCode::FORBIDDEN);
+        m.notification("sent");
+        m.notification_retry();
         m.api_response(http::StatusCode::OK);
         let text = m.encode().unwrap();
         assert!(
@@ -336,6 +366,8 @@ mod tests {
         let text = m.encode().unwrap();
         assert!(text.contains("auren_operator_leader 1"));
         assert!(text.contains("auren_operator_kube_api_refused_total 1"));
+        assert!(text.contains(r#"auren_operator_notifications_total{result="sent"} 1"#));
+        assert!(text.contains("auren_operator_notification_retries_total 1"));
         assert!(text.contains(r#"auren_operator_reconciles_total{result="ok"} 1"#));
         assert!(text.contains(r#"auren_operator_reconcile_errors_total{error="ApplyFailed"} 1"#));
         assert!(text.contains(r#"auren_operator_rollout_phase{phase="Healthy"} 1"#));

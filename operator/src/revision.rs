@@ -148,8 +148,16 @@ mod tests {
     #[test]
     fn scaling_and_rollout_settings_keep_the_hash() {
         type Edit = fn(&mut AurenRuntimeSpec);
-        let edits: [(&str, Edit); 7] = [
+        let edits: [(&str, Edit); 8] = [
             ("api replicas", |s| s.api.replicas = 9),
+            ("notifications", |s| {
+                s.notifications = Some(crate::api::NotificationsSpec {
+                    secret_ref: crate::api::SecretRef {
+                        name: "hooks".into(),
+                    },
+                    format: crate::api::NotificationFormat::Slack,
+                })
+            }),
             ("allowUnsafe", |s| {
                 s.allow_unsafe = vec![crate::api::UnsafeSetting::Faults]
             }),

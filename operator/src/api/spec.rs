@@ -33,6 +33,13 @@ pub const ENV_NAME_PATTERN: &str = r"^[A-Za-z_][A-Za-z0-9_]*$";
     namespaced,
     shortname = "ar",
     status = "AurenRuntimeStatus",
+    // `kubectl scale` and a HorizontalPodAutoscaler set the API pods of the release serving
+    // production; the consumers keep their own `consumer.replicas` (scaled by Kafka lag).
+    scale(
+        spec_replicas_path = ".spec.api.replicas",
+        status_replicas_path = ".status.replicas",
+        label_selector_path = ".status.selector"
+    ),
     derive = "PartialEq",
     doc = "AurenRuntime runs the AUREN runtime (API and consumer pods) and cuts releases over safely.",
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
@@ -112,6 +119,58 @@ pub struct AurenRuntimeSpec {
     /// with them it runs them and says so in the `UnsafeSettings` condition and an Event.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allow_unsafe: Vec<UnsafeSetting>,
+    /// Where to send a notification on every phase change and rollback: a webhook (CloudEvents
+    /// or Slack format) whose URL and signing key live in a Secret. Unset: the operator's
+    /// default (chart value `notifications.secretName`), or none. Not part of the release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notifications: Option<NotificationsSpec>,
+}
+
+/// Outbound notifications of rollout transitions, sent by the operator (retried, never
+/// blocking a rollout).
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NotificationsSpec {
+    /// Secret in the AurenRuntime's namespace with the key `url` (where each notification is
+    /// POSTed) and optionally `hmacKey`: with it every body is signed, headers
+    /// `x-auren-timestamp` (Unix seconds) and `x-auren-signature: sha256=<hex HMAC-SHA256 of
+    /// "{timestamp}.{body}">`.
+    pub secret_ref: SecretRef,
+    /// Body format: `cloudevents` (CloudEvents 1.0 structured mode, content type
+    /// `application/cloudevents+json`) or `slack` (an incoming-webhook `{"text": ...}`).
+    #[serde(default)]
+    pub format: NotificationFormat,
+}
+
+/// A Secret in the AurenRuntime's namespace.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct SecretRef {
+    /// Secret name.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// The body format of a notification.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum NotificationFormat {
+    /// CloudEvents 1.0, structured JSON; `id` is the same for every delivery of one transition.
+    #[default]
+    #[serde(rename = "cloudevents")]
+    CloudEvents,
+    /// A Slack-compatible incoming webhook: `{"text": ...}`.
+    #[serde(rename = "slack")]
+    Slack,
+}
+
+impl NotificationFormat {
+    /// Parses the chart's `notifications.format` (`cloudevents` or `slack`).
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "cloudevents" => Some(NotificationFormat::CloudEvents),
+            "slack" => Some(NotificationFormat::Slack),
+            _ => None,
+        }
+    }
 }
 
 /// An environment variable with a literal value.
@@ -583,6 +642,7 @@ impl AurenRuntimeSpec {
             security_context: None,
             pod_security_context: None,
             allow_unsafe: Vec::new(),
+            notifications: None,
         }
     }
 

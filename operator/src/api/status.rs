@@ -31,6 +31,14 @@ pub struct AurenRuntimeStatus {
     /// Ready API pods of the release behind the active Service, as `ready/desired`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready: Option<String>,
+    /// Ready API pods behind the active Service (the `/scale` subresource's current replicas,
+    /// what `kubectl scale` and a HorizontalPodAutoscaler read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i32>,
+    /// Label selector of the API pods behind the active Service, as text (the `/scale`
+    /// subresource's selector: a HorizontalPodAutoscaler reads these pods' metrics).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
     /// The release serving production.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stable: Option<RevisionRef>,

@@ -13,6 +13,7 @@ mod cache;
 mod follow;
 pub mod lease;
 mod measure;
+pub mod notifier;
 mod observe;
 mod pod_api;
 pub mod prometheus;
@@ -34,6 +35,7 @@ use kube::{Client, Resource, ResourceExt};
 
 use crate::api::{AurenRuntime, AurenRuntimeStatus, Phase, Verdict};
 use crate::metrics::Metrics;
+use crate::notify::{self, Destination, Subject};
 use crate::resources::{self, LABEL_INSTANCE, MANAGER, ResourceError, instance_labels};
 use crate::revision::{self, RevisionError};
 use crate::rollout::{self, EventKind, Observed, Plan};
@@ -119,6 +121,11 @@ pub struct Context {
     /// this replica got from the API server itself (its own status write, or a fresh read).
     /// See [`fresh`].
     seen: std::sync::Mutex<BTreeMap<String, Seen>>,
+    /// Sends notifications on its own task.
+    notifier: notifier::Notifier,
+    /// Where notifications go for AurenRuntimes without `spec.notifications` (the chart's
+    /// `notifications.secretName`).
+    default_notifications: Option<Destination>,
 }
 
 /// One leadership term: the shared context, the caches the term's watches fill, and the
@@ -130,13 +137,22 @@ struct Term {
 }
 
 impl Context {
-    pub fn new(client: Client, metrics: Arc<Metrics>, identity: &str) -> Self {
+    /// Starts the notification task too (call inside the Tokio runtime).
+    pub fn new(
+        client: Client,
+        metrics: Arc<Metrics>,
+        identity: &str,
+        default_notifications: Option<Destination>,
+    ) -> Self {
         let reporter = Reporter {
             controller: MANAGER.into(),
             instance: Some(identity.to_owned()),
         };
+        let recorder = Recorder::new(client.clone(), reporter);
         Self {
-            recorder: Recorder::new(client.clone(), reporter),
+            notifier: notifier::Notifier::start(client.clone(), recorder.clone(), metrics.clone()),
+            default_notifications,
+            recorder,
             client,
             http: pod_api::client(),
             metrics,
@@ -335,6 +351,7 @@ async fn reconcile_once(
     apply::readiness_gates(ctx, &ns, &cluster).await?;
     publish(ctx, ar, &plan).await;
     write_status(ctx, ar, &ns, &plan).await?;
+    queue_notice(ctx, ar, &ns, &plan);
     observe_rollback(ctx, ar, &plan, now);
     let analyze = plan.world.as_ref().and_then(|w| w.analyze.as_ref());
     ctx.windows
@@ -358,7 +375,7 @@ fn decide(
     let status = ar.status.clone().unwrap_or_default();
     let releases = cluster.releases();
     let annotations: BTreeMap<String, String> = ar.annotations().clone();
-    Ok(rollout::decide(&Observed {
+    let mut plan = rollout::decide(&Observed {
         spec: &ar.spec,
         generation: ar.metadata.generation.unwrap_or(0),
         annotations: &annotations,
@@ -367,7 +384,10 @@ fn decide(
         releases: &releases,
         measurements,
         now,
-    }))
+    });
+    let active = rollout::ServiceTarget::from_status(plan.status.services.active.as_deref());
+    plan.status.selector = resources::scale_selector(ar, &active);
+    Ok(plan)
 }
 
 /// The plan's requeue, or sooner when an analysis window closes first.
@@ -429,6 +449,28 @@ async fn write_status(
         .map_err(Error::StatusWriteFailed)?;
     ctx.saw(&written);
     Ok(())
+}
+
+/// Queues the plan's notice (its status is written now) for the receiver configured by the
+/// spec or the operator's default; nothing when neither is.
+fn queue_notice(ctx: &Context, ar: &AurenRuntime, ns: &str, plan: &Plan) {
+    let Some(notice) = plan.notice.clone() else {
+        return;
+    };
+    let own = ar.spec.notifications.as_ref();
+    let Some(destination) = notify::destination(ns, own, ctx.default_notifications.as_ref()) else {
+        return;
+    };
+    ctx.notifier.enqueue(notifier::Delivery {
+        subject: Subject {
+            namespace: ns.to_owned(),
+            name: ar.name_any(),
+            uid: ar.uid().unwrap_or_default(),
+        },
+        object: ar.object_ref(&()),
+        destination,
+        notice,
+    });
 }
 
 /// Seconds from the first failing measurement of a rolled-back release to traffic back on

@@ -10,7 +10,7 @@
 mod service;
 mod workload;
 
-pub use service::{ACTIVE, PREVIEW, service, service_name};
+pub use service::{ACTIVE, PREVIEW, scale_selector, service, service_name};
 pub use workload::{
     ADMIN_PORT_NAME, ADMIN_TOKEN_KEY, READINESS_GATE, RUNTIME_UID, Role, WEBHOOK_SECRETS_DIR,
     admin_token_ref, admin_token_secret_name, deployment, deployment_name, scale_patch,

@@ -51,6 +51,15 @@ pub fn service(
     }))
 }
 
+/// The active Service's selector as label selector text (`k=v,k=v`): the `/scale`
+/// subresource's `status.selector`, so a HorizontalPodAutoscaler measures the pods that serve.
+pub fn scale_selector(ar: &AurenRuntime, active: &ServiceTarget) -> Option<String> {
+    let pairs = selector(ar, active)?
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}"));
+    Some(pairs.collect::<Vec<_>>().join(","))
+}
+
 fn selector(ar: &AurenRuntime, target: &ServiceTarget) -> Option<BTreeMap<String, String>> {
     let mut selector = instance_labels(ar);
     selector.insert(LABEL_ROLE.into(), "api".into());
@@ -68,6 +77,22 @@ fn selector(ar: &AurenRuntime, target: &ServiceTarget) -> Option<BTreeMap<String
 mod tests {
     use super::*;
     use crate::resources::fixtures::runtime;
+
+    #[test]
+    fn the_scale_selector_is_the_active_services_selector_as_text() {
+        let ar = runtime();
+        let one = scale_selector(&ar, &ServiceTarget::Revision("abc".into()));
+        assert_eq!(
+            one.as_deref(),
+            Some(
+                "app.kubernetes.io/instance=wearables,app.kubernetes.io/name=auren-runtime,\
+                 auren.io/revision=abc,auren.io/role=api"
+            )
+        );
+        let all = scale_selector(&ar, &ServiceTarget::AllRevisions).unwrap();
+        assert!(!all.contains("auren.io/revision"), "{all}");
+        assert_eq!(scale_selector(&ar, &ServiceTarget::Nothing), None);
+    }
 
     /// No Service the operator builds reaches the admin API, by number or by name.
     #[test]

@@ -847,14 +847,17 @@ impl<'a> Decision<'a> {
             self.st.services.preview = world.preview.as_status();
         }
         self.st.ready = self.ready_text();
+        self.st.replicas = self.serving_replicas();
         set_conditions(&mut self.st, self.obs.generation, self.obs.now);
         self.mark_unsafe_settings();
         let requeue_after = self.requeue_after();
+        let notice = super::notice::notice(self.obs.status, &self.st);
         Plan {
             status: self.st,
             world,
             events: self.events,
             requeue_after,
+            notice,
         }
     }
 
@@ -868,6 +871,17 @@ impl<'a> Decision<'a> {
         let (generation, now) = (self.obs.generation, self.obs.now);
         if let Some(message) = set_unsafe_condition(&mut self.st, &allowed, generation, now) {
             self.event(EventKind::Warning, "UnsafeSettingsAllowed", message);
+        }
+    }
+
+    /// Ready API pods behind the active Service: the `/scale` subresource's current replicas.
+    fn serving_replicas(&self) -> Option<i32> {
+        match self.active_target() {
+            ServiceTarget::Nothing => None,
+            ServiceTarget::Revision(hash) => Some(self.release(&hash).api.ready),
+            ServiceTarget::AllRevisions => {
+                Some(self.obs.releases.iter().map(|r| r.api.ready).sum())
+            }
         }
     }
 
@@ -1038,11 +1052,7 @@ impl<'a> Decision<'a> {
     }
 
     pub(super) fn active_target(&self) -> ServiceTarget {
-        match self.st.services.active.as_deref() {
-            Some("*") => ServiceTarget::AllRevisions,
-            Some(hash) => ServiceTarget::Revision(hash.to_owned()),
-            None => ServiceTarget::Nothing,
-        }
+        ServiceTarget::from_status(self.st.services.active.as_deref())
     }
 }
 

@@ -13,12 +13,14 @@
 mod conditions;
 pub mod controls;
 mod decide;
+mod notice;
 mod render;
 mod world;
 
 pub use conditions::{AVAILABLE, INVALID_SPEC, PROGRESSING, UNSAFE_SETTINGS, set_conditions};
 pub use controls::Control;
 pub use decide::decide;
+pub use notice::{Notice, NoticeKind, notice};
 pub use world::{
     AnalysisRequest, Event, EventKind, Observed, Plan, PodSet, ReleasePlan, ReleaseState,
     RoleCounts, RoleSwitch, ServiceTarget, World,

@@ -296,6 +296,118 @@ fn preview_replicas_and_replica_changes_do_not_restart_the_rollout() {
 }
 
 #[test]
+fn scaling_mid_rollout_resizes_stable_and_candidate_and_is_not_a_release() {
+    let mut f = Fixture::analyzing_v2();
+    let (v1, v2) = (hash(V1), hash(V2));
+    let (candidate, analysis) = (f.status.candidate.clone(), f.status.analysis.clone());
+    assert_eq!(
+        f.status.replicas,
+        Some(2),
+        "ready API pods behind the active Service"
+    );
+    f.spec.api.replicas = 4; // kubectl scale / an HPA through the /scale subresource
+    let plan = f.step();
+    assert_eq!(f.phase(), Phase::Analyzing, "scaling is not a new release");
+    assert_eq!(f.status.candidate, candidate);
+    assert_eq!(f.status.analysis, analysis, "the analysis goes on");
+    assert_eq!(replicas(&plan, V1), Some((4, 1)));
+    assert_eq!(
+        replicas(&plan, V2),
+        Some((4, 1)),
+        "the candidate follows the stable"
+    );
+    assert!(reasons(&plan).is_empty(), "{:?}", reasons(&plan));
+    assert_eq!(plan.notice, None, "nothing to tell");
+    f.observe(&[
+        (v1.clone(), ready(4, 1, ConsumerRole::Active)),
+        (v2.clone(), ready(3, 1, ConsumerRole::Standby)),
+    ]);
+    f.step();
+    assert_eq!(f.status.replicas, Some(4));
+    assert_eq!(f.status.ready.as_deref(), Some("4/4"));
+    f.spec.api.replicas = 1;
+    let plan = f.step();
+    assert_eq!(replicas(&plan, V1), Some((1, 1)));
+    assert_eq!(replicas(&plan, V2), Some((1, 1)));
+    for _ in 0..3 {
+        f.measure(&v2, Verdict::Pass, 0.0);
+    }
+    let plan = f.step();
+    assert_eq!(f.phase(), Phase::Promoting);
+    assert_eq!(
+        replicas(&plan, V2),
+        Some((1, 1)),
+        "promoted at the scaled size"
+    );
+}
+
+#[test]
+fn a_canary_reports_every_serving_pod_to_the_scale_subresource() {
+    let pause = CanaryStep {
+        pause: Some(PauseStep { duration: None }),
+        ..Default::default()
+    };
+    let mut f = canary_fixture(vec![weight(50), pause], CanaryConsumers::Handover);
+    f.run(&[
+        (hash(V1), ready(2, 1, ConsumerRole::Active)),
+        (hash(V2), ready(2, 1, ConsumerRole::Standby)),
+    ]);
+    assert_eq!(f.status.services.active.as_deref(), Some("*"));
+    assert_eq!(f.status.replicas, Some(4), "both releases serve");
+}
+
+#[test]
+fn notices_follow_phase_changes_promotions_and_rollbacks() {
+    let mut f = Fixture::healthy_v1();
+    f.spec.image = V2.into();
+    let plan = f.step();
+    let notice = plan.notice.unwrap();
+    assert_eq!(notice.kind, NoticeKind::PhaseChanged);
+    assert_eq!(
+        (notice.previous_phase, notice.phase),
+        (Some(Phase::Healthy), Phase::Progressing)
+    );
+    assert_eq!(notice.release.map(|r| r.hash), Some(hash(V2)));
+    assert_eq!(f.step().notice, None, "told once");
+    let mut f = Fixture::analyzing_v2();
+    let (v1, v2) = (hash(V1), hash(V2));
+    for _ in 0..3 {
+        f.measure(&v2, Verdict::Pass, 0.0);
+    }
+    let mut notices = vec![f.step().notice];
+    f.observe(&[
+        (v1, ready(2, 1, ConsumerRole::Standby)),
+        (v2.clone(), ready(2, 1, ConsumerRole::Active)),
+    ]);
+    for _ in 0..4 {
+        notices.push(f.step().notice);
+    }
+    let told: Vec<_> = notices
+        .into_iter()
+        .flatten()
+        .map(|n| (n.kind, n.phase))
+        .collect();
+    assert_eq!(
+        told,
+        vec![
+            (NoticeKind::PhaseChanged, Phase::Promoting),
+            (NoticeKind::Promoted, Phase::Healthy)
+        ]
+    );
+    let mut f = Fixture::analyzing_v2();
+    f.measure(&v2, Verdict::Fail, 0.5);
+    f.measure(&v2, Verdict::Fail, 0.5);
+    let plan = f.step();
+    assert_eq!(f.phase(), Phase::RolledBack);
+    let notice = plan.notice.unwrap();
+    assert_eq!(
+        (notice.kind, notice.reason.as_str()),
+        (NoticeKind::RolledBack, "AnalysisFailed")
+    );
+    assert_eq!(notice.release.map(|r| r.hash), Some(v2));
+}
+
+#[test]
 fn ready_candidate_is_analyzed_against_stable() {
     let f = Fixture::analyzing_v2();
     let plan = f.decide();

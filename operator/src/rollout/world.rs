@@ -86,6 +86,8 @@ pub struct Plan {
     pub events: Vec<Event>,
     /// Reconcile again after this long even if nothing changes (deadlines, analysis).
     pub requeue_after: Duration,
+    /// What to tell the configured notification receiver once `status` is written.
+    pub notice: Option<super::Notice>,
 }
 
 /// The desired workloads, Services and consumer roles.
@@ -128,6 +130,15 @@ pub enum ServiceTarget {
 }
 
 impl ServiceTarget {
+    /// From its status text (`status.services.active`).
+    pub fn from_status(text: Option<&str>) -> Self {
+        match text {
+            Some("*") => ServiceTarget::AllRevisions,
+            Some(hash) => ServiceTarget::Revision(hash.to_owned()),
+            None => ServiceTarget::Nothing,
+        }
+    }
+
     /// As written in status (`*` for every revision).
     pub fn as_status(&self) -> Option<String> {
         match self {

@@ -1,0 +1,346 @@
+//! Day-2 operations (issue 14, parts 1 and 2) on the local cluster: scaling an AurenRuntime
+//! through its `/scale` subresource in the middle of a blue/green rollout under load, a real
+//! HorizontalPodAutoscaler reading that subresource, and rollout notifications delivered to a
+//! real HTTP receiver, signed, and retried when the receiver fails.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use auren_operator::api::Phase;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use support::{
+    Env, Load, NAME, accepted_ids, assert_none_failed, counter_value, free_port, wait_for,
+};
+
+fn kubectl(args: &[&str], stdin: Option<&str>) -> String {
+    let mut child = Command::new("kubectl")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run kubectl");
+    if let Some(text) = stdin {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `spec.replicas` of the API Deployment of `revision`.
+async fn api_replicas(env: &Env, revision: &str) -> Option<i32> {
+    let name = format!("{NAME}-{revision}-api");
+    let found = env.deployments().await.into_iter().find(|d| d.0 == name);
+    found.map(|d| d.1)
+}
+
+/// `kubectl scale aurenruntime/<name> --replicas=N` in the middle of a blue/green rollout
+/// under load: the stable and the candidate API Deployments follow, the rollout carries on
+/// (scaling is not a release), no request fails and every accepted event is stored once. Then
+/// a real HorizontalPodAutoscaler (autoscaling/v2beta2, the newest on 1.20) resolves the
+/// `/scale` subresource (AbleToScale True); it cannot get metrics (no metrics-server here).
+#[tokio::test]
+async fn kubectl_scale_mid_rollout_resizes_both_releases_and_an_hpa_reads_the_scale() {
+    let env = Env::start("day2-scale").await;
+    let v1 = env.install("auren/runtime:v1").await;
+    let st = env.ns.status(NAME).await;
+    assert_eq!(
+        st.replicas,
+        Some(1),
+        "one ready API pod behind the active Service"
+    );
+    let selector = st.selector.clone().unwrap();
+    assert!(
+        selector.contains(&format!("auren.io/revision={v1}")),
+        "{selector}"
+    );
+    let load = Load::start(env.active().await, "u-scale");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let mut spec = env.spec("auren/runtime:v2", &[]);
+    spec["analysis"]["successfulMeasurementsToPromote"] = json!(4);
+    let v2 = env.release(spec).await;
+    env.ns
+        .wait_status(NAME, "v2 under analysis", 60, |s| {
+            s.phase == Some(Phase::Analyzing)
+        })
+        .await;
+    let ns = env.ns.name.clone();
+    let scaled = kubectl(
+        &[
+            "-n",
+            &ns,
+            "scale",
+            &format!("aurenruntime/{NAME}"),
+            "--replicas=2",
+        ],
+        None,
+    );
+    assert!(scaled.contains("scaled"), "{scaled}");
+    wait_for("both API Deployments at 2 replicas", 30, || async {
+        let both = (api_replicas(&env, &v1).await, api_replicas(&env, &v2).await);
+        (both == (Some(2), Some(2))).then_some(())
+    })
+    .await;
+    let st = env
+        .ns
+        .wait_status(NAME, "two ready API pods on stable", 60, |s| {
+            s.replicas == Some(2)
+        })
+        .await;
+    assert_eq!(
+        st.candidate.as_ref().map(|c| c.hash.clone()),
+        Some(v2.clone()),
+        "scaling is not a new release"
+    );
+    assert!(st.phase != Some(Phase::RolledBack), "{:?}", st.message);
+
+    let st = env
+        .ns
+        .wait_status(NAME, "v2 promoted", 150, |s| {
+            s.stable.as_ref().is_some_and(|r| r.hash == v2) || s.phase == Some(Phase::RolledBack)
+        })
+        .await;
+    assert_eq!(st.phase, Some(Phase::Healthy), "{:?}", st.message);
+    assert_eq!(
+        api_replicas(&env, &v2).await,
+        Some(2),
+        "promoted at the scaled size"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let answers = load.finish().await;
+    assert_none_failed(&answers);
+    env.assert_stored_once(&accepted_ids(&answers)).await;
+
+    let hpa = json!({
+        "apiVersion": "autoscaling/v2beta2", "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": NAME, "namespace": ns},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "auren.io/v1alpha1", "kind": "AurenRuntime", "name": NAME},
+            "minReplicas": 1, "maxReplicas": 3,
+            "metrics": [{"type": "Resource", "resource": {"name": "cpu",
+                "target": {"type": "Utilization", "averageUtilization": 60}}}],
+        },
+    });
+    kubectl(&["apply", "-f", "-"], Some(&hpa.to_string()));
+    let conditions = wait_for("the HPA to read the scale subresource", 90, || async {
+        let out = kubectl(&["-n", &ns, "get", "hpa", NAME, "-o", "json"], None);
+        let hpa: Value = serde_json::from_str(&out).unwrap();
+        let conditions = hpa["status"]["conditions"].as_array().cloned()?;
+        let able = conditions.iter().find(|c| c["type"] == "AbleToScale")?;
+        (able["status"] == "True").then_some((hpa["status"].clone(), conditions))
+    })
+    .await;
+    let (status, conditions) = conditions;
+    let able = conditions
+        .iter()
+        .find(|c| c["type"] == "AbleToScale")
+        .unwrap();
+    assert_eq!(able["reason"], "SucceededGetScale", "{conditions:?}");
+    assert_eq!(
+        status["currentReplicas"], 2,
+        "read from status.replicas: {status}"
+    );
+    let active = conditions.iter().find(|c| c["type"] == "ScalingActive");
+    assert!(
+        active.is_none_or(|c| c["status"] == "False"),
+        "no metrics-server here, so no metrics: {conditions:?}"
+    );
+    let spec = env.ns.runtimes().get(NAME).await.unwrap().spec;
+    assert_eq!(
+        spec.api.replicas, 2,
+        "without metrics the HPA leaves the replicas alone"
+    );
+}
+
+// ---------------------------------------------------------------- notifications
+
+const HMAC_KEY: &str = "e2e-notification-key";
+
+/// What the receiver saw: every request (headers, body, the status it answered).
+#[derive(Default)]
+struct Inbox {
+    requests: Vec<(HeaderMap, Bytes, u16)>,
+    /// Requests still to be answered 503.
+    fail_next: u32,
+}
+
+type SharedInbox = Arc<Mutex<Inbox>>;
+
+async fn receive(State(inbox): State<SharedInbox>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let mut inbox = inbox.lock().unwrap();
+    let status = if inbox.fail_next > 0 {
+        inbox.fail_next -= 1;
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::NO_CONTENT
+    };
+    inbox.requests.push((headers, body, status.as_u16()));
+    status
+}
+
+/// A receiver on 127.0.0.1 (the process node's operator runs on this host).
+async fn start_receiver(fail_first: u32) -> (String, SharedInbox) {
+    let inbox: SharedInbox = Arc::new(Mutex::new(Inbox {
+        fail_next: fail_first,
+        ..Default::default()
+    }));
+    let port = free_port();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let app = axum::Router::new()
+        .route("/hook", axum::routing::post(receive))
+        .with_state(inbox.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://127.0.0.1:{port}/hook"), inbox)
+}
+
+fn signature_valid(headers: &HeaderMap, body: &[u8]) -> bool {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let (Some(ts), Some(signature)) = (header("x-auren-timestamp"), header("x-auren-signature"))
+    else {
+        return false;
+    };
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(HMAC_KEY.as_bytes()).unwrap();
+    mac.update(format!("{ts}.").as_bytes());
+    mac.update(body);
+    signature == format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Delivered CloudEvents (answered 2xx), parsed.
+fn delivered(inbox: &SharedInbox) -> Vec<Value> {
+    let inbox = inbox.lock().unwrap();
+    let ok = inbox.requests.iter().filter(|r| r.2 < 300);
+    ok.map(|r| serde_json::from_slice(&r.1).unwrap()).collect()
+}
+
+/// A release promoted and one rolled back, each told to a real receiver as a signed
+/// CloudEvent; the receiver fails the first two attempts and still gets everything (retried
+/// with backoff, the same `id` each time).
+#[tokio::test]
+async fn promotion_and_rollback_are_notified_signed_and_retried() {
+    let (url, inbox) = start_receiver(2).await;
+    let env = Env::start("day2-notify").await;
+    env.ns
+        .secret("hooks", &[("url", &url), ("hmacKey", HMAC_KEY)])
+        .await;
+    let notifications = json!({"secretRef": {"name": "hooks"}, "format": "cloudevents"});
+    let mut spec = env.spec("auren/runtime:v1", &[]);
+    spec["notifications"] = notifications.clone();
+    env.install_spec(spec).await;
+
+    let mut spec = env.spec("auren/runtime:v2", &[]);
+    spec["notifications"] = notifications.clone();
+    let v2 = env.release(spec).await;
+    env.ns
+        .wait_status(NAME, "v2 promoted", 150, |s| {
+            s.stable.as_ref().is_some_and(|r| r.hash == v2) || s.phase == Some(Phase::RolledBack)
+        })
+        .await;
+    let mut spec = env.spec("auren/runtime:v3", &[("FAULT_ERROR_RATE", "0.2")]);
+    spec["notifications"] = notifications;
+    spec["allowUnsafe"] = json!(["faults"]);
+    spec["analysis"]["failureLimit"] = json!(1);
+    spec["analysis"]["consecutiveFailureLimit"] = json!(1);
+    let v3 = env.release(spec).await;
+    let preview = Load::start(
+        env.ns.service_addr(&format!("{NAME}-preview")).await,
+        "u-preview",
+    );
+    env.ns
+        .wait_status(NAME, "v3 rolled back", 120, |s| {
+            s.phase == Some(Phase::RolledBack)
+        })
+        .await;
+    let _ = preview.finish().await;
+
+    let of_type = |t: &str| {
+        let t = t.to_owned();
+        let inbox = inbox.clone();
+        async move {
+            let events = delivered(&inbox);
+            events.into_iter().find(|e| e["type"] == t.as_str())
+        }
+    };
+    let rolled_back = wait_for("the RolledBack notification", 30, || {
+        of_type("io.auren.rollout.rolledback")
+    })
+    .await;
+    assert_eq!(rolled_back["subject"], v3.as_str());
+    assert_eq!(rolled_back["data"]["reason"], "AnalysisFailed");
+    assert_eq!(rolled_back["data"]["phase"], "RolledBack");
+    let promoted: Vec<Value> = delivered(&inbox)
+        .into_iter()
+        .filter(|e| e["type"] == "io.auren.rollout.promoted")
+        .collect();
+    assert!(
+        promoted
+            .iter()
+            .any(|e| e["subject"] == v2.as_str() && e["data"]["reason"] == "Promoted"),
+        "{promoted:?}"
+    );
+
+    let requests = inbox.lock().unwrap().requests.clone();
+    assert!(requests.len() >= 5, "{} requests", requests.len());
+    for (headers, body, _) in &requests {
+        assert!(
+            signature_valid(headers, body),
+            "a request with a bad signature"
+        );
+        assert_eq!(
+            headers.get("content-type").unwrap(),
+            "application/cloudevents+json"
+        );
+        let text = String::from_utf8_lossy(body);
+        assert!(!text.contains(HMAC_KEY) && !text.contains(&url), "{text}");
+    }
+    let id = |r: &(HeaderMap, Bytes, u16)| {
+        serde_json::from_slice::<Value>(&r.1).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let failed: Vec<String> = requests.iter().filter(|r| r.2 >= 300).map(id).collect();
+    let ok: Vec<String> = requests.iter().filter(|r| r.2 < 300).map(id).collect();
+    assert_eq!(failed.len(), 2, "the receiver failed exactly two attempts");
+    for id in &failed {
+        assert!(
+            ok.contains(id),
+            "{id} failed and was never delivered after retries"
+        );
+    }
+    let mut unique = ok.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), ok.len(), "each notification delivered once");
+
+    let metrics = env.operator.metrics().await;
+    let sent = counter_value(
+        &metrics,
+        r#"auren_operator_notifications_total{result="sent"}"#,
+    );
+    // A delivery is counted once its answer is read: at most the receiver's 2xx answers.
+    assert!(sent >= 2.0 && sent as usize <= ok.len(), "{metrics}");
+    let retries = counter_value(&metrics, "auren_operator_notification_retries_total");
+    assert!(retries >= 2.0, "{metrics}");
+}
