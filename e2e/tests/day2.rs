@@ -56,8 +56,9 @@ async fn api_replicas(env: &Env, revision: &str) -> Option<i32> {
 /// `kubectl scale aurenruntime/<name> --replicas=N` in the middle of a blue/green rollout
 /// under load: the stable and the candidate API Deployments follow, the rollout carries on
 /// (scaling is not a release), no request fails and every accepted event is stored once. Then
-/// a real HorizontalPodAutoscaler (autoscaling/v2beta2, the newest on 1.20) resolves the
-/// `/scale` subresource (AbleToScale True); it cannot get metrics (no metrics-server here).
+/// a real HorizontalPodAutoscaler (autoscaling/v2beta2, the newest on 1.20) reads the `/scale`
+/// subresource (its currentReplicas is the AurenRuntime's status.replicas); it cannot get
+/// metrics (no metrics-server here), so it scales nothing.
 #[tokio::test]
 async fn kubectl_scale_mid_rollout_resizes_both_releases_and_an_hpa_reads_the_scale() {
     let env = Env::start("day2-scale").await;
@@ -142,24 +143,28 @@ async fn kubectl_scale_mid_rollout_resizes_both_releases_and_an_hpa_reads_the_sc
         },
     });
     kubectl(&["apply", "-f", "-"], Some(&hpa.to_string()));
-    let conditions = wait_for("the HPA to read the scale subresource", 90, || async {
+    // The 1.20 HPA controller reads the target's `/scale` before it asks for metrics: its
+    // currentReplicas can only come from the AurenRuntime's status.replicas through the
+    // subresource. Without a metrics API it then stops with FailedGetResourceMetric (and, on
+    // 1.20, writes no conditions on that path).
+    let status = wait_for("the HPA to read the scale subresource", 90, || async {
         let out = kubectl(&["-n", &ns, "get", "hpa", NAME, "-o", "json"], None);
         let hpa: Value = serde_json::from_str(&out).unwrap();
-        let conditions = hpa["status"]["conditions"].as_array().cloned()?;
-        let able = conditions.iter().find(|c| c["type"] == "AbleToScale")?;
-        (able["status"] == "True").then_some((hpa["status"].clone(), conditions))
+        (hpa["status"]["currentReplicas"] == 2).then(|| hpa["status"].clone())
     })
     .await;
-    let (status, conditions) = conditions;
-    let able = conditions
-        .iter()
-        .find(|c| c["type"] == "AbleToScale")
-        .unwrap();
-    assert_eq!(able["reason"], "SucceededGetScale", "{conditions:?}");
-    assert_eq!(
-        status["currentReplicas"], 2,
-        "read from status.replicas: {status}"
-    );
+    let no_metrics = wait_for("the HPA to report it has no metrics", 60, || async {
+        let out = kubectl(&["-n", &ns, "get", "events", "-o", "json"], None);
+        let events: Value = serde_json::from_str(&out).unwrap();
+        let items = events["items"].as_array().cloned().unwrap_or_default();
+        items.into_iter().find(|e| {
+            e["involvedObject"]["kind"] == "HorizontalPodAutoscaler"
+                && e["reason"] == "FailedGetResourceMetric"
+        })
+    })
+    .await;
+    eprintln!("HPA status {status}; {}", no_metrics["message"]);
+    let conditions = status["conditions"].as_array().cloned().unwrap_or_default();
     let active = conditions.iter().find(|c| c["type"] == "ScalingActive");
     assert!(
         active.is_none_or(|c| c["status"] == "False"),
