@@ -467,8 +467,6 @@ async fn broker_out_for_10s_during_the_cutover(mut env: Env, outage: Outage, wor
     let broker_spec = |image: &str| {
         let mut spec = spec(&env, image, &config);
         spec["strategy"]["blueGreen"]["scaleDownDelaySeconds"] = json!(60);
-        spec["analysis"]["failureLimit"] = json!(10);
-        spec["analysis"]["consecutiveFailureLimit"] = json!(10);
         spec
     };
     let (v1, v2, status_log, active, preview) =
@@ -522,11 +520,28 @@ async fn broker_out_for_10s_during_the_cutover(mut env: Env, outage: Outage, wor
         back.is_some_and(|d| d < Duration::from_secs(15)),
         "events accepted again within 15 s of the broker's return: {back:?}"
     );
+    assert_gates_followed_by_push(&env).await;
     assert_accepted_before(&answers, out_at);
     assert_during_cutover(&log, out_at, &v2);
     assert_history(&st, &v1, &v2);
     assert_both_served(&answers, &v1, &v2);
     env.assert_stored_once(&accepted_ids(&answers)).await;
+}
+
+/// The pods pushed their health changes (outage, return) to the operator, and it wrote their
+/// readiness gates from them: `auren_operator_health_changes_total` > 0 and gates reopened.
+/// Prints the reopening times (docs/reliability.md quotes them).
+async fn assert_gates_followed_by_push(env: &Env) {
+    let metrics = env.operator.metrics().await;
+    let lines: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("auren_operator_readiness_gate_follow_seconds"))
+        .collect();
+    eprintln!("gate follow:\n{}", lines.join("\n"));
+    let pushed = support::counter_value(&metrics, "auren_operator_health_changes_total");
+    assert!(pushed > 0.0, "no health change pushed: {lines:?}");
+    let reopened = "auren_operator_readiness_gate_follow_seconds_count{gate=\"open\"}";
+    assert!(support::metric_value(&metrics, reopened) > 0.0, "{lines:?}");
 }
 
 /// Posts to the active Service every 100 ms until an event is accepted or `limit` has passed
