@@ -8,7 +8,7 @@
 mod support;
 
 use std::collections::HashSet;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use auren_operator::api::Phase;
@@ -18,7 +18,8 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
 use serde_json::json;
 use support::{
-    Env, Load, NAME, Operator, TestNs, accepted_ids, assert_none_failed, pod_processes, wait_for,
+    Env, Load, NAME, Operator, TestNs, accepted_ids, assert_none_failed, kubectl, pod_processes,
+    wait_for,
 };
 
 const REAL_NODE: &str = "auren-real-1";
@@ -54,30 +55,7 @@ fn install_chart(ns: &str) {
             "-f",
             "-",
         ],
-        &rendered,
-    );
-}
-
-fn kubectl(args: &[&str], stdin: &str) {
-    use std::io::Write;
-    let mut child = Command::new("kubectl")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run kubectl");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "kubectl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
+        Some(&rendered),
     );
 }
 
