@@ -262,7 +262,11 @@ async fn unsafe_settings_are_loud() {
     wait_until(
         "a health report after start-up",
         Duration::from_secs(10),
-        || async { health().await["components"]["kafka"]["status"] == "healthy" },
+        || async {
+            let report = health().await;
+            report["components"]["kafka"]["status"] == "healthy"
+                && report["components"]["startup"].is_null()
+        },
     )
     .await;
     let report = health().await;
