@@ -105,6 +105,34 @@ pub mod headers {
     pub const REQUEST_ID: &str = "x-request-id";
 }
 
+/// The one signature scheme of AUREN: HMAC-SHA256 over `"{timestamp}.{body}"`, sent as
+/// `sha256=<hex>` in [`headers::SIGNATURE`] with the unix seconds in [`headers::TIMESTAMP`].
+/// Devices sign webhooks to the runtime with it; the operator signs its notifications with it.
+pub mod signature {
+    use hmac::{Hmac, Mac};
+    use sha2::Sha256;
+
+    /// The MAC of one signed message, ready to finalize or verify.
+    pub type MessageMac = Hmac<Sha256>;
+
+    /// The MAC over `"{timestamp}.{body}"`; HMAC takes keys of any length, so this is `None`
+    /// only in theory.
+    pub fn mac(secret: &[u8], timestamp: &str, body: &[u8]) -> Option<MessageMac> {
+        let mut m = MessageMac::new_from_slice(secret).ok()?;
+        m.update(timestamp.as_bytes());
+        m.update(b".");
+        m.update(body);
+        Some(m)
+    }
+
+    /// The header value a sender puts in [`super::headers::SIGNATURE`]: `sha256=<hex>`.
+    pub fn sign(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
+        mac(secret, &timestamp.to_string(), body)
+            .map(|m| format!("sha256={}", hex::encode(m.finalize().into_bytes())))
+            .unwrap_or_default()
+    }
+}
+
 /// Environment variable names the operator sets on runtime pods.
 pub mod env {
     pub const RUN_MODE: &str = "RUN_MODE";

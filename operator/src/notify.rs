@@ -4,7 +4,6 @@
 //! Bodies carry only what the status already shows (phase, reason, message, release hashes and
 //! images); the Secret's URL and key never enter a body.
 
-use hmac::{Hmac, Mac};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -136,22 +135,15 @@ fn slack_text(subject: &Subject, notice: &Notice) -> String {
     )
 }
 
-/// `sha256=<hex HMAC-SHA256 of "{timestamp}.{body}">` (the runtime's webhook scheme).
-pub fn signature(key: &[u8], timestamp: i64, body: &[u8]) -> String {
-    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
-        return String::new();
-    };
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-}
+/// `sha256=<hex HMAC-SHA256 of "{timestamp}.{body}">`: the runtime's webhook scheme.
+pub use auren_contract::signature::sign as signature;
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::api::{Phase, SecretRef};
     use crate::rollout::NoticeKind;
+    use hmac::{Hmac, Mac};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use k8s_openapi::jiff::Timestamp;
 

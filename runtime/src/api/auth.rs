@@ -5,13 +5,11 @@
 
 use std::collections::BTreeMap;
 
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use auren_contract::signature::mac;
+use hmac::Mac;
 
 use super::replay::ReplayKey;
 use crate::ingest::{Device, SignedOrigin};
-
-type HmacSha256 = Hmac<Sha256>;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
@@ -153,15 +151,6 @@ impl Signed {
     }
 }
 
-/// HMAC takes keys of any length, so this is `None` only in theory.
-fn mac(secret: &[u8], timestamp: &str, body: &[u8]) -> Option<HmacSha256> {
-    let mut m = HmacSha256::new_from_slice(secret).ok()?;
-    m.update(timestamp.as_bytes());
-    m.update(b".");
-    m.update(body);
-    Some(m)
-}
-
 /// `sha256=<64 hex digits>`; the algorithm name and the hex digits in either case.
 fn parse_signature(header: &str) -> Result<[u8; 32], AuthError> {
     let (algorithm, hex_part) = header
@@ -177,11 +166,7 @@ fn parse_signature(header: &str) -> Result<[u8; 32], AuthError> {
 }
 
 /// Signs a body the way a sender must: `sha256=<hex>` (used by tests, the demo and load tools).
-pub fn sign(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
-    mac(secret, &timestamp.to_string(), body)
-        .map(|m| format!("sha256={}", hex::encode(m.finalize().into_bytes())))
-        .unwrap_or_default()
-}
+pub use auren_contract::signature::sign;
 
 #[cfg(test)]
 mod tests {
