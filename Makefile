@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help test demo services-up services-down cluster-up cluster-down crds bench lint images
+.PHONY: help test demo services-up services-down cluster-up cluster-down crds bench bench-gates lint images
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -36,3 +36,6 @@ crds: ## regenerate crds/ (and the chart's copy, docs/crd-reference.md) from the
 
 bench: ## runtime benchmarks (results go to docs/benchmarks.md by hand)
 	bash scripts/bench.sh
+
+bench-gates: ## readiness-gate follow time over 100 broker-outage reopenings (docs/reliability.md)
+	bash scripts/bench-gates.sh

@@ -53,10 +53,14 @@ pub mod components {
     pub const FAULTS: &str = "faults";
     /// Present (degraded) while webhook signatures are off (API mode).
     pub const WEBHOOK_AUTH: &str = "webhook_auth";
-    /// The dependencies a release shares with every other release of it: Kafka (both modes)
-    /// and PostgreSQL (`database`, consumer mode). When they are not healthy, a failing check
-    /// may be an outage rather than the release's fault (the operator's analysis).
-    pub const DEPENDENCIES: [&str; 2] = ["kafka", "database"];
+    /// Kafka, in both modes; also the `dependency` label of the circuit-breaker gauge.
+    pub const KAFKA: &str = "kafka";
+    /// PostgreSQL, in consumer mode.
+    pub const DATABASE: &str = "database";
+    /// The dependencies a release shares with every other release of it. When they are not
+    /// healthy, a failing check may be an outage rather than the release's fault (the
+    /// operator's analysis).
+    pub const DEPENDENCIES: [&str; 2] = [KAFKA, DATABASE];
 }
 
 /// `/health` as a long poll: the operator follows each pod's health by asking

@@ -196,6 +196,20 @@ async fn the_page_follows_a_rollout_live_and_its_promote_button_promotes() {
             "{body}"
         );
     }
+    // A page elsewhere that rebound its own name to 127.0.0.1 (DNS rebinding) still sends
+    // that name as Host: refused, the board included.
+    let rebound = dashboard.url.replacen("127.0.0.1", "rebound.example", 1);
+    for request in [
+        http.post(dashboard.action_url(&env.ns.name, NAME, "promote"))
+            .header("x-auren-dashboard", "action"),
+        http.get(format!("{}api/runtimes", dashboard.url)),
+    ] {
+        let host = rebound.trim_start_matches("http://").trim_end_matches('/');
+        let answer = request.header("host", host).send().await.unwrap();
+        assert_eq!(answer.status().as_u16(), 403);
+        let body: Value = answer.json().await.unwrap();
+        assert_eq!(body["error"], "ForeignHost", "{body}");
+    }
     assert_eq!(
         env.ns.status(NAME).await.phase,
         Some(Phase::Paused),

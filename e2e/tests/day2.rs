@@ -19,6 +19,15 @@ use support::{
     Env, Load, NAME, accepted_ids, assert_none_failed, counter_value, free_port, kubectl, wait_for,
 };
 
+/// The message of the first `NotificationFailed` Event in the test's namespace.
+async fn notification_failed(env: &Env) -> Option<String> {
+    let events = env.ns.api::<k8s_openapi::api::core::v1::Event>();
+    let list = events.list(&Default::default()).await.ok()?;
+    (list.items.into_iter())
+        .find(|e| e.reason.as_deref() == Some("NotificationFailed"))
+        .and_then(|e| e.message)
+}
+
 /// `spec.replicas` of the API Deployment of `revision`.
 async fn api_replicas(env: &Env, revision: &str) -> Option<i32> {
     let name = format!("{NAME}-{revision}-api");
@@ -214,18 +223,34 @@ fn delivered(inbox: &SharedInbox) -> Vec<Value> {
 
 /// A release promoted and one rolled back, each told to a real receiver as a signed
 /// CloudEvent; the receiver fails the first two attempts and still gets everything (retried
-/// with backoff, the same `id` each time).
+/// with backoff, the same `id` each time). Before its Secret exists, notifications fail
+/// with a Warning Event naming it, and the install is not held up.
 #[tokio::test]
 async fn promotion_and_rollback_are_notified_signed_and_retried() {
     let (url, inbox) = start_receiver(2).await;
     let env = Env::start("day2-notify").await;
-    env.ns
-        .secret("hooks", &[("url", &url), ("hmacKey", HMAC_KEY)])
-        .await;
     let notifications = json!({"secretRef": {"name": "hooks"}, "format": "cloudevents"});
     let mut spec = env.spec("auren/runtime:v1", &[]);
     spec["notifications"] = notifications.clone();
+    // The Secret does not exist yet: the install is not held up by it, and each notification
+    // fails with a Warning Event naming the Secret.
     env.install_spec(spec).await;
+    let warning = wait_for("a NotificationFailed Event", 30, || {
+        notification_failed(&env)
+    })
+    .await;
+    let missing = format!("Secret {}/hooks not found", env.ns.name);
+    assert!(warning.contains(&missing), "{warning}");
+    let metrics = env.operator.metrics().await;
+    let failed = r#"auren_operator_notifications_total{result="failed"}"#;
+    assert!(counter_value(&metrics, failed) >= 1.0, "{metrics}");
+    assert!(
+        inbox.lock().unwrap().requests.is_empty(),
+        "nothing was sent"
+    );
+    env.ns
+        .secret("hooks", &[("url", &url), ("hmacKey", HMAC_KEY)])
+        .await;
 
     let mut spec = env.spec("auren/runtime:v2", &[]);
     spec["notifications"] = notifications.clone();

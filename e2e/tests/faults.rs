@@ -10,8 +10,10 @@
 //! | [`broker_frozen_for_10s_during_the_cutover_answers_503_never_202`] | Kafka broker frozen (SIGSTOP) for 10 s | from the moment the active Service switches to v2 | with Kafka unavailable the API answers 503 (delivery timeout, then the open circuit breaker), never 202; the consumer handover (commit, leave, join) waits for the broker and completes after it returns; the API pods, taken out of the Services by their readiness gate, are back and accepting within 15 s of Kafka's return |
 //! | [`broker_killed_and_restarted_after_10s_during_the_cutover_loses_no_accepted_event`] | Kafka broker SIGKILLed, started again 10 s later on its own log (moto S3 storage) | from the moment the active Service switches to v2 | the same as the freeze, with refused connections instead of silence and a new broker process: clients reconnect, the group and its committed offsets come back from storage |
 //! | [`postgres_restarted_during_the_consumer_handover_loses_no_accepted_event`] | PostgreSQL stopped (immediate) for 3 s, then started | from the moment the active Service switches to v2 (the consumers hand over) | the consumers keep offsets uncommitted while storing fails and retry; the handover completes; the API keeps accepting (Kafka buffers) |
+//! | [`a_good_release_through_two_broker_outages_is_promoted_and_kept`] | Kafka broker frozen for 10 s, twice | during v2's analysis, and again right after its promotion | with the default analysis limits an outage both releases see is a dependency outage, not v2's failure: the analysis waits for it (status reason `DependencyOutage`) and goes on afterwards, the post-promotion watch does not roll v2 back |
+//! | [`a_bad_release_during_a_broker_outage_is_still_rolled_back`] | Kafka broker frozen for 10 s | from the start of a bad release's analysis (20 % injected errors) | the outage does not hide a bad release: it is rolled back once the broker is back |
 //!
-//! Faults are injected from the moment the operator points the active Service at v2
+//! The first four rows inject their faults from the moment the operator points the active Service at v2
 //! ([`wait_active_switch`]), which it does right before the consumer role switches of the
 //! same reconcile: so the consumer handover always runs during the fault, deterministically.
 //! The releases wait for `kubectl auren promote` after their analysis (`autoPromotion: false`),
@@ -24,7 +26,7 @@ mod support;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use auren_operator::api::{AurenRuntimeStatus, Outcome, Phase};
+use auren_operator::api::{AurenRuntimeStatus, Outcome, Phase, Verdict};
 use auren_operator::resources::{LABEL_REVISION, LABEL_ROLE};
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::ListParams;
@@ -34,11 +36,21 @@ use support::{
     wait_restarted,
 };
 
-/// The Env's small release, waiting for `kubectl auren promote` once its analysis passed.
+/// The Env's small release with the default failure limits (3 in all, 2 in a row), waiting
+/// for `kubectl auren promote` once its analysis passed.
 fn spec(env: &Env, image: &str, config: &[(&str, &str)]) -> Value {
     let mut spec = env.spec(image, config);
     spec["strategy"]["blueGreen"]["autoPromotion"] = json!(false);
+    with_default_limits(&mut spec);
     spec
+}
+
+fn with_default_limits(spec: &mut Value) {
+    let analysis = spec["analysis"]
+        .as_object_mut()
+        .expect("the Env's analysis");
+    analysis.remove("failureLimit");
+    analysis.remove("consecutiveFailureLimit");
 }
 
 /// Sets `spec` (the v2 release); returns v2's hash once it is a candidate.
@@ -421,15 +433,13 @@ async fn kill_9_of_runtime_pods_during_a_cutover_loses_no_accepted_event() {
 /// for good (runtime `app.rs`), and a recovered pod waited for an unrelated reconcile (up to
 /// 300 s) to get its gate back (operator `controller/mod.rs`, `UNHEALTHY_REQUEUE`).
 ///
-/// The analysis allows 10 failed measurements. v2 is promoted during the freeze, and its
-/// post-promotion watch counts the outage's 503s: with the default limits it may roll v2 back
-/// (documented behaviour: an error ratio over 1 % fails a measurement, and the operator cannot
-/// tell a Kafka outage from a bad release), depending on how its 3 s windows overlap the
-/// outage. This case is about the event path, so its end must not depend on that. (Such a
-/// rollback right after v2's consumer was activated, before its group join completed, met a
-/// bug of the test broker: tansu 0.6 keeps a member that left mid-join as the group's leader,
-/// and no consumer was assigned a partition again. The consumer now finishes a join in flight
-/// before leaving; the runtime test
+/// The analysis runs with the default failure limits: v2 is promoted during the freeze, and
+/// its post-promotion watch sees the outage's 503s, which both releases report as Kafka down,
+/// so they are a dependency outage and not v2's failure. (Before the operator told the two
+/// apart, a rollback right after v2's consumer was activated, before its group join
+/// completed, met a bug of the test broker: tansu 0.6 keeps a member that left mid-join as the
+/// group's leader, and no consumer was assigned a partition again. The consumer now finishes a
+/// join in flight before leaving; the runtime test
 /// `a_rollback_right_after_a_broker_freeze_leaves_the_group_consuming` covers that path.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_frozen_for_10s_during_the_cutover_answers_503_never_202() {
@@ -605,5 +615,220 @@ async fn postgres_restarted_during_the_consumer_handover_loses_no_accepted_event
     assert_no_other_failures(&answers);
     assert_history(&st, &v1, &v2);
     assert_both_served(&active, &v1, &v2);
+    env.assert_stored_once(&accepted_ids(&answers)).await;
+}
+
+/// The spec of the outage rows (5) and (6): the analysis with every default limit
+/// (`failureLimit` 3, `consecutiveFailureLimit` 2, 3 successful measurements, the default
+/// checks) on 3 s windows, automatic promotion, the default 30 s scale-down delay (the
+/// post-promotion watch runs as long), and a 2 s delivery timeout so refusals reach clients.
+fn outage_spec(env: &Env, image: &str, config: &[(&str, &str)]) -> Value {
+    let mut config = config.to_vec();
+    config.push(("KAFKA_DELIVERY_TIMEOUT_MS", "2000"));
+    let mut spec = env.spec(image, &config);
+    spec["analysis"] = json!({"interval": "3s"});
+    spec["strategy"] = json!({"blueGreen": {}});
+    spec
+}
+
+/// Freezes the broker for 10 s; returns when it froze and when it answered again.
+async fn freeze_broker_for_10s(env: &Env) -> (Instant, Instant) {
+    let frozen_at = Instant::now();
+    env.broker.pause();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    env.broker.resume();
+    (frozen_at, Instant::now())
+}
+
+/// Measurements of `revision` with `verdict` seen in the status log, by window end (each once).
+fn measured(
+    log: &[(Instant, AurenRuntimeStatus)],
+    revision: &str,
+    verdict: Verdict,
+) -> Vec<(String, Option<String>)> {
+    let mut seen: Vec<(String, Option<String>)> = log
+        .iter()
+        .flat_map(|(_, s)| s.measurements.iter())
+        .filter(|m| m.revision == revision && m.verdict == verdict)
+        .map(|m| (m.at.0.to_string(), m.reason.clone()))
+        .collect();
+    seen.sort();
+    seen.dedup();
+    seen
+}
+
+/// When the status log first showed `revision` as stable.
+fn stable_since(log: &[(Instant, AurenRuntimeStatus)], revision: &str) -> Option<Instant> {
+    log.iter()
+        .find(|(_, s)| s.stable.as_ref().is_some_and(|r| r.hash == revision))
+        .map(|(t, _)| *t)
+}
+
+/// No 202 was answered while the broker was frozen (after the first half second, when
+/// requests it had already acknowledged may still be answered).
+fn assert_none_accepted_while_frozen(answers: &[Answer], frozen: (Instant, Instant)) {
+    let accepted: Vec<_> = answers
+        .iter()
+        .filter(|a| a.status == 202)
+        .filter(|a| a.at > frozen.0 + Duration::from_millis(500) && a.at < frozen.1)
+        .collect();
+    assert!(
+        accepted.is_empty(),
+        "202 while Kafka was frozen: {:?}",
+        &accepted[..accepted.len().min(5)]
+    );
+}
+
+/// (5) A good release through two broker outages, with the default analysis limits: the
+/// broker freezes for 10 s during v2's analysis, and again for 10 s right after v2 is
+/// promoted (while v1 is still up for the post-promotion watch). Both releases report Kafka
+/// down, so the failing measurements are dependency outages: the analysis waits with the
+/// reason in its status, resumes when the broker returns and promotes v2; the watch keeps v2.
+/// Nothing is rolled back, and every 202 is stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_good_release_through_two_broker_outages_is_promoted_and_kept() {
+    let started = Instant::now();
+    let env = Env::start("outage-good").await;
+    let (v1, v2, status_log, active, preview) =
+        Rollout::start(&env, |image| outage_spec(&env, image, &[]), 2)
+            .await
+            .parts();
+    env.ns
+        .wait_status(NAME, "v2's first successful measurement", 60, |s| {
+            s.analysis.as_ref().is_some_and(|a| a.successes >= 1) || ended(s)
+        })
+        .await;
+    let during_analysis = freeze_broker_for_10s(&env).await;
+    eprintln!("broker frozen during the analysis");
+    env.ns
+        .wait_status(NAME, "v2 promoted", 90, |s| {
+            s.stable.as_ref().is_some_and(|r| r.hash == v2) || ended(s)
+        })
+        .await;
+    let after_promotion = freeze_broker_for_10s(&env).await;
+    eprintln!("broker frozen right after the promotion");
+    let st = env
+        .ns
+        .wait_status(NAME, "Healthy, the post-promotion watch over", 90, |s| {
+            s.previous.is_none() && s.phase == Some(Phase::Healthy) || ended(s)
+        })
+        .await;
+    let probe = probe_acceptance(&env, after_promotion.1, Duration::from_secs(60)).await;
+    let mut answers = finish(vec![active, preview]).await;
+    answers.extend(probe);
+    let log = status_log.finish().await;
+    eprintln!("{}; took {:?}", summary(&answers), started.elapsed());
+
+    assert_eq!(st.phase, Some(Phase::Healthy), "{:?}", st.message);
+    assert_history(&st, &v1, &v2);
+    let promoted_at = stable_since(&log, &v2).expect("v2 became stable");
+    assert!(
+        promoted_at > during_analysis.1 && promoted_at < after_promotion.0,
+        "v2 was promoted after the first outage and before the second"
+    );
+    let outages = measured(&log, &v2, Verdict::DependencyOutage);
+    eprintln!("v2's dependency-outage measurements: {outages:#?}");
+    assert!(
+        outages.len() >= 2,
+        "both outages were measured as dependency outages: {outages:?}"
+    );
+    assert!(
+        log.iter().any(|(t, s)| *t < promoted_at
+            && s.phase == Some(Phase::Analyzing)
+            && s.reason.as_deref() == Some("DependencyOutage")),
+        "the analysis said it waited for the outage"
+    );
+    assert!(
+        (log.iter()).all(|(_, s)| s.history.iter().all(|h| h.outcome != Outcome::RolledBack)),
+        "nothing was rolled back"
+    );
+    assert_none_accepted_while_frozen(&answers, during_analysis);
+    assert_none_accepted_while_frozen(&answers, after_promotion);
+    assert_no_other_failures(&answers);
+    assert_accepted_before(&answers, during_analysis.0);
+    assert_both_served(&answers, &v1, &v2);
+    env.assert_stored_once(&accepted_ids(&answers)).await;
+}
+
+/// (6) A bad release (20 % injected errors) whose analysis starts as the broker freezes for
+/// 10 s: while both releases see the outage the analysis waits, and once the broker is back
+/// the candidate fails while the stable release is fine, and it is rolled back, with the
+/// default limits, within a few measurements. v1 serves throughout; every 202 stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_release_during_a_broker_outage_is_still_rolled_back() {
+    let started = Instant::now();
+    let env = Env::start("outage-bad").await;
+    let v1 = env
+        .install_spec(outage_spec(&env, "auren/runtime:v1", &[]))
+        .await;
+    let status_log = StatusLog::start(&env.ns, NAME);
+    let active = Load::workers(env.active().await, "u-active", 2, Duration::from_millis(40));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut bad = outage_spec(&env, "auren/runtime:v3", &[("FAULT_ERROR_RATE", "0.2")]);
+    bad["allowUnsafe"] = json!(["faults"]); // fault injection on purpose
+    let v3 = start_release(&env, bad).await;
+    let preview = Load::start(
+        env.ns.service_addr(&format!("{NAME}-preview")).await,
+        "u-preview",
+    );
+    env.ns
+        .wait_status(NAME, "v3's analysis", 60, |s| {
+            s.phase == Some(Phase::Analyzing) || ended(s)
+        })
+        .await;
+    let frozen = freeze_broker_for_10s(&env).await;
+    let st = env
+        .ns
+        .wait_status(NAME, "v3 rolled back", 60, |s| {
+            s.phase == Some(Phase::RolledBack)
+        })
+        .await;
+    let rolled_back_after = frozen.1.elapsed();
+    eprintln!("rolled back {rolled_back_after:?} after the broker returned");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let active = active.finish().await;
+    let answers = finish(vec![preview])
+        .await
+        .into_iter()
+        .chain(active.clone());
+    let answers: Vec<Answer> = answers.collect();
+    let log = status_log.finish().await;
+    eprintln!("{}; took {:?}", summary(&answers), started.elapsed());
+
+    assert_eq!(
+        st.reason.as_deref(),
+        Some("AnalysisFailed"),
+        "{:?}",
+        st.message
+    );
+    assert_eq!(
+        st.stable.as_ref().map(|r| r.hash.as_str()),
+        Some(v1.as_str())
+    );
+    let last = st.history.last().map(|h| (h.hash.as_str(), h.outcome));
+    assert_eq!(last, Some((v3.as_str(), Outcome::RolledBack)));
+    let outages = measured(&log, &v3, Verdict::DependencyOutage);
+    eprintln!("v3's dependency-outage measurements: {outages:#?}");
+    assert!(!outages.is_empty(), "the outage was measured as one");
+    let rolled_back_at = log
+        .iter()
+        .find(|(_, s)| s.phase == Some(Phase::RolledBack))
+        .map(|(t, _)| *t);
+    assert!(
+        rolled_back_at.is_some_and(|t| t > frozen.1),
+        "rolled back once the broker was back, not during the outage"
+    );
+    assert_none_accepted_while_frozen(&answers, frozen);
+    // v3's injected errors reach only the preview Service's client.
+    assert_no_other_failures(&active);
+    assert!(
+        (active.iter()).all(|a| a.status != 202 || a.release.as_deref() == Some(v1.as_str())),
+        "only v1 answered the active Service"
+    );
+    assert_accepted_before(&answers, frozen.0);
+    let served_by_v3 = answers
+        .iter()
+        .any(|a| a.status == 202 && a.release.as_deref() == Some(v3.as_str()));
+    assert!(served_by_v3, "the preview Service reached v3");
     env.assert_stored_once(&accepted_ids(&answers)).await;
 }

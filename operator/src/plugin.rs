@@ -66,6 +66,10 @@ pub enum Command {
         /// Offer promote/abort/retry buttons (the same as `kubectl auren promote|abort|retry`).
         #[arg(long)]
         allow_actions: bool,
+        /// A host name the page may be opened by, besides localhost and the listening
+        /// address (repeatable); any other Host header is refused (DNS-rebinding guard).
+        #[arg(long = "allow-host", value_name = "NAME")]
+        allow_hosts: Vec<String>,
     },
 }
 
@@ -87,11 +91,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             address,
             all_namespaces,
             allow_actions,
+            allow_hosts,
         } => {
             let settings = dashboard::Settings {
                 addr: std::net::SocketAddr::new(address, port),
                 namespace: (!all_namespaces).then_some(namespace),
                 allow_actions,
+                allowed_hosts: allow_hosts,
             };
             Ok(dashboard::serve(api.into_client(), settings).await?)
         }

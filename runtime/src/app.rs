@@ -138,10 +138,14 @@ async fn run_api(
     services.producer = Some(producer.clone());
     let state = AppState::from(services);
     let connect_state = state.clone();
-    tokio::spawn(retry_until_ok("kafka", shutdown.clone(), move || {
-        let s = connect_state.clone();
-        async move { connect_api(&s).await }
-    }));
+    tokio::spawn(retry_until_ok(
+        components::KAFKA,
+        shutdown.clone(),
+        move || {
+            let s = connect_state.clone();
+            async move { connect_api(&s).await }
+        },
+    ));
     let checked = state.clone();
     spawn_health_checker(state.clone(), shutdown.clone(), move || {
         api_dependencies(checked.clone())
@@ -224,7 +228,7 @@ async fn start_consumer(
         )
         .await
     };
-    if retry_until_ok("kafka", shutdown.clone(), topics)
+    if retry_until_ok(components::KAFKA, shutdown.clone(), topics)
         .await
         .is_none()
     {
@@ -434,7 +438,7 @@ where
 }
 
 async fn api_dependencies(s: AppState) -> BTreeMap<&'static str, Component> {
-    let mut components = BTreeMap::new();
+    let mut dependencies = BTreeMap::new();
     if let Some(p) = s.producer.clone() {
         let state = p.breaker_state();
         let kafka = timed(async move {
@@ -445,10 +449,10 @@ async fn api_dependencies(s: AppState) -> BTreeMap<&'static str, Component> {
             .map_err(|e| e.to_string())?
         })
         .await;
-        components.insert("kafka", kafka);
-        components.insert("circuit_breaker", breaker_component(Some(state)));
+        dependencies.insert(components::KAFKA, kafka);
+        dependencies.insert("circuit_breaker", breaker_component(Some(state)));
     }
-    components
+    dependencies
 }
 
 /// Open is degraded; half-open is not. A half-open breaker closes only when a request (its
@@ -514,8 +518,8 @@ async fn consumer_dependencies(
     };
     let consumer = Component::with(Status::Healthy, format!("role {}", role.as_str()));
     BTreeMap::from([
-        ("database", database),
-        ("kafka", timed(kafka_metadata(probe)).await),
+        (components::DATABASE, database),
+        (components::KAFKA, timed(kafka_metadata(probe)).await),
         ("consumer", consumer),
     ])
 }

@@ -5,7 +5,9 @@
 //! A failing check is a dependency outage, not the candidate's failure, when the stable release
 //! fails it too over the same window (or reports the same dependency down); with no stable
 //! release to compare with, when the candidate's own pods report a dependency down. A
-//! candidate that fails while the stable release is fine fails, as before.
+//! candidate that fails while the stable release is fine fails, as before. A check with no
+//! data while a shared dependency is down (the pods are out of their Services, say) waits for
+//! the outage to end too, whatever the no-data policy: its silence says nothing of the release.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -80,9 +82,11 @@ pub fn evaluate(
             let policy = check.no_data.unwrap_or(analysis.no_data_policy);
             let baseline = stable.and_then(|s| s.value(check));
             let (verdict, threshold) = judge(check, policy, candidate.value(check), baseline);
-            let outage = (verdict == Verdict::Fail)
-                .then(|| outage(check, candidate, stable))
-                .flatten();
+            let outage = match (verdict, candidate.value(check)) {
+                (Verdict::Fail, _) => outage(check, candidate, stable),
+                (_, None) => dependency_down(candidate, stable),
+                _ => None,
+            };
             Measurement {
                 check: check.name.clone(),
                 revision: revision.to_owned(),
@@ -103,9 +107,16 @@ pub fn evaluate(
 /// (or the same dependency down) there is an outage, a stable release that is fine makes the
 /// failure the candidate's. Without stable evidence, the candidate's own dependency signals.
 pub fn outage(check: &Check, candidate: &Evidence, stable: Option<&Evidence>) -> Option<String> {
+    (stable.filter(|s| s.measured()))
+        .and_then(|stable| stable_fails_too(check, candidate, stable))
+        .or_else(|| dependency_down(candidate, stable))
+}
+
+/// A dependency the candidate reports down is an outage when the stable release reports it
+/// down too, or, with no stable evidence, on the candidate's word alone.
+fn dependency_down(candidate: &Evidence, stable: Option<&Evidence>) -> Option<String> {
     match stable.filter(|s| s.measured()) {
-        Some(stable) => stable_fails_too(check, candidate, stable)
-            .or_else(|| shared_dependency(candidate, stable)),
+        Some(stable) => shared_dependency(candidate, stable),
         None => own_dependency(candidate),
     }
 }
@@ -545,6 +556,7 @@ mod tests {
         let kafka_down = measured(Some(0.001), true, &["kafka"]);
         let bad_kafka_down = measured(Some(0.3), true, &["kafka"]);
         let silent = measured(None, false, &[]);
+        let silent_kafka_down = measured(None, true, &["kafka"]);
         let cases: Vec<(&str, &Evidence, Option<&Evidence>, Verdict)> = vec![
             ("neither fails", &good, Some(&good), Pass),
             ("only the stable fails", &good, Some(&bad), Pass),
@@ -578,6 +590,24 @@ mod tests {
             ),
             ("kafka down but passing", &kafka_down, None, Pass),
             ("no candidate data", &silent, Some(&bad), Pass),
+            (
+                "no candidate data, kafka down for both",
+                &silent_kafka_down,
+                Some(&kafka_down),
+                DependencyOutage,
+            ),
+            (
+                "no candidate data, kafka down for the candidate only",
+                &silent_kafka_down,
+                Some(&good),
+                Pass,
+            ),
+            (
+                "no candidate data, kafka down, no stable release",
+                &silent_kafka_down,
+                None,
+                DependencyOutage,
+            ),
         ];
         for (name, candidate, stable, verdict) in cases {
             let (got, reason) = verdict_of(&er, policy, candidate, stable);
@@ -675,8 +705,14 @@ mod tests {
                 let judged = judge(&check, policy, own, None).0;
                 let compared = stable.filter(|_| stable_answers);
                 let shared = own_down.iter().any(|d| stable_down.contains(d));
+                let dependency_down = match compared {
+                    Some(_) => shared,
+                    None => !own_down.is_empty(),
+                };
                 let expected = match (judged, compared) {
-                    // Only a failure can become an outage.
+                    // No data while a shared dependency is down waits, whatever the policy.
+                    _ if own.is_none() && dependency_down => Verdict::DependencyOutage,
+                    // Otherwise only a failure can become an outage.
                     (Verdict::Fail, Some(_)) if fails(max, stable_value) || shared => {
                         Verdict::DependencyOutage
                     }
@@ -693,9 +729,13 @@ mod tests {
                 if own.is_some() && !fails(max, own) {
                     prop_assert_eq!(verdict, Verdict::Pass);
                 }
-                // No candidate data follows the no-data policy unless that makes it a failure.
-                if own.is_none() && policy != NoDataPolicy::Fail {
+                // No candidate data follows the no-data policy unless that makes it a failure
+                // or a shared dependency is down (then the analysis waits for it).
+                if own.is_none() && policy != NoDataPolicy::Fail && !dependency_down {
                     prop_assert_eq!(verdict, no_data(policy));
+                }
+                if own.is_none() && dependency_down {
+                    prop_assert_eq!(verdict, Verdict::DependencyOutage);
                 }
             }
         }

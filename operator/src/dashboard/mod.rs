@@ -3,10 +3,12 @@
 //!
 //! ```text
 //! view    pure: watch events → Board → BoardView (the JSON the page renders)
+//! hosts   pure: which Host header a request may name (the DNS-rebinding guard)
 //! server  thin: the embedded page, SSE, the controls (only with --allow-actions)
 //! page/   index.html and app.js, compiled into the binary; nothing is fetched from the network
 //! ```
 
+pub mod hosts;
 mod server;
 pub mod view;
 
@@ -17,6 +19,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use kube::api::Api;
 
+pub use hosts::AllowedHosts;
 pub use server::{ACTION_HEADER, Dashboard};
 
 use crate::api::AurenRuntime;
@@ -30,6 +33,11 @@ pub enum DashboardError {
     ActionsNotAllowed,
     #[error("missing header x-auren-dashboard: actions come from the dashboard's own page")]
     ForeignRequest,
+    #[error(
+        "host {0:?} is not this dashboard's: open it by localhost or the address it listens on, \
+         or start it with --allow-host <name>"
+    )]
+    ForeignHost(String),
     #[error("unknown action {0:?}: expected promote, abort or retry")]
     UnknownAction(String),
     #[error("no AurenRuntime {namespace}/{name} on this dashboard")]
@@ -51,6 +59,7 @@ impl DashboardError {
         match self {
             DashboardError::ActionsNotAllowed => "ActionsNotAllowed",
             DashboardError::ForeignRequest => "ForeignRequest",
+            DashboardError::ForeignHost(_) => "ForeignHost",
             DashboardError::UnknownAction(_) => "UnknownAction",
             DashboardError::UnknownRuntime { .. } => "UnknownRuntime",
             DashboardError::Kube(_) => "ApiServerRefused",
@@ -61,9 +70,9 @@ impl DashboardError {
 
     fn status(&self) -> StatusCode {
         match self {
-            DashboardError::ActionsNotAllowed | DashboardError::ForeignRequest => {
-                StatusCode::FORBIDDEN
-            }
+            DashboardError::ActionsNotAllowed
+            | DashboardError::ForeignRequest
+            | DashboardError::ForeignHost(_) => StatusCode::FORBIDDEN,
             DashboardError::UnknownAction(_) | DashboardError::UnknownRuntime { .. } => {
                 StatusCode::NOT_FOUND
             }
@@ -89,6 +98,8 @@ pub struct Settings {
     /// `None`: every namespace.
     pub namespace: Option<String>,
     pub allow_actions: bool,
+    /// Host names the page may be opened by besides loopback and `addr` (`--allow-host`).
+    pub allowed_hosts: Vec<String>,
 }
 
 /// Listens on `settings.addr`, prints the URL, follows the AurenRuntimes and serves until
@@ -105,7 +116,6 @@ pub async fn serve(client: kube::Client, settings: Settings) -> Result<(), Dashb
         ),
     };
     let actions = settings.allow_actions.then_some(client);
-    let dashboard = Dashboard::new(&scope, actions);
     let listener = tokio::net::TcpListener::bind(settings.addr)
         .await
         .map_err(|source| DashboardError::Bind {
@@ -113,6 +123,8 @@ pub async fn serve(client: kube::Client, settings: Settings) -> Result<(), Dashb
             source,
         })?;
     let addr = listener.local_addr().map_err(DashboardError::Serve)?;
+    let hosts = AllowedHosts::new(addr.ip(), &settings.allowed_hosts);
+    let dashboard = Dashboard::new(&scope, actions).answering(hosts);
     let mode = if settings.allow_actions {
         "actions allowed"
     } else {
@@ -161,8 +173,48 @@ mod tests {
         d
     }
 
+    /// A GET as the browser sends it to the dashboard on localhost.
+    fn local_get(uri: &str) -> Request<Body> {
+        Request::get(uri)
+            .header("host", "localhost:8474")
+            .body(Body::empty())
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_request_for_another_host_is_refused() {
+        let d = dashboard(true).await;
+        for host in [Some("evil.example:8474"), None] {
+            let mut request = Request::get("/api/runtimes");
+            if let Some(host) = host {
+                request = request.header("host", host);
+            }
+            let response = (d.clone().router())
+                .oneshot(request.body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::FORBIDDEN, "{host:?}");
+            let bytes = response.into_body().collect().await.unwrap().to_bytes();
+            let body: Value = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(body["error"], "ForeignHost", "{host:?}");
+        }
+        let named = d.answering(AllowedHosts::new(
+            "10.0.0.5".parse().unwrap(),
+            &["dash.internal".to_owned()],
+        ));
+        let request = Request::get("/api/runtimes").header("host", "dash.internal:8474");
+        let response = (named.router())
+            .oneshot(request.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+
     async fn call(d: &Dashboard, method: &str, uri: &str, header: bool) -> (StatusCode, Value) {
-        let mut request = Request::builder().method(method).uri(uri);
+        let mut request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("host", "localhost:8474");
         if header {
             request = request.header(ACTION_HEADER, "action");
         }
@@ -183,12 +235,7 @@ mod tests {
     #[tokio::test]
     async fn the_page_and_its_script_are_served_from_the_binary() {
         let d = dashboard(false).await;
-        let response = d
-            .clone()
-            .router()
-            .oneshot(Request::get("/").body(Body::empty()).unwrap())
-            .await
-            .unwrap();
+        let response = d.clone().router().oneshot(local_get("/")).await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         let html = response.into_body().collect().await.unwrap().to_bytes();
         let html = String::from_utf8_lossy(&html);
@@ -197,11 +244,7 @@ mod tests {
             !html.contains("http://") && !html.contains("https://"),
             "nothing from the network"
         );
-        let response = d
-            .router()
-            .oneshot(Request::get("/app.js").body(Body::empty()).unwrap())
-            .await
-            .unwrap();
+        let response = d.router().oneshot(local_get("/app.js")).await.unwrap();
         let kind = response.headers()[axum::http::header::CONTENT_TYPE].clone();
         assert!(kind.to_str().unwrap().starts_with("text/javascript"));
     }
@@ -269,7 +312,7 @@ mod tests {
         let response = d
             .clone()
             .router()
-            .oneshot(Request::get("/api/events").body(Body::empty()).unwrap())
+            .oneshot(local_get("/api/events"))
             .await
             .unwrap();
         let mut body = response.into_body();

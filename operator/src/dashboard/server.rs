@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -16,8 +17,8 @@ use kube::api::Api;
 use kube::runtime::{WatchStreamExt, watcher};
 use tokio::sync::{Mutex, watch};
 
-use super::DashboardError;
 use super::view::{Board, BoardView, control_named};
+use super::{AllowedHosts, DashboardError};
 use crate::api::AurenRuntime;
 use crate::plugin::request_control;
 
@@ -35,6 +36,7 @@ pub struct Dashboard {
     updates: watch::Sender<Arc<BoardView>>,
     scope: String,
     actions: Option<kube::Client>,
+    hosts: Arc<AllowedHosts>,
 }
 
 impl Dashboard {
@@ -47,6 +49,15 @@ impl Dashboard {
             updates,
             scope: scope.to_owned(),
             actions,
+            hosts: Arc::new(AllowedHosts::default()),
+        }
+    }
+
+    /// The dashboard answering requests for `hosts` only (loopback by default).
+    pub fn answering(self, hosts: AllowedHosts) -> Dashboard {
+        Dashboard {
+            hosts: Arc::new(hosts),
+            ..self
         }
     }
 
@@ -85,8 +96,24 @@ impl Dashboard {
             .route("/api/runtimes", get(snapshot))
             .route("/api/events", get(events))
             .route("/api/runtimes/{namespace}/{name}/{action}", post(act))
+            .route_layer(middleware::from_fn_with_state(self.clone(), for_this_host))
             .with_state(self)
     }
+}
+
+/// Refuses a request whose `Host` is not one the dashboard answers to (DNS rebinding).
+async fn for_this_host(
+    State(d): State<Dashboard>,
+    request: Request,
+    next: Next,
+) -> Result<Response, DashboardError> {
+    let host = (request.headers().get(header::HOST))
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    if !d.hosts.allows(host) {
+        return Err(DashboardError::ForeignHost(host.to_owned()));
+    }
+    Ok(next.run(request).await)
 }
 
 async fn index() -> impl IntoResponse {

@@ -68,7 +68,7 @@ impl EventProducer {
 
     fn export_breaker_state(&self) {
         let gauge = self.metrics.breaker_state.get_or_create(&DependencyLabels {
-            dependency: "kafka",
+            dependency: auren_contract::components::KAFKA,
         });
         gauge.set(self.breaker.state().as_gauge());
     }
