@@ -30,9 +30,47 @@ async fn notification_failed(env: &Env) -> Option<String> {
 
 /// `spec.replicas` of the API Deployment of `revision`.
 async fn api_replicas(env: &Env, revision: &str) -> Option<i32> {
-    let name = format!("{NAME}-{revision}-api");
-    let found = env.deployments().await.into_iter().find(|d| d.0 == name);
+    replicas_of(env, &format!("{NAME}-{revision}-api")).await
+}
+
+/// `spec.replicas` of the consumer Deployment of `revision`.
+async fn consumer_replicas(env: &Env, revision: &str) -> Option<i32> {
+    replicas_of(env, &format!("{NAME}-{revision}-consumer")).await
+}
+
+async fn replicas_of(env: &Env, deployment: &str) -> Option<i32> {
+    let found = env
+        .deployments()
+        .await
+        .into_iter()
+        .find(|d| d.0 == deployment);
     found.map(|d| d.1)
+}
+
+/// A HorizontalPodAutoscaler (autoscaling/v2beta2) named `name` on `target` (apiVersion,
+/// kind, name), between `min` and 3 replicas on CPU, which no metrics-server here measures.
+fn hpa(ns: &str, name: &str, target: (&str, &str, &str), min: i32) -> String {
+    json!({
+        "apiVersion": "autoscaling/v2beta2", "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": target.0, "kind": target.1, "name": target.2},
+            "minReplicas": min, "maxReplicas": 3,
+            "metrics": [{"type": "Resource", "resource": {"name": "cpu",
+                "target": {"type": "Utilization", "averageUtilization": 60}}}],
+        },
+    })
+    .to_string()
+}
+
+/// `spec.scaleTargetRef.name` of the HorizontalPodAutoscaler `name`.
+fn hpa_target(ns: &str, name: &str) -> String {
+    let out = kubectl(&["-n", ns, "get", "hpa", name, "-o", "json"], None);
+    let hpa: Value = serde_json::from_str(&out).unwrap();
+    hpa["spec"]["scaleTargetRef"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// `kubectl scale aurenruntime/<name> --replicas=N` in the middle of a blue/green rollout
@@ -114,17 +152,8 @@ async fn kubectl_scale_mid_rollout_resizes_both_releases_and_an_hpa_reads_the_sc
     assert_none_failed(&answers);
     env.assert_stored_once(&accepted_ids(&answers)).await;
 
-    let hpa = json!({
-        "apiVersion": "autoscaling/v2beta2", "kind": "HorizontalPodAutoscaler",
-        "metadata": {"name": NAME, "namespace": ns},
-        "spec": {
-            "scaleTargetRef": {"apiVersion": "auren.io/v1alpha1", "kind": "AurenRuntime", "name": NAME},
-            "minReplicas": 1, "maxReplicas": 3,
-            "metrics": [{"type": "Resource", "resource": {"name": "cpu",
-                "target": {"type": "Utilization", "averageUtilization": 60}}}],
-        },
-    });
-    kubectl(&["apply", "-f", "-"], Some(&hpa.to_string()));
+    let runtime = ("auren.io/v1alpha1", "AurenRuntime", NAME);
+    kubectl(&["apply", "-f", "-"], Some(&hpa(&ns, NAME, runtime, 1)));
     // The 1.20 HPA controller reads the target's `/scale` before it asks for metrics: its
     // currentReplicas can only come from the AurenRuntime's status.replicas through the
     // subresource. Without a metrics API it then stops with FailedGetResourceMetric (and, on
@@ -157,6 +186,94 @@ async fn kubectl_scale_mid_rollout_resizes_both_releases_and_an_hpa_reads_the_sc
         spec.api.replicas, 2,
         "without metrics the HPA leaves the replicas alone"
     );
+
+    // Raising its minimum to 3 makes the HPA controller scale the AurenRuntime itself (it
+    // needs no metrics for that): it writes spec.api.replicas through `/scale`, and the
+    // operator resizes the stable release's API Deployment.
+    kubectl(&["apply", "-f", "-"], Some(&hpa(&ns, NAME, runtime, 3)));
+    wait_for("the HPA to scale the AurenRuntime to 3", 90, || async {
+        let spec = env.ns.runtimes().get(NAME).await.ok()?.spec;
+        (spec.api.replicas == 3).then_some(())
+    })
+    .await;
+    wait_for("v2's API Deployment at 3", 30, || async {
+        (api_replicas(&env, &v2).await == Some(3)).then_some(())
+    })
+    .await;
+    env.ns
+        .wait_status(NAME, "3 ready API pods", 60, |s| s.replicas == Some(3))
+        .await;
+}
+
+/// Consumers scaled by their own autoscaler (`spec.consumer.autoscaler`; here a real
+/// HorizontalPodAutoscaler, the stand-in for KEDA's ScaledObject, which drives one the same
+/// way): the operator points it at the stable release's consumer Deployment, the HPA
+/// controller raises that Deployment to its minimum of 2 (no metrics needed for that), the
+/// operator leaves the 2 alone (spec.consumer.replicas says 1), a new release's consumers
+/// start with 2, and after the promotion the HPA follows them. Under load, every accepted
+/// event stored once.
+#[tokio::test]
+async fn consumers_follow_their_autoscaler_through_a_release() {
+    let env = Env::start("day2-consumers").await;
+    let ns = env.ns.name.clone();
+    let nowhere = ("apps/v1", "Deployment", "not-yet");
+    kubectl(
+        &["apply", "-f", "-"],
+        Some(&hpa(&ns, "consumers", nowhere, 2)),
+    );
+    let autoscaled = |image: &str| {
+        let mut spec = env.spec(image, &[]);
+        spec["consumer"] = json!({"replicas": 1,
+            "autoscaler": {"kind": "HorizontalPodAutoscaler", "name": "consumers"}});
+        spec
+    };
+    let v1 = env.install_spec(autoscaled("auren/runtime:v1")).await;
+    let v1_consumers = format!("{NAME}-{v1}-consumer");
+    wait_for("the HPA pointed at v1's consumers", 30, || async {
+        (hpa_target(&ns, "consumers") == v1_consumers).then_some(())
+    })
+    .await;
+    wait_for("the HPA to scale v1's consumers to 2", 90, || async {
+        (consumer_replicas(&env, &v1).await == Some(2)).then_some(())
+    })
+    .await;
+    let load = Load::start(env.active().await, "u-consumers");
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(
+        consumer_replicas(&env, &v1).await,
+        Some(2),
+        "the operator leaves the autoscaler's count alone"
+    );
+
+    let v2 = env.release(autoscaled("auren/runtime:v2")).await;
+    let first = wait_for("v2's consumer Deployment", 30, || {
+        consumer_replicas(&env, &v2)
+    })
+    .await;
+    assert_eq!(
+        first, 2,
+        "a candidate starts with the stable release's consumers"
+    );
+    let st = env
+        .ns
+        .wait_status(NAME, "v2 promoted", 150, |s| {
+            s.stable.as_ref().is_some_and(|r| r.hash == v2) || s.phase == Some(Phase::RolledBack)
+        })
+        .await;
+    assert_eq!(st.phase, Some(Phase::Healthy), "{:?}", st.message);
+    let v2_consumers = format!("{NAME}-{v2}-consumer");
+    wait_for("the HPA pointed at v2's consumers", 30, || async {
+        (hpa_target(&ns, "consumers") == v2_consumers).then_some(())
+    })
+    .await;
+    let st = env.ns.status(NAME).await;
+    let pointed = format!("HorizontalPodAutoscaler/consumers -> {v2}");
+    assert_eq!(st.consumer_autoscaler.as_deref(), Some(pointed.as_str()));
+    assert_eq!(consumer_replicas(&env, &v2).await, Some(2));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let answers = load.finish().await;
+    assert_none_failed(&answers);
+    env.assert_stored_once(&accepted_ids(&answers)).await;
 }
 
 // ---------------------------------------------------------------- notifications

@@ -148,8 +148,14 @@ mod tests {
     #[test]
     fn scaling_and_rollout_settings_keep_the_hash() {
         type Edit = fn(&mut AurenRuntimeSpec);
-        let edits: [(&str, Edit); 8] = [
+        let edits: [(&str, Edit); 9] = [
             ("api replicas", |s| s.api.replicas = 9),
+            ("consumer autoscaler", |s| {
+                s.consumer.autoscaler = Some(crate::api::AutoscalerRef {
+                    kind: crate::api::AutoscalerKind::ScaledObject,
+                    name: "consumers".into(),
+                })
+            }),
             ("notifications", |s| {
                 s.notifications = Some(crate::api::NotificationsSpec {
                     secret_ref: crate::api::SecretRef {

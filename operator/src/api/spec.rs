@@ -249,6 +249,33 @@ pub struct ConsumerSpec {
     /// CPU and memory requests and limits of the consumer container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
+    /// An autoscaler that sets the number of consumers instead of `replicas` (a KEDA
+    /// ScaledObject scaling on Kafka lag, or a HorizontalPodAutoscaler), in this namespace.
+    /// The operator points its `spec.scaleTargetRef` at the stable release's consumer
+    /// Deployment (a new one with each release), never overrides the count the autoscaler
+    /// sets, and starts a candidate's consumers with the stable release's current count.
+    /// `replicas` is then only the count of the first release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaler: Option<AutoscalerRef>,
+}
+
+/// An autoscaler object the operator keeps pointed at the stable release's consumers.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoscalerRef {
+    pub kind: AutoscalerKind,
+    /// Its name, in the AurenRuntime's namespace.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// The kinds of autoscaler the operator can point at a Deployment.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum AutoscalerKind {
+    /// KEDA's `keda.sh/v1alpha1` ScaledObject (for example with a `kafka` trigger on lag).
+    ScaledObject,
+    /// `autoscaling` HorizontalPodAutoscaler (any version: they are views of one object).
+    HorizontalPodAutoscaler,
 }
 
 /// Connection settings, by reference to Secrets in the same namespace.
@@ -595,6 +622,7 @@ impl Default for ConsumerSpec {
             group: defaults::group(),
             max_concurrent_events: defaults::max_concurrent_events(),
             resources: None,
+            autoscaler: None,
         }
     }
 }

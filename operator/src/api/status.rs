@@ -45,6 +45,10 @@ pub struct AurenRuntimeStatus {
     /// The release being rolled out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub candidate: Option<RevisionRef>,
+    /// What `spec.consumer.autoscaler` was last pointed at: `<kind>/<name> -> <release>`
+    /// (the release's consumer Deployment).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumer_autoscaler: Option<String>,
     /// The release replaced by the last promotion, kept scaled up until `scaleDownAt`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous: Option<PreviousRevision>,

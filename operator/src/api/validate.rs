@@ -7,7 +7,9 @@ use std::time::Duration;
 use auren_contract::env;
 
 use super::duration::{DurationError, parse_duration};
-use super::spec::{AurenRuntimeSpec, CanaryStep, Check, MetricKind, UnsafeSetting};
+use super::spec::{
+    AurenRuntimeSpec, CanaryConsumers, CanaryStep, Check, MetricKind, UnsafeSetting,
+};
 
 /// Environment names the operator sets itself.
 const RESERVED_ENV: [&str; 12] = [
@@ -63,6 +65,11 @@ pub enum SpecError {
     },
     #[error("api.port {0} is the admin port: the admin API must not be exposed")]
     AdminPort(i32),
+    #[error(
+        "consumer.autoscaler cannot be used with strategy.canary.consumers: partitionShare \
+         (the canary resizes both releases' consumers itself); use the default standby consumers"
+    )]
+    AutoscaledPartitionShare,
 }
 
 impl SpecError {
@@ -80,6 +87,7 @@ impl SpecError {
             SpecError::DuplicateCheck { .. } | SpecError::Check { .. } => "InvalidCheck",
             SpecError::UnsafeSetting { .. } => "UnsafeSettingRefused",
             SpecError::AdminPort(_) => "InvalidPort",
+            SpecError::AutoscaledPartitionShare => "InvalidAutoscaler",
         }
     }
 }
@@ -112,6 +120,10 @@ pub fn validate(spec: &AurenRuntimeSpec) -> Result<(), Vec<SpecError>> {
         errors.push(SpecError::AdminPort(spec.api.port));
     }
     errors.extend(analysis_errors(spec));
+    let share = spec.strategy.canary.as_ref().map(|c| c.consumers);
+    if spec.consumer.autoscaler.is_some() && share == Some(CanaryConsumers::PartitionShare) {
+        errors.push(SpecError::AutoscaledPartitionShare);
+    }
     if errors.is_empty() {
         Ok(())
     } else {
@@ -395,6 +407,19 @@ mod tests {
         let mut image = minimal();
         image.image = "auren runtime".into();
 
+        let autoscaler = Some(crate::api::AutoscalerRef {
+            kind: crate::api::AutoscalerKind::ScaledObject,
+            name: "consumers".into(),
+        });
+        let mut shared_and_autoscaled = canary(vec![weight(10)]);
+        if let Some(c) = shared_and_autoscaled.strategy.canary.as_mut() {
+            c.consumers = CanaryConsumers::PartitionShare;
+        }
+        shared_and_autoscaled.consumer.autoscaler = autoscaler.clone();
+        let mut standby_and_autoscaled = canary(vec![weight(10)]);
+        standby_and_autoscaled.consumer.autoscaler = autoscaler;
+        assert_eq!(validate(&standby_and_autoscaled), Ok(()));
+
         let cases: Vec<(&str, AurenRuntimeSpec, &str)> = vec![
             ("two strategies", two, "TwoStrategies"),
             ("reserved env", reserved, "InvalidEnv"),
@@ -403,6 +428,11 @@ mod tests {
             ("zero interval", zero_interval, "InvalidDuration"),
             ("bad initial delay", bad_delay, "InvalidDuration"),
             ("whitespace image", image, "InvalidImage"),
+            (
+                "autoscaled partition share",
+                shared_and_autoscaled,
+                "InvalidAutoscaler",
+            ),
             (
                 "empty step",
                 canary(vec![CanaryStep::default()]),

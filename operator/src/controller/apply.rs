@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 
 use crate::api::{AurenRuntime, RevisionRef};
 use crate::resources::{self, ACTIVE, MANAGER, PREVIEW, READINESS_GATE, Role};
@@ -72,6 +72,9 @@ pub async fn workloads(
             }
         }
     }
+    if let Some(revision) = &world.retarget_autoscaler {
+        point_autoscaler(ctx, ar, ns, revision).await?;
+    }
     services(ctx, cache, ar, ns, world).await
 }
 
@@ -81,6 +84,38 @@ fn deployment_applied(cluster: &Cluster, desired: &Deployment) -> bool {
     let live = cluster.deployments.iter().find(|d| d.name_any() == name);
     let replicas = desired.spec.as_ref().and_then(|s| s.replicas);
     resources::already_applied(live, desired) && cluster.replicas(&name) == replicas
+}
+
+/// Points `spec.consumer.autoscaler` at the consumer Deployment of `revision` (the stable
+/// release): one merge patch of its `spec.scaleTargetRef`, when the stable release changed.
+async fn point_autoscaler(
+    ctx: &Context,
+    ar: &AurenRuntime,
+    ns: &str,
+    revision: &str,
+) -> Result<(), Error> {
+    let Some(autoscaler) = &ar.spec.consumer.autoscaler else {
+        return Ok(());
+    };
+    let resource = resources::autoscaler_resource(autoscaler.kind);
+    let api = Api::<DynamicObject>::namespaced_with(ctx.client.clone(), ns, &resource);
+    let deployment = resources::deployment_name(ar, revision, Role::Consumer);
+    let patch = resources::scale_target_patch(&deployment);
+    match api
+        .patch(
+            &autoscaler.name,
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(source) => Err(Error::AutoscalerNotPointed {
+            autoscaler: format!("{:?}/{}", autoscaler.kind, autoscaler.name),
+            deployment,
+            source,
+        }),
+    }
 }
 
 async fn scale(

@@ -86,6 +86,15 @@ pub enum Error {
     },
     #[error("setting the readiness gate of pod {pod}: {source}")]
     PodConditionFailed { pod: String, source: kube::Error },
+    #[error(
+        "pointing the consumer autoscaler {autoscaler} at {deployment}: {source} \
+         (create it, or remove spec.consumer.autoscaler)"
+    )]
+    AutoscalerNotPointed {
+        autoscaler: String,
+        deployment: String,
+        source: kube::Error,
+    },
     #[error("the watch caches stopped (the controller is shutting down)")]
     CacheUnavailable,
 }
@@ -103,6 +112,7 @@ impl Error {
             Error::ResourceInvalid(_) => "ResourceInvalid",
             Error::RoleSwitchFailed { .. } => "RoleSwitchFailed",
             Error::PodConditionFailed { .. } => "PodConditionFailed",
+            Error::AutoscalerNotPointed { .. } => "AutoscalerNotPointed",
             Error::CacheUnavailable => "CacheUnavailable",
         }
     }

@@ -7,9 +7,11 @@
 //! controller only changes their replicas ([`scale_patch`]), so a spec edit never alters a
 //! running release.
 
+mod autoscaler;
 mod service;
 mod workload;
 
+pub use autoscaler::{autoscaler_resource, scale_target_patch};
 pub use service::{ACTIVE, PREVIEW, scale_selector, service, service_name};
 pub use workload::{
     ADMIN_PORT_NAME, ADMIN_TOKEN_KEY, READINESS_GATE, RUNTIME_UID, Role, WEBHOOK_SECRETS_DIR,

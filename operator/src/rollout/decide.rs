@@ -359,8 +359,27 @@ impl<'a> Decision<'a> {
             return false;
         };
         let release = self.release(&candidate.hash);
-        release.api.ready >= api_replicas
-            && release.consumer.ready >= self.obs.spec.consumer.replicas
+        release.api.ready >= api_replicas && release.consumer.ready >= self.consumer_replicas()
+    }
+
+    /// Consumers of each release: `spec.consumer.replicas`, or, with an autoscaler, the
+    /// count the stable release's consumer Deployment has now (what the autoscaler last set),
+    /// so a candidate starts with as many and the operator never undoes the autoscaler.
+    pub(super) fn consumer_replicas(&self) -> i32 {
+        let spec = &self.obs.spec.consumer;
+        let stable = spec.autoscaler.as_ref().and(self.st.stable.as_ref());
+        let observed = stable.and_then(|s| self.obs.releases.iter().find(|r| r.revision == s.hash));
+        observed.map_or(spec.replicas, |r| r.consumer.desired)
+    }
+
+    /// What the consumer autoscaler targets: the stable release, once there is one.
+    pub(super) fn autoscaler_target(&self) -> Option<String> {
+        let autoscaler = self.obs.spec.consumer.autoscaler.as_ref()?;
+        let stable = self.st.stable.as_ref()?;
+        Some(format!(
+            "{:?}/{} -> {}",
+            autoscaler.kind, autoscaler.name, stable.hash
+        ))
     }
 
     /// The first release: no analysis (nothing to compare with), Healthy once it serves.
@@ -370,7 +389,7 @@ impl<'a> Decision<'a> {
         };
         self.st.services.active = Some(candidate.hash.clone());
         let release = self.release(&candidate.hash);
-        let consumers = self.obs.spec.consumer.replicas;
+        let consumers = self.consumer_replicas();
         let consuming = consumers == 0 || release.roles.confirmed_active(consumers);
         if self.candidate_ready(self.obs.spec.api.replicas) && consuming {
             self.st.candidate = None;
@@ -672,7 +691,7 @@ impl<'a> Decision<'a> {
 
     fn handover_done(&self, candidate: &RevisionRef) -> bool {
         let switched = self.st.services.active.as_deref() == Some(candidate.hash.as_str());
-        let replicas = self.obs.spec.consumer.replicas;
+        let replicas = self.consumer_replicas();
         let others_standby = self
             .obs
             .releases
@@ -845,6 +864,7 @@ impl<'a> Decision<'a> {
         if let Some(world) = &world {
             self.st.services.active = world.active.as_status();
             self.st.services.preview = world.preview.as_status();
+            self.st.consumer_autoscaler = self.autoscaler_target();
         }
         self.st.ready = self.ready_text();
         self.st.replicas = self.serving_replicas();

@@ -33,7 +33,15 @@ pub(super) fn render(d: &Decision) -> World {
         preview,
         role_switches: role_switches(d),
         analyze: analyze(d),
+        retarget_autoscaler: retarget_autoscaler(d),
     }
+}
+
+/// The stable release, when the consumer autoscaler does not target it yet.
+fn retarget_autoscaler(d: &Decision) -> Option<String> {
+    let target = d.autoscaler_target()?;
+    let stable = d.st.stable.as_ref()?;
+    (d.obs.status.consumer_autoscaler.as_ref() != Some(&target)).then(|| stable.hash.clone())
 }
 
 fn canary_running(d: &Decision) -> bool {
@@ -77,7 +85,7 @@ fn split(total: i32, weight: i32) -> (i32, i32) {
 
 fn release_plans(d: &Decision) -> Vec<ReleasePlan> {
     let spec = d.obs.spec;
-    let (api, consumers) = (spec.api.replicas, spec.consumer.replicas);
+    let (api, consumers) = (spec.api.replicas, d.consumer_replicas());
     let mut plans = Vec::new();
     let mut add = |revision: &RevisionRef, api_replicas, consumer_replicas| {
         if !plans

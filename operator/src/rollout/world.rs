@@ -107,6 +107,9 @@ pub struct World {
     pub role_switches: Vec<RoleSwitch>,
     /// Scrape and evaluate this revision now (its window began at the previous scrape).
     pub analyze: Option<AnalysisRequest>,
+    /// Point `spec.consumer.autoscaler` at this revision's consumer Deployment (the stable
+    /// release changed since it was last pointed).
+    pub retarget_autoscaler: Option<String>,
 }
 
 /// One revision's workloads.
