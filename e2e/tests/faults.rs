@@ -746,7 +746,6 @@ async fn a_good_release_through_two_broker_outages_is_promoted_and_kept() {
         !in_watch.is_empty(),
         "the outage after the promotion was one"
     );
-    assert!(!after.is_empty());
     assert!(
         log.iter().any(|(t, s)| *t < promoted_at
             && s.phase == Some(Phase::Analyzing)
