@@ -618,7 +618,7 @@ async fn postgres_restarted_during_the_consumer_handover_loses_no_accepted_event
     env.assert_stored_once(&accepted_ids(&answers)).await;
 }
 
-/// The spec of the outage rows (5) and (6): the analysis with every default limit
+/// The spec of the outage rows (7) and (8) of docs/reliability.md: the analysis with every default limit
 /// (`failureLimit` 3, `consecutiveFailureLimit` 2, 3 successful measurements, the default
 /// checks) on 3 s windows, automatic promotion, the default 30 s scale-down delay (the
 /// post-promotion watch runs as long), and a 2 s delivery timeout so refusals reach clients.
@@ -679,7 +679,7 @@ fn assert_none_accepted_while_frozen(answers: &[Answer], frozen: (Instant, Insta
     );
 }
 
-/// (5) A good release through two broker outages, with the default analysis limits: the
+/// (7) A good release through two broker outages, with the default analysis limits: the
 /// broker freezes for 10 s during v2's analysis, and again for 10 s right after v2 is
 /// promoted (while v1 is still up for the post-promotion watch). Both releases report Kafka
 /// down, so the failing measurements are dependency outages: the analysis waits with the
@@ -764,7 +764,7 @@ async fn a_good_release_through_two_broker_outages_is_promoted_and_kept() {
     env.assert_stored_once(&accepted_ids(&answers)).await;
 }
 
-/// (6) A bad release (20 % injected errors) whose analysis starts as the broker freezes for
+/// (8) A bad release (20 % injected errors) whose analysis starts as the broker freezes for
 /// 10 s: while both releases see the outage the analysis waits, and once the broker is back
 /// the candidate fails while the stable release is fine, and it is rolled back, with the
 /// default limits, within a few measurements. v1 serves throughout; every 202 stored once.
