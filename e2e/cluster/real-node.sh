@@ -38,9 +38,11 @@ ensure_packages() {
 
 ctr_() { ctr --address "$CONTAINERD_SOCK" -n k8s.io "$@"; }
 
-# check: everything a kubelet with runc needs, tried for real. Prints why not, exits 1.
+# check: everything a kubelet with runc needs, tried for real (with the node's packages
+# installed first: a fresh machine has no iptables). Prints why not, exits 1.
 check() {
   [[ $(id -u) == 0 ]] || { echo "not root"; return 1; }
+  ensure_packages >&2 || { echo "cannot install ${NODE_PACKAGES[*]}"; return 1; }
   [[ -d /sys/fs/cgroup/memory && -d /sys/fs/cgroup/cpu && -d /sys/fs/cgroup/pids ]] ||
     { echo "cgroup v1 memory/cpu/pids hierarchies not mounted under /sys/fs/cgroup"; return 1; }
   [[ -e /proc/sys/net/bridge/bridge-nf-call-iptables ]] ||
