@@ -27,7 +27,7 @@ use kube::api::ListParams;
 use serde_json::json;
 use support::Env;
 
-const OPEN: &str = "auren_operator_readiness_gate_follow_seconds_bucket{gate=\"open\",le=";
+const BUCKET: &str = "auren_operator_readiness_gate_follow_seconds_bucket{";
 
 fn size(var: &str, default: usize) -> usize {
     std::env::var(var)
@@ -83,14 +83,17 @@ async fn wait_gates(env: &Env, pods: usize, open: bool, since: Instant) -> Vec<D
 fn open_buckets(metrics: &str) -> Vec<(f64, f64)> {
     metrics
         .lines()
-        .filter_map(|l| l.strip_prefix(OPEN))
+        .filter_map(|l| l.strip_prefix(BUCKET))
         .filter_map(|rest| {
-            let (le, count) = rest.split_once("} ")?;
-            let le = le.trim_matches('"');
-            let le = if le == "+Inf" {
-                f64::INFINITY
-            } else {
-                le.parse().ok()?
+            let (labels, count) = rest.split_once("} ")?;
+            let labels: Vec<&str> = labels.split(',').collect();
+            if !labels.contains(&"gate=\"open\"") {
+                return None;
+            }
+            let le = labels.iter().find_map(|l| l.strip_prefix("le="))?;
+            let le = match le.trim_matches('"') {
+                "+Inf" => f64::INFINITY,
+                bound => bound.parse().ok()?,
             };
             Some((le, count.parse().ok()?))
         })
