@@ -16,8 +16,50 @@ use axum::http::{HeaderMap, StatusCode};
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use support::{
-    Env, Load, NAME, accepted_ids, assert_none_failed, counter_value, free_port, kubectl, wait_for,
+    Env, Load, NAME, Operator, TestNs, accepted_ids, assert_none_failed, counter_value, free_port,
+    kubectl, wait_for,
 };
+
+/// The chart's default receiver (`notifications.secretName`/`format`, the operator's
+/// `--notifications-secret`/`--notifications-format`) in Slack's incoming-webhook format: an
+/// AurenRuntime without `spec.notifications` is told there, signed, with no secret in the body.
+#[tokio::test]
+async fn the_default_receiver_gets_signed_slack_messages() {
+    let (url, inbox) = start_receiver(0).await;
+    let env = Env::start_with("day2-slack", async |ns: &TestNs| {
+        let hooks = [("url", url.as_str()), ("hmacKey", HMAC_KEY)];
+        ns.secret("default-hooks", &hooks).await;
+        let args = [
+            "--notifications-secret",
+            "default-hooks",
+            "--notifications-format",
+            "slack",
+        ];
+        Operator::start_with_args(&ns.name, &format!("{}-a", ns.name), &args)
+    })
+    .await;
+    let v1 = env.install("auren/runtime:v1").await;
+    let message = wait_for("a Slack message about the install", 30, || async {
+        let delivered = delivered(&inbox);
+        delivered
+            .into_iter()
+            .find(|m| m["text"].as_str().is_some_and(|t| t.contains("Healthy")))
+    })
+    .await;
+    let text = message["text"].as_str().unwrap();
+    let subject = format!("AurenRuntime {}/{NAME}", env.ns.name);
+    assert!(text.starts_with(&subject) && text.contains(&v1), "{text}");
+    let requests = inbox.lock().unwrap().requests.clone();
+    for (headers, body, _) in &requests {
+        assert!(
+            signature_valid(headers, body),
+            "a request with a bad signature"
+        );
+        assert_eq!(headers.get("content-type").unwrap(), "application/json");
+        let body = String::from_utf8_lossy(body);
+        assert!(!body.contains(HMAC_KEY) && !body.contains(&url), "{body}");
+    }
+}
 
 /// The message of the first `NotificationFailed` Event in the test's namespace.
 async fn notification_failed(env: &Env) -> Option<String> {

@@ -335,6 +335,21 @@ impl Operator {
         identity: &str,
         kubeconfig: Option<&std::path::Path>,
     ) -> Operator {
+        Operator::spawn(namespace, lease, identity, kubeconfig, &[])
+    }
+
+    /// [`Operator::start`] with more command-line options (the chart's settings).
+    pub fn start_with_args(namespace: &str, identity: &str, args: &[&str]) -> Operator {
+        Operator::spawn(namespace, "auren-operator", identity, None, args)
+    }
+
+    fn spawn(
+        namespace: &str,
+        lease: &str,
+        identity: &str,
+        kubeconfig: Option<&std::path::Path>,
+        args: &[&str],
+    ) -> Operator {
         let log = scratch_dir("auren-e2e-operator").join(format!("{identity}.log"));
         let out = std::fs::File::create(&log).unwrap();
         let err = out.try_clone().unwrap();
@@ -347,6 +362,7 @@ impl Operator {
             // the cluster without two operators reconciling the same resource.
             .args(["--watch-namespace", namespace])
             .args(["--identity", identity])
+            .args(args)
             .env("RUST_LOG", "info,kube=warn")
             .stdout(out)
             .stderr(err);
