@@ -203,7 +203,10 @@ fn analyze(d: &Decision) -> Option<AnalysisRequest> {
     let hash = |r: Option<&RevisionRef>| r.map(|r| r.hash.clone());
     let (candidate, baseline) = match d.st.phase {
         Some(Phase::Analyzing) => (hash(d.st.candidate.as_ref())?, hash(d.st.stable.as_ref())),
-        Some(Phase::Healthy) => (
+        // The post-promotion watch goes on while no API pod of the new stable release is
+        // ready (Degraded): a dependency outage that takes every pod out of its Services is
+        // measured and judged against the previous release like any other window.
+        Some(Phase::Healthy | Phase::Degraded) => (
             hash(d.st.stable.as_ref())?,
             Some(d.st.previous.as_ref()?.hash.clone()),
         ),

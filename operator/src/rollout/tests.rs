@@ -1572,3 +1572,21 @@ fn an_autoscaler_sets_the_consumers_and_follows_the_stable_release() {
         Some(pointed.as_str())
     );
 }
+
+/// The post-promotion watch keeps measuring while the new stable release has no ready API
+/// pod (an outage took them out of their Services), against the previous release.
+#[test]
+fn the_post_promotion_watch_measures_while_degraded() {
+    let mut f = Fixture::analyzing_v2();
+    f.promote_v2();
+    let (v1, v2) = (hash(V1), hash(V2));
+    let mut unready = ready(2, 1, ConsumerRole::Active);
+    unready.api.ready = 0;
+    f.run(&[
+        (v1.clone(), ready(2, 1, ConsumerRole::Standby)),
+        (v2.clone(), unready),
+    ]);
+    assert_eq!(f.phase(), Phase::Degraded);
+    let request = f.decide().world.unwrap().analyze.unwrap();
+    assert_eq!((request.candidate, request.baseline), (v2, Some(v1)));
+}
