@@ -34,7 +34,7 @@ cluster-down: ## stop the local cluster
 crds: ## regenerate crds/ (and the chart's copy, docs/crd-reference.md) from the Rust types
 	source scripts/lib.sh && cargo run -q -p auren-operator --bin crdgen > crds/aurenruntime.yaml && cp crds/aurenruntime.yaml charts/auren-operator/crds/aurenruntime.yaml && python3 scripts/crd-reference.py > docs/crd-reference.md
 
-bench: ## runtime benchmarks (results go to docs/benchmarks.md by hand)
+bench: ## runtime benchmarks, one table (BENCH_AGAINST=<ref> adds a before column; docs/benchmarks.md)
 	bash scripts/bench.sh
 
 bench-gates: ## readiness-gate follow time over 100 broker-outage reopenings (docs/reliability.md)

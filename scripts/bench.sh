@@ -1,13 +1,27 @@
 #!/usr/bin/env bash
-# Runtime benchmarks on this machine: a release build of auren-runtime against the local broker
-# and PostgreSQL, with wrk as the load generator. Prints a Markdown table of medians.
-#   make bench            (BENCH_SECONDS=10 BENCH_RUNS=3 by default)
+# Runtime benchmarks on this machine: release builds of auren-runtime (with symbols, profile
+# "profiling") against the local broker and PostgreSQL, wrk as the load generator.
+# Prints one Markdown table (docs/benchmarks.md).
+#
+#   make bench                          this build
+#   make bench BENCH_AGAINST=<git ref>  this build and <ref>, measured turn about in the same run
+#
+# Every figure sits beside the `GET /live` baseline of the same run and process, so a noisy
+# machine shows as a low baseline, not as a regression.
+# BENCH_SECONDS (6) and BENCH_RUNS (3): wrk seconds per figure and runs per build;
+# BENCH_CONNECTIONS (64); BENCH_CONSUMER_EVENTS (1000000): distinct events the consumer stores,
+# in transactions of up to BENCH_CONSUMER_BATCH (1000, MAX_CONCURRENT_EVENTS);
+# BENCH_ONLY: http or consumer (default both).
 source "$(dirname "$0")/lib.sh"
 cd "$AUREN_ROOT"
 
-SECONDS_PER_RUN="${BENCH_SECONDS:-10}"
+SECONDS_PER_RUN="${BENCH_SECONDS:-6}"
 RUNS="${BENCH_RUNS:-3}"
 CONNS="${BENCH_CONNECTIONS:-64}"
+CONSUMER_EVENTS="${BENCH_CONSUMER_EVENTS:-1000000}"
+CONSUMER_BATCH="${BENCH_CONSUMER_BATCH:-1000}"
+ONLY="${BENCH_ONLY:-http,consumer}"
+AGAINST="${BENCH_AGAINST:-}"
 export AUREN_STATE="$(mktemp -d "${TMPDIR:-/tmp}/auren-bench.XXXXXX")"
 chmod 755 "$AUREN_STATE"
 PIDS=()
@@ -18,16 +32,46 @@ cleanup() {
   rm -rf "$AUREN_STATE"
 }
 trap cleanup EXIT
+wants() { [[ ",$ONLY," == *",$1,"* ]]; }
+
+# --- builds ----------------------------------------------------------------------------------
+# The release profile plus line tables and symbols, in its own target folder, so perf and
+# flamegraphs can name functions and the shipped (stripped) release build is left alone.
+profiling_build() { # source-dir target-dir -> binary path
+  (cd "$1" && CARGO_TARGET_DIR="$2" CARGO_PROFILE_PROFILING_INHERITS=release \
+    CARGO_PROFILE_PROFILING_DEBUG=line-tables-only CARGO_PROFILE_PROFILING_STRIP=false \
+    cargo build --profile profiling --locked -p auren-runtime -q)
+  echo "$2/profiling/auren-runtime"
+}
+
+# <ref> is built in a worktree with its own target folder: two checkouts sharing one target
+# folder reuse each other's artefacts of the workspace crates.
+build_against() { # ref -> binary path
+  local sha dir="$AUREN_CACHE/bench-against"
+  sha="$(git rev-parse --verify "$1^{commit}")" || die "BENCH_AGAINST: no commit named $1"
+  if [ ! -e "$dir/src/.git" ]; then
+    git worktree prune
+    git worktree add --detach -f "$dir/src" "$sha" >/dev/null
+  fi
+  git -C "$dir/src" checkout -q --detach "$sha"
+  profiling_build "$dir/src" "$dir/target"
+}
 
 bash scripts/deps.sh
 command -v wrk >/dev/null || apt-get install -y -qq wrk >/dev/null
 bash scripts/postgres.sh start
 bash scripts/broker.sh start
-cargo build --release --locked -p auren-runtime -q
-BIN="$CARGO_TARGET_DIR/release/auren-runtime"
+say "building this tree (profile profiling)"
+NAMES=(this)
+BINS=("$(profiling_build "$AUREN_ROOT" "$CARGO_TARGET_DIR")")
+if [ -n "$AGAINST" ]; then
+  say "building $AGAINST ($(git rev-parse --short "$AGAINST")) in $AUREN_CACHE/bench-against"
+  NAMES=("$AGAINST" this)
+  BINS=("$(build_against "$AGAINST")" "${BINS[0]}")
+fi
 SECRET=bench-secret
 DB="$AUREN_TEST_DATABASE_URL"
-psql "$DB" -qc "DROP TABLE IF EXISTS events, user_metrics, _sqlx_migrations" >/dev/null
+psql "$DB" -qc "DROP TABLE IF EXISTS events, user_metrics, _sqlx_migrations" >/dev/null 2>&1
 
 # wrk repeats one signed request: the replay guard (which would answer it 409 after the first
 # 202) is off here; its cost is one ~0.3 µs lookup per request.
@@ -39,9 +83,18 @@ wait_ready() { # port -> prints ms until ready
   until curl -sf "http://127.0.0.1:$1/readiness" >/dev/null; do sleep 0.01; done
   echo $(( ($(date +%s%N) - start) / 1000000 ))
 }
-
 median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+metric() { # port name -> value (0 when absent)
+  curl -s "http://127.0.0.1:$1/metrics" | awk -v m="$2" '$1 == m {printf "%d", $2; f=1} END {if (!f) print 0}'
+}
+peak_rss_mib() { awk '/VmHWM/ {printf "%d", $2 / 1024}' "/proc/$1/status"; }
 
+# Results: one line per (build, figure, run): "<build index> <figure> <value>".
+RESULTS="$AUREN_STATE/results"
+: > "$RESULTS"
+record() { echo "$1 $2 $3" >> "$RESULTS"; }
+
+# --- HTTP: wrk against an api process ----------------------------------------------------------
 # Signed request bodies for wrk (the signature stays valid for WEBHOOK_TOLERANCE_SECONDS).
 make_wrk_script() { # body-file -> lua file
   local body ts sig
@@ -55,95 +108,151 @@ print('wrk.body = %s' % json.dumps(body))
 print('wrk.headers["content-type"] = "application/json"')
 print('wrk.headers["x-auren-timestamp"] = "%s"' % sys.argv[2])
 print('wrk.headers["x-auren-signature"] = "%s"' % sys.argv[3])
-print('done = function(summary, latency, requests)')
-print('  io.write(string.format("RESULT %d %d %.3f %.3f\\n", summary.requests, summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout, latency:percentile(50)/1000, latency:percentile(99)/1000))')
-print('end')
 PY
+  cat "$AUREN_STATE/done.lua" >> "$1.lua"
   echo "$1.lua"
 }
-
-run_wrk() { # url lua -> "req/s p50ms p99ms errors"
-  local threads=2; [ "$CONNS" -lt 2 ] && threads=1
-  local out; out="$(wrk -t"$threads" -c"$CONNS" -d"${SECONDS_PER_RUN}s" -s "$2" "$1" 2>&1)"
-  local rps; rps="$(echo "$out" | awk '/Requests\/sec/ {print $2}')"
-  echo "$out" | awk -v rps="$rps" '/^RESULT/ {print rps, $4, $5, $3}'
-}
-
-say "ready time (5 starts)"
-ready=()
-for i in 1 2 3 4 5; do
-  port=$((18400 + i))
-  env "${common_env[@]}" RUN_MODE=api API_PORT=$port ADMIN_PORT=$((port + 100)) KAFKA_TOPIC=bench "$BIN" 2>/dev/null &
-  pid=$!; ready+=("$(wait_ready $port)"); kill $pid; wait $pid 2>/dev/null || true
-done
-READY_MS="$(printf '%s\n' "${ready[@]}" | median)"
-
-API_PORT=18480
-env "${common_env[@]}" RUN_MODE=api API_PORT=$API_PORT ADMIN_PORT=18580 KAFKA_TOPIC=bench "$BIN" 2>"$AUREN_STATE/api.log" &
-API_PID=$!; PIDS+=("$API_PID")
-wait_ready $API_PORT >/dev/null
-
-printf '{"user_id":"bench-%s","data_type":"heart_rate","value":61,"timestamp":"2026-01-01T00:00:00Z"}' 1 > "$AUREN_STATE/single.json"
+cat > "$AUREN_STATE/done.lua" <<'LUA'
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("RESULT %d %d %.3f %.3f\n", summary.requests,
+    e.status + e.connect + e.read + e.write + e.timeout, latency:percentile(50) / 1000,
+    latency:percentile(99) / 1000))
+end
+LUA
+printf '{"user_id":"bench-1","data_type":"heart_rate","value":61,"timestamp":"2026-01-01T00:00:00Z"}' > "$AUREN_STATE/single.json"
 python3 -c "
 import json, sys
 sys.stdout.write(json.dumps([{'user_id':'bench-%d' % (i % 50),'data_type':'steps','value':i,'timestamp':'2026-01-01T00:00:00Z'} for i in range(100)]))" > "$AUREN_STATE/batch.json"
 SINGLE_LUA="$(make_wrk_script "$AUREN_STATE/single.json")"
 BATCH_LUA="$(make_wrk_script "$AUREN_STATE/batch.json")"
-printf 'done = function(s, l, r) io.write(string.format("RESULT %%d %%d %%.3f %%.3f\\n", s.requests, s.errors.status, l:percentile(50)/1000, l:percentile(99)/1000)) end\n' > "$AUREN_STATE/get.lua"
+GET_LUA="$AUREN_STATE/done.lua"
 
-bench() { # name url lua
-  local rows=()
-  for _ in $(seq "$RUNS"); do rows+=("$(run_wrk "$2" "$3")"); done
-  local rps p50 p99 errs
-  rps="$(printf '%s\n' "${rows[@]}" | awk '{print $1}' | median)"
-  p50="$(printf '%s\n' "${rows[@]}" | awk '{print $2}' | median)"
-  p99="$(printf '%s\n' "${rows[@]}" | awk '{print $3}' | median)"
-  errs="$(printf '%s\n' "${rows[@]}" | awk '{s+=$4} END {print s}')"
-  echo "| $1 | $rps | $p50 | $p99 | $errs |"
+wrk_once() { # connections url lua -> "req/s p50ms p99ms errors"
+  local threads=2; [ "$1" -lt 2 ] && threads=1
+  local out; out="$(wrk -t"$threads" -c"$1" -d"${SECONDS_PER_RUN}s" -s "$3" "$2" 2>&1)"
+  local rps; rps="$(echo "$out" | awk '/Requests\/sec/ {print $2}')"
+  echo "$out" | awk -v rps="$rps" '/^RESULT/ {print rps, $4, $5, $3}'
 }
 
-say "HTTP benchmarks: ${RUNS} runs x ${SECONDS_PER_RUN}s, ${CONNS} connections"
-RESULTS=()
-RESULTS+=("$(bench '`GET /live` (HTTP stack baseline)' "http://127.0.0.1:$API_PORT/live" "$AUREN_STATE/get.lua")")
-RESULTS+=("$(bench '`GET /health`' "http://127.0.0.1:$API_PORT/health" "$AUREN_STATE/get.lua")")
-RESULTS+=("$(CONNS=1 bench '`GET /health`, 1 connection (latency)' "http://127.0.0.1:$API_PORT/health" "$AUREN_STATE/get.lua")")
-RESULTS+=("$(bench '`POST /webhooks/oura` (1 event, acks=all)' "http://127.0.0.1:$API_PORT/webhooks/oura" "$SINGLE_LUA")")
-RESULTS+=("$(bench '`POST /webhooks/oura/batch` (100 events)' "http://127.0.0.1:$API_PORT/webhooks/oura/batch" "$BATCH_LUA")")
-API_RSS_KB="$(awk '/VmHWM/ {print $2}' /proc/$API_PID/status)"
-ACCEPTED="$(curl -s "http://127.0.0.1:$API_PORT/metrics" | awk '/^auren_runtime_events_accepted_total/ {print $2}')"
+http_figures() { # build-index binary
+  local port=18480 b="$1"
+  env "${common_env[@]}" RUN_MODE=api API_PORT=$port ADMIN_PORT=18580 KAFKA_TOPIC=bench "$2" 2>>"$AUREN_STATE/api.log" &
+  local pid=$!; PIDS+=("$pid")
+  record "$b" ready_ms "$(wait_ready $port)"
+  local row
+  for figure in live:"$CONNS":/live:"$GET_LUA" health:"$CONNS":/health:"$GET_LUA" \
+      health1:1:/health:"$GET_LUA" single:"$CONNS":/webhooks/oura:"$SINGLE_LUA" \
+      batch:"$CONNS":/webhooks/oura/batch:"$BATCH_LUA"; do
+    IFS=: read -r name conns path lua <<< "$figure"
+    row="$(wrk_once "$conns" "http://127.0.0.1:$port$path" "$lua")"
+    read -r rps p50 p99 errs <<< "$row"
+    record "$b" "${name}_rps" "$rps"; record "$b" "${name}_p50" "$p50"; record "$b" "${name}_p99" "$p99"
+    record "$b" errors "$errs"
+  done
+  record "$b" api_rss "$(peak_rss_mib "$pid")"
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+}
 
-say "consumer: storing the $ACCEPTED accepted events"
-CONS_PORT=18481
-start_ns=$(date +%s%N)
-env "${common_env[@]}" RUN_MODE=consumer API_PORT=$CONS_PORT ADMIN_PORT=18581 KAFKA_TOPIC=bench KAFKA_GROUP="bench-$(date +%s)" \
-  MAX_CONCURRENT_EVENTS="${BENCH_CONSUMER_BATCH:-1000}" "$BIN" 2>"$AUREN_STATE/consumer.log" &
-CONS_PID=$!; PIDS+=("$CONS_PID")
-first_ns=""
-# wrk repeats one signed request, and a signed request's events have ids derived from it, so
-# the table keeps one row per distinct request: count the records the consumer handled.
-while :; do
-  n="$(curl -s "http://127.0.0.1:$CONS_PORT/metrics" | awk '/^auren_runtime_consumer_batch_size_sum/ {printf "%d", $2}')"
-  n="${n:-0}"
-  [ -z "$first_ns" ] && [ "${n:-0}" -gt 0 ] && first_ns=$(date +%s%N) && first_n=$n
-  [ "${n:-0}" -ge "${ACCEPTED%.*}" ] && break
-  [ $(( ($(date +%s%N) - start_ns) / 1000000000 )) -gt 600 ] && break
-  sleep 0.2
-done
-end_ns=$(date +%s%N)
-STORED="$n"
-CONS_RATE="$(awk -v n="$((STORED - first_n))" -v ns="$((end_ns - first_ns))" 'BEGIN {printf "%.0f", n / (ns / 1e9)}')"
-CONS_RSS_KB="$(awk '/VmHWM/ {print $2}' /proc/$CONS_PID/status)"
+# --- consumer: a backlog of distinct events stored by a fresh consumer group --------------------
+# Distinct events: the feed's api runs unsigned (WEBHOOK_AUTH=disabled), so every event gets a
+# fresh id; a repeated signed request would give every copy the same id, one row, and the
+# consumer would measure skipping duplicates.
+feed_backlog() { # topic events
+  local port=18482
+  env "${common_env[@]}" RUN_MODE=api WEBHOOK_AUTH=disabled API_PORT=$port ADMIN_PORT=18582 KAFKA_TOPIC="$1" \
+    "${BINS[-1]}" 2>>"$AUREN_STATE/feed.log" &
+  local pid=$!; PIDS+=("$pid")
+  wait_ready $port >/dev/null
+  # bench-send.py, not wrk: wrk drops the requests in flight at its deadline, and their events
+  # still reach Kafka unanswered, so the count of accepted events would not be the backlog.
+  python3 scripts/bench-send.py "127.0.0.1:$port" "$SECRET" "$(( ($2 + 99) / 100 ))" --batch 100 >/dev/null \
+    || die "feeding the backlog failed"
+  metric $port auren_runtime_events_accepted_total
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+}
 
+consumer_figures() { # build-index binary topic events
+  local port=18481 b="$1" n=0 first_n="" first_ns="" start_ns
+  psql "$DB" -qc "TRUNCATE events, user_metrics" >/dev/null 2>&1 || true
+  start_ns=$(date +%s%N)
+  env "${common_env[@]}" RUN_MODE=consumer API_PORT=$port ADMIN_PORT=18581 KAFKA_TOPIC="$3" \
+    KAFKA_GROUP="bench-$b-$(date +%s%N)" MAX_CONCURRENT_EVENTS="$CONSUMER_BATCH" "$2" 2>>"$AUREN_STATE/consumer.log" &
+  local pid=$!; PIDS+=("$pid")
+  while [ "$n" -lt "$4" ]; do
+    n="$(metric $port auren_runtime_events_stored_total)"
+    if [ -z "$first_ns" ] && [ "$n" -gt 0 ]; then first_ns=$(date +%s%N); first_n=$n; fi
+    [ $(( ($(date +%s%N) - start_ns) / 1000000000 )) -gt 600 ] && die "consumer stored $n of $4 in 600 s"
+    sleep 0.2
+  done
+  local end_ns=$(date +%s%N)
+  record "$b" consumer_eps "$(awk -v n="$((n - first_n))" -v ns="$((end_ns - first_ns))" 'BEGIN {printf "%.0f", n / (ns / 1e9)}')"
+  record "$b" consumer_rss "$(peak_rss_mib "$pid")"
+  local rows; rows="$(psql "$DB" -tAc "SELECT count(*) FROM events")"
+  [ "$rows" = "$4" ] || die "consumer: $rows rows stored for $4 distinct events"
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+}
+
+# --- the runs -------------------------------------------------------------------------------
+if wants http; then
+  say "HTTP: ${RUNS} runs x ${#BINS[@]} builds, ${SECONDS_PER_RUN}s per figure, ${CONNS} connections"
+  for _ in $(seq "$RUNS"); do
+    for b in "${!BINS[@]}"; do http_figures "$b" "${BINS[$b]}"; done
+  done
+fi
+if wants consumer; then
+  topic="bench-backlog-$(date +%s)"
+  say "consumer: feeding $CONSUMER_EVENTS distinct events to $topic"
+  fed="$(feed_backlog "$topic" "$CONSUMER_EVENTS")"
+  for _ in $(seq "$RUNS"); do
+    for b in "${!BINS[@]}"; do consumer_figures "$b" "${BINS[$b]}" "$topic" "$fed"; done
+  done
+fi
+
+# --- the table ------------------------------------------------------------------------------
+value() { # build figure -> median over runs (errors: the sum), empty when not measured
+  local all; all="$(awk -v b="$1" -v f="$2" '$1 == b && $2 == f {print $3}' "$RESULTS")"
+  [ -z "$all" ] && return 0
+  if [ "$2" = errors ]; then echo "$all" | awk '{s += $1} END {print s}'; else echo "$all" | median; fi
+}
+row() { # label figure unit
+  local line="| $1 |" v base
+  for b in "${!BINS[@]}"; do
+    v="$(value "$b" "$2")"
+    line+=" ${v:-–}$3 |"
+  done
+  if [ "${#BINS[@]}" = 2 ]; then
+    local old new; old="$(value 0 "$2")"; new="$(value 1 "$2")"
+    line+=" $(awk -v o="$old" -v n="$new" 'BEGIN {if (o > 0 && n != "") printf "%+.1f %%", (n / o - 1) * 100; else print "–"}') |"
+  fi
+  echo "$line"
+}
 echo
-echo "Machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -r); broker tansu (memory), PostgreSQL 15 (fsync=off); date $(date -u +%F)"
+echo "Machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -r); broker tansu (memory), PostgreSQL 15 (fsync=off); $(date -u '+%F %H:%M UTC'); runs: $RUNS x ${SECONDS_PER_RUN}s, medians"
 echo
-echo "| what | req/s (median) | p50 ms | p99 ms | non-2xx/errors |"
-echo "|---|---|---|---|---|"
-printf '%s\n' "${RESULTS[@]}"
-echo
-echo "| what | value |"
-echo "|---|---|"
-echo "| ready after start (median of 5, deps up) | ${READY_MS} ms |"
-echo "| consumer -> PostgreSQL (batch ${BENCH_CONSUMER_BATCH:-1000}) | ${CONS_RATE} events/s ($STORED handled of ${ACCEPTED%.*} accepted; replays of one signed request share one row) |"
-echo "| api peak RSS under load | $((API_RSS_KB / 1024)) MiB |"
-echo "| consumer peak RSS | $((CONS_RSS_KB / 1024)) MiB |"
+short() { git rev-parse --short "$1"; }
+changed="$(git diff --quiet HEAD -- runtime Cargo.lock || echo ' + changes')"
+if [ -n "$AGAINST" ]; then
+  echo "| figure | $AGAINST ($(short "$AGAINST")) | this tree ($(short HEAD)$changed) | change |"
+  echo "|---|---|---|---|"
+else
+  echo "| figure | this tree ($(short HEAD)$changed) |"
+  echo "|---|---|"
+fi
+if wants http; then
+  row '`GET /live` baseline, req/s (same process, same run)' live_rps ''
+  row '`GET /health` req/s' health_rps ''
+  row '`GET /health`, 1 connection, p99 ms' health1_p99 ''
+  row 'single-event webhook, req/s (acks=all)' single_rps ''
+  row 'single-event webhook, p50 ms' single_p50 ''
+  row 'single-event webhook, p99 ms' single_p99 ''
+  row 'batch webhook (100 events), req/s' batch_rps ''
+  row 'batch webhook, p99 ms' batch_p99 ''
+  row 'ready after start, ms' ready_ms ''
+  row 'api peak RSS, MiB' api_rss ''
+  row 'non-2xx / errors, all runs' errors ''
+fi
+if wants consumer; then
+  row "consumer → PostgreSQL, distinct events/s (batches ≤ $CONSUMER_BATCH)" consumer_eps ''
+  row 'consumer peak RSS, MiB' consumer_rss ''
+fi
