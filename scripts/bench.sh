@@ -35,8 +35,8 @@ trap cleanup EXIT
 wants() { [[ ",$ONLY," == *",$1,"* ]]; }
 
 # --- builds ----------------------------------------------------------------------------------
-# The release profile plus line tables and symbols, in its own target folder, so perf and
-# flamegraphs can name functions and the shipped (stripped) release build is left alone.
+# The release profile plus line tables and symbols, in its own target folder, so a profiler can
+# name functions and the shipped (stripped) release build is left alone.
 profiling_build() { # source-dir target-dir -> binary path
   (cd "$1" && CARGO_TARGET_DIR="$2" CARGO_PROFILE_PROFILING_INHERITS=release \
     CARGO_PROFILE_PROFILING_DEBUG=line-tables-only CARGO_PROFILE_PROFILING_STRIP=false \
@@ -62,11 +62,9 @@ command -v wrk >/dev/null || apt-get install -y -qq wrk >/dev/null
 bash scripts/postgres.sh start
 bash scripts/broker.sh start
 say "building this tree (profile profiling)"
-NAMES=(this)
 BINS=("$(profiling_build "$AUREN_ROOT" "$CARGO_TARGET_DIR")")
 if [ -n "$AGAINST" ]; then
   say "building $AGAINST ($(git rev-parse --short "$AGAINST")) in $AUREN_CACHE/bench-against"
-  NAMES=("$AGAINST" this)
   BINS=("$(build_against "$AGAINST")" "${BINS[0]}")
 fi
 SECRET=bench-secret
@@ -166,7 +164,7 @@ feed_backlog() { # topic events
   wait_ready $port >/dev/null
   # bench-send.py, not wrk: wrk drops the requests in flight at its deadline, and their events
   # still reach Kafka unanswered, so the count of accepted events would not be the backlog.
-  python3 scripts/bench-send.py "127.0.0.1:$port" "$SECRET" "$(( ($2 + 99) / 100 ))" --batch 100 >/dev/null \
+  python3 scripts/bench-send.py "127.0.0.1:$port" "$(( ($2 + 99) / 100 ))" >/dev/null \
     || die "feeding the backlog failed"
   metric $port auren_runtime_events_accepted_total
   kill "$pid"; wait "$pid" 2>/dev/null || true
@@ -215,11 +213,11 @@ value() { # build figure -> median over runs (errors: the sum), empty when not m
   [ -z "$all" ] && return 0
   if [ "$2" = errors ]; then echo "$all" | awk '{s += $1} END {print s}'; else echo "$all" | median; fi
 }
-row() { # label figure unit
-  local line="| $1 |" v base
+row() { # label figure
+  local line="| $1 |" v
   for b in "${!BINS[@]}"; do
     v="$(value "$b" "$2")"
-    line+=" ${v:-–}$3 |"
+    line+=" ${v:-–} |"
   done
   if [ "${#BINS[@]}" = 2 ]; then
     local old new; old="$(value 0 "$2")"; new="$(value 1 "$2")"
@@ -231,7 +229,7 @@ echo
 echo "Machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -r); broker tansu (memory), PostgreSQL 15 (fsync=off); $(date -u '+%F %H:%M UTC'); runs: $RUNS x ${SECONDS_PER_RUN}s, medians"
 echo
 short() { git rev-parse --short "$1"; }
-changed="$(git diff --quiet HEAD -- runtime Cargo.lock || echo ' + changes')"
+changed="$(git diff --quiet HEAD -- runtime contract Cargo.toml Cargo.lock || echo ' + changes')"
 if [ -n "$AGAINST" ]; then
   echo "| figure | $AGAINST ($(short "$AGAINST")) | this tree ($(short HEAD)$changed) | change |"
   echo "|---|---|---|---|"
@@ -240,19 +238,19 @@ else
   echo "|---|---|"
 fi
 if wants http; then
-  row '`GET /live` baseline, req/s (same process, same run)' live_rps ''
-  row '`GET /health` req/s' health_rps ''
-  row '`GET /health`, 1 connection, p99 ms' health1_p99 ''
-  row 'single-event webhook, req/s (acks=all)' single_rps ''
-  row 'single-event webhook, p50 ms' single_p50 ''
-  row 'single-event webhook, p99 ms' single_p99 ''
-  row 'batch webhook (100 events), req/s' batch_rps ''
-  row 'batch webhook, p99 ms' batch_p99 ''
-  row 'ready after start, ms' ready_ms ''
-  row 'api peak RSS, MiB' api_rss ''
-  row 'non-2xx / errors, all runs' errors ''
+  row '`GET /live` baseline, req/s (same process, same run)' live_rps
+  row '`GET /health` req/s' health_rps
+  row '`GET /health`, 1 connection, p99 ms' health1_p99
+  row 'single-event webhook, req/s (acks=all)' single_rps
+  row 'single-event webhook, p50 ms' single_p50
+  row 'single-event webhook, p99 ms' single_p99
+  row 'batch webhook (100 events), req/s' batch_rps
+  row 'batch webhook, p99 ms' batch_p99
+  row 'ready after start, ms' ready_ms
+  row 'api peak RSS, MiB' api_rss
+  row 'non-2xx / errors, all runs' errors
 fi
 if wants consumer; then
-  row "consumer → PostgreSQL, distinct events/s (batches ≤ $CONSUMER_BATCH)" consumer_eps ''
-  row 'consumer peak RSS, MiB' consumer_rss ''
+  row "consumer → PostgreSQL, distinct events/s (batches ≤ $CONSUMER_BATCH)" consumer_eps
+  row 'consumer peak RSS, MiB' consumer_rss
 fi
