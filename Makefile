@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help test demo services-up services-down cluster-up cluster-down crds bench bench-gates lint images
+.PHONY: help test demo services-up services-down cluster-up cluster-down crds bench profile bench-gates lint images
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -36,6 +36,9 @@ crds: ## regenerate crds/ (and the chart's copy, docs/crd-reference.md) from the
 
 bench: ## runtime benchmarks, one table (BENCH_AGAINST=<ref> adds a before column; docs/benchmarks.md)
 	bash scripts/bench.sh
+
+profile: ## flamegraphs of the runtime's hot paths into docs/flamegraphs/, and where their CPU goes
+	BENCH_ONLY=profile bash scripts/bench.sh
 
 bench-gates: ## readiness-gate follow time over 100 broker-outage reopenings (docs/reliability.md)
 	bash scripts/bench-gates.sh

@@ -11,7 +11,8 @@
 # BENCH_SECONDS (6) and BENCH_RUNS (3): wrk seconds per figure and runs per build;
 # BENCH_CONNECTIONS (64); BENCH_CONSUMER_EVENTS (1000000): distinct events the consumer stores,
 # in transactions of up to BENCH_CONSUMER_BATCH (1000, MAX_CONCURRENT_EVENTS);
-# BENCH_ONLY: http or consumer (default both).
+# BENCH_ONLY: any of http,consumer,instructions (default all three), or profile: flamegraphs of
+# this build's hot paths into docs/flamegraphs/ and where their CPU goes (`make profile`).
 source "$(dirname "$0")/lib.sh"
 cd "$AUREN_ROOT"
 
@@ -20,7 +21,7 @@ RUNS="${BENCH_RUNS:-3}"
 CONNS="${BENCH_CONNECTIONS:-64}"
 CONSUMER_EVENTS="${BENCH_CONSUMER_EVENTS:-1000000}"
 CONSUMER_BATCH="${BENCH_CONSUMER_BATCH:-1000}"
-ONLY="${BENCH_ONLY:-http,consumer}"
+ONLY="${BENCH_ONLY:-http,consumer,instructions}"
 AGAINST="${BENCH_AGAINST:-}"
 export AUREN_STATE="$(mktemp -d "${TMPDIR:-/tmp}/auren-bench.XXXXXX")"
 chmod 755 "$AUREN_STATE"
@@ -36,12 +37,18 @@ wants() { [[ ",$ONLY," == *",$1,"* ]]; }
 
 # --- builds ----------------------------------------------------------------------------------
 # The release profile plus line tables and symbols, in its own target folder, so a profiler can
-# name functions and the shipped (stripped) release build is left alone.
-profiling_build() { # source-dir target-dir -> binary path
+# name functions and the shipped (stripped) release build is left alone. The binary runs with
+# the environment its image sets (the Dockerfile's `ENV` lines), through a launcher that execs it.
+profiling_build() { # source-dir target-dir -> launcher path
   (cd "$1" && CARGO_TARGET_DIR="$2" CARGO_PROFILE_PROFILING_INHERITS=release \
     CARGO_PROFILE_PROFILING_DEBUG=line-tables-only CARGO_PROFILE_PROFILING_STRIP=false \
     cargo build --profile profiling --locked -p auren-runtime -q)
-  echo "$2/profiling/auren-runtime"
+  local image_env
+  image_env="$(awk '/^FROM .* AS runtime/ {on = 1; next} /^FROM / {on = 0} on && /^ENV / {$1 = ""; print}' "$1/Dockerfile")"
+  printf '#!/bin/sh\nexec env %s ${BENCH_UNDER:-} "%s" "$@"\n' "$image_env" "$2/profiling/auren-runtime" \
+    > "$2/profiling/as-image"
+  chmod +x "$2/profiling/as-image"
+  echo "$2/profiling/as-image"
 }
 
 # <ref> is built in a worktree with its own target folder: two checkouts sharing one target
@@ -191,6 +198,119 @@ consumer_figures() { # build-index binary topic events
   kill "$pid"; wait "$pid" 2>/dev/null || true
 }
 
+# --- instructions: valgrind's callgrind counts what the runtime executes, steady where times
+# are not. Two processes per figure, one given few requests (or backlog events) and one given
+# many; the difference over the extra requests is the cost of one, as start, idle work and stop
+# cancel out. Readiness and progress are polled slowly: every poll is a request too.
+CG_REQUESTS=(200 1200)
+CG_EVENTS=(2000 12000)
+under_callgrind() { # name -> prefix for the launcher
+  echo "valgrind -q --tool=callgrind --callgrind-out-file=$AUREN_STATE/callgrind.$1"
+}
+instructions() { # name -> instructions counted
+  awk '/^(summary|totals):/ {print $2; exit}' "$AUREN_STATE/callgrind.$1"
+}
+per_extra() { # few-instructions many-instructions few many -> instructions per extra unit
+  awk -v a="$1" -v b="$2" -v n="$3" -v m="$4" 'BEGIN {printf "%.0f", (b - a) / (m - n)}'
+}
+slow_ready() { until curl -sf "http://127.0.0.1:$1/readiness" >/dev/null; do sleep 0.5; done; }
+api_instructions() { # build-index launcher kind requests -> instructions
+  local port=18483 name="api-$1-$3-$4"
+  BENCH_UNDER="$(under_callgrind "$name")" env "${common_env[@]}" RUN_MODE=api API_PORT=$port \
+    ADMIN_PORT=18583 KAFKA_TOPIC=bench-instructions "$2" 2>>"$AUREN_STATE/callgrind.log" &
+  local pid=$!; PIDS+=("$pid")
+  slow_ready $port
+  python3 scripts/bench-send.py "127.0.0.1:$port" "$4" --connections 1 --kind "$3" \
+    --secret "$SECRET" >/dev/null || die "instructions: $3 requests not answered as expected"
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  instructions "$name"
+}
+consumer_instructions() { # build-index launcher topic events -> instructions
+  local port=18484 name="consumer-$1-$4"
+  psql "$DB" -qc "TRUNCATE events, user_metrics" >/dev/null 2>&1 || true
+  BENCH_UNDER="$(under_callgrind "$name")" env "${common_env[@]}" RUN_MODE=consumer API_PORT=$port \
+    ADMIN_PORT=18584 KAFKA_TOPIC="$3" KAFKA_GROUP="bench-instructions-$1-$(date +%s%N)" \
+    MAX_CONCURRENT_EVENTS="$CONSUMER_BATCH" "$2" 2>>"$AUREN_STATE/callgrind.log" &
+  local pid=$!; PIDS+=("$pid")
+  until [ "$(metric $port auren_runtime_events_stored_total)" -ge "$4" ]; do sleep 0.5; done
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  instructions "$name"
+}
+instruction_figures() { # build-index launcher topics...
+  local b="$1" bin="$2" kind few many
+  for kind in live single; do
+    few="$(api_instructions "$b" "$bin" "$kind" "${CG_REQUESTS[0]}")"
+    many="$(api_instructions "$b" "$bin" "$kind" "${CG_REQUESTS[1]}")"
+    record "$b" "${kind}_instructions" "$(per_extra "$few" "$many" "${CG_REQUESTS[@]}")"
+  done
+  few="$(consumer_instructions "$b" "$bin" "$3" "${CG_EVENTS[0]}")"
+  many="$(consumer_instructions "$b" "$bin" "$4" "${CG_EVENTS[1]}")"
+  record "$b" event_instructions "$(per_extra "$few" "$many" "${CG_EVENTS[@]}")"
+}
+
+# --- profile: perf (software clock: this VM has no hardware counters) and inferno -------------
+INFERNO_VERSION=0.12.8
+INFERNO="$AUREN_CACHE/tools/inferno-$INFERNO_VERSION/bin"
+PROFILES="$AUREN_CACHE/profile" # perf data and folded stacks of the last `make profile`
+install_profilers() {
+  command -v perf >/dev/null || apt-get install -y -qq linux-perf >/dev/null
+  [ -x "$INFERNO/inferno-flamegraph" ] || cargo install inferno --version "$INFERNO_VERSION" --locked \
+    --no-default-features --features cli --root "${INFERNO%/bin}" -q
+}
+# One path under load: a flamegraph of the runtime process (docs/flamegraphs/<name>.svg), and
+# at the same time a machine-wide sample that splits both cores between the processes.
+profile_path() { # name title pid seconds -> a Markdown row
+  local data="$PROFILES/$1"
+  perf record -q -a -F 199 -o "$data.machine.perf" -- sleep "$4" 2>/dev/null &
+  local machine=$!
+  perf record -q -F 299 --call-graph dwarf,32768 -p "$3" -o "$data.perf" -- sleep "$4" 2>/dev/null
+  wait "$machine"
+  perf script -i "$data.perf" 2>/dev/null | "$INFERNO/inferno-collapse-perf" > "$data.folded"
+  "$INFERNO/inferno-flamegraph" --title "$2" --width 1600 < "$data.folded" > "docs/flamegraphs/$1.svg"
+  # Samples by process (perf names threads, and tansu's workers share the runtime's thread
+  # names); the processes are still running, so ps names them.
+  local split="" count pid total name
+  total="$(perf script -i "$data.machine.perf" -F pid 2>/dev/null | wc -l)"
+  while read -r count pid; do
+    [ $(( count * 50 )) -ge "$total" ] || continue
+    name="$( [ "$pid" = 0 ] && echo idle || ps -o comm= -p "$pid" || echo "pid $pid")"
+    split+="${split:+, }$name $(( count * 100 * $(nproc) / total )) %"
+  done < <(perf script -i "$data.machine.perf" -F pid 2>/dev/null | sort | uniq -c | sort -rn)
+  echo "| $2 | $(python3 scripts/profile-summary.py < "$data.folded") | $split |"
+}
+profile_paths() { # binary
+  mkdir -p docs/flamegraphs "$PROFILES"
+  local port=18486 seconds=8
+  env "${common_env[@]}" RUN_MODE=api API_PORT=$port ADMIN_PORT=18586 KAFKA_TOPIC=bench-profile "$1" 2>>"$AUREN_STATE/api.log" &
+  local pid=$!; PIDS+=("$pid")
+  wait_ready $port >/dev/null
+  echo "| path (runtime process) | where the runtime's CPU goes | both cores, by process (200 % = machine) |"
+  echo "|---|---|---|"
+  for path in single:/webhooks/oura:"$SINGLE_LUA" batch:/webhooks/oura/batch:"$BATCH_LUA"; do
+    IFS=: read -r name route lua <<< "$path"
+    wrk -t2 -c"$CONNS" -d$((seconds + 4))s -s "$lua" "http://127.0.0.1:$port$route" >/dev/null &
+    local load=$!
+    sleep 2
+    profile_path "api-$name" "api: POST $route, $CONNS connections" "$pid" "$seconds"
+    wait "$load"
+  done
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  local topic="bench-profile-backlog-$(date +%s)" fed cport=18487
+  fed="$(feed_backlog "$topic" 600000)"
+  env "${common_env[@]}" RUN_MODE=consumer API_PORT=$cport ADMIN_PORT=18587 KAFKA_TOPIC="$topic" \
+    KAFKA_GROUP="$topic" MAX_CONCURRENT_EVENTS="$CONSUMER_BATCH" "$1" 2>>"$AUREN_STATE/consumer.log" &
+  pid=$!; PIDS+=("$pid")
+  until [ "$(metric $cport auren_runtime_events_stored_total)" -gt 0 ]; do sleep 0.1; done
+  profile_path consumer "consumer: $fed events into PostgreSQL, batches ≤ $CONSUMER_BATCH" "$pid" "$seconds"
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+}
+if wants profile; then
+  install_profilers
+  say "profiling this tree: docs/flamegraphs/, perf data in $PROFILES"
+  profile_paths "${BINS[-1]}"
+  exit 0
+fi
+
 # --- the runs -------------------------------------------------------------------------------
 if wants http; then
   say "HTTP: ${RUNS} runs x ${#BINS[@]} builds, ${SECONDS_PER_RUN}s per figure, ${CONNS} connections"
@@ -205,6 +325,15 @@ if wants consumer; then
   for _ in $(seq "$RUNS"); do
     for b in "${!BINS[@]}"; do consumer_figures "$b" "${BINS[$b]}" "$topic" "$fed"; done
   done
+fi
+
+if wants instructions; then
+  command -v valgrind >/dev/null || apt-get install -y -qq valgrind >/dev/null
+  say "instructions: callgrind, ${#BINS[@]} builds"
+  few_topic="bench-instructions-$(date +%s)-few" many_topic="bench-instructions-$(date +%s)-many"
+  [ "$(feed_backlog "$few_topic" "${CG_EVENTS[0]}")" = "${CG_EVENTS[0]}" ] || die "feeding $few_topic failed"
+  [ "$(feed_backlog "$many_topic" "${CG_EVENTS[1]}")" = "${CG_EVENTS[1]}" ] || die "feeding $many_topic failed"
+  for b in "${!BINS[@]}"; do instruction_figures "$b" "${BINS[$b]}" "$few_topic" "$many_topic"; done
 fi
 
 # --- the table ------------------------------------------------------------------------------
@@ -253,4 +382,9 @@ fi
 if wants consumer; then
   row "consumer → PostgreSQL, distinct events/s (batches ≤ $CONSUMER_BATCH)" consumer_eps
   row 'consumer peak RSS, MiB' consumer_rss
+fi
+if wants instructions; then
+  row '`GET /live`, instructions per request (callgrind)' live_instructions
+  row 'single-event webhook, instructions per request (callgrind)' single_instructions
+  row 'consumer, instructions per stored event (callgrind)' event_instructions
 fi

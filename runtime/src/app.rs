@@ -133,6 +133,7 @@ async fn run_api(
         &c.kafka_topic,
         c.delivery_timeout(),
         Duration::from_millis(c.kafka_linger_ms),
+        c.kafka_compression,
         services.metrics.clone(),
     )?);
     services.producer = Some(producer.clone());

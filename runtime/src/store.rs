@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
-use crate::ingest::Event;
+use crate::ingest::StoredEvent;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -17,7 +17,7 @@ pub enum StoreError {
 /// An event with where it came from in Kafka.
 #[derive(Debug, Clone)]
 pub struct StoredRecord {
-    pub event: Event,
+    pub event: StoredEvent,
     pub partition: i32,
     pub offset: i64,
 }
@@ -25,12 +25,13 @@ pub struct StoredRecord {
 #[derive(Debug, Clone)]
 pub struct EventStore {
     pool: PgPool,
-    event_sourcing: bool,
+    /// The batch statement: prepared once per connection (sqlx caches it by its text).
+    insert: &'static str,
 }
 
-/// Columns of a batch, in the order `UNNEST` takes them.
-#[derive(Default)]
-struct Columns {
+/// A batch as the columns `UNNEST` takes, built once (moving, not copying, each event's
+/// fields) and kept for the retries of its transaction.
+pub struct Columns {
     ids: Vec<uuid::Uuid>,
     users: Vec<String>,
     devices: Vec<String>,
@@ -39,43 +40,71 @@ struct Columns {
     units: Vec<String>,
     recorded: Vec<chrono::DateTime<chrono::Utc>>,
     received: Vec<chrono::DateTime<chrono::Utc>>,
-    payloads: Vec<serde_json::Value>,
+    /// JSON text: PostgreSQL parses it into `jsonb`.
+    payloads: Vec<String>,
     partitions: Vec<i32>,
     offsets: Vec<i64>,
 }
 
 impl Columns {
-    fn of(batch: &[StoredRecord]) -> Self {
-        let mut c = Columns::default();
+    pub fn of(batch: Vec<StoredRecord>) -> Self {
+        let mut c = Columns::with_capacity(batch.len());
         for r in batch {
-            let e = &r.event;
+            let e = r.event;
             c.ids.push(e.id);
-            c.users.push(e.user_id.clone());
+            c.users.push(e.user_id);
             c.devices.push(e.device.as_str().to_string());
-            c.metrics.push(e.metric.clone());
+            c.metrics.push(e.metric);
             c.values.push(e.value);
-            c.units.push(e.unit.clone());
+            c.units.push(e.unit);
             c.recorded.push(e.recorded_at);
             c.received.push(e.received_at);
-            c.payloads.push(e.raw.clone());
+            c.payloads.push(Box::<str>::from(e.raw).into());
             c.partitions.push(r.partition);
             c.offsets.push(r.offset);
         }
         c
     }
+
+    fn with_capacity(n: usize) -> Self {
+        Columns {
+            ids: Vec::with_capacity(n),
+            users: Vec::with_capacity(n),
+            devices: Vec::with_capacity(n),
+            metrics: Vec::with_capacity(n),
+            values: Vec::with_capacity(n),
+            units: Vec::with_capacity(n),
+            recorded: Vec::with_capacity(n),
+            received: Vec::with_capacity(n),
+            payloads: Vec::with_capacity(n),
+            partitions: Vec::with_capacity(n),
+            offsets: Vec::with_capacity(n),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
 }
 
-const INSERT_EVENTS: &str = "
+/// The insert of a batch; a macro so the statements below are built at compile time.
+macro_rules! insert_events {
+    () => {
+        "
     INSERT INTO events (id, user_id, device, metric, value, unit, recorded_at, received_at,
                         payload, kafka_partition, kafka_offset)
     SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::float8[],
-                         $6::text[], $7::timestamptz[], $8::timestamptz[], $9::jsonb[],
+                         $6::text[], $7::timestamptz[], $8::timestamptz[], $9::text[]::jsonb[],
                          $10::int[], $11::bigint[])
     ON CONFLICT (id) DO NOTHING
-    RETURNING user_id, metric, value, unit, recorded_at, kafka_offset";
+    RETURNING user_id, metric, value, unit, recorded_at, kafka_offset"
+    };
+}
 
 /// Only rows this batch really inserted move the projection, so a redelivery changes nothing.
-const PROJECT: &str = "
+macro_rules! project {
+    () => {
+        "
     , latest AS (
         SELECT DISTINCT ON (user_id, metric) user_id, metric, value, unit, recorded_at,
                count(*) OVER (PARTITION BY user_id, metric) AS n
@@ -89,7 +118,22 @@ const PROJECT: &str = "
                                 THEN EXCLUDED.latest_value ELSE m.latest_value END,
             latest_recorded_at = GREATEST(m.latest_recorded_at, EXCLUDED.latest_recorded_at)
         RETURNING 1
-    )";
+    )"
+    };
+}
+
+const INSERT_ONLY: &str = concat!(
+    "WITH inserted AS (",
+    insert_events!(),
+    ") SELECT count(*) FROM inserted"
+);
+const INSERT_AND_PROJECT: &str = concat!(
+    "WITH inserted AS (",
+    insert_events!(),
+    ") ",
+    project!(),
+    " SELECT count(*) FROM inserted"
+);
 
 impl EventStore {
     pub async fn connect(
@@ -104,7 +148,11 @@ impl EventStore {
             .await?;
         Ok(EventStore {
             pool,
-            event_sourcing,
+            insert: if event_sourcing {
+                INSERT_AND_PROJECT
+            } else {
+                INSERT_ONLY
+            },
         })
     }
 
@@ -116,18 +164,12 @@ impl EventStore {
     }
 
     /// Stores a batch in one transaction; returns how many events were new.
-    pub async fn store_batch(&self, batch: &[StoredRecord]) -> Result<u64, StoreError> {
-        if batch.is_empty() {
+    pub async fn store_batch(&self, c: &Columns) -> Result<u64, StoreError> {
+        if c.is_empty() {
             return Ok(0);
         }
-        let c = Columns::of(batch);
-        let sql = if self.event_sourcing {
-            format!("WITH inserted AS ({INSERT_EVENTS}) {PROJECT} SELECT count(*) FROM inserted")
-        } else {
-            format!("WITH inserted AS ({INSERT_EVENTS}) SELECT count(*) FROM inserted")
-        };
         let mut tx = self.pool.begin().await?;
-        let inserted: i64 = sqlx::query_scalar(&sql)
+        let inserted: i64 = sqlx::query_scalar(self.insert)
             .bind(&c.ids)
             .bind(&c.users)
             .bind(&c.devices)

@@ -24,10 +24,10 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::ingest::Event;
+use crate::ingest::StoredEvent;
 use crate::metrics::{Metrics, PartitionLabels};
 use crate::resilience::Backoff;
-use crate::store::{EventStore, StoredRecord};
+use crate::store::{Columns, EventStore, StoredRecord};
 
 /// Exports librdkafka's per-partition lag as gauges and tracks the group assignment.
 pub struct LagContext {
@@ -83,6 +83,13 @@ pub struct Record {
     pub partition: i32,
     pub offset: i64,
     pub payload: Vec<u8>,
+}
+
+/// A gathered batch ready to store: its events as store columns, and what to commit after.
+struct ReadyBatch {
+    columns: Columns,
+    offsets: BTreeMap<i32, i64>,
+    records: usize,
 }
 
 /// A request to switch role, answered once the switch is complete.
@@ -175,7 +182,7 @@ impl EventConsumer {
                 // and a standby that stopped polling mid-join would hold partitions hostage.
                 first = recv_one(&self.consumer) => {
                     match first {
-                        Ok(record) if self.role == ConsumerRole::Active => self.handle_batch(record, &shutdown).await,
+                        Ok(record) if self.role == ConsumerRole::Active => self.handle_batches(record, &requests, &shutdown).await,
                         Ok(record) => tracing::debug!(partition = record.partition, offset = record.offset, "standby: record dropped, not stored or committed"),
                         Err(e) => {
                             tracing::warn!(error = %e, "kafka receive error");
@@ -256,39 +263,81 @@ impl EventConsumer {
         done()
     }
 
-    /// Gathers the rest of a batch without blocking, stores it, then commits. Never cancelled
-    /// half way: records taken from the consumer are stored or the process stops uncommitted.
-    async fn handle_batch(&mut self, first: Record, shutdown: &CancellationToken) {
-        let mut batch = vec![first];
+    /// Stores batches in order, one transaction at a time, while the next batch is gathered
+    /// and parsed: at most two batches are in flight, and each batch's offsets are committed
+    /// only after it is stored. Returns once the consumer has nothing more at hand, or a role
+    /// request or shutdown is waiting (the batch already gathered is stored first). Never
+    /// cancelled half way: records taken from the consumer are stored or the process stops
+    /// uncommitted.
+    async fn handle_batches(
+        &mut self,
+        first: Record,
+        requests: &mpsc::Receiver<RoleRequest>,
+        shutdown: &CancellationToken,
+    ) {
+        let mut batch = self.gather(vec![first]).await;
+        while !batch.is_empty() {
+            let Some(ready) = self.ready(batch, shutdown).await else {
+                return;
+            };
+            let more = !shutdown.is_cancelled() && requests.is_empty();
+            let next = async {
+                if more {
+                    self.gather(Vec::new()).await
+                } else {
+                    Vec::new()
+                }
+            };
+            let (stored, next) =
+                tokio::join!(self.store_with_retry(&ready.columns, shutdown), next);
+            if !stored {
+                return;
+            }
+            self.committed(ready);
+            batch = next;
+        }
+    }
+
+    /// Takes records off the consumer without waiting for more than a moment, up to a batch.
+    async fn gather(&self, mut batch: Vec<Record>) -> Vec<Record> {
         while batch.len() < self.settings.max_batch {
             match tokio::time::timeout(Duration::from_millis(2), recv_one(&self.consumer)).await {
                 Ok(Ok(record)) => batch.push(record),
                 _ => break,
             }
         }
+        batch
+    }
+
+    /// Parses a gathered batch and dead-letters what is not an event; None on shutdown.
+    async fn ready(&self, batch: Vec<Record>, shutdown: &CancellationToken) -> Option<ReadyBatch> {
         let (events, rejects) = parse_batch(&batch);
-        if !self.dead_letter(&rejects, shutdown).await
-            || !self.store_with_retry(&events, shutdown).await
-        {
-            return;
+        if !self.dead_letter(&rejects, shutdown).await {
+            return None;
         }
-        self.metrics.consumer_batch_size.observe(batch.len() as f64);
-        let offsets = next_offsets(&batch);
-        self.commit(&offsets, CommitMode::Async);
-        for (partition, offset) in offsets {
+        Some(ReadyBatch {
+            columns: Columns::of(events),
+            offsets: next_offsets(&batch),
+            records: batch.len(),
+        })
+    }
+
+    /// A stored batch: commits its offsets and remembers them for the sync commit on leaving.
+    fn committed(&mut self, batch: ReadyBatch) {
+        self.metrics
+            .consumer_batch_size
+            .observe(batch.records as f64);
+        self.commit(&batch.offsets, CommitMode::Async);
+        for (partition, offset) in batch.offsets {
             let e = self.stored_offsets.entry(partition).or_insert(offset);
             *e = (*e).max(offset);
         }
     }
 
-    async fn store_with_retry(
-        &self,
-        events: &[StoredRecord],
-        shutdown: &CancellationToken,
-    ) -> bool {
+    async fn store_with_retry(&self, columns: &Columns, shutdown: &CancellationToken) -> bool {
         let mut attempt = 0;
         loop {
-            match self.store.store_batch(events).await {
+            match self.store.store_batch(columns).await {
                 Ok(new) => {
                     self.metrics.events_stored.inc_by(new);
                     return true;
@@ -412,7 +461,7 @@ fn parse_batch(batch: &[Record]) -> (Vec<StoredRecord>, Vec<(&Record, String)>) 
     let mut events = Vec::with_capacity(batch.len());
     let mut rejects = Vec::new();
     for record in batch {
-        match serde_json::from_slice::<Event>(&record.payload) {
+        match serde_json::from_slice::<StoredEvent>(&record.payload) {
             Ok(event) => events.push(StoredRecord {
                 event,
                 partition: record.partition,

@@ -9,6 +9,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer, PurgeConfig};
 use rdkafka::util::Timeout;
 
+use crate::config::Compression;
 use crate::ingest::Event;
 use crate::metrics::{DependencyLabels, Metrics};
 use crate::resilience::{Admission, BreakerState, CircuitBreaker};
@@ -37,6 +38,7 @@ impl EventProducer {
         topic: &str,
         delivery_timeout: Duration,
         linger: Duration,
+        compression: Compression,
         metrics: Arc<Metrics>,
     ) -> Result<Self, KafkaError> {
         let mut config = super::base_config(brokers);
@@ -44,7 +46,7 @@ impl EventProducer {
             .set("acks", "all")
             .set("enable.idempotence", "true")
             .set("linger.ms", linger.as_millis().to_string())
-            .set("compression.type", "lz4")
+            .set("compression.type", compression.as_librdkafka())
             .set(
                 "message.timeout.ms",
                 delivery_timeout.as_millis().to_string(),
