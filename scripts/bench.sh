@@ -89,8 +89,8 @@ wait_ready() { # port -> prints ms until ready
   echo $(( ($(date +%s%N) - start) / 1000000 ))
 }
 median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
-metric() { # port name -> value (0 when absent)
-  curl -s "http://127.0.0.1:$1/metrics" | awk -v m="$2" '$1 == m {printf "%d", $2; f=1} END {if (!f) print 0}'
+metric() { # port name -> value (0 when absent, also while the process is not yet listening)
+  { curl -s "http://127.0.0.1:$1/metrics" || true; } | awk -v m="$2" '$1 == m {printf "%d", $2; f=1} END {if (!f) print 0}'
 }
 peak_rss_mib() { awk '/VmHWM/ {printf "%d", $2 / 1024}' "/proc/$1/status"; }
 

@@ -346,6 +346,10 @@ def check(out_dir):
             problems.append(f"{target}: USER {p['user']!r} is not a numeric non-root uid")
         if cfg.get("Entrypoint") != p["entrypoint"]:
             problems.append(f"{target}: entrypoint {cfg.get('Entrypoint')}, Dockerfile says {p['entrypoint']}")
+        env = set(cfg.get("Env") or [])
+        missing = sorted(f"{k}={v}" for k, v in p["env"].items() if f"{k}={v}" not in env)
+        if missing:
+            problems.append(f"{target}: environment lacks {missing}, Dockerfile sets them")
         ports = sorted(k.split("/")[0] for k in cfg.get("ExposedPorts", {}))
         if ports != sorted(p["expose"]):
             problems.append(f"{target}: ports {ports}, Dockerfile says {sorted(p['expose'])}")
