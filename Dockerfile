@@ -42,10 +42,10 @@ USER 65532:65532
 FROM base AS runtime
 COPY --from=builder /out/auren-runtime /usr/local/bin/
 # mimalloc 3 keeps freed memory for a second and, on Linux, commits its arenas up front, so
-# what it purges still counts as resident: the consumer peaked at ~108 MiB with its defaults
-# against ~73 MiB with these, at the same throughput (docs/benchmarks.md). `make bench` runs the
-# binary with these lines.
-ENV MIMALLOC_PURGE_DELAY=0 MIMALLOC_ARENA_EAGER_COMMIT=0
+# what it purges still counts as resident: api 66 -> ~35 MiB, consumer 101 -> ~70 MiB peak with
+# these. A purge delay of 0 cost batch ingest a tenth to a quarter; 10 ms did not
+# (docs/benchmarks.md). `make bench` runs the binary with these lines.
+ENV MIMALLOC_PURGE_DELAY=10 MIMALLOC_ARENA_EAGER_COMMIT=0
 EXPOSE 8000
 ENTRYPOINT ["/usr/local/bin/auren-runtime"]
 

@@ -9,8 +9,9 @@
 # Every figure sits beside the `GET /live` baseline of the same run and process, so a noisy
 # machine shows as a low baseline, not as a regression.
 # BENCH_SECONDS (6) and BENCH_RUNS (3): wrk seconds per figure and runs per build;
-# BENCH_CONNECTIONS (64); BENCH_CONSUMER_EVENTS (1000000): distinct events the consumer stores,
-# in transactions of up to BENCH_CONSUMER_BATCH (1000, MAX_CONCURRENT_EVENTS);
+# BENCH_CONNECTIONS (64); BENCH_CONSUMER_EVENTS (1000000): distinct events the consumer stores
+# (one process, then two in one group), in transactions of up to BENCH_CONSUMER_BATCH (1000,
+# MAX_CONCURRENT_EVENTS); the runtime's own settings (KAFKA_COMPRESSION=lz4 ...) pass through;
 # BENCH_ONLY: any of http,consumer,instructions (default all three), or profile: flamegraphs of
 # this build's hot paths into docs/flamegraphs/ and where their CPU goes (`make profile`).
 source "$(dirname "$0")/lib.sh"
@@ -177,25 +178,36 @@ feed_backlog() { # topic events
   kill "$pid"; wait "$pid" 2>/dev/null || true
 }
 
-consumer_figures() { # build-index binary topic events
-  local port=18481 b="$1" n=0 first_n="" first_ns="" start_ns
+stored_total() { # processes -> events stored by consumers 1..processes
+  local sum=0 i
+  for i in $(seq "$1"); do sum=$((sum + $(metric $((18480 + i)) auren_runtime_events_stored_total))); done
+  echo "$sum"
+}
+# One consumer group of <processes> consumers (ports 18481...) stores the backlog.
+consumer_figures() { # build-index binary topic events processes
+  local b="$1" procs="$5" n=0 first_n="" first_ns="" start_ns i pids=() group
+  group="bench-$b-$(date +%s%N)"
   psql "$DB" -qc "TRUNCATE events, user_metrics" >/dev/null 2>&1 || true
   start_ns=$(date +%s%N)
-  env "${common_env[@]}" RUN_MODE=consumer API_PORT=$port ADMIN_PORT=18581 KAFKA_TOPIC="$3" \
-    KAFKA_GROUP="bench-$b-$(date +%s%N)" MAX_CONCURRENT_EVENTS="$CONSUMER_BATCH" "$2" 2>>"$AUREN_STATE/consumer.log" &
-  local pid=$!; PIDS+=("$pid")
+  for i in $(seq "$procs"); do
+    env "${common_env[@]}" RUN_MODE=consumer API_PORT=$((18480 + i)) ADMIN_PORT=$((18580 + i)) \
+      KAFKA_TOPIC="$3" KAFKA_GROUP="$group" MAX_CONCURRENT_EVENTS="$CONSUMER_BATCH" "$2" \
+      2>>"$AUREN_STATE/consumer.log" &
+    pids+=("$!"); PIDS+=("$!")
+  done
   while [ "$n" -lt "$4" ]; do
-    n="$(metric $port auren_runtime_events_stored_total)"
+    n="$(stored_total "$procs")"
     if [ -z "$first_ns" ] && [ "$n" -gt 0 ]; then first_ns=$(date +%s%N); first_n=$n; fi
-    [ $(( ($(date +%s%N) - start_ns) / 1000000000 )) -gt 600 ] && die "consumer stored $n of $4 in 600 s"
+    [ $(( ($(date +%s%N) - start_ns) / 1000000000 )) -gt 600 ] && die "consumers stored $n of $4 in 600 s"
     sleep 0.2
   done
-  local end_ns=$(date +%s%N)
-  record "$b" consumer_eps "$(awk -v n="$((n - first_n))" -v ns="$((end_ns - first_ns))" 'BEGIN {printf "%.0f", n / (ns / 1e9)}')"
-  record "$b" consumer_rss "$(peak_rss_mib "$pid")"
+  local end_ns=$(date +%s%N) figure=consumer
+  [ "$procs" = 1 ] || figure="consumer$procs"
+  record "$b" "${figure}_eps" "$(awk -v n="$((n - first_n))" -v ns="$((end_ns - first_ns))" 'BEGIN {printf "%.0f", n / (ns / 1e9)}')"
+  record "$b" "${figure}_rss" "$(peak_rss_mib "${pids[0]}")"
   local rows; rows="$(psql "$DB" -tAc "SELECT count(*) FROM events")"
   [ "$rows" = "$4" ] || die "consumer: $rows rows stored for $4 distinct events"
-  kill "$pid"; wait "$pid" 2>/dev/null || true
+  kill "${pids[@]}"; wait "${pids[@]}" 2>/dev/null || true
 }
 
 # --- instructions: valgrind's callgrind counts what the runtime executes, steady where times
@@ -323,7 +335,9 @@ if wants consumer; then
   say "consumer: feeding $CONSUMER_EVENTS distinct events to $topic"
   fed="$(feed_backlog "$topic" "$CONSUMER_EVENTS")"
   for _ in $(seq "$RUNS"); do
-    for b in "${!BINS[@]}"; do consumer_figures "$b" "${BINS[$b]}" "$topic" "$fed"; done
+    for b in "${!BINS[@]}"; do
+      for processes in 1 2; do consumer_figures "$b" "${BINS[$b]}" "$topic" "$fed" "$processes"; done
+    done
   done
 fi
 
@@ -382,6 +396,7 @@ fi
 if wants consumer; then
   row "consumer → PostgreSQL, distinct events/s (batches ≤ $CONSUMER_BATCH)" consumer_eps
   row 'consumer peak RSS, MiB' consumer_rss
+  row 'two consumers in one group → PostgreSQL, distinct events/s' consumer2_eps
 fi
 if wants instructions; then
   row '`GET /live`, instructions per request (callgrind)' live_instructions
