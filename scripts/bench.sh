@@ -278,7 +278,7 @@ profile_path() { # name title pid seconds -> a Markdown row
   perf record -q -F 299 --call-graph dwarf,32768 -p "$3" -o "$data.perf" -- sleep "$4" 2>/dev/null
   wait "$machine"
   perf script -i "$data.perf" 2>/dev/null | "$INFERNO/inferno-collapse-perf" > "$data.folded"
-  "$INFERNO/inferno-flamegraph" --title "$2" --width 1600 < "$data.folded" > "docs/flamegraphs/$1.svg"
+  "$INFERNO/inferno-flamegraph" --title "$2" --width 1600 --minwidth 1 < "$data.folded" > "docs/flamegraphs/$1.svg"
   # Samples by process (perf names threads, and tansu's workers share the runtime's thread
   # names); the processes are still running, so ps names them.
   local split="" count pid total name
