@@ -84,9 +84,9 @@ psql "$DB" -qc "DROP TABLE IF EXISTS events, user_metrics, _sqlx_migrations" >/d
 common_env=(KAFKA_BROKERS="$AUREN_TEST_KAFKA" DATABASE_URL="$DB" WEBHOOK_SECRET_OURA="$SECRET"
   LOG_FORMAT=json RUST_LOG=warn API_HOST=127.0.0.1 HEALTH_CHECK_INTERVAL=5 WEBHOOK_REPLAY_CAPACITY=0)
 
-wait_ready() { # port -> prints ms until ready
+wait_ready() { # port [poll interval, s] -> prints ms until ready
   local start=$(date +%s%N)
-  until curl -sf "http://127.0.0.1:$1/readiness" >/dev/null; do sleep 0.01; done
+  until curl -sf "http://127.0.0.1:$1/readiness" >/dev/null; do sleep "${2:-0.01}"; done
   echo $(( ($(date +%s%N) - start) / 1000000 ))
 }
 median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
@@ -204,7 +204,7 @@ consumer_figures() { # build-index binary topic events processes
   local end_ns=$(date +%s%N) figure=consumer
   [ "$procs" = 1 ] || figure="consumer$procs"
   record "$b" "${figure}_eps" "$(awk -v n="$((n - first_n))" -v ns="$((end_ns - first_ns))" 'BEGIN {printf "%.0f", n / (ns / 1e9)}')"
-  record "$b" "${figure}_rss" "$(peak_rss_mib "${pids[0]}")"
+  if [ "$procs" = 1 ]; then record "$b" consumer_rss "$(peak_rss_mib "${pids[0]}")"; fi
   local rows; rows="$(psql "$DB" -tAc "SELECT count(*) FROM events")"
   [ "$rows" = "$4" ] || die "consumer: $rows rows stored for $4 distinct events"
   kill "${pids[@]}"; wait "${pids[@]}" 2>/dev/null || true
@@ -225,13 +225,12 @@ instructions() { # name -> instructions counted
 per_extra() { # few-instructions many-instructions few many -> instructions per extra unit
   awk -v a="$1" -v b="$2" -v n="$3" -v m="$4" 'BEGIN {printf "%.0f", (b - a) / (m - n)}'
 }
-slow_ready() { until curl -sf "http://127.0.0.1:$1/readiness" >/dev/null; do sleep 0.5; done; }
 api_instructions() { # build-index launcher kind requests -> instructions
   local port=18483 name="api-$1-$3-$4"
   BENCH_UNDER="$(under_callgrind "$name")" env "${common_env[@]}" RUN_MODE=api API_PORT=$port \
     ADMIN_PORT=18583 KAFKA_TOPIC=bench-instructions "$2" 2>>"$AUREN_STATE/callgrind.log" &
   local pid=$!; PIDS+=("$pid")
-  slow_ready $port
+  wait_ready $port 0.5 >/dev/null
   python3 scripts/bench-send.py "127.0.0.1:$port" "$4" --connections 1 --kind "$3" \
     --secret "$SECRET" >/dev/null || die "instructions: $3 requests not answered as expected"
   kill "$pid"; wait "$pid" 2>/dev/null || true

@@ -1,5 +1,6 @@
 //! The PostgreSQL event store: embedded migrations and one transaction per batch.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgPool, PgPoolOptions};
@@ -25,12 +26,13 @@ pub struct StoredRecord {
 #[derive(Debug, Clone)]
 pub struct EventStore {
     pool: PgPool,
-    /// The batch statement: prepared once per connection (sqlx caches it by its text).
-    insert: &'static str,
+    /// The batch statement, built once: sqlx prepares it once per connection (cached by text).
+    insert: Arc<str>,
 }
 
 /// A batch as the columns `UNNEST` takes, built once (moving, not copying, each event's
 /// fields) and kept for the retries of its transaction.
+#[derive(Default)]
 pub struct Columns {
     ids: Vec<uuid::Uuid>,
     users: Vec<String>,
@@ -48,7 +50,7 @@ pub struct Columns {
 
 impl Columns {
     pub fn of(batch: Vec<StoredRecord>) -> Self {
-        let mut c = Columns::with_capacity(batch.len());
+        let mut c = Columns::default();
         for r in batch {
             let e = r.event;
             c.ids.push(e.id);
@@ -66,45 +68,22 @@ impl Columns {
         c
     }
 
-    fn with_capacity(n: usize) -> Self {
-        Columns {
-            ids: Vec::with_capacity(n),
-            users: Vec::with_capacity(n),
-            devices: Vec::with_capacity(n),
-            metrics: Vec::with_capacity(n),
-            values: Vec::with_capacity(n),
-            units: Vec::with_capacity(n),
-            recorded: Vec::with_capacity(n),
-            received: Vec::with_capacity(n),
-            payloads: Vec::with_capacity(n),
-            partitions: Vec::with_capacity(n),
-            offsets: Vec::with_capacity(n),
-        }
-    }
-
     pub fn is_empty(&self) -> bool {
         self.ids.is_empty()
     }
 }
 
-/// The insert of a batch; a macro so the statements below are built at compile time.
-macro_rules! insert_events {
-    () => {
-        "
+const INSERT_EVENTS: &str = "
     INSERT INTO events (id, user_id, device, metric, value, unit, recorded_at, received_at,
                         payload, kafka_partition, kafka_offset)
     SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::float8[],
                          $6::text[], $7::timestamptz[], $8::timestamptz[], $9::text[]::jsonb[],
                          $10::int[], $11::bigint[])
     ON CONFLICT (id) DO NOTHING
-    RETURNING user_id, metric, value, unit, recorded_at, kafka_offset"
-    };
-}
+    RETURNING user_id, metric, value, unit, recorded_at, kafka_offset";
 
 /// Only rows this batch really inserted move the projection, so a redelivery changes nothing.
-macro_rules! project {
-    () => {
-        "
+const PROJECT: &str = "
     , latest AS (
         SELECT DISTINCT ON (user_id, metric) user_id, metric, value, unit, recorded_at,
                count(*) OVER (PARTITION BY user_id, metric) AS n
@@ -118,22 +97,7 @@ macro_rules! project {
                                 THEN EXCLUDED.latest_value ELSE m.latest_value END,
             latest_recorded_at = GREATEST(m.latest_recorded_at, EXCLUDED.latest_recorded_at)
         RETURNING 1
-    )"
-    };
-}
-
-const INSERT_ONLY: &str = concat!(
-    "WITH inserted AS (",
-    insert_events!(),
-    ") SELECT count(*) FROM inserted"
-);
-const INSERT_AND_PROJECT: &str = concat!(
-    "WITH inserted AS (",
-    insert_events!(),
-    ") ",
-    project!(),
-    " SELECT count(*) FROM inserted"
-);
+    )";
 
 impl EventStore {
     pub async fn connect(
@@ -149,10 +113,13 @@ impl EventStore {
         Ok(EventStore {
             pool,
             insert: if event_sourcing {
-                INSERT_AND_PROJECT
+                format!(
+                    "WITH inserted AS ({INSERT_EVENTS}) {PROJECT} SELECT count(*) FROM inserted"
+                )
             } else {
-                INSERT_ONLY
-            },
+                format!("WITH inserted AS ({INSERT_EVENTS}) SELECT count(*) FROM inserted")
+            }
+            .into(),
         })
     }
 
@@ -169,7 +136,7 @@ impl EventStore {
             return Ok(0);
         }
         let mut tx = self.pool.begin().await?;
-        let inserted: i64 = sqlx::query_scalar(self.insert)
+        let inserted: i64 = sqlx::query_scalar(&self.insert)
             .bind(&c.ids)
             .bind(&c.users)
             .bind(&c.devices)
