@@ -67,7 +67,8 @@ build_against() { # ref -> binary path
 
 bash scripts/deps.sh
 command -v wrk >/dev/null || apt-get install -y -qq wrk >/dev/null
-bash scripts/postgres.sh start
+# pg_stat_statements: how long PostgreSQL itself executes the consumer's batch statement.
+AUREN_PG_OPTIONS="-c shared_preload_libraries=pg_stat_statements" bash scripts/postgres.sh start
 bash scripts/broker.sh start
 say "building this tree (profile profiling)"
 BINS=("$(profiling_build "$AUREN_ROOT" "$CARGO_TARGET_DIR")")
@@ -78,6 +79,7 @@ fi
 SECRET=bench-secret
 DB="$AUREN_TEST_DATABASE_URL"
 psql "$DB" -qc "DROP TABLE IF EXISTS events, user_metrics, _sqlx_migrations" >/dev/null 2>&1
+psql "$DB" -qc "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" >/dev/null
 
 # wrk repeats one signed request: the replay guard (which would answer it 409 after the first
 # 202) is off here; its cost is one ~0.3 µs lookup per request.
@@ -188,6 +190,7 @@ consumer_figures() { # build-index binary topic events processes
   local b="$1" procs="$5" n=0 first_n="" first_ns="" start_ns i pids=() group
   group="bench-$b-$(date +%s%N)"
   psql "$DB" -qc "TRUNCATE events, user_metrics" >/dev/null 2>&1 || true
+  psql "$DB" -qc "SELECT pg_stat_statements_reset()" >/dev/null
   start_ns=$(date +%s%N)
   for i in $(seq "$procs"); do
     env "${common_env[@]}" RUN_MODE=consumer API_PORT=$((18480 + i)) ADMIN_PORT=$((18580 + i)) \
@@ -204,10 +207,24 @@ consumer_figures() { # build-index binary topic events processes
   local end_ns=$(date +%s%N) figure=consumer
   [ "$procs" = 1 ] || figure="consumer$procs"
   record "$b" "${figure}_eps" "$(awk -v n="$((n - first_n))" -v ns="$((end_ns - first_ns))" 'BEGIN {printf "%.0f", n / (ns / 1e9)}')"
-  if [ "$procs" = 1 ]; then record "$b" consumer_rss "$(peak_rss_mib "${pids[0]}")"; fi
+  if [ "$procs" = 1 ]; then
+    record "$b" consumer_rss "$(peak_rss_mib "${pids[0]}")"
+    store_figures "$b" "$((end_ns - first_ns))" "$4"
+  fi
   local rows; rows="$(psql "$DB" -tAc "SELECT count(*) FROM events")"
   [ "$rows" = "$4" ] || die "consumer: $rows rows stored for $4 distinct events"
   kill "${pids[@]}"; wait "${pids[@]}" 2>/dev/null || true
+}
+
+# PostgreSQL's own share of a one-consumer run: the time it spent executing the batch statement
+# (all batches: one statement each), as events/s if nothing else took time (the ceiling of
+# storing one batch after another), and as a share of the run's wall time.
+store_figures() { # build-index run-ns events
+  local pg
+  pg="$(psql "$DB" -tAc "SELECT coalesce(sum(total_exec_time), 0) FROM pg_stat_statements
+                          WHERE query LIKE 'WITH inserted AS%'")"
+  record "$1" store_ceiling_eps "$(awk -v ms="$pg" -v n="$3" 'BEGIN {printf "%.0f", n / (ms / 1e3)}')"
+  record "$1" store_busy_pct "$(awk -v ms="$pg" -v ns="$2" 'BEGIN {printf "%.0f", 100 * ms * 1e6 / ns}')"
 }
 
 # --- instructions: valgrind's callgrind counts what the runtime executes, steady where times
@@ -394,6 +411,8 @@ if wants http; then
 fi
 if wants consumer; then
   row "consumer → PostgreSQL, distinct events/s (batches ≤ $CONSUMER_BATCH)" consumer_eps
+  row "PostgreSQL executing the batch statements alone, events/s (pg_stat_statements; the serial ceiling)" store_ceiling_eps
+  row 'PostgreSQL executing the batch statement, % of the consumer run' store_busy_pct
   row 'consumer peak RSS, MiB' consumer_rss
   row 'two consumers in one group → PostgreSQL, distinct events/s' consumer2_eps
 fi

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A private PostgreSQL 15 cluster on 127.0.0.1:$AUREN_PG_PORT (and $AUREN_SERVICE_HOST, when that is
 # another address of this machine, for the host's own subnets): `postgres.sh start|stop`.
-# It never touches the machine's own cluster (5432).
+# It never touches the machine's own cluster (5432). AUREN_PG_OPTIONS: more server options.
 source "$(dirname "$0")/lib.sh"
 
 PGDATA="$AUREN_STATE/pg"
@@ -21,7 +21,7 @@ start_pg() {
   fi
   if wait_for_port 127.0.0.1 "$AUREN_PG_PORT" 0; then die "port $AUREN_PG_PORT already in use"; fi
   as_pg "$PG_BIN/pg_ctl" -D "$PGDATA" -l "$PGDATA/server.log" -w -t 30 \
-    -o "-p $AUREN_PG_PORT -k $PGDATA -c listen_addresses=$listen -c max_connections=300 -c fsync=off" \
+    -o "-p $AUREN_PG_PORT -k $PGDATA -c listen_addresses=$listen -c max_connections=300 -c fsync=off ${AUREN_PG_OPTIONS:-}" \
     start >/dev/null
   as_pg "$PG_BIN/psql" -h 127.0.0.1 -p "$AUREN_PG_PORT" -U postgres -qAt -v ON_ERROR_STOP=1 <<'SQL' >/dev/null
 SELECT 'CREATE ROLE auren LOGIN SUPERUSER' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'auren')\gexec

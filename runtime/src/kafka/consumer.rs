@@ -137,6 +137,10 @@ impl EventConsumer {
             .set("enable.partition.eof", "false")
             .set("statistics.interval.ms", "5000")
             .set("queued.max.messages.kbytes", "2048")
+            // librdkafka pauses a partition's fetching for this long once its prefetch queue
+            // is full (default 1 s): the consumer then drained the queue and waited on the
+            // broker, capped near 59,000 events/s (docs/benchmarks.md, issue 15).
+            .set("fetch.queue.backoff.ms", "10")
             .set("fetch.max.bytes", "4194304")
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
@@ -275,26 +279,23 @@ impl EventConsumer {
         requests: &mpsc::Receiver<RoleRequest>,
         shutdown: &CancellationToken,
     ) {
-        let mut batch = self.gather(vec![first]).await;
-        while !batch.is_empty() {
-            let Some(ready) = self.ready(batch, shutdown).await else {
-                return;
-            };
+        let mut ready = self.ready(vec![first], shutdown).await;
+        while let Some(batch) = ready {
             let more = !shutdown.is_cancelled() && requests.is_empty();
             let next = async {
                 if more {
-                    self.gather(Vec::new()).await
+                    self.ready(Vec::new(), shutdown).await
                 } else {
-                    Vec::new()
+                    None
                 }
             };
             let (stored, next) =
-                tokio::join!(self.store_with_retry(&ready.columns, shutdown), next);
+                tokio::join!(self.store_with_retry(&batch.columns, shutdown), next);
             if !stored {
                 return;
             }
-            self.committed(ready);
-            batch = next;
+            self.committed(batch);
+            ready = next;
         }
     }
 
@@ -309,8 +310,13 @@ impl EventConsumer {
         batch
     }
 
-    /// Parses a gathered batch and dead-letters what is not an event; None on shutdown.
+    /// Gathers a batch (starting from `batch`), parses it and dead-letters what is not an
+    /// event; None when nothing was at hand, or on shutdown.
     async fn ready(&self, batch: Vec<Record>, shutdown: &CancellationToken) -> Option<ReadyBatch> {
+        let batch = self.gather(batch).await;
+        if batch.is_empty() {
+            return None;
+        }
         let (events, rejects) = parse_batch(&batch);
         if !self.dead_letter(&rejects, shutdown).await {
             return None;
