@@ -223,6 +223,9 @@ store_figures() { # build-index run-ns events
   local pg
   pg="$(psql "$DB" -tAc "SELECT coalesce(sum(total_exec_time), 0) FROM pg_stat_statements
                           WHERE query LIKE 'WITH inserted AS%'")"
+  # The pattern is the start of the batch statement in runtime/src/store.rs.
+  awk -v ms="$pg" 'BEGIN {exit !(ms > 0)}' \
+    || die "pg_stat_statements saw no batch statement (WITH inserted AS ...): did store.rs change it?"
   record "$1" store_ceiling_eps "$(awk -v ms="$pg" -v n="$3" 'BEGIN {printf "%.0f", n / (ms / 1e3)}')"
   record "$1" store_busy_pct "$(awk -v ms="$pg" -v ns="$2" 'BEGIN {printf "%.0f", 100 * ms * 1e6 / ns}')"
 }
