@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Smoke test of the binaries build.sh makes: etcd 3.7 and kube-apiserver 1.37.2 on loopback
+# ports of their own (never the 1.20 cluster's, which others may hold under /work/cluster.lock),
+# /readyz, the AUREN CRD applied with the built kubectl, then everything stopped again.
+# Ports: etcd 33790/33800, apiserver 26443. State: ${AUREN_K8S_SMOKE_STATE:-/tmp/auren-k8s-smoke},
+# removed at the end unless the run failed or AUREN_K8S_SMOKE_KEEP=1.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "${HERE}/../../.." && pwd)"
+export AUREN_CLUSTER_STATE="${AUREN_K8S_SMOKE_STATE:-/tmp/auren-k8s-smoke}"
+source "${HERE}/../lib.sh"
+ETCD_CLIENT_PORT=33790
+ETCD_PEER_PORT=33800
+APISERVER_PORT=26443
+SERVER_URL="https://127.0.0.1:${APISERVER_PORT}"
+COMPONENTS=(kube-apiserver etcd)
+
+# One self-signed serving certificate (it is its own CA), a service-account key pair and a
+# static admin token: enough for an API server without controllers or nodes.
+make_pki() {
+  mkdir -p "$PKI_DIR"
+  (
+    cd "$PKI_DIR"
+    umask 077
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout apiserver.key -out apiserver.crt \
+      -days 1 -subj "/CN=kube-apiserver" \
+      -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" 2>/dev/null
+    cp apiserver.crt ca.crt
+    openssl genrsa -out sa.key 2048 2>/dev/null
+    openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
+    local token
+    token=$(openssl rand -hex 16)
+    echo "${token},auren-admin,auren-admin,\"system:masters\"" >tokens.csv
+    echo "$token" >admin.token
+  )
+}
+
+start_etcd() {
+  start_component etcd "${ETCD_BIN}/etcd" --name auren-smoke \
+    --data-dir "${STATE_DIR}/etcd" \
+    --listen-client-urls "http://127.0.0.1:${ETCD_CLIENT_PORT}" \
+    --advertise-client-urls "http://127.0.0.1:${ETCD_CLIENT_PORT}" \
+    --listen-peer-urls "http://127.0.0.1:${ETCD_PEER_PORT}" \
+    --initial-advertise-peer-urls "http://127.0.0.1:${ETCD_PEER_PORT}" \
+    --initial-cluster "auren-smoke=http://127.0.0.1:${ETCD_PEER_PORT}" \
+    --listen-metrics-urls "" \
+    --unsafe-no-fsync
+  wait_for etcd 20 curl -sf --max-time 2 "http://127.0.0.1:${ETCD_CLIENT_PORT}/health"
+}
+
+# up.sh's process-node flags for 1.20, minus --insecure-port (removed in 1.24).
+start_apiserver() {
+  start_component kube-apiserver "${K8S_BIN}/kube-apiserver" \
+    --etcd-servers "http://127.0.0.1:${ETCD_CLIENT_PORT}" \
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --endpoint-reconciler-type none \
+    --disable-admission-plugins ServiceAccount,TaintNodesByCondition \
+    --secure-port "${APISERVER_PORT}" \
+    --tls-cert-file "${PKI_DIR}/apiserver.crt" --tls-private-key-file "${PKI_DIR}/apiserver.key" \
+    --client-ca-file "${PKI_DIR}/ca.crt" \
+    --token-auth-file "${PKI_DIR}/tokens.csv" \
+    --authorization-mode Node,RBAC \
+    --service-account-key-file "${PKI_DIR}/sa.pub" \
+    --service-account-signing-key-file "${PKI_DIR}/sa.key" \
+    --service-account-issuer https://kubernetes.default.svc.cluster.local \
+    --api-audiences https://kubernetes.default.svc.cluster.local \
+    --service-cluster-ip-range 10.96.0.0/16 \
+    --allow-privileged=true \
+    --profiling=false
+}
+
+apiserver_ready() { [[ "$(api_get /readyz)" == ok ]]; }
+
+# stop_all RC: the state (logs included) stays when the run failed or AUREN_K8S_SMOKE_KEEP=1.
+stop_all() {
+  local c
+  for c in "${COMPONENTS[@]}"; do stop_component "$c"; done
+  if [[ $1 == 0 && "${AUREN_K8S_SMOKE_KEEP:-0}" != 1 ]]; then
+    rm -rf "$STATE_DIR"
+  else
+    log "state and logs kept in ${STATE_DIR}"
+  fi
+}
+
+main() {
+  eval "$(bash "${HERE}/build.sh" all)"
+  local c
+  for c in "${COMPONENTS[@]}"; do
+    pid_alive "$c" && { log "${c} of an earlier smoke run is still running"; exit 1; }
+  done
+  rm -rf "$STATE_DIR"
+  mkdir -p "$STATE_DIR"
+  trap 'stop_all $?' EXIT
+  make_pki
+  write_kubeconfig "$KUBECONFIG_PATH" auren-admin "$(admin_token)"
+  local start=$SECONDS
+  start_etcd
+  start_apiserver
+  wait_for kube-apiserver 90 apiserver_ready
+  log "kube-apiserver ready $((SECONDS - start)) s after etcd started"
+  local kubectl=("${K8S_BIN}/kubectl" --kubeconfig "$KUBECONFIG_PATH")
+  "${kubectl[@]}" version >&2
+  "${kubectl[@]}" apply --server-side -f "${ROOT}/crds/aurenruntime.yaml" >&2
+  "${kubectl[@]}" wait --for condition=Established --timeout 30s \
+    -f "${ROOT}/crds/aurenruntime.yaml" >&2
+  log "smoke test passed"
+}
+
+main "$@"
