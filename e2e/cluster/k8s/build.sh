@@ -25,7 +25,7 @@ K8S_VERSION=v1.37.2
 K8S_MODULE=k8s.io/kubernetes
 K8S_BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
 ETCD_VERSION=v3.7.4
-ETCD_BINARIES=(etcd etcdctl)
+ETCD_PACKAGES=(go.etcd.io/etcd/server/v3 go.etcd.io/etcd/etcdctl/v3) # etcd, etcdctl
 
 log() { echo "[k8s/build.sh] $*" >&2; }
 die() {
@@ -161,8 +161,7 @@ build_kubernetes() {
 }
 
 build_etcd() {
-  build_set etcd- "$ETCD_VERSION" "${HERE}/etcd" "-s -w" \
-    go.etcd.io/etcd/server/v3 go.etcd.io/etcd/etcdctl/v3
+  build_set etcd- "$ETCD_VERSION" "${HERE}/etcd" "-s -w" "${ETCD_PACKAGES[@]}"
   ETCD_BIN=$BUILT_BIN
 }
 
