@@ -2,10 +2,12 @@
 # Build Kubernetes v1.37.2 and etcd v3.7.4 from the Go module proxy, pinned by the wrapper
 # modules beside this script (go.sum is the hash check), and cache the binaries.
 #
-# Usage: build.sh [all|kubernetes|etcd]
+# Usage: build.sh [all|kubernetes|etcd|node]
 #   all (default)  prints `K8S_BIN=<dir>` and `ETCD_BIN=<dir>` (for eval)
 #   kubernetes     prints the Kubernetes bin dir
 #   etcd           prints the etcd bin dir
+#   node           containerd v2.4.2, runc v1.5.3, CNI plugins v1.10.0 and crictl v1.37.0;
+#                  prints CONTAINERD_BIN=, RUNC_BIN=, CNI_BIN= and CRICTL_BIN= lines
 #
 # Cache:  ${AUREN_CACHE:-$HOME/.cache/auren}/k8s/v1.37.2-<key>/bin and
 #         ${AUREN_CACHE:-$HOME/.cache/auren}/k8s/etcd-v3.7.4-<key>/bin, each with a
@@ -26,6 +28,16 @@ K8S_MODULE=k8s.io/kubernetes
 K8S_BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
 ETCD_VERSION=v3.7.4
 ETCD_PACKAGES=(go.etcd.io/etcd/server/v3 go.etcd.io/etcd/etcdctl/v3) # etcd, etcdctl
+# The node side (`build.sh node`), one wrapper module each under node/.
+CONTAINERD_VERSION=v2.4.2
+CONTAINERD_MODULE=github.com/containerd/containerd/v2
+RUNC_VERSION=v1.5.3
+CNI_VERSION=v1.10.0
+CNI_MODULE=github.com/containernetworking/plugins
+CNI_PLUGINS=(main/bridge main/loopback ipam/host-local meta/portmap)
+CRICTL_VERSION=v1.37.0
+# runc links libseccomp through cgo.
+RUNC_PACKAGES=(gcc pkg-config libseccomp-dev)
 
 log() { echo "[k8s/build.sh] $*" >&2; }
 die() {
@@ -110,12 +122,14 @@ k8s_ldflags() {
   echo "$flags"
 }
 
-# build_set PREFIX VERSION MODULE_DIR LDFLAGS PACKAGE... ; the binaries are named after the
-# last element of each package path, except etcd's server module (its main is etcd).
+# build_set PREFIX VERSION MODULE_DIR LDFLAGS TAGS CGO PACKAGE... ; the binaries are named
+# after the last element of each package path (see binary_name). TAGS and CGO (0 or 1) enter
+# the recipe only when set, so the sets built without them keep their keys.
 build_set() {
-  local prefix=$1 version=$2 moddir=$3 ldflags=$4
-  shift 4
+  local prefix=$1 version=$2 moddir=$3 ldflags=$4 tags=$5 cgo=$6
+  shift 6
   local recipe="trimpath|${ldflags}|$*"
+  [[ -z "$tags" && "$cgo" == 0 ]] || recipe+="|tags=${tags}|cgo=${cgo}"
   local key
   key=$(cache_key "$moddir" "$recipe")
   local root="${CACHE}/k8s/${prefix}${version}-${key}"
@@ -132,7 +146,8 @@ build_set() {
     rm -rf "$tmp"
     mkdir -p "$tmp"
     for p in "$@"; do
-      (cd "$moddir" && gorun build -trimpath -ldflags "$ldflags" -o "${tmp}/$(binary_name "$p")" "$p")
+      (cd "$moddir" && CGO_ENABLED=$cgo gorun build -trimpath -tags "$tags" -ldflags "$ldflags" \
+        -o "${tmp}/$(binary_name "$p")" "$p")
     done
     (cd "$tmp" && sha256sum "${binaries[@]}" >manifest.sha256)
     rm -rf "$bin"
@@ -147,6 +162,7 @@ binary_name() {
   case "$1" in
     go.etcd.io/etcd/server/v3) echo etcd ;;
     go.etcd.io/etcd/etcdctl/v3) echo etcdctl ;;
+    github.com/opencontainers/runc) echo runc ;;
     *) basename "$1" ;;
   esac
 }
@@ -156,13 +172,63 @@ build_kubernetes() {
   for b in "${K8S_BINARIES[@]}"; do pkgs+=("${K8S_MODULE}/cmd/${b}"); done
   local ldflags
   ldflags=$(k8s_ldflags)
-  build_set "" "$K8S_VERSION" "${HERE}/kubernetes" "$ldflags" "${pkgs[@]}"
+  build_set "" "$K8S_VERSION" "${HERE}/kubernetes" "$ldflags" "" 0 "${pkgs[@]}"
   K8S_BIN=$BUILT_BIN
 }
 
 build_etcd() {
-  build_set etcd- "$ETCD_VERSION" "${HERE}/etcd" "-s -w" "${ETCD_PACKAGES[@]}"
+  build_set etcd- "$ETCD_VERSION" "${HERE}/etcd" "-s -w" "" 0 "${ETCD_PACKAGES[@]}"
   ETCD_BIN=$BUILT_BIN
+}
+
+ensure_packages() {
+  local missing=() p
+  for p in "$@"; do
+    dpkg -s "$p" 2>/dev/null | grep -q '^Status: install ok installed' || missing+=("$p")
+  done
+  [[ ${#missing[@]} -eq 0 ]] && return 0
+  log "installing build packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y --no-install-recommends "${missing[@]}" >&2 ||
+    { apt-get update >&2 && apt-get install -y --no-install-recommends "${missing[@]}" >&2; }
+}
+
+# containerd's Makefile sets Version, Revision and Package and the tag urfave_cli_no_docs; its
+# shim there also gets no_grpc (a smaller binary), left out here so one tag list serves all.
+# Revision stays empty: the proxy names no git commit.
+build_containerd() {
+  local v="${CONTAINERD_MODULE}/version"
+  build_set containerd- "$CONTAINERD_VERSION" "${HERE}/node/containerd" \
+    "-s -w -X ${v}.Version=${CONTAINERD_VERSION} -X ${v}.Package=${CONTAINERD_MODULE}" \
+    urfave_cli_no_docs 0 \
+    "${CONTAINERD_MODULE}/cmd/containerd" "${CONTAINERD_MODULE}/cmd/containerd-shim-runc-v2" \
+    "${CONTAINERD_MODULE}/cmd/ctr"
+  CONTAINERD_BIN=$BUILT_BIN
+}
+
+# runc's Makefile default tags minus libpathrs (a Rust C library Debian 12 does not ship);
+# its version comes from the VERSION file it embeds. Linked against Debian's libseccomp.
+build_runc() {
+  ensure_packages "${RUNC_PACKAGES[@]}"
+  build_set runc- "$RUNC_VERSION" "${HERE}/node/runc" "-s -w" "seccomp urfave_cli_no_docs" 1 \
+    github.com/opencontainers/runc
+  RUNC_BIN=$BUILT_BIN
+}
+
+build_cni() {
+  local pkgs=() p
+  for p in "${CNI_PLUGINS[@]}"; do pkgs+=("${CNI_MODULE}/plugins/${p}"); done
+  build_set cni-plugins- "$CNI_VERSION" "${HERE}/node/cni" \
+    "-s -w -X ${CNI_MODULE}/pkg/utils/buildversion.BuildVersion=${CNI_VERSION}" "" 0 "${pkgs[@]}"
+  CNI_BIN=$BUILT_BIN
+}
+
+# cri-tools' Makefile passes the version without its leading v.
+build_crictl() {
+  build_set crictl- "$CRICTL_VERSION" "${HERE}/node/cri-tools" \
+    "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=${CRICTL_VERSION#v}" "" 0 \
+    sigs.k8s.io/cri-tools/cmd/crictl
+  CRICTL_BIN=$BUILT_BIN
 }
 
 main() {
@@ -184,7 +250,17 @@ main() {
       echo "K8S_BIN=${K8S_BIN}"
       echo "ETCD_BIN=${ETCD_BIN}"
       ;;
-    *) die "usage: build.sh [all|kubernetes|etcd]" ;;
+    node)
+      build_cni
+      build_crictl
+      build_runc
+      build_containerd
+      echo "CONTAINERD_BIN=${CONTAINERD_BIN}"
+      echo "RUNC_BIN=${RUNC_BIN}"
+      echo "CNI_BIN=${CNI_BIN}"
+      echo "CRICTL_BIN=${CRICTL_BIN}"
+      ;;
+    *) die "usage: build.sh [all|kubernetes|etcd|node]" ;;
   esac
 }
 
