@@ -85,7 +85,7 @@ cache_valid() {
 # of the same pins give the same bytes.
 module_time() {
   local info
-  info=$(gorun mod download -json "$1" | sed -n 's/^[[:space:]]*"Info": "\(.*\)",$/\1/p')
+  info=$(cd "${HERE}/kubernetes" && gorun mod download -json "$1" | sed -n 's/^[[:space:]]*"Info": "\(.*\)",$/\1/p')
   [[ -s "$info" ]] || die "cannot download $1"
   sed -n 's/.*"Time":"\([^"]*\)".*/\1/p' "$info"
 }
