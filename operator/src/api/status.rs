@@ -71,7 +71,8 @@ pub struct AurenRuntimeStatus {
     /// Promote/abort/retry annotation values already acted on.
     #[serde(default)]
     pub acknowledged: Controls,
-    /// Standard conditions: Available, Progressing, Analysis, InvalidSpec.
+    /// Standard conditions: Available, Progressing, InvalidSpec, UnsafeSettings, and with
+    /// `spec.consumer.autoscaler` AutoscalerPointed (False while pointing it fails; retried).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// The last releases and how they ended, newest last.
@@ -96,7 +97,8 @@ pub enum Phase {
     RolledBack,
     /// No healthy release serves production.
     Degraded,
-    /// The spec is invalid; nothing was changed.
+    /// The spec is invalid; nothing new starts. A rollout in flight was rolled back to the
+    /// stable release (reason `SpecInvalid` in the history).
     InvalidSpec,
 }
 
