@@ -78,6 +78,19 @@ async fn event_message(env: &Env, reason: &str) -> Option<String> {
         .and_then(|e| e.message)
 }
 
+/// Waits until `revision` is promoted (or rolled back, which fails).
+async fn promoted(env: &Env, revision: &str) -> AurenRuntimeStatus {
+    let st = env
+        .ns
+        .wait_status(NAME, "the release promoted", 150, |s| {
+            s.stable.as_ref().is_some_and(|r| r.hash == revision)
+                || s.phase == Some(Phase::RolledBack)
+        })
+        .await;
+    assert_eq!(st.phase, Some(Phase::Healthy), "{:?}", st.message);
+    st
+}
+
 /// `spec.replicas` of the API Deployment of `revision`.
 async fn api_replicas(env: &Env, revision: &str) -> Option<i32> {
     replicas_of(env, &format!("{NAME}-{revision}-api")).await
@@ -185,13 +198,7 @@ async fn kubectl_scale_mid_rollout_resizes_both_releases_and_an_hpa_reads_the_sc
     );
     assert!(st.phase != Some(Phase::RolledBack), "{:?}", st.message);
 
-    let st = env
-        .ns
-        .wait_status(NAME, "v2 promoted", 150, |s| {
-            s.stable.as_ref().is_some_and(|r| r.hash == v2) || s.phase == Some(Phase::RolledBack)
-        })
-        .await;
-    assert_eq!(st.phase, Some(Phase::Healthy), "{:?}", st.message);
+    promoted(&env, &v2).await;
     assert_eq!(
         api_replicas(&env, &v2).await,
         Some(2),
@@ -304,13 +311,7 @@ async fn consumers_follow_their_autoscaler_through_a_release() {
         first, 2,
         "a candidate starts with the stable release's consumers"
     );
-    let st = env
-        .ns
-        .wait_status(NAME, "v2 promoted", 150, |s| {
-            s.stable.as_ref().is_some_and(|r| r.hash == v2) || s.phase == Some(Phase::RolledBack)
-        })
-        .await;
-    assert_eq!(st.phase, Some(Phase::Healthy), "{:?}", st.message);
+    promoted(&env, &v2).await;
     let v2_consumers = format!("{NAME}-{v2}-consumer");
     wait_for("the HPA pointed at v2's consumers", 30, || async {
         (hpa_target(&ns, "consumers") == v2_consumers).then_some(())
@@ -372,13 +373,7 @@ async fn a_missing_consumer_autoscaler_holds_up_neither_the_install_nor_a_rollba
 
     let load = Load::start(env.active().await, "u-no-hpa");
     let v2 = env.release(spec("auren/runtime:v2")).await;
-    let st = env
-        .ns
-        .wait_status(NAME, "v2 promoted", 150, |s| {
-            s.stable.as_ref().is_some_and(|r| r.hash == v2) || s.phase == Some(Phase::RolledBack)
-        })
-        .await;
-    assert_eq!(st.phase, Some(Phase::Healthy), "{:?}", st.message);
+    let st = promoted(&env, &v2).await;
     assert_eq!(st.services.active.as_deref(), Some(v2.as_str()));
     let killed = kill9_pod(&env.ns, &v2, "consumer", &[]).await;
     let st = env

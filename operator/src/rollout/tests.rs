@@ -1053,14 +1053,8 @@ fn assert_rolled_back_for_invalid_spec(f: &Fixture, plan: &Plan, field: &str) {
 /// does not restart the rejected release (`auren.io/retry` does).
 #[test]
 fn an_invalid_spec_mid_canary_rolls_back_to_stable() {
-    let analysis = CanaryStep {
-        analysis: Some(AnalysisStep {
-            count: Some(2),
-            duration: None,
-        }),
-        ..Default::default()
-    };
-    let mut f = canary_fixture(vec![weight(25), analysis], CanaryConsumers::Handover);
+    let steps = vec![weight(25), analysis_count(2)];
+    let mut f = canary_fixture(steps, CanaryConsumers::Handover);
     let (v1, v2) = (hash(V1), hash(V2));
     f.step();
     f.observe(&[
@@ -1224,6 +1218,16 @@ fn canary_fixture(steps: Vec<CanaryStep>, consumers: CanaryConsumers) -> Fixture
     });
     f.spec.image = V2.into();
     f
+}
+
+fn analysis_count(count: i32) -> CanaryStep {
+    CanaryStep {
+        analysis: Some(AnalysisStep {
+            count: Some(count),
+            duration: None,
+        }),
+        ..Default::default()
+    }
 }
 
 fn weight(w: i32) -> CanaryStep {
