@@ -80,7 +80,9 @@ pub struct AurenRuntimeStatus {
     pub history: Vec<ReleaseRecord>,
 }
 
-/// Where a rollout stands.
+/// Where a rollout stands. `InvalidSpec`: the spec does not validate (the message and the
+/// InvalidSpec condition name the field); nothing new starts, and a rollout in flight is rolled
+/// back to the stable release (history reason `SpecInvalid`) instead of freezing.
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
 pub enum Phase {
     /// The stable release serves everything; nothing is in flight.
@@ -141,7 +143,8 @@ pub struct PreviousRevision {
 /// Which revision each Service selects.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
 pub struct ServiceTargets {
-    /// Revision behind the active (production) Service; `*` means every revision (canary).
+    /// Revision behind the active (production) Service; `*` means a canary's stable and
+    /// candidate releases (their API pods, labelled `auren.io/canary-<candidate>: <stable>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active: Option<String>,
     /// Revision behind the preview Service.
