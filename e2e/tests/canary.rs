@@ -270,15 +270,46 @@ async fn a_canary_with_three_times_the_baseline_error_ratio_is_rolled_back_at_th
     eprintln!("took {:?}", started.elapsed());
 }
 
+/// Names of the pods behind the ready endpoints of the active Service (its EndpointSlices).
+fn active_endpoint_pods(env: &Env) -> HashSet<String> {
+    let selector = format!("kubernetes.io/service-name={NAME}");
+    let args = [
+        "-n",
+        &env.ns.name,
+        "get",
+        "endpointslices",
+        "-l",
+        &selector,
+        "-o",
+        "json",
+    ];
+    let slices: Value = serde_json::from_str(&support::kubectl(&args, None)).unwrap();
+    let items = slices["items"].as_array().cloned().unwrap_or_default();
+    let endpoints = items
+        .iter()
+        .filter_map(|s| s["endpoints"].as_array().cloned())
+        .flatten();
+    endpoints
+        .filter(|e| e["conditions"]["ready"] != json!(false))
+        .filter_map(|e| e["targetRef"]["name"].as_str().map(str::to_owned))
+        .collect()
+}
+
 /// (c) An indefinite pause waits; `kubectl auren promote` continues to the end; on the next
-/// release `kubectl auren abort` at the pause returns everything to stable.
+/// release `kubectl auren abort` at the pause returns everything to stable. That next canary
+/// starts while v1 is still up for its scale-down delay: v1's pods take none of its traffic
+/// (issue 26, point 4: the active Service selects the canary's stable and candidate only).
 #[tokio::test]
 async fn an_indefinite_pause_waits_for_promote_and_abort_returns_to_stable() {
     let started = Instant::now();
     let env = Env::start("canary-pause").await;
     let steps = vec![weight(50), json!({"pause": {}}), weight(100)];
-    let spec = |image: &str| canary_spec(&env, image, &[], 2, steps.clone());
-    env.install_spec(spec("auren/runtime:v1")).await;
+    let spec = |image: &str| {
+        let mut spec = canary_spec(&env, image, &[], 2, steps.clone());
+        spec["strategy"]["canary"]["scaleDownDelaySeconds"] = json!(300);
+        spec
+    };
+    let v1 = env.install_spec(spec("auren/runtime:v1")).await;
 
     env.set_spec(spec("auren/runtime:v2")).await.unwrap();
     let paused = |s: &AurenRuntimeStatus| s.reason.as_deref() == Some("PausedAtStep");
@@ -316,6 +347,46 @@ async fn an_indefinite_pause_waits_for_promote_and_abort_returns_to_stable() {
     env.set_spec(spec("auren/runtime:v3")).await.unwrap();
     let st = env.ns.wait_status(NAME, "v3 paused", 90, paused).await;
     let v3 = st.candidate.clone().unwrap().hash;
+    assert_eq!(
+        st.previous.as_ref().map(|p| p.hash.clone()),
+        Some(v1.clone())
+    );
+    let superseded: HashSet<String> = support::pods_of(&env.ns, &v1, "api")
+        .await
+        .into_iter()
+        .collect();
+    assert!(
+        !superseded.is_empty(),
+        "v1 still up for its scale-down delay"
+    );
+    let serving = |revision: &str| {
+        let revision = revision.to_owned();
+        let env = &env;
+        async move {
+            let pods = support::pods_of(&env.ns, &revision, "api").await;
+            pods.into_iter()
+                .any(|p| active_endpoint_pods(env).contains(&p))
+                .then_some(())
+        }
+    };
+    support::wait_for("v2 and v3 behind the active Service", 30, || async {
+        serving(&v2).await?;
+        serving(&v3).await
+    })
+    .await;
+    let endpoints = active_endpoint_pods(&env);
+    assert!(
+        endpoints.is_disjoint(&superseded),
+        "v1's pods {superseded:?} in the canary's endpoints {endpoints:?}"
+    );
+    env.ns
+        .wait_status(
+            NAME,
+            "2 serving API pods: v2's and v3's, not v1's",
+            20,
+            |s| s.replicas == Some(2),
+        )
+        .await;
     support::kubectl_auren(&["-n", &env.ns.name, "abort", NAME]);
     let st = env
         .ns

@@ -9,15 +9,18 @@ mod support;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use auren_operator::api::Phase;
+use auren_operator::api::{AurenRuntimeStatus, Phase};
+use auren_operator::resources::LABEL_REVISION;
+use auren_operator::rollout::AUTOSCALER_POINTED;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use hmac::{Hmac, Mac};
+use k8s_openapi::api::core::v1::Service;
 use serde_json::{Value, json};
 use support::{
     Env, Load, NAME, Operator, TestNs, accepted_ids, assert_none_failed, counter_value, free_port,
-    kubectl, wait_for,
+    kill9_pod, kubectl, wait_for,
 };
 
 /// The chart's default receiver (`notifications.secretName`/`format`, the operator's
@@ -63,11 +66,29 @@ async fn the_default_receiver_gets_signed_slack_messages() {
 
 /// The message of the first `NotificationFailed` Event in the test's namespace.
 async fn notification_failed(env: &Env) -> Option<String> {
+    event_message(env, "NotificationFailed").await
+}
+
+/// The message of the first Event with `reason` in the test's namespace.
+async fn event_message(env: &Env, reason: &str) -> Option<String> {
     let events = env.ns.api::<k8s_openapi::api::core::v1::Event>();
     let list = events.list(&Default::default()).await.ok()?;
     (list.items.into_iter())
-        .find(|e| e.reason.as_deref() == Some("NotificationFailed"))
+        .find(|e| e.reason.as_deref() == Some(reason))
         .and_then(|e| e.message)
+}
+
+/// Waits until `revision` is promoted (or rolled back, which fails).
+async fn promoted(env: &Env, revision: &str) -> AurenRuntimeStatus {
+    let st = env
+        .ns
+        .wait_status(NAME, "the release promoted", 150, |s| {
+            s.stable.as_ref().is_some_and(|r| r.hash == revision)
+                || s.phase == Some(Phase::RolledBack)
+        })
+        .await;
+    assert_eq!(st.phase, Some(Phase::Healthy), "{:?}", st.message);
+    st
 }
 
 /// `spec.replicas` of the API Deployment of `revision`.
@@ -177,13 +198,7 @@ async fn kubectl_scale_mid_rollout_resizes_both_releases_and_an_hpa_reads_the_sc
     );
     assert!(st.phase != Some(Phase::RolledBack), "{:?}", st.message);
 
-    let st = env
-        .ns
-        .wait_status(NAME, "v2 promoted", 150, |s| {
-            s.stable.as_ref().is_some_and(|r| r.hash == v2) || s.phase == Some(Phase::RolledBack)
-        })
-        .await;
-    assert_eq!(st.phase, Some(Phase::Healthy), "{:?}", st.message);
+    promoted(&env, &v2).await;
     assert_eq!(
         api_replicas(&env, &v2).await,
         Some(2),
@@ -296,13 +311,7 @@ async fn consumers_follow_their_autoscaler_through_a_release() {
         first, 2,
         "a candidate starts with the stable release's consumers"
     );
-    let st = env
-        .ns
-        .wait_status(NAME, "v2 promoted", 150, |s| {
-            s.stable.as_ref().is_some_and(|r| r.hash == v2) || s.phase == Some(Phase::RolledBack)
-        })
-        .await;
-    assert_eq!(st.phase, Some(Phase::Healthy), "{:?}", st.message);
+    promoted(&env, &v2).await;
     let v2_consumers = format!("{NAME}-{v2}-consumer");
     wait_for("the HPA pointed at v2's consumers", 30, || async {
         (hpa_target(&ns, "consumers") == v2_consumers).then_some(())
@@ -315,6 +324,89 @@ async fn consumers_follow_their_autoscaler_through_a_release() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let answers = load.finish().await;
     assert_none_failed(&answers);
+    env.assert_stored_once(&accepted_ids(&answers)).await;
+}
+
+/// (status, message) of the AurenRuntime's `AutoscalerPointed` condition.
+fn autoscaler_pointed(st: &AurenRuntimeStatus) -> Option<(String, String)> {
+    let found = st.conditions.iter().find(|c| c.type_ == AUTOSCALER_POINTED);
+    found.map(|c| (c.status.clone(), c.message.clone()))
+}
+
+/// Issue 26, point 1: pointing the consumer autoscaler is a side step that holds up nothing.
+/// The HorizontalPodAutoscaler `spec.consumer.autoscaler` names does not exist (an Argo CD
+/// sync wave creating it later, or RBAC refusing the patch, look the same): the release is
+/// installed all the same, the failure is a False `AutoscalerPointed` condition and a Warning
+/// Event, and retried; a good release is promoted; when it then fails its post-promotion
+/// watch (its consumer restarts once; the default `restarts` check, failure limit 1), the
+/// active Service goes back to the previous release, and no request through it fails.
+/// With the pointing before the Services and the status (the order before), every reconcile
+/// stopped at the failing patch: no status was ever written and this test fails at the install.
+#[tokio::test]
+async fn a_missing_consumer_autoscaler_holds_up_neither_the_install_nor_a_rollback() {
+    let env = Env::start("day2-no-hpa").await;
+    let spec = |image: &str| {
+        let mut spec = env.spec(image, &[]);
+        spec["consumer"] = json!({"replicas": 1,
+            "autoscaler": {"kind": "HorizontalPodAutoscaler", "name": "missing"}});
+        // The post-promotion watch lasts as long as the previous release is kept.
+        spec["strategy"]["blueGreen"]["scaleDownDelaySeconds"] = json!(300);
+        spec["analysis"]["failureLimit"] = json!(1);
+        spec["analysis"]["consecutiveFailureLimit"] = json!(1);
+        spec
+    };
+    let v1 = env.install_spec(spec("auren/runtime:v1")).await;
+    let st = env
+        .ns
+        .wait_status(NAME, "AutoscalerPointed False", 30, |s| {
+            autoscaler_pointed(s).is_some_and(|c| c.0 == "False")
+        })
+        .await;
+    let (_, message) = autoscaler_pointed(&st).unwrap();
+    assert!(message.contains("missing"), "{message}");
+    assert_eq!(st.consumer_autoscaler, None, "nothing was pointed");
+    let warning = wait_for("an AutoscalerNotPointed Event", 30, || {
+        event_message(&env, "AutoscalerNotPointed")
+    })
+    .await;
+    assert!(warning.contains("missing"), "{warning}");
+
+    let load = Load::start(env.active().await, "u-no-hpa");
+    let v2 = env.release(spec("auren/runtime:v2")).await;
+    let st = promoted(&env, &v2).await;
+    assert_eq!(st.services.active.as_deref(), Some(v2.as_str()));
+    let killed = kill9_pod(&env.ns, &v2, "consumer", &[]).await;
+    let st = env
+        .ns
+        .wait_status(NAME, "back on v1", 90, |s| {
+            s.stable.as_ref().is_some_and(|r| r.hash == v1)
+        })
+        .await;
+    assert_eq!(
+        (st.phase, st.reason.as_deref()),
+        (Some(Phase::RolledBack), Some("PostPromotionFailure")),
+        "{:?}",
+        st.message
+    );
+    assert_eq!(st.services.active.as_deref(), Some(v1.as_str()));
+    let service = env.ns.api::<Service>().get(NAME).await.unwrap();
+    let selector = service.spec.unwrap().selector.unwrap_or_default();
+    assert_eq!(selector.get(LABEL_REVISION), Some(&v1), "{selector:?}");
+    // Every probe a new event: the runtime refuses a signed request replayed in its window.
+    let probes = std::sync::atomic::AtomicU32::new(0);
+    let (client, active) = (support::http_client(), env.active().await);
+    wait_for("v1 answering through the active Service", 30, || async {
+        let n = probes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let answer = support::post_event(&client, &active, "u-no-hpa-probe", n).await;
+        (answer.release.as_deref() == Some(v1.as_str())).then_some(())
+    })
+    .await;
+    let answers = load.finish().await;
+    assert_none_failed(&answers);
+    assert!(
+        answers.iter().any(|a| a.at > killed.at),
+        "no request after the kill"
+    );
     env.assert_stored_once(&accepted_ids(&answers)).await;
 }
 

@@ -1,7 +1,7 @@
 //! The operator under exactly the chart's RBAC (issue 8). The chart is rendered by helm for a
 //! test namespace; its ServiceAccount, ClusterRole, Role and bindings are applied, and the
 //! operator runs with that ServiceAccount's token instead of the admin credential. It installs
-//! a release (creating the admin-token Secret), promotes a second one, deletes the first once
+//! a release (creating the admin-token Secret), promotes a second one (a canary), deletes the first once
 //! the scale-down delay has passed, and reports a repeated Event. Then, from the operator's own
 //! request counters:
 //! - the API server refused nothing (the rules are enough), and
@@ -229,10 +229,12 @@ async fn under_the_charts_rbac_the_operator_needs_all_of_it_and_leaks_no_secret(
 
     // Install (generated admin token, Services, readiness gates, Events, the Lease) …
     let v1 = env.install("auren/runtime:v1").await;
-    // … promote a second release …
-    env.set_spec(env.spec("auren/runtime:v2", &[]))
-        .await
-        .unwrap();
+    // … promote a second release, as a canary (its stable and candidate API pods labelled
+    // for the canary's active Service) …
+    let mut canary = env.spec("auren/runtime:v2", &[]);
+    canary["strategy"] =
+        json!({"canary": {"steps": [{"setWeight": 50}], "scaleDownDelaySeconds": 15}});
+    env.set_spec(canary).await.unwrap();
     let st = env
         .ns
         .wait_status(NAME, "v2 promoted", 120, |s| {

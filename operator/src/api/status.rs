@@ -71,7 +71,8 @@ pub struct AurenRuntimeStatus {
     /// Promote/abort/retry annotation values already acted on.
     #[serde(default)]
     pub acknowledged: Controls,
-    /// Standard conditions: Available, Progressing, Analysis, InvalidSpec.
+    /// Standard conditions: Available, Progressing, InvalidSpec, UnsafeSettings, and with
+    /// `spec.consumer.autoscaler` AutoscalerPointed (False while pointing it fails; retried).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// The last releases and how they ended, newest last.
@@ -79,7 +80,9 @@ pub struct AurenRuntimeStatus {
     pub history: Vec<ReleaseRecord>,
 }
 
-/// Where a rollout stands.
+/// Where a rollout stands. `InvalidSpec`: the spec does not validate (the message and the
+/// InvalidSpec condition name the field); nothing new starts, and a rollout in flight is rolled
+/// back to the stable release (history reason `SpecInvalid`) instead of freezing.
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
 pub enum Phase {
     /// The stable release serves everything; nothing is in flight.
@@ -96,7 +99,8 @@ pub enum Phase {
     RolledBack,
     /// No healthy release serves production.
     Degraded,
-    /// The spec is invalid; nothing was changed.
+    /// The spec is invalid; nothing new starts. A rollout in flight was rolled back to the
+    /// stable release (reason `SpecInvalid` in the history).
     InvalidSpec,
 }
 
@@ -139,7 +143,8 @@ pub struct PreviousRevision {
 /// Which revision each Service selects.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
 pub struct ServiceTargets {
-    /// Revision behind the active (production) Service; `*` means every revision (canary).
+    /// Revision behind the active (production) Service; `*` means a canary's stable and
+    /// candidate releases (their API pods, labelled `auren.io/canary-<candidate>: <stable>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active: Option<String>,
     /// Revision behind the preview Service.

@@ -1,6 +1,7 @@
-//! Making a Plan's world true: Deployments (server-side apply for the desired revision, a
-//! replicas patch for the others), deletions, Services, then the consumer role switches in
-//! order, and the readiness-gate condition of every pod.
+//! Making a Plan's world true: traffic first (a canary's pod labels, then the Services), then
+//! Deployments (server-side apply for the desired revision, a replicas patch for the others)
+//! and deletions, the consumer role switches in order, and the readiness-gate condition of
+//! every pod. Pointing the consumer autoscaler is a side step the controller runs last.
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Service};
@@ -11,7 +12,7 @@ use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 
 use crate::api::{AurenRuntime, RevisionRef};
 use crate::resources::{self, ACTIVE, MANAGER, PREVIEW, READINESS_GATE, Role};
-use crate::rollout::{RoleSwitch, World};
+use crate::rollout::{CanaryPair, RoleSwitch, ServiceTarget, World};
 
 use super::cache::Cache;
 use super::observe::{self, Cluster};
@@ -26,11 +27,64 @@ fn not_found(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 404)
 }
 
-/// Workloads, deletions and Services of the world. Objects whose live (cached) version
-/// already carries the digest of what would be applied are left alone.
-pub async fn workloads(
+/// What the world's Services select: a canary's pods are labelled for it first, and the
+/// active Service moves to the canary only once this replica's cache shows every ready
+/// stable pod labelled (the next reconcile, woken by the pods' change), so no serving pod
+/// leaves it. Traffic goes first: a rollback is not held up by a Deployment that cannot be
+/// patched (new pods take seconds to start anyway; every switch waits for ready pods).
+pub async fn traffic(
     ctx: &Context,
     cache: &Cache,
+    ar: &AurenRuntime,
+    ns: &str,
+    world: &World,
+    cluster: &Cluster,
+) -> Result<(), Error> {
+    if let ServiceTarget::Canary(pair) = &world.active {
+        let live = cache.service(ns, &resources::service_name(ar, ACTIVE));
+        let keep = live
+            .as_deref()
+            .and_then(|s| s.spec.as_ref()?.selector.clone())
+            .unwrap_or_default();
+        label_canary_pods(ctx, ns, pair, cluster, &keep).await?;
+    }
+    services(ctx, cache, ar, ns, world, cluster).await
+}
+
+/// Puts the API pods of `pair`'s releases into its canary (labels the live active Service
+/// selects, `keep`, stay).
+async fn label_canary_pods(
+    ctx: &Context,
+    ns: &str,
+    pair: &CanaryPair,
+    cluster: &Cluster,
+    keep: &std::collections::BTreeMap<String, String>,
+) -> Result<(), Error> {
+    let api = Api::<Pod>::namespaced(ctx.client.clone(), ns);
+    let pods = cluster
+        .pods_of(&pair.stable, Role::Api)
+        .chain(cluster.pods_of(&pair.candidate, Role::Api));
+    for pod in pods {
+        let patch = resources::canary_label_patch(pod.metadata.labels.as_ref(), pair, keep);
+        let Some(patch) = patch else {
+            continue;
+        };
+        let name = pod.name_any();
+        match api
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Err(e) if !not_found(&e) => return Err(Error::ApplyFailed { name, source: e }),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Workloads and deletions of the world. Objects whose live (cached) version already carries
+/// the digest of what would be applied are left alone.
+pub async fn workloads(
+    ctx: &Context,
     ar: &AurenRuntime,
     ns: &str,
     desired: &RevisionRef,
@@ -72,10 +126,7 @@ pub async fn workloads(
             }
         }
     }
-    if let Some(revision) = &world.retarget_autoscaler {
-        point_autoscaler(ctx, ar, ns, revision).await?;
-    }
-    services(ctx, cache, ar, ns, world).await
+    Ok(())
 }
 
 /// The cached Deployment has the digest and the replicas of `desired`.
@@ -88,7 +139,7 @@ fn deployment_applied(cluster: &Cluster, desired: &Deployment) -> bool {
 
 /// Points `spec.consumer.autoscaler` at the consumer Deployment of `revision` (the stable
 /// release): one merge patch of its `spec.scaleTargetRef`, when the stable release changed.
-async fn point_autoscaler(
+pub async fn point_autoscaler(
     ctx: &Context,
     ar: &AurenRuntime,
     ns: &str,
@@ -147,9 +198,15 @@ async fn services(
     ar: &AurenRuntime,
     ns: &str,
     world: &World,
+    cluster: &Cluster,
 ) -> Result<(), Error> {
     let api = Api::<Service>::namespaced(ctx.client.clone(), ns);
     for (which, target) in [(ACTIVE, &world.active), (PREVIEW, &world.preview)] {
+        if let ServiceTarget::Canary(pair) = target
+            && !cluster.canary_labelled(pair)
+        {
+            continue;
+        }
         let Some(service) = resources::service(ar, which, target)? else {
             continue;
         };

@@ -2,8 +2,10 @@
 //! reconcile reads the world, asks the pure `rollout::decide` what to do and does it:
 //!
 //! read (AurenRuntime, Deployments, pods from the watch caches; consumer roles) → measure (when the last plan asked)
-//! → decide → apply (Deployments, deletions, Services, role switches) → readiness gates →
-//! Events → status (only when changed) → requeue.
+//! → decide → apply (canary pod labels, Services, Deployments, deletions, role switches) →
+//! readiness gates → status (only when changed) → Events → side steps (the consumer
+//! autoscaler; a failure is a condition, an Event and a retry, never a blocked rollout) →
+//! requeue.
 //!
 //! The AurenRuntime is read afresh instead when its cache has not caught up with this
 //! replica's own last status write (see [`fresh`]).
@@ -352,15 +354,18 @@ async fn reconcile_once(
     let deciding = std::time::Instant::now();
     let plan = decide(ar, &cluster, &measurements, now)?;
     ctx.metrics.decided(deciding.elapsed());
-    let mut outcome = Ok(());
+    // Traffic and the status first; nothing after them can hold them up, and their
+    // errors (role switches, readiness gates, side steps) are returned once all ran.
+    let mut switched = Ok(());
     if let Some(world) = &plan.world {
         let desired = revision::of(&ar.spec)?;
-        apply::workloads(ctx, cache, ar, &ns, &desired, world, &cluster).await?;
-        outcome = apply::role_switches(ctx, &cluster, &token, &world.role_switches).await;
+        apply::traffic(ctx, cache, ar, &ns, world, &cluster).await?;
+        apply::workloads(ctx, ar, &ns, &desired, world, &cluster).await?;
+        switched = apply::role_switches(ctx, &cluster, &token, &world.role_switches).await;
     }
-    apply::readiness_gates(ctx, &ns, &cluster).await?;
+    let gated = apply::readiness_gates(ctx, &ns, &cluster).await;
+    write_status(ctx, ar, &ns, ar.status.as_ref(), &plan.status).await?;
     publish(ctx, ar, &plan).await;
-    write_status(ctx, ar, &ns, &plan).await?;
     queue_notice(ctx, ar, &ns, &plan);
     observe_rollback(ctx, ar, &plan, now);
     let analyze = plan.world.as_ref().and_then(|w| w.analyze.as_ref());
@@ -368,12 +373,43 @@ async fn reconcile_once(
         .track(&ctx.http, &key, analyze, &cluster, now)
         .await;
     ctx.metrics.phase(&key, plan.status.phase);
-    outcome?;
+    let pointed = side_steps(ctx, ar, &ns, &plan).await;
+    switched?;
+    gated?;
+    pointed?;
     let mut requeue = requeue_after(ctx, &key, &plan);
     if cluster.health.values().any(Result::is_err) {
         requeue = requeue.min(UNHEALTHY_REQUEUE);
     }
     Ok(Action::requeue(requeue))
+}
+
+/// What does not carry traffic, after the Services and the status are written: pointing the
+/// consumer autoscaler at the stable release (notifications are queued, never awaited). A
+/// failure becomes the `AutoscalerPointed` condition (written only when it changes) and, as
+/// the returned error, a Warning Event and a retry; it holds up nothing.
+async fn side_steps(ctx: &Context, ar: &AurenRuntime, ns: &str, plan: &Plan) -> Result<(), Error> {
+    let retarget = plan
+        .world
+        .as_ref()
+        .and_then(|w| w.retarget_autoscaler.as_ref());
+    let Some(revision) = retarget else {
+        return Ok(());
+    };
+    let pointed = apply::point_autoscaler(ctx, ar, ns, revision).await;
+    let mut next = plan.status.clone();
+    let outcome = pointed.as_ref().map(|_| ()).map_err(ToString::to_string);
+    let generation = ar.metadata.generation.unwrap_or(0);
+    rollout::record_pointing(
+        &mut next,
+        &ar.spec,
+        revision,
+        outcome,
+        generation,
+        Timestamp::now(),
+    );
+    write_status(ctx, ar, ns, Some(&plan.status), &next).await?;
+    pointed
 }
 
 fn decide(
@@ -395,7 +431,7 @@ fn decide(
         measurements,
         now,
     });
-    let active = rollout::ServiceTarget::from_status(plan.status.services.active.as_deref());
+    let active = rollout::ServiceTarget::active_of(&plan.status);
     plan.status.selector = resources::scale_selector(ar, &active);
     Ok(plan)
 }
@@ -440,13 +476,15 @@ async fn publish(ctx: &Context, ar: &AurenRuntime, plan: &Plan) {
     }
 }
 
+/// Writes `next` over `current` (the status as last read or written), only when it differs.
 async fn write_status(
     ctx: &Context,
     ar: &AurenRuntime,
     ns: &str,
-    plan: &Plan,
+    current: Option<&AurenRuntimeStatus>,
+    next: &AurenRuntimeStatus,
 ) -> Result<(), Error> {
-    let Some(body) = resources::status_patch(ar.status.as_ref(), &plan.status)? else {
+    let Some(body) = resources::status_patch(current, next)? else {
         return Ok(());
     };
     let written = Api::<AurenRuntime>::namespaced(ctx.client.clone(), ns)

@@ -10,8 +10,8 @@ use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 
 use crate::api::AurenRuntime;
-use crate::resources::{ADMIN_PORT_NAME, LABEL_REVISION, LABEL_ROLE, Role};
-use crate::rollout::{PodSet, ReleaseState, RoleCounts};
+use crate::resources::{ADMIN_PORT_NAME, LABEL_REVISION, LABEL_ROLE, Role, canary_label};
+use crate::rollout::{CanaryPair, PodSet, ReleaseState, RoleCounts};
 
 use super::Context;
 use super::cache::Cache;
@@ -60,6 +60,16 @@ impl Cluster {
                 && label(p, LABEL_ROLE) == Some(role.as_str())
                 && p.metadata.deletion_timestamp.is_none()
         })
+    }
+
+    /// Every ready API pod of `pair`'s stable release carries the canary's label (as this
+    /// replica's pod cache shows it): the active Service may select the canary without losing
+    /// a pod that serves now.
+    pub fn canary_labelled(&self, pair: &CanaryPair) -> bool {
+        let (key, value) = canary_label(pair);
+        self.pods_of(&pair.stable, Role::Api)
+            .filter(|p| ready(p))
+            .all(|p| label(p, &key) == Some(value.as_str()))
     }
 }
 
@@ -268,6 +278,35 @@ mod tests {
             "spec": {"replicas": replicas, "selector": {}, "template": {}},
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn a_canary_waits_for_every_ready_stable_pod_to_carry_its_label() {
+        let ready = json!({"conditions": [{"type": "Ready", "status": "True"}]});
+        let pair = CanaryPair {
+            stable: "aaa".into(),
+            candidate: "bbb".into(),
+        };
+        let mut labelled = pod("a1", "aaa", "api", ready.clone());
+        labelled
+            .labels_mut()
+            .insert("auren.io/canary-bbb".into(), "aaa".into());
+        let cluster = |pods: Vec<Pod>| Cluster {
+            pods,
+            ..Default::default()
+        };
+        let starting = pod("a3", "aaa", "api", json!({}));
+        assert!(cluster(vec![labelled.clone(), starting.clone()]).canary_labelled(&pair));
+        let unlabelled = pod("a2", "aaa", "api", ready);
+        assert!(
+            !cluster(vec![labelled.clone(), unlabelled]).canary_labelled(&pair),
+            "a serving pod would leave the Service"
+        );
+        let mut wrong = labelled.clone();
+        wrong
+            .labels_mut()
+            .insert("auren.io/canary-bbb".into(), "zzz".into());
+        assert!(!cluster(vec![wrong]).canary_labelled(&pair));
     }
 
     #[test]

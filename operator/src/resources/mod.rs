@@ -12,7 +12,10 @@ mod service;
 mod workload;
 
 pub use autoscaler::{autoscaler_resource, scale_target_patch};
-pub use service::{ACTIVE, PREVIEW, scale_selector, service, service_name};
+pub use service::{
+    ACTIVE, CANARY_LABEL_PREFIX, PREVIEW, canary_label, canary_label_patch, scale_selector,
+    service, service_name,
+};
 pub use workload::{
     ADMIN_PORT_NAME, ADMIN_TOKEN_KEY, READINESS_GATE, RUNTIME_UID, Role, WEBHOOK_SECRETS_DIR,
     admin_token_ref, admin_token_secret_name, deployment, deployment_name, scale_patch,

@@ -91,7 +91,7 @@ pub fn set_unsafe_condition(
     news.then_some(message)
 }
 
-fn upsert(
+pub(super) fn upsert(
     conditions: &mut Vec<Condition>,
     kind: &str,
     status: bool,
@@ -118,6 +118,10 @@ fn upsert(
         Some(slot) => *slot = condition,
         None => conditions.push(condition),
     }
+}
+
+pub(super) fn remove(conditions: &mut Vec<Condition>, kind: &str) {
+    conditions.retain(|c| c.type_ != kind);
 }
 
 #[cfg(test)]

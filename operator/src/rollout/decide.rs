@@ -22,6 +22,9 @@ use super::world::{Event, EventKind, Observed, Plan, ReleaseState, ServiceTarget
 /// Reason while the analysis waits for a dependency outage to end.
 const DEPENDENCY_OUTAGE: &str = "DependencyOutage";
 
+/// Reason of a rollback forced by an invalid spec.
+const SPEC_INVALID: &str = "SpecInvalid";
+
 /// Reconcile at least this often while nothing is due.
 const IDLE_REQUEUE: Duration = Duration::from_secs(300);
 
@@ -110,6 +113,11 @@ impl<'a> Decision<'a> {
         self.due = Some(self.due.map_or(at, |due| due.min(at)));
     }
 
+    /// An invalid spec starts nothing. A rollout in flight cannot be judged, stepped or timed
+    /// on settings that do not validate, so it is rolled back (like an abort): traffic and
+    /// consumers return to stable, the candidate is scaled down. While the spec stays invalid
+    /// that rolled-back world is kept true (a consumer handover cut short completes); with no
+    /// rolled-back release, nothing is changed.
     fn invalid(mut self, errors: &[SpecError]) -> Plan {
         let reason = errors.first().map_or("InvalidSpec", SpecError::reason);
         let message = errors
@@ -117,8 +125,12 @@ impl<'a> Decision<'a> {
             .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join("; ");
+        if self.st.candidate.is_some() && self.st.stable.is_some() {
+            self.roll_back(SPEC_INVALID, format!("the spec is invalid: {message}"));
+        }
         self.enter(Phase::InvalidSpec, reason, message);
-        self.finish(false)
+        let rolled_back = self.st.stable.is_some() && self.st.rejected.is_some();
+        self.finish(rolled_back)
     }
 
     fn enter_quietly(&mut self, phase: Phase, reason: &str, message: String) {
@@ -374,12 +386,7 @@ impl<'a> Decision<'a> {
 
     /// What the consumer autoscaler targets: the stable release, once there is one.
     pub(super) fn autoscaler_target(&self) -> Option<String> {
-        let autoscaler = self.obs.spec.consumer.autoscaler.as_ref()?;
-        let stable = self.st.stable.as_ref()?;
-        Some(format!(
-            "{:?}/{} -> {}",
-            autoscaler.kind, autoscaler.name, stable.hash
-        ))
+        super::pointing::autoscaler_record(self.obs.spec, &self.st.stable.as_ref()?.hash)
     }
 
     /// The first release: no analysis (nothing to compare with), Healthy once it serves.
@@ -864,7 +871,7 @@ impl<'a> Decision<'a> {
         if let Some(world) = &world {
             self.st.services.active = world.active.as_status();
             self.st.services.preview = world.preview.as_status();
-            self.st.consumer_autoscaler = self.autoscaler_target();
+            super::pointing::forget_unconfigured(&mut self.st, self.obs.spec);
         }
         self.st.ready = self.ready_text();
         self.st.replicas = self.serving_replicas();
@@ -899,8 +906,8 @@ impl<'a> Decision<'a> {
         match self.active_target() {
             ServiceTarget::Nothing => None,
             ServiceTarget::Revision(hash) => Some(self.release(&hash).api.ready),
-            ServiceTarget::AllRevisions => {
-                Some(self.obs.releases.iter().map(|r| r.api.ready).sum())
+            ServiceTarget::Canary(pair) => {
+                Some(self.release(&pair.stable).api.ready + self.release(&pair.candidate).api.ready)
             }
         }
     }
@@ -1072,7 +1079,7 @@ impl<'a> Decision<'a> {
     }
 
     pub(super) fn active_target(&self) -> ServiceTarget {
-        ServiceTarget::from_status(self.st.services.active.as_deref())
+        ServiceTarget::active_of(&self.st)
     }
 }
 

@@ -14,6 +14,7 @@ mod conditions;
 pub mod controls;
 mod decide;
 mod notice;
+mod pointing;
 mod render;
 mod world;
 
@@ -21,9 +22,10 @@ pub use conditions::{AVAILABLE, INVALID_SPEC, PROGRESSING, UNSAFE_SETTINGS, set_
 pub use controls::Control;
 pub use decide::decide;
 pub use notice::{Notice, NoticeKind, notice};
+pub use pointing::{AUTOSCALER_POINTED, autoscaler_record, record_pointing};
 pub use world::{
-    AnalysisRequest, Event, EventKind, Observed, Plan, PodSet, ReleasePlan, ReleaseState,
-    RoleCounts, RoleSwitch, ServiceTarget, World,
+    AnalysisRequest, CanaryPair, Event, EventKind, Observed, Plan, PodSet, ReleasePlan,
+    ReleaseState, RoleCounts, RoleSwitch, ServiceTarget, World,
 };
 
 #[cfg(test)]

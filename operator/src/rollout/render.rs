@@ -6,7 +6,7 @@ use auren_contract::ConsumerRole;
 use crate::api::{CanaryConsumers, Phase, RevisionRef, parse_duration};
 
 use super::decide::{Decision, plus};
-use super::world::{AnalysisRequest, ReleasePlan, RoleSwitch, ServiceTarget, World};
+use super::world::{AnalysisRequest, CanaryPair, ReleasePlan, RoleSwitch, ServiceTarget, World};
 
 pub(super) fn render(d: &Decision) -> World {
     let releases = release_plans(d);
@@ -17,11 +17,7 @@ pub(super) fn render(d: &Decision) -> World {
         .map(|r| r.revision.clone())
         .filter(|hash| !releases.iter().any(|p| &p.revision.hash == hash))
         .collect();
-    let active = if canary_running(d) {
-        ServiceTarget::AllRevisions
-    } else {
-        d.active_target()
-    };
+    let active = canary_pair(d).map_or_else(|| d.active_target(), ServiceTarget::Canary);
     let preview = d.st.candidate.as_ref().or(d.st.stable.as_ref());
     let preview = preview.map_or(ServiceTarget::Nothing, |r| {
         ServiceTarget::Revision(r.hash.clone())
@@ -42,6 +38,15 @@ fn retarget_autoscaler(d: &Decision) -> Option<String> {
     let target = d.autoscaler_target()?;
     let stable = d.st.stable.as_ref()?;
     (d.obs.status.consumer_autoscaler.as_ref() != Some(&target)).then(|| stable.hash.clone())
+}
+
+/// The releases a running canary's active Service selects.
+fn canary_pair(d: &Decision) -> Option<CanaryPair> {
+    let (stable, candidate) = (d.st.stable.as_ref()?, d.st.candidate.as_ref()?);
+    canary_running(d).then(|| CanaryPair {
+        stable: stable.hash.clone(),
+        candidate: candidate.hash.clone(),
+    })
 }
 
 fn canary_running(d: &Decision) -> bool {

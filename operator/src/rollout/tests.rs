@@ -88,9 +88,24 @@ impl Fixture {
         decide(&observed)
     }
 
-    /// One reconcile: observe, decide, keep the status.
+    /// One reconcile: observe, decide, keep the status. The controller's side step succeeds:
+    /// an autoscaler the plan asks to point is pointed.
     fn step(&mut self) -> Plan {
-        let plan = self.decide();
+        let mut plan = self.decide();
+        let retarget = plan
+            .world
+            .as_ref()
+            .and_then(|w| w.retarget_autoscaler.clone());
+        if let Some(revision) = retarget {
+            record_pointing(
+                &mut plan.status,
+                &self.spec,
+                &revision,
+                Ok(()),
+                1,
+                ts(self.now),
+            );
+        }
         self.status = plan.status.clone();
         self.measurements.clear();
         plan
@@ -126,6 +141,10 @@ impl Fixture {
 
     fn reason(&self) -> &str {
         self.status.reason.as_deref().unwrap()
+    }
+
+    fn message(&self) -> &str {
+        self.status.message.as_deref().unwrap_or_default()
     }
 
     /// A measurement round of the candidate (or `revision`) `at` seconds.
@@ -354,6 +373,48 @@ fn a_canary_reports_every_serving_pod_to_the_scale_subresource() {
     ]);
     assert_eq!(f.status.services.active.as_deref(), Some("*"));
     assert_eq!(f.status.replicas, Some(4), "both releases serve");
+}
+
+/// The previous release, still up for its scale-down delay when a canary starts, neither
+/// takes the canary's traffic (the active Service selects the pair only) nor counts in
+/// `status.replicas`.
+#[test]
+fn a_canary_serves_and_counts_only_its_stable_and_candidate_pods() {
+    let mut f = Fixture::analyzing_v2();
+    f.promote_v2();
+    let (v1, v2) = (hash(V1), hash(V2));
+    f.spec.strategy.blue_green = None;
+    f.spec.strategy.canary = Some(CanarySpec {
+        steps: vec![weight(50), pause_step()],
+        consumers: CanaryConsumers::Handover,
+        scale_down_delay_seconds: 30,
+    });
+    f.spec.image = "registry.local/auren-runtime:3.0.0".into();
+    let v3 = hash("registry.local/auren-runtime:3.0.0");
+    let plan = f.run(&[
+        (v1.clone(), ready(2, 1, ConsumerRole::Standby)),
+        (v2.clone(), ready(1, 1, ConsumerRole::Active)),
+        (v3.clone(), ready(1, 1, ConsumerRole::Standby)),
+    ]);
+    assert_eq!(f.reason(), "PausedAtStep");
+    assert!(
+        f.status.previous.is_some(),
+        "v1 inside its scale-down delay"
+    );
+    assert_eq!(replicas(&plan, V1), Some((2, 1)), "v1 kept at full size");
+    let pair = CanaryPair {
+        stable: v2,
+        candidate: v3,
+    };
+    assert_eq!(active(&plan), ServiceTarget::Canary(pair));
+    assert_eq!(f.status.replicas, Some(2), "v2 and v3, not v1's two");
+}
+
+fn pause_step() -> CanaryStep {
+    CanaryStep {
+        pause: Some(PauseStep { duration: None }),
+        ..Default::default()
+    }
 }
 
 #[test]
@@ -956,6 +1017,102 @@ fn invalid_spec_changes_nothing_and_says_why() {
     assert_eq!(f.phase(), Phase::Healthy);
 }
 
+/// The Event and the status of a rollback forced by an invalid spec name the invalid field.
+fn assert_rolled_back_for_invalid_spec(f: &Fixture, plan: &Plan, field: &str) {
+    let v2 = hash(V2);
+    assert_eq!(
+        (f.phase(), f.reason()),
+        (Phase::InvalidSpec, "InvalidDuration")
+    );
+    assert!(f.message().contains(field), "{}", f.message());
+    assert_eq!(f.status.candidate, None);
+    assert_eq!(f.status.rejected.as_ref().map(|r| &r.hash), Some(&v2));
+    let last = f.status.history.last().unwrap();
+    assert_eq!((&last.hash, last.outcome), (&v2, Outcome::RolledBack));
+    assert_eq!(active(plan), ServiceTarget::Revision(hash(V1)));
+    assert_eq!(
+        replicas(plan, V2),
+        Some((0, 0)),
+        "the candidate scaled down"
+    );
+    let rollback = plan
+        .events
+        .iter()
+        .find(|e| e.reason == "SpecInvalid")
+        .unwrap();
+    assert_eq!(rollback.kind, EventKind::Warning);
+    assert!(rollback.message.contains(field), "{}", rollback.message);
+    assert_eq!(
+        plan.notice.as_ref().map(|n| n.kind),
+        Some(NoticeKind::RolledBack)
+    );
+}
+
+/// Mid-canary, a spec that stops validating rolls the canary back to stable instead of
+/// freezing it at its weight with no analysis, crash-loop watch or deadline. Fixing the spec
+/// does not restart the rejected release (`auren.io/retry` does).
+#[test]
+fn an_invalid_spec_mid_canary_rolls_back_to_stable() {
+    let steps = vec![weight(25), analysis_count(2)];
+    let mut f = canary_fixture(steps, CanaryConsumers::Handover);
+    let (v1, v2) = (hash(V1), hash(V2));
+    f.step();
+    f.observe(&[
+        (v1.clone(), ready(3, 2, ConsumerRole::Active)),
+        (v2.clone(), ready(1, 2, ConsumerRole::Standby)),
+    ]);
+    f.step();
+    assert_eq!(f.phase(), Phase::Analyzing, "at 25 %, analysing");
+
+    f.spec.analysis.interval = "0s".into();
+    let plan = f.step();
+    assert_rolled_back_for_invalid_spec(&f, &plan, "analysis.interval");
+    assert_eq!(
+        replicas(&plan, V1),
+        Some((4, 2)),
+        "stable back to full size"
+    );
+    assert_eq!(f.status.canary, None);
+
+    let again = f.step();
+    assert_eq!(again.world, plan.world, "the stable world is kept");
+    assert!(again.events.is_empty(), "said once");
+    f.spec.analysis.interval = "10s".into();
+    let plan = f.step();
+    assert_eq!(f.phase(), Phase::RolledBack);
+    assert_eq!(f.status.candidate, None, "not retried by itself");
+    assert_eq!(active(&plan), ServiceTarget::Revision(v1));
+}
+
+/// Mid-blue/green, in the consumer handover of a promotion: the invalid spec rolls back, and
+/// while it stays invalid the handover back to stable completes (standby first, then active).
+#[test]
+fn an_invalid_spec_mid_blue_green_rolls_back_and_hands_consumers_back() {
+    let mut f = Fixture::analyzing_v2();
+    let (v1, v2) = (hash(V1), hash(V2));
+    for _ in 0..3 {
+        f.measure(&v2, Verdict::Pass, 0.0);
+    }
+    f.step();
+    f.observe(&[
+        (v1.clone(), ready(2, 1, ConsumerRole::Standby)),
+        (v2.clone(), ready(2, 1, ConsumerRole::Active)),
+    ]);
+    assert_eq!(f.phase(), Phase::Promoting, "mid-handover");
+
+    f.spec.analysis.initial_delay = "soon".into();
+    let plan = f.step();
+    assert_rolled_back_for_invalid_spec(&f, &plan, "analysis.initialDelay");
+    assert_eq!(switches(&plan), vec![(v2.clone(), ConsumerRole::Standby)]);
+    f.observe(&[
+        (v1.clone(), ready(2, 1, ConsumerRole::Standby)),
+        (v2.clone(), ready(2, 1, ConsumerRole::Standby)),
+    ]);
+    let plan = f.step();
+    assert_eq!(f.phase(), Phase::InvalidSpec);
+    assert_eq!(switches(&plan), vec![(v1, ConsumerRole::Active)]);
+}
+
 #[test]
 fn unsafe_settings_roll_out_only_when_allowed_and_say_so() {
     let mut f = Fixture::healthy_v1();
@@ -1063,6 +1220,16 @@ fn canary_fixture(steps: Vec<CanaryStep>, consumers: CanaryConsumers) -> Fixture
     f
 }
 
+fn analysis_count(count: i32) -> CanaryStep {
+    CanaryStep {
+        analysis: Some(AnalysisStep {
+            count: Some(count),
+            duration: None,
+        }),
+        ..Default::default()
+    }
+}
+
 fn weight(w: i32) -> CanaryStep {
     CanaryStep {
         set_weight: Some(w),
@@ -1088,7 +1255,13 @@ fn canary_moves_weight_by_replicas_and_analyses_each_step() {
     assert_eq!(f.phase(), Phase::Progressing);
     assert_eq!(replicas(&plan, V2), Some((1, 2)));
     assert_eq!(replicas(&plan, V1), Some((3, 2)));
-    assert_eq!(active(&plan), ServiceTarget::AllRevisions);
+    assert_eq!(
+        active(&plan),
+        ServiceTarget::Canary(CanaryPair {
+            stable: v1.clone(),
+            candidate: v2.clone()
+        })
+    );
     assert_eq!(f.status.canary.as_ref().unwrap().requested_weight, 25);
 
     let mut stable = ready(3, 2, ConsumerRole::Active);
@@ -1570,6 +1743,89 @@ fn an_autoscaler_sets_the_consumers_and_follows_the_stable_release() {
     assert_eq!(
         f.status.consumer_autoscaler.as_deref(),
         Some(pointed.as_str())
+    );
+}
+
+/// Pointing the consumer autoscaler fails (it does not exist yet, RBAC, a webhook): the
+/// release is installed all the same, the failure is a False condition, and the next decision
+/// asks again until a pointing succeeds; then never again.
+#[test]
+fn a_failed_autoscaler_pointing_is_a_condition_and_is_asked_for_again() {
+    let mut f = Fixture::new(V1);
+    f.spec.consumer.autoscaler = Some(crate::api::AutoscalerRef {
+        kind: crate::api::AutoscalerKind::HorizontalPodAutoscaler,
+        name: "consumers".into(),
+    });
+    let v1 = hash(V1);
+    f.observe(&[(v1.clone(), ready(2, 1, ConsumerRole::Active))]);
+    let pointing = |f: &mut Fixture, outcome: Result<(), String>| {
+        let mut plan = f.decide();
+        let asked = plan
+            .world
+            .as_ref()
+            .and_then(|w| w.retarget_autoscaler.clone());
+        if let Some(revision) = &asked {
+            record_pointing(&mut plan.status, &f.spec, revision, outcome, 1, ts(f.now));
+        }
+        let unchanged = plan.status == f.status;
+        f.status = plan.status;
+        f.now += 5;
+        (asked, unchanged)
+    };
+    let missing = || Err("horizontalpodautoscalers \"consumers\" not found".to_owned());
+    for _ in 0..3 {
+        pointing(&mut f, missing());
+    }
+    assert_eq!((f.phase(), f.reason()), (Phase::Healthy, "Installed"));
+    assert_eq!(f.status.consumer_autoscaler, None, "nothing pointed yet");
+    let condition = |f: &Fixture| {
+        let c = f
+            .status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == AUTOSCALER_POINTED);
+        c.map(|c| {
+            (
+                c.status.clone(),
+                c.reason.clone(),
+                c.last_transition_time.clone(),
+            )
+        })
+    };
+    let (status, reason, failed_at) = condition(&f).unwrap();
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "AutoscalerNotPointed")
+    );
+
+    let (asked, unchanged) = pointing(&mut f, missing());
+    assert_eq!(asked, Some(v1.clone()), "asked again");
+    assert!(unchanged, "the same failure writes no status");
+    assert_eq!(
+        condition(&f).unwrap().2,
+        failed_at,
+        "lastTransitionTime kept"
+    );
+
+    let (asked, _) = pointing(&mut f, Ok(()));
+    assert_eq!(asked, Some(v1.clone()));
+    let pointed = format!("HorizontalPodAutoscaler/consumers -> {v1}");
+    assert_eq!(
+        f.status.consumer_autoscaler.as_deref(),
+        Some(pointed.as_str())
+    );
+    assert_eq!(condition(&f).unwrap().0, "True");
+    assert_eq!(
+        pointing(&mut f, Ok(())),
+        (None, true),
+        "pointed once: 0 requests at rest"
+    );
+
+    f.spec.consumer.autoscaler = None;
+    pointing(&mut f, Ok(()));
+    assert_eq!(
+        (f.status.consumer_autoscaler.clone(), condition(&f)),
+        (None, None)
     );
 }
 

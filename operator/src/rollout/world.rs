@@ -128,26 +128,42 @@ pub enum ServiceTarget {
     Nothing,
     /// The API pods of one revision.
     Revision(String),
-    /// The API pods of every revision (a canary's weight is the ratio of pods).
-    AllRevisions,
+    /// A canary: the API pods of its stable release and of its candidate, and no other (the
+    /// previous release may still be up for its scale-down delay). A canary's weight is the
+    /// ratio of their pods.
+    Canary(CanaryPair),
+}
+
+/// The two releases of a canary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CanaryPair {
+    pub stable: String,
+    pub candidate: String,
 }
 
 impl ServiceTarget {
-    /// From its status text (`status.services.active`).
-    pub fn from_status(text: Option<&str>) -> Self {
-        match text {
-            Some("*") => ServiceTarget::AllRevisions,
+    /// What the active Service selects according to `st` (`status.services.active`; `*` is
+    /// the canary of `status.stable` and `status.candidate`).
+    pub fn active_of(st: &AurenRuntimeStatus) -> Self {
+        match st.services.active.as_deref() {
+            Some("*") => match (&st.stable, &st.candidate) {
+                (Some(stable), Some(candidate)) => ServiceTarget::Canary(CanaryPair {
+                    stable: stable.hash.clone(),
+                    candidate: candidate.hash.clone(),
+                }),
+                _ => ServiceTarget::Nothing,
+            },
             Some(hash) => ServiceTarget::Revision(hash.to_owned()),
             None => ServiceTarget::Nothing,
         }
     }
 
-    /// As written in status (`*` for every revision).
+    /// As written in status (`*` for a canary's two releases).
     pub fn as_status(&self) -> Option<String> {
         match self {
             ServiceTarget::Nothing => None,
             ServiceTarget::Revision(hash) => Some(hash.clone()),
-            ServiceTarget::AllRevisions => Some("*".into()),
+            ServiceTarget::Canary(_) => Some("*".into()),
         }
     }
 }
