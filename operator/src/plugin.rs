@@ -280,6 +280,7 @@ mod tests {
                 consecutive_failures: 0,
                 inconclusive: 0,
                 dependency_outages: 2,
+                outage_since: None,
                 last_measured_at: None,
                 passed_at: None,
             }),

@@ -182,6 +182,11 @@ pub struct AnalysisProgress {
     /// with no stable to compare with, for the measured pods themselves).
     #[serde(default)]
     pub dependency_outages: i32,
+    /// Start of the window of the first of the newest dependency-outage measurements in a row
+    /// (unset once a passing or failing one ends them): how long an outage has held the
+    /// release, bounded by `analysis.maxLiveOutageSeconds` while it carries live traffic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outage_since: Option<Time>,
     /// Time of the newest measurement counted; older ones are never counted twice.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_measured_at: Option<Time>,
