@@ -525,12 +525,7 @@ async fn a_canary_far_worse_than_a_degraded_stable_release_is_rolled_back_within
     let load = Load::workers(env.active().await, "u-worse", 3, Duration::from_millis(30));
     let log = StatusLog::start(&env.ns, NAME);
     tokio::time::sleep(Duration::from_secs(1)).await;
-    env.set_spec(spec("auren/runtime:v2", "0.8")).await.unwrap();
-    let st = env
-        .ns
-        .wait_status(NAME, "a candidate", 30, |s| s.candidate.is_some())
-        .await;
-    let v2 = st.candidate.unwrap().hash;
+    let v2 = env.release(spec("auren/runtime:v2", "0.8")).await;
     // Bounded by the analysis deadline (3 s × 6 rounds + 45 s) and the outage cap (60 s): a
     // rollout that waits on outages ends here too, and fails the assertions below.
     let st = env

@@ -39,26 +39,11 @@ mod tests {
         Time(Timestamp::from_second(second).unwrap())
     }
 
-    fn progress() -> AnalysisProgress {
-        AnalysisProgress {
-            revision: "r".into(),
-            started_at: at(0),
-            successes: 0,
-            failures: 0,
-            consecutive_failures: 0,
-            inconclusive: 0,
-            dependency_outages: 0,
-            outage_since: None,
-            last_measured_at: None,
-            passed_at: None,
-        }
-    }
-
     #[test]
     fn the_streak_starts_with_the_first_outage_window_and_ends_with_a_counted_round() {
         use Verdict::{DependencyOutage, Fail, Inconclusive, Pass};
         let limit = Duration::from_secs(60);
-        let mut p = progress();
+        let mut p = AnalysisProgress::begin("r", at(0));
         assert_eq!(outage_limit_at(&p, limit), None, "no streak, no limit");
         let rounds = [
             (DependencyOutage, 10, Some(10)),

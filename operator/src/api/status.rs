@@ -195,6 +195,24 @@ pub struct AnalysisProgress {
     pub passed_at: Option<Time>,
 }
 
+impl AnalysisProgress {
+    /// The counters of an analysis of `revision` beginning `at`: nothing measured yet.
+    pub fn begin(revision: &str, at: Time) -> Self {
+        Self {
+            revision: revision.to_owned(),
+            started_at: at,
+            successes: 0,
+            failures: 0,
+            consecutive_failures: 0,
+            inconclusive: 0,
+            dependency_outages: 0,
+            outage_since: None,
+            last_measured_at: None,
+            passed_at: None,
+        }
+    }
+}
+
 /// One check evaluated over one window.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]

@@ -423,18 +423,7 @@ impl<'a> Decision<'a> {
         let Some(candidate) = self.candidate() else {
             return;
         };
-        self.st.analysis = Some(AnalysisProgress {
-            revision: candidate.hash.clone(),
-            started_at: Time(self.now()),
-            successes: 0,
-            failures: 0,
-            consecutive_failures: 0,
-            inconclusive: 0,
-            dependency_outages: 0,
-            outage_since: None,
-            last_measured_at: None,
-            passed_at: None,
-        });
+        self.st.analysis = Some(AnalysisProgress::begin(&candidate.hash, Time(self.now())));
         self.enter(
             Phase::Analyzing,
             "Analyzing",
@@ -782,18 +771,7 @@ impl<'a> Decision<'a> {
 
     /// Counters for the post-promotion watch of the new stable release.
     fn watch_progress(&self, revision: &str) -> AnalysisProgress {
-        AnalysisProgress {
-            revision: revision.to_owned(),
-            started_at: Time(self.now()),
-            successes: 0,
-            failures: 0,
-            consecutive_failures: 0,
-            inconclusive: 0,
-            dependency_outages: 0,
-            outage_since: None,
-            last_measured_at: None,
-            passed_at: None,
-        }
+        AnalysisProgress::begin(revision, Time(self.now()))
     }
 
     /// Healthy, Degraded, RolledBack: watch the stable release (and the fresh promotion).

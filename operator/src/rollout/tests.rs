@@ -1451,8 +1451,8 @@ fn an_outage_after_promotion_does_not_switch_back() {
     );
 }
 
-/// A canary at 25 % in its analysis step (3 passes to complete it).
-fn canary_analysing_at_25() -> Fixture {
+/// A canary of 4 API pods at `w` % in its analysis step (3 passes to complete it).
+fn canary_analysing_at(w: i32) -> Fixture {
     let analysis = CanaryStep {
         analysis: Some(AnalysisStep {
             count: Some(3),
@@ -1460,11 +1460,12 @@ fn canary_analysing_at_25() -> Fixture {
         }),
         ..Default::default()
     };
-    let mut f = canary_fixture(vec![weight(25), analysis], CanaryConsumers::Handover);
+    let mut f = canary_fixture(vec![weight(w), analysis], CanaryConsumers::Handover);
     f.step();
+    let candidate = (4 * w + 99) / 100;
     f.observe(&[
-        (hash(V1), ready(3, 2, ConsumerRole::Active)),
-        (hash(V2), ready(1, 2, ConsumerRole::Standby)),
+        (hash(V1), ready(4 - candidate, 2, ConsumerRole::Active)),
+        (hash(V2), ready(candidate, 2, ConsumerRole::Standby)),
     ]);
     f.step();
     assert_eq!(f.phase(), Phase::Analyzing);
@@ -1476,7 +1477,7 @@ fn canary_analysing_at_25() -> Fixture {
 /// deadline.
 #[test]
 fn an_outage_holds_a_canary_with_live_traffic_at_most_the_cap() {
-    let mut f = canary_analysing_at_25();
+    let mut f = canary_analysing_at(25);
     let v2 = hash(V2);
     let started = f.now;
     let mut events = Vec::new();
@@ -1519,7 +1520,7 @@ fn an_outage_holds_a_canary_with_live_traffic_at_most_the_cap() {
 /// A counted round ends the outage streak: the next outage starts the cap again.
 #[test]
 fn a_counted_round_restarts_the_outage_cap() {
-    let mut f = canary_analysing_at_25();
+    let mut f = canary_analysing_at(25);
     let v2 = hash(V2);
     for verdict in [Verdict::DependencyOutage; 5] {
         f.measure(&v2, verdict, 0.3);
@@ -1548,21 +1549,7 @@ fn a_counted_round_restarts_the_outage_cap() {
 /// outage keeps the analysis waiting past the cap, until its deadline.
 #[test]
 fn an_outage_without_live_traffic_waits_past_the_cap() {
-    let analysis = CanaryStep {
-        analysis: Some(AnalysisStep {
-            count: Some(3),
-            duration: None,
-        }),
-        ..Default::default()
-    };
-    let mut f = canary_fixture(vec![weight(0), analysis], CanaryConsumers::Handover);
-    f.step();
-    f.observe(&[
-        (hash(V1), ready(4, 2, ConsumerRole::Active)),
-        (hash(V2), ready(0, 2, ConsumerRole::Standby)),
-    ]);
-    f.step();
-    assert_eq!(f.phase(), Phase::Analyzing);
+    let mut f = canary_analysing_at(0);
     for _ in 0..20 {
         f.measure(&hash(V2), Verdict::DependencyOutage, 0.3);
         f.step();
@@ -1687,7 +1674,7 @@ mod outage_properties {
             rounds in 1usize..30,
             cap in 1i32..200,
         ) {
-            let mut f = canary_analysing_at_25();
+            let mut f = canary_analysing_at(25);
             f.spec.analysis.max_live_outage_seconds = cap;
             let started = f.now;
             for _ in 0..rounds {
