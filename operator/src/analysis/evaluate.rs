@@ -5,9 +5,9 @@
 //! A failing check is a dependency outage, not the candidate's failure, when the stable release
 //! fails it too over the same window and the candidate is not clearly worse than it (within the
 //! check's baseline, or the default outage tolerance without one), or when the stable release
-//! reports the same dependency down; with no stable
-//! release to compare with, when the candidate's own pods report a dependency down. A
-//! candidate that fails while the stable release is fine fails, as before. A check with no
+//! reports the same dependency down; with no stable release to compare with, when the
+//! candidate's own pods report a dependency down. A candidate that fails while the stable
+//! release is fine fails, as before. A check with no
 //! data while a shared dependency is down (the pods are out of their Services, say) waits for
 //! the outage to end too, whatever the no-data policy: its silence says nothing of the release.
 
