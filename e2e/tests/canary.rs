@@ -559,3 +559,98 @@ async fn events_produced_while_a_canary_shares_partitions_are_stored_exactly_onc
 async fn a_promoted_partition_share_canary_stores_every_event_exactly_once() {
     partition_share_canary("canary-share-up", End::Promoted).await;
 }
+
+/// Error ratio of the answers `release` gave (status 5xx among all of its answers).
+fn error_ratio(answers: &[Answer], release: &str) -> (usize, usize) {
+    let mine: Vec<&Answer> = (answers.iter())
+        .filter(|a| a.release.as_deref() == Some(release))
+        .collect();
+    let failed = mine.iter().filter(|a| a.status >= 500).count();
+    (failed, mine.len())
+}
+
+/// (e) Issue 26 point 2: an outage cannot hide a bad release. The stable release is degraded
+/// for real (5 % injected errors, over the default check's 1 %) and the canary far worse (80 %):
+/// with no baseline the default outage tolerance (1.5 × stable, or stable + max) calls that the
+/// candidate's failure, not a shared outage, so it is rolled back within a few analysis
+/// intervals of its analysis start (before: every round was a `DependencyOutage` and it took
+/// live traffic until the analysis deadline).
+#[tokio::test]
+async fn a_canary_far_worse_than_a_degraded_stable_release_is_rolled_back_within_a_few_intervals() {
+    let started = Instant::now();
+    let env = Env::start("canary-worse").await;
+    let steps = vec![weight(25), analysis(3), weight(100)];
+    let spec = |image: &str, errors: &str| {
+        let mut spec = canary_spec(
+            &env,
+            image,
+            &[("FAULT_ERROR_RATE", errors)],
+            4,
+            steps.clone(),
+        );
+        // Both releases inject errors (FAULT_ERROR_RATE): on purpose.
+        spec["allowUnsafe"] = json!(["faults"]);
+        spec
+    };
+    let v1 = env.install_spec(spec("auren/runtime:v1", "0.05")).await;
+    let load = Load::workers(env.active().await, "u-worse", 3, Duration::from_millis(30));
+    let log = StatusLog::start(&env.ns, NAME);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let v2 = env.release(spec("auren/runtime:v2", "0.8")).await;
+    // Bounded by the analysis deadline (3 s × 6 rounds + 45 s) and the outage cap (60 s): a
+    // rollout that waits on outages ends here too, and fails the assertions below.
+    let st = env
+        .ns
+        .wait_status(NAME, "v2 rolled back or promoted", 120, |s| {
+            matches!(s.phase, Some(Phase::RolledBack | Phase::Healthy))
+                && s.stable.is_some()
+                && s.candidate.is_none()
+        })
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let answers = load.finish().await;
+    let log = log.finish().await;
+
+    eprintln!("ended: {:?} {:?}: {:?}", st.phase, st.reason, st.message);
+    assert_eq!(st.phase, Some(Phase::RolledBack), "{:?}", st.message);
+    assert_eq!(
+        st.reason.as_deref(),
+        Some("AnalysisFailed"),
+        "{:?}",
+        st.message
+    );
+    assert_eq!(st.stable.as_ref().map(|s| s.hash.clone()), Some(v1.clone()));
+    let (bad, all) = error_ratio(&answers, &v1);
+    eprintln!("v1 answered {bad}/{all} with 5xx");
+    assert!(
+        all >= 100 && bad * 100 > all * 2,
+        "the stable release was degraded for real"
+    );
+    let (bad, all) = error_ratio(&answers, &v2);
+    eprintln!("v2 answered {bad}/{all} with 5xx");
+    assert!(
+        all > 0 && bad * 2 > all,
+        "the candidate was far worse and took live traffic"
+    );
+
+    let analysis_start = log
+        .iter()
+        .filter_map(|(_, s)| s.analysis.as_ref())
+        .find(|a| a.revision == v2)
+        .map(|a| a.started_at.0)
+        .expect("v2 was analysed");
+    let rolled_back = st.phase_since.clone().expect("the rollback's time").0;
+    let took = rolled_back.duration_since(analysis_start);
+    eprintln!("rolled back {took:?} after v2's analysis began");
+    let interval = k8s_openapi::jiff::SignedDuration::from_secs(3);
+    assert!(
+        took <= interval * 5,
+        "rolled back {took:?} after the analysis start: more than 5 intervals of 3 s"
+    );
+    let outages: Vec<_> = (log.iter())
+        .flat_map(|(_, s)| s.measurements.iter())
+        .filter(|m| m.revision == v2 && m.verdict == Verdict::DependencyOutage)
+        .collect();
+    assert!(outages.is_empty(), "judged an outage: {outages:?}");
+    eprintln!("took {:?}", started.elapsed());
+}

@@ -273,15 +273,12 @@ mod tests {
             phase: Some(Phase::Analyzing),
             reason: Some("DependencyOutage".into()),
             analysis: Some(crate::api::AnalysisProgress {
-                revision: "bbb".into(),
-                started_at: Time(Timestamp::from_second(0).unwrap()),
                 successes: 1,
-                failures: 0,
-                consecutive_failures: 0,
-                inconclusive: 0,
                 dependency_outages: 2,
-                last_measured_at: None,
-                passed_at: None,
+                ..crate::api::AnalysisProgress::begin(
+                    "bbb",
+                    Time(Timestamp::from_second(0).unwrap()),
+                )
             }),
             measurements: vec![crate::api::Measurement {
                 check: "error-ratio".into(),

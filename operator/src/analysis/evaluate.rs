@@ -3,9 +3,11 @@
 //! Events explain each verdict.
 //!
 //! A failing check is a dependency outage, not the candidate's failure, when the stable release
-//! fails it too over the same window (or reports the same dependency down); with no stable
-//! release to compare with, when the candidate's own pods report a dependency down. A
-//! candidate that fails while the stable release is fine fails, as before. A check with no
+//! fails it too over the same window and the candidate is not clearly worse than it (within the
+//! check's baseline, or the default outage tolerance without one), or when the stable release
+//! reports the same dependency down; with no stable release to compare with, when the
+//! candidate's own pods report a dependency down. A candidate that fails while the stable
+//! release is fine fails, as before. A check with no
 //! data while a shared dependency is down (the pods are out of their Services, say) waits for
 //! the outage to end too, whatever the no-data policy: its silence says nothing of the release.
 
@@ -19,6 +21,15 @@ use super::window::Window;
 
 /// Quantile of `metric: latency` when the check does not set one.
 pub const DEFAULT_QUANTILE: f64 = 0.99;
+
+/// How much worse than a failing stable release a candidate may be and still share its outage,
+/// when the check sets no baseline: up to this factor of the stable value, or the stable value
+/// plus the check's own `max` (whichever is more lenient; below a failed `min`, down to the
+/// stable value divided by it). The check's bound is the user's own unit of "a lot": the sum
+/// keeps room for sampling noise near the bound (a canary sees a fraction of the requests),
+/// the factor for the spread of two releases in one real outage at high values. Stable at 2 %
+/// errors with `max` 1 %: up to 3 % is the same outage, 100 % is the candidate's failure.
+pub const OUTAGE_FACTOR: f64 = 1.5;
 
 /// What was observed of one revision over one window.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -121,23 +132,64 @@ fn dependency_down(candidate: &Evidence, stable: Option<&Evidence>) -> Option<St
     }
 }
 
-/// The stable release breaks the check's fixed bounds too, and the candidate is no worse than
-/// the baseline (if the check has one) allows: a candidate worse than the stable release over
-/// the same outage fails on its own.
+/// The stable release breaks the check's fixed bounds too, and the candidate is not clearly
+/// worse than it: a candidate clearly worse than the stable release over the same outage fails
+/// on its own (an outage of the stable release cannot hide a much worse candidate).
 fn stable_fails_too(check: &Check, candidate: &Evidence, stable: &Evidence) -> Option<String> {
     let value = stable.value(check)?;
     let fails =
         check.max.is_some_and(|max| value > max) || check.min.is_some_and(|min| value < min);
-    let within_baseline = match (&check.baseline, candidate.value(check)) {
-        (Some(baseline), Some(own)) => own <= baseline_limit(baseline, value),
-        _ => true,
+    let shares = match candidate.value(check) {
+        Some(own) => not_clearly_worse(check, own, value),
+        None => true,
     };
-    (fails && within_baseline).then(|| {
+    (fails && shares).then(|| {
         format!(
-            "dependency outage: the stable release fails it too ({})",
-            fmt(value)
+            "dependency outage: the stable release fails it too ({}; the candidate shares it {})",
+            fmt(value),
+            outage_tolerance(check, value)
         )
     })
+}
+
+/// The candidate's value is within what a shared outage explains next to the stable release's
+/// failing value: the check's baseline when it has one, otherwise the default tolerance
+/// ([`OUTAGE_FACTOR`]).
+fn not_clearly_worse(check: &Check, own: f64, stable: f64) -> bool {
+    match (&check.baseline, outage_ceiling(check, stable)) {
+        (Some(baseline), _) => own <= baseline_limit(baseline, stable),
+        (None, Some(ceiling)) => own <= ceiling,
+        (None, None) => own >= outage_floor(stable),
+    }
+}
+
+/// Without a baseline, the highest candidate value one outage explains when the stable
+/// release is over the check's `max`; `None` when it is not (it is under `min`).
+fn outage_ceiling(check: &Check, stable: f64) -> Option<f64> {
+    let max = check.max.filter(|max| stable > *max)?;
+    let tolerance = Baseline {
+        max_factor: Some(OUTAGE_FACTOR),
+        max_increase: Some(max),
+    };
+    Some(baseline_limit(&tolerance, stable))
+}
+
+/// Without a baseline, the lowest candidate value one outage explains when the stable release
+/// is under the check's `min` (higher is better there).
+fn outage_floor(stable: f64) -> f64 {
+    (stable / OUTAGE_FACTOR).min(stable)
+}
+
+/// The tolerance as text, for the reason of an outage verdict.
+fn outage_tolerance(check: &Check, stable: f64) -> String {
+    match (&check.baseline, outage_ceiling(check, stable)) {
+        (Some(baseline), _) => format!(
+            "up to {} by its baseline",
+            fmt(baseline_limit(baseline, stable))
+        ),
+        (None, Some(ceiling)) => format!("up to {}", fmt(ceiling)),
+        (None, None) => format!("down to {}", fmt(outage_floor(stable))),
+    }
 }
 
 fn shared_dependency(candidate: &Evidence, stable: &Evidence) -> Option<String> {
@@ -621,7 +673,10 @@ mod tests {
         let (_, reason) = verdict_of(&er, policy, &bad, Some(&bad));
         assert_eq!(
             reason.as_deref(),
-            Some("dependency outage: the stable release fails it too (0.3)")
+            Some(
+                "dependency outage: the stable release fails it too (0.3; the candidate shares \
+                 it up to 0.45)"
+            )
         );
         let (_, reason) = verdict_of(&er, policy, &bad_kafka_down, None);
         assert_eq!(
@@ -658,6 +713,113 @@ mod tests {
         );
     }
 
+    /// Point 2 of issue 26: an outage of the stable release cannot hide a candidate that is
+    /// clearly worse than it. Without a baseline the default tolerance decides (up to
+    /// `OUTAGE_FACTOR` × stable or stable + `max`, whichever is more; down to stable /
+    /// `OUTAGE_FACTOR` under a `min`); with one, the baseline does, as before.
+    #[test]
+    fn a_failing_stable_release_excuses_only_a_candidate_that_is_not_clearly_worse() {
+        use Verdict::{DependencyOutage, Fail};
+        let er = check(MetricKind::Prometheus, Some(0.01), None);
+        let lenient = check(MetricKind::Prometheus, Some(0.01), factor(10.0));
+        let strict = check(
+            MetricKind::Prometheus,
+            Some(0.01),
+            Some(Baseline {
+                max_factor: None,
+                max_increase: Some(0.001),
+            }),
+        );
+        let floor = Check {
+            min: Some(10.0),
+            ..check(MetricKind::Prometheus, None, None)
+        };
+        let restarts = check(MetricKind::Prometheus, Some(0.0), None);
+        type Case<'a> = (&'a str, &'a Check, f64, f64, Verdict);
+        let cases: Vec<Case> = vec![
+            ("stable 2 %, candidate 100 %", &er, 0.02, 1.0, Fail),
+            (
+                "stable 2 %, candidate 2.5 %",
+                &er,
+                0.02,
+                0.025,
+                DependencyOutage,
+            ),
+            (
+                "stable 2 %, candidate at stable + max",
+                &er,
+                0.02,
+                0.03,
+                DependencyOutage,
+            ),
+            ("stable 2 %, candidate just beyond", &er, 0.02, 0.031, Fail),
+            (
+                "stable 50 %, candidate at 1.5 ×",
+                &er,
+                0.5,
+                0.75,
+                DependencyOutage,
+            ),
+            ("stable 50 %, candidate beyond 1.5 ×", &er, 0.5, 0.8, Fail),
+            (
+                "candidate better than the stable",
+                &er,
+                0.3,
+                0.1,
+                DependencyOutage,
+            ),
+            (
+                "a lenient baseline rules",
+                &lenient,
+                0.02,
+                0.15,
+                DependencyOutage,
+            ),
+            ("beyond the lenient baseline", &lenient, 0.02, 0.25, Fail),
+            ("a strict baseline rules", &strict, 0.02, 0.025, Fail),
+            (
+                "within the strict baseline",
+                &strict,
+                0.02,
+                0.0205,
+                DependencyOutage,
+            ),
+            (
+                "under min, candidate a bit lower",
+                &floor,
+                6.0,
+                4.5,
+                DependencyOutage,
+            ),
+            ("under min, candidate far lower", &floor, 6.0, 1.0, Fail),
+            (
+                "max 0: stable 2, candidate 3",
+                &restarts,
+                2.0,
+                3.0,
+                DependencyOutage,
+            ),
+            ("max 0: stable 2, candidate 4", &restarts, 2.0, 4.0, Fail),
+        ];
+        for (name, check, stable, own, verdict) in cases {
+            let stable = measured(Some(stable), true, &[]);
+            let candidate = measured(Some(own), true, &[]);
+            let (got, reason) = verdict_of(check, NoDataPolicy::Ignore, &candidate, Some(&stable));
+            assert_eq!(got, verdict, "{name}: {reason:?}");
+        }
+        // A dependency both releases report down is an outage whatever the values: the cap on
+        // outage rounds with live traffic bounds it (rollout::decide).
+        let stable = measured(Some(0.02), true, &["database"]);
+        let candidate = measured(Some(1.0), true, &["database"]);
+        let (got, _) = verdict_of(&er, NoDataPolicy::Ignore, &candidate, Some(&stable));
+        assert_eq!(got, DependencyOutage);
+        // No candidate data cannot be clearly worse: a failing stable excuses it as before.
+        let silent = measured(None, true, &[]);
+        let stable = measured(Some(0.02), true, &[]);
+        let (got, _) = verdict_of(&er, NoDataPolicy::Fail, &silent, Some(&stable));
+        assert_eq!(got, DependencyOutage);
+    }
+
     mod properties {
         use proptest::prelude::*;
 
@@ -681,6 +843,14 @@ mod tests {
 
         fn fails(max: f64, value: Option<f64>) -> bool {
             value.is_some_and(|v| v > max)
+        }
+
+        /// The default outage tolerance, written out independently of the code under test.
+        fn clearly_worse(max: f64, own: Option<f64>, stable: Option<f64>) -> bool {
+            match (own, stable) {
+                (Some(own), Some(stable)) => own > (stable * 1.5).max(stable + max),
+                _ => false,
+            }
         }
 
         proptest! {
@@ -713,7 +883,11 @@ mod tests {
                     // No data while a shared dependency is down waits, whatever the policy.
                     _ if own.is_none() && dependency_down => Verdict::DependencyOutage,
                     // Otherwise only a failure can become an outage.
-                    (Verdict::Fail, Some(_)) if fails(max, stable_value) || shared => {
+                    // A failing stable release excuses only a candidate not clearly worse.
+                    (Verdict::Fail, Some(_))
+                        if fails(max, stable_value) && !clearly_worse(max, own, stable_value)
+                            || shared =>
+                    {
                         Verdict::DependencyOutage
                     }
                     (Verdict::Fail, None) if !own_down.is_empty() => Verdict::DependencyOutage,
@@ -723,6 +897,10 @@ mod tests {
                 prop_assert_eq!(reason.is_some(), verdict == Verdict::DependencyOutage);
                 // A candidate that fails while the stable release is fine fails, as before.
                 if fails(max, own) && compared.is_some() && !fails(max, stable_value) && !shared {
+                    prop_assert_eq!(verdict, Verdict::Fail);
+                }
+                // An outage of the stable release alone never hides a clearly worse candidate.
+                if compared.is_some() && clearly_worse(max, own, stable_value) && !shared {
                     prop_assert_eq!(verdict, Verdict::Fail);
                 }
                 // Neither fails: nothing is relabelled.

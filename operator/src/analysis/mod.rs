@@ -8,8 +8,12 @@
 
 mod evaluate;
 pub mod exposition;
+mod hold;
 mod window;
 
-pub use evaluate::{DEFAULT_QUANTILE, Evidence, evaluate, judge, outage, round_verdict};
+pub use evaluate::{
+    DEFAULT_QUANTILE, Evidence, OUTAGE_FACTOR, evaluate, judge, outage, round_verdict,
+};
 pub use exposition::{Exposition, ParseError, Sample, parse};
+pub use hold::{outage_limit_at, track_outage};
 pub use window::{PodWindow, Window};

@@ -442,6 +442,21 @@ pub struct AnalysisSpec {
     /// What a check without data means, unless the check says otherwise.
     #[serde(default)]
     pub no_data_policy: NoDataPolicy,
+    /// Seconds dependency-outage measurements in a row may hold a release that carries live
+    /// traffic before it is rolled back: a canary at a weight above 0 (reason
+    /// `DependencyOutageLimit`), or a new stable release in its post-promotion watch
+    /// (`PostPromotionFailure`; while an outage holds the watch the previous release is kept
+    /// up past the scale-down delay, so the watch does not end blind). Counted from the start
+    /// of the first outage window; a passing or failing measurement ends the count. Without
+    /// live traffic (blue/green preview, a canary at weight 0) the analysis keeps waiting,
+    /// until its deadline. The operator cannot tell an outage the candidate causes (it floods
+    /// the database and the stable release then fails too) from one that begins with it by
+    /// chance: with live traffic this bound rolls back either, which ends the first and costs
+    /// a retry of the second. A candidate clearly worse than a failing stable release is not an
+    /// outage at all (see `checks[].baseline`).
+    #[serde(default = "defaults::max_live_outage_seconds")]
+    #[schemars(range(min = 1, max = 86400))]
+    pub max_live_outage_seconds: i32,
 }
 
 /// One check of a measurement.
@@ -466,7 +481,12 @@ pub struct Check {
     /// The measured value must be at least this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min: Option<f64>,
-    /// Compare with the stable pods measured over the same window (lower is better).
+    /// Compare with the stable pods measured over the same window (lower is better). It also
+    /// says how much worse than a stable release that fails the check's `max`/`min` too the
+    /// candidate may be and still share its dependency outage. Unset: the default outage
+    /// tolerance, up to 1.5 × the stable value or the stable value + `max` (whichever is more;
+    /// under a failed `min`, down to the stable value / 1.5). Stable at 2 % errors with
+    /// `max: 0.01`: a candidate up to 3 % waits for the outage, one at 100 % fails.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub baseline: Option<Baseline>,
     /// What no data means for this check; the analysis' `noDataPolicy` when unset.
@@ -582,6 +602,10 @@ pub mod defaults {
     pub fn consecutive_failure_limit() -> i32 {
         2
     }
+    /// One minute: six measurements at the default interval.
+    pub fn max_live_outage_seconds() -> i32 {
+        60
+    }
     /// Error ratio under 1 % and no restarts: enough to catch a broken release by default.
     pub fn checks() -> Vec<Check> {
         vec![
@@ -648,6 +672,7 @@ impl Default for AnalysisSpec {
             failure_limit: defaults::failure_limit(),
             consecutive_failure_limit: defaults::consecutive_failure_limit(),
             no_data_policy: NoDataPolicy::default(),
+            max_live_outage_seconds: defaults::max_live_outage_seconds(),
         }
     }
 }

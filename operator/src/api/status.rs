@@ -187,12 +187,35 @@ pub struct AnalysisProgress {
     /// with no stable to compare with, for the measured pods themselves).
     #[serde(default)]
     pub dependency_outages: i32,
+    /// Start of the window of the first of the newest dependency-outage measurements in a row
+    /// (unset once a passing or failing one ends them): how long an outage has held the
+    /// release, bounded by `analysis.maxLiveOutageSeconds` while it carries live traffic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outage_since: Option<Time>,
     /// Time of the newest measurement counted; older ones are never counted twice.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_measured_at: Option<Time>,
     /// When the analysis passed (blue/green auto-promotion counts from here).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub passed_at: Option<Time>,
+}
+
+impl AnalysisProgress {
+    /// The counters of an analysis of `revision` beginning `at`: nothing measured yet.
+    pub fn begin(revision: &str, at: Time) -> Self {
+        Self {
+            revision: revision.to_owned(),
+            started_at: at,
+            successes: 0,
+            failures: 0,
+            consecutive_failures: 0,
+            inconclusive: 0,
+            dependency_outages: 0,
+            outage_since: None,
+            last_measured_at: None,
+            passed_at: None,
+        }
+    }
 }
 
 /// One check evaluated over one window.

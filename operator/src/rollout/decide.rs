@@ -7,7 +7,7 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
-use crate::analysis::round_verdict;
+use crate::analysis::{outage_limit_at, round_verdict, track_outage};
 use crate::api::{
     AnalysisProgress, AurenRuntimeStatus, CanaryStatus, CheckedStep, MAX_HISTORY, MAX_MEASUREMENTS,
     Measurement, Outcome, Phase, PreviousRevision, ReleaseRecord, RevisionRef, SpecError, Verdict,
@@ -430,17 +430,7 @@ impl<'a> Decision<'a> {
         let Some(candidate) = self.candidate() else {
             return;
         };
-        self.st.analysis = Some(AnalysisProgress {
-            revision: candidate.hash.clone(),
-            started_at: Time(self.now()),
-            successes: 0,
-            failures: 0,
-            consecutive_failures: 0,
-            inconclusive: 0,
-            dependency_outages: 0,
-            last_measured_at: None,
-            passed_at: None,
-        });
+        self.st.analysis = Some(AnalysisProgress::begin(&candidate.hash, Time(self.now())));
         self.enter(
             Phase::Analyzing,
             "Analyzing",
@@ -517,6 +507,11 @@ impl<'a> Decision<'a> {
             self.roll_back("AnalysisFailed", message);
             return true;
         }
+        if self.carries_live_traffic() && self.live_outage_over() {
+            let message = self.live_outage_message();
+            self.roll_back("DependencyOutageLimit", message);
+            return true;
+        }
         if rounds.contains(&Verdict::Inconclusive) {
             let message = format!(
                 "inconclusive measurement: {}; promote, abort or retry",
@@ -537,9 +532,17 @@ impl<'a> Decision<'a> {
     /// and says why; a Warning Event when the wait begins.
     fn wait_for_dependency(&mut self) {
         let outage = self.newest_outage();
+        let bound = if self.carries_live_traffic() {
+            format!(
+                "lasts {}s with live traffic",
+                self.max_live_outage_seconds()
+            )
+        } else {
+            "outlasts the analysis deadline".to_owned()
+        };
         let message = format!(
             "waiting for a dependency outage to end ({outage}); the analysis resumes when it \
-             does and rolls back if it outlasts the analysis deadline"
+             does and rolls back if it {bound}"
         );
         if self.st.reason.as_deref() != Some(DEPENDENCY_OUTAGE) {
             self.event(EventKind::Warning, DEPENDENCY_OUTAGE, message.clone());
@@ -557,6 +560,38 @@ impl<'a> Decision<'a> {
         self.event(EventKind::Normal, "DependencyRecovered", message.clone());
         self.st.reason = Some("Analyzing".into());
         self.st.message = Some(message);
+    }
+
+    /// A canary at a weight above 0 serves production; a blue/green preview does not.
+    fn carries_live_traffic(&self) -> bool {
+        self.st.canary.is_some() && self.requested_weight() > 0
+    }
+
+    /// True when outage rounds in a row have held the analysed release for
+    /// `maxLiveOutageSeconds` (otherwise that moment becomes due).
+    fn live_outage_over(&mut self) -> bool {
+        let Some(over_at) = (self.st.analysis.as_ref())
+            .and_then(|p| outage_limit_at(p, Duration::from_secs(self.max_live_outage_seconds())))
+        else {
+            return false;
+        };
+        if self.now() < over_at {
+            self.due_at(over_at);
+        }
+        self.now() >= over_at
+    }
+
+    fn live_outage_message(&self) -> String {
+        format!(
+            "a dependency outage held it with live traffic for {}s ({}); if it caused the \
+             outage, the rollback ends it",
+            self.max_live_outage_seconds(),
+            self.newest_outage()
+        )
+    }
+
+    fn max_live_outage_seconds(&self) -> u64 {
+        u64::try_from(self.obs.spec.analysis.max_live_outage_seconds).unwrap_or(0)
     }
 
     fn newest_outage(&self) -> String {
@@ -585,6 +620,9 @@ impl<'a> Decision<'a> {
             progress.last_measured_at.as_ref(),
         ) {
             let verdict = round_verdict(&round);
+            let window_start =
+                (progress.last_measured_at.clone()).unwrap_or(progress.started_at.clone());
+            track_outage(&mut progress, verdict, &window_start);
             count(&mut progress, verdict);
             progress.last_measured_at = round.first().map(|m| m.at.clone());
             verdicts.push(verdict);
@@ -740,17 +778,7 @@ impl<'a> Decision<'a> {
 
     /// Counters for the post-promotion watch of the new stable release.
     fn watch_progress(&self, revision: &str) -> AnalysisProgress {
-        AnalysisProgress {
-            revision: revision.to_owned(),
-            started_at: Time(self.now()),
-            successes: 0,
-            failures: 0,
-            consecutive_failures: 0,
-            inconclusive: 0,
-            dependency_outages: 0,
-            last_measured_at: None,
-            passed_at: None,
-        }
+        AnalysisProgress::begin(revision, Time(self.now()))
     }
 
     /// Healthy, Degraded, RolledBack: watch the stable release (and the fresh promotion).
@@ -805,11 +833,19 @@ impl<'a> Decision<'a> {
                 && (p.failures >= limits.failure_limit
                     || p.consecutive_failures >= limits.consecutive_failure_limit)
         });
-        if !(failed || release.api.crash_looping || release.consumer.crash_looping) {
+        let watched = self
+            .st
+            .analysis
+            .as_ref()
+            .is_some_and(|p| p.revision == stable.hash);
+        let held = watched && self.live_outage_over();
+        if !(failed || held || release.api.crash_looping || release.consumer.crash_looping) {
             return false;
         }
         let why = if failed {
             self.failing_summary()
+        } else if held {
+            self.live_outage_message()
         } else {
             format!("crash-looping ({} restarts)", restarts(&release))
         };
@@ -836,6 +872,9 @@ impl<'a> Decision<'a> {
         if self.now() < previous.scale_down_at.0 {
             return self.due_at(previous.scale_down_at.0);
         }
+        if self.outage_holds_watch() {
+            return;
+        }
         self.st.previous = None;
         if self
             .st
@@ -850,6 +889,14 @@ impl<'a> Decision<'a> {
             "ScaledDown",
             format!("previous release {} scaled down", previous.hash),
         );
+    }
+
+    /// An outage holds the post-promotion watch: the previous release stays up (bounded by
+    /// `maxLiveOutageSeconds`, then the watch switches back) so the watch does not end blind.
+    fn outage_holds_watch(&self) -> bool {
+        let stable = self.st.stable.as_ref().map(|s| s.hash.as_str());
+        (self.st.analysis.as_ref())
+            .is_some_and(|p| Some(p.revision.as_str()) == stable && p.outage_since.is_some())
     }
 
     /// Ends the rollout: traffic and consumers stay on (or return to) stable.
