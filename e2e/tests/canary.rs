@@ -126,7 +126,7 @@ async fn a_good_canary_completes_by_itself_and_serves_each_steps_weight() {
         })
         .await;
     assert_eq!(st.phase, Some(Phase::Healthy), "{:?}", st.message);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    load.carries_on(50).await;
     let answers = load.finish().await;
     let log = log.finish().await;
 
@@ -224,7 +224,7 @@ async fn a_canary_with_three_times_the_baseline_error_ratio_is_rolled_back_at_th
         })
         .await;
     let rolled_back = Instant::now();
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    load.carries_on(50).await;
     let answers = load.finish().await;
     let log = log.finish().await;
 
@@ -318,7 +318,7 @@ async fn an_indefinite_pause_waits_for_promote_and_abort_returns_to_stable() {
     assert_eq!(st.phase, Some(Phase::Paused));
     let canary = st.canary.clone().unwrap();
     assert_eq!((canary.current_step, canary.requested_weight), (1, 50));
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    env.settled().await;
     let st = env.ns.status(NAME).await;
     assert!(paused(&st), "still waiting: {:?}", st.reason);
     let client = support::http_client();
@@ -502,7 +502,7 @@ async fn partition_share_canary(prefix: &str, end: End) {
     };
     assert_eq!(st.phase, Some(want), "{:?}", st.message);
     assert_eq!(st.stable.as_ref().map(|s| &s.hash), Some(stable));
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    load.carries_on(50).await;
     let answers = load.finish().await;
     let statuses = statuses.finish().await;
     let accepted = accepted_ids(&answers);

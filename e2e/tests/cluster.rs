@@ -7,6 +7,8 @@
 // Test helpers outside #[test] fns: clippy.toml's in-test allowance does not reach them.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
@@ -415,11 +417,11 @@ async fn unsatisfied_readiness_gate_keeps_pod_unready_until_patched() {
         condition(&containers_ready, "Ready").as_deref(),
         Some("False")
     );
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(
-        condition(&t.pod("g").await, "Ready").as_deref(),
-        Some("False")
-    );
+    support::never("Ready without the gate", 2, || async {
+        let ready = condition(&t.pod("g").await, "Ready");
+        (ready.as_deref() != Some("False")).then_some(ready)
+    })
+    .await;
     let patch = json!({"status": {"conditions": [{"type": gate, "status": "True"}]}});
     pods.patch_status("g", &PatchParams::default(), &Patch::Strategic(&patch))
         .await
@@ -432,14 +434,12 @@ async fn unsatisfied_readiness_gate_keeps_pod_unready_until_patched() {
         }
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let p = t.pod("g").await;
-    assert_eq!(
-        condition(&p, gate).as_deref(),
-        Some("True"),
-        "gate condition dropped"
-    );
-    assert_eq!(condition(&p, "Ready").as_deref(), Some("True"));
+    support::never("gate condition dropped, or Ready lost", 2, || async {
+        let p = t.pod("g").await;
+        let seen = (condition(&p, gate), condition(&p, "Ready"));
+        (seen.0.as_deref() != Some("True") || seen.1.as_deref() != Some("True")).then_some(seen)
+    })
+    .await;
     t.cleanup().await;
 }
 

@@ -32,7 +32,8 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
 use support::{
-    Answer, Env, Load, NAME, Operator, accepted_ids, assert_none_failed, failures, state_dir,
+    Accepted, Answer, Env, Load, NAME, Operator, accepted_ids, assert_none_failed, failures,
+    state_dir,
 };
 
 // ---------------------------------------------------------------- cluster components
@@ -292,13 +293,13 @@ async fn assert_runtime_watch_delivers(env: &Env, since: Instant, secs: u64) -> 
 /// Posts through the active Service until v2 answers (the proxy forwards by the Service's
 /// EndpointSlices, which kube-controller-manager writes); returns how long after `since` that
 /// was, and the ids of the accepted probe events.
-async fn routes_to(env: &Env, v2: &str, since: Instant, secs: u64) -> (Duration, HashSet<String>) {
+async fn routes_to(env: &Env, v2: &str, since: Instant, secs: u64) -> (Duration, Accepted) {
     let (client, addr) = (support::http_client(), env.active().await);
-    let mut ids = HashSet::new();
+    let mut ids = Accepted::default();
     loop {
         let answer = support::post_event(&client, &addr, "u-probe", 1).await;
         assert_eq!(answer.status, 202, "{answer:?}");
-        ids.extend(answer.id);
+        ids.extend(answer.accepted());
         if answer.release.as_deref() == Some(v2) {
             return (since.elapsed(), ids);
         }
@@ -487,7 +488,7 @@ async fn operator_leader_killed_during_the_consumer_handover() {
         "the second replica led"
     );
     eprintln!("after the handover: {:?}", consumer_roles(&env).await);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    load.carries_on(50).await;
     let answers = load.finish().await;
 
     assert_none_failed(&answers);
@@ -548,12 +549,26 @@ async fn node_agent_killed_while_analyzing_adopts_its_pods() {
         component_pid("auren-node-agent")
     );
 
-    // Two status rounds of the new agent (it ticks every 250 ms; the readiness probe is 5 s).
-    tokio::time::sleep(Duration::from_secs(6)).await;
-    let after = pods(&env).await;
-    for (name, was) in &before {
-        assert_eq!(after.get(name), Some(was), "pod {name} is unchanged");
-    }
+    // The new agent has taken every pod over; then, over its first readiness probes (5 s
+    // period; it ticks every 250 ms), no pod may change.
+    let adopted = || {
+        let log = std::fs::read_to_string(log_path("auren-node-agent")).unwrap_or_default();
+        log.lines()
+            .filter(|l| l.contains("adopted the running process") && l.contains(&env.ns.name))
+            .count()
+    };
+    support::wait_for("the new agent to adopt every pod", 30, || async {
+        (adopted() >= before.len()).then_some(())
+    })
+    .await;
+    support::never("a pod changed after the adoption", 6, || async {
+        let after = pods(&env).await;
+        let changed = before
+            .iter()
+            .find(|(name, was)| after.get(*name) != Some(was));
+        changed.map(|(name, _)| (name.clone(), after.get(name).cloned()))
+    })
+    .await;
     let processes = support::pod_processes(&env.ns.name);
     let expected: Vec<(u32, String)> = {
         let mut v: Vec<_> = before
@@ -564,12 +579,7 @@ async fn node_agent_killed_while_analyzing_adopts_its_pods() {
         v
     };
     assert_eq!(processes, expected, "one process per pod, the adopted one");
-    let agent_log = std::fs::read_to_string(log_path("auren-node-agent")).unwrap_or_default();
-    let adopted = agent_log
-        .lines()
-        .filter(|l| l.contains("adopted the running process") && l.contains(&env.ns.name))
-        .count();
-    assert_eq!(adopted, 4, "the new agent adopted every pod's process");
+    assert_eq!(adopted(), 4, "the new agent adopted every pod's process");
 
     let st = wait_settled(&env, 120).await;
     assert_promoted(&st, &v1, &v2);

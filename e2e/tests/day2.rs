@@ -110,6 +110,12 @@ async fn replicas_of(env: &Env, deployment: &str) -> Option<i32> {
     found.map(|d| d.1)
 }
 
+/// The `/scale` subresource of the AurenRuntime, as the HPA controller reads it.
+fn scale_of(ns: &str) -> Value {
+    let path = format!("/apis/auren.io/v1alpha1/namespaces/{ns}/aurenruntimes/{NAME}/scale");
+    serde_json::from_str(&kubectl(&["get", "--raw", &path], None)).unwrap()
+}
+
 /// A HorizontalPodAutoscaler (autoscaling/v2beta2) named `name` on `target` (apiVersion,
 /// kind, name), between `min` and 3 replicas on CPU, which no metrics-server here measures.
 fn hpa(ns: &str, name: &str, target: (&str, &str, &str), min: i32) -> String {
@@ -140,11 +146,12 @@ fn hpa_target(ns: &str, name: &str) -> String {
 /// under load: the stable and the candidate API Deployments follow, the rollout carries on
 /// (scaling is not a release), no request fails and every accepted event is stored once. Then
 /// a real HorizontalPodAutoscaler (autoscaling/v2beta2, the newest on 1.20) reads the `/scale`
-/// subresource (its currentReplicas is the AurenRuntime's status.replicas); it cannot get
-/// metrics (no metrics-server here), so it scales nothing.
+/// subresource: its currentReplicas is the subresource's spec.replicas (the AurenRuntime's
+/// spec.api.replicas), shown apart from status.replicas while the operator is stopped; it
+/// cannot get metrics (no metrics-server here), so it scales nothing.
 #[tokio::test]
 async fn kubectl_scale_mid_rollout_resizes_both_releases_and_an_hpa_reads_the_scale() {
-    let env = Env::start("day2-scale").await;
+    let mut env = Env::start("day2-scale").await;
     let v1 = env.install("auren/runtime:v1").await;
     let st = env.ns.status(NAME).await;
     assert_eq!(
@@ -204,21 +211,43 @@ async fn kubectl_scale_mid_rollout_resizes_both_releases_and_an_hpa_reads_the_sc
         Some(2),
         "promoted at the scaled size"
     );
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    load.carries_on(50).await;
     let answers = load.finish().await;
     assert_none_failed(&answers);
     env.assert_stored_once(&accepted_ids(&answers)).await;
 
+    // The HPA reads the target's `/scale`: spec.replicas is its currentReplicas, status.replicas
+    // is not used by it. To tell them apart, the operator stops (nothing writes
+    // status.replicas or resizes a Deployment) and the AurenRuntime is scaled to 1: the
+    // subresource then says spec 1, status 2.
+    assert_eq!(env.operator.stop(), Some(0), "the operator stops cleanly");
+    kubectl(
+        &[
+            "-n",
+            &ns,
+            "scale",
+            &format!("aurenruntime/{NAME}"),
+            "--replicas=1",
+        ],
+        None,
+    );
+    let scale = scale_of(&ns);
+    assert_eq!(
+        (&scale["spec"]["replicas"], &scale["status"]["replicas"]),
+        (&json!(1), &json!(2)),
+        "/scale: {scale}"
+    );
     let runtime = ("auren.io/v1alpha1", "AurenRuntime", NAME);
     kubectl(&["apply", "-f", "-"], Some(&hpa(&ns, NAME, runtime, 1)));
-    // The 1.20 HPA controller reads the target's `/scale` before it asks for metrics: its
-    // currentReplicas can only come from the AurenRuntime's status.replicas through the
-    // subresource. Without a metrics API it then stops with FailedGetResourceMetric (and, on
-    // 1.20, writes no conditions on that path).
+    // The 1.20 HPA controller reads the target's `/scale` before it asks for metrics, and
+    // reports scale.spec.replicas as its currentReplicas. Without a metrics API it then stops
+    // with FailedGetResourceMetric (and, on 1.20, writes no conditions on that path).
     let status = wait_for("the HPA to read the scale subresource", 90, || async {
         let out = kubectl(&["-n", &ns, "get", "hpa", NAME, "-o", "json"], None);
         let hpa: Value = serde_json::from_str(&out).unwrap();
-        (hpa["status"]["currentReplicas"] == 2).then(|| hpa["status"].clone())
+        let current = hpa["status"]["currentReplicas"].clone();
+        assert_ne!(current, 2, "the HPA took status.replicas: {hpa}");
+        (current == 1).then(|| hpa["status"].clone())
     })
     .await;
     let no_metrics = wait_for("the HPA to report it has no metrics", 60, || async {
@@ -240,9 +269,10 @@ async fn kubectl_scale_mid_rollout_resizes_both_releases_and_an_hpa_reads_the_sc
     );
     let spec = env.ns.runtimes().get(NAME).await.unwrap().spec;
     assert_eq!(
-        spec.api.replicas, 2,
+        spec.api.replicas, 1,
         "without metrics the HPA leaves the replicas alone"
     );
+    env.operator = Operator::start(&ns, "auren-operator", &format!("{ns}-b"));
 
     // Raising its minimum to 3 makes the HPA controller scale the AurenRuntime itself (it
     // needs no metrics for that): it writes spec.api.replicas through `/scale`, and the
@@ -295,7 +325,7 @@ async fn consumers_follow_their_autoscaler_through_a_release() {
     })
     .await;
     let load = Load::start(env.active().await, "u-consumers");
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    env.settled().await;
     assert_eq!(
         consumer_replicas(&env, &v1).await,
         Some(2),
@@ -321,7 +351,7 @@ async fn consumers_follow_their_autoscaler_through_a_release() {
     let pointed = format!("HorizontalPodAutoscaler/consumers -> {v2}");
     assert_eq!(st.consumer_autoscaler.as_deref(), Some(pointed.as_str()));
     assert_eq!(consumer_replicas(&env, &v2).await, Some(2));
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    load.carries_on(50).await;
     let answers = load.finish().await;
     assert_none_failed(&answers);
     env.assert_stored_once(&accepted_ids(&answers)).await;

@@ -387,7 +387,7 @@ async fn kill_9_of_runtime_pods_during_a_cutover_loses_no_accepted_event() {
     for k in &promoting {
         wait_restarted(&env.ns, k, 30).await;
     }
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    active.carries_on(50).await;
     let active = active.finish().await;
     let mut answers = preview.finish().await;
     answers.extend(active.iter().cloned());
@@ -500,7 +500,7 @@ async fn broker_out_for_10s_during_the_cutover(mut env: Env, outage: Outage, wor
         back_at.elapsed()
     );
     let probe = probe_acceptance(&env, back_at, Duration::from_secs(15)).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    active.carries_on(50).await;
     let mut answers = finish(vec![active, preview]).await;
     answers.extend(probe);
     answers.sort_by_key(|a| a.at);
@@ -593,7 +593,7 @@ async fn postgres_restarted_during_the_consumer_handover_loses_no_accepted_event
     let restarted_at = Instant::now();
     eprintln!("postgres down for {:?}", restarted_at - stopped_at);
     let st = wait_promoted(&env, &v2, 60).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    active.carries_on(50).await;
     let active = active.finish().await;
     let mut answers = preview.finish().await;
     answers.extend(active.iter().cloned());
@@ -799,7 +799,7 @@ async fn a_bad_release_during_a_broker_outage_is_still_rolled_back() {
         .await;
     let rolled_back_after = frozen.1.elapsed();
     eprintln!("rolled back {rolled_back_after:?} after the broker returned");
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    active.carries_on(50).await;
     let active = active.finish().await;
     let answers = finish(vec![preview])
         .await

@@ -4,6 +4,11 @@
 //! pod's `auren.io/healthy` gate and the broker's return must reopen every one, each change
 //! reaching the operator as a push (an answer of the pod's `/health` long poll).
 //!
+//! Every gate, closed or reopened, must be written within 2 s of its pod's `/health` change
+//! (the operator's histogram below): without the push, only the operator's 5 s requeue of
+//! unhealthy runtimes and the pods' readiness probes would move the gates, and the count
+//! assertions alone would still pass.
+//!
 //! It also measures, and prints:
 //! - **follow**: from a pod's `/health` changing to its gate written, the operator's own
 //!   histogram `auren_operator_readiness_gate_follow_seconds{gate="open"}` (p50/p99 by bucket);
@@ -28,6 +33,11 @@ use serde_json::json;
 use support::Env;
 
 const BUCKET: &str = "auren_operator_readiness_gate_follow_seconds_bucket{";
+/// Every gate must follow its pod's `/health` within this many seconds (a bound of the
+/// histogram's buckets): the push does it in well under a second, while the fallback without
+/// it, the operator's 5 s requeue of unhealthy runtimes (`UNHEALTHY_REQUEUE`) and the pods'
+/// readiness probes (5 s period, 3 failures), takes longer.
+const FOLLOW_BOUND: f64 = 2.0;
 
 fn size(var: &str, default: usize) -> usize {
     std::env::var(var)
@@ -79,15 +89,16 @@ async fn wait_gates(env: &Env, pods: usize, open: bool, since: Instant) -> Vec<D
     seen.into_values().collect()
 }
 
-/// Cumulative counts of the `gate="open"` follow histogram, by upper bound.
-fn open_buckets(metrics: &str) -> Vec<(f64, f64)> {
+/// Cumulative counts of the follow histogram of `gate` ("open" or "closed"), by upper bound.
+fn buckets(metrics: &str, gate: &str) -> Vec<(f64, f64)> {
+    let label = format!("gate=\"{gate}\"");
     metrics
         .lines()
         .filter_map(|l| l.strip_prefix(BUCKET))
         .filter_map(|rest| {
             let (labels, count) = rest.split_once("} ")?;
             let labels: Vec<&str> = labels.split(',').collect();
-            if !labels.contains(&"gate=\"open\"") {
+            if !labels.contains(&label.as_str()) {
                 return None;
             }
             let le = labels.iter().find_map(|l| l.strip_prefix("le="))?;
@@ -156,8 +167,9 @@ async fn readiness_gates_follow_every_outage_and_return_by_push() {
 
     let after = env.operator.metrics().await;
     let pushed = support::counter_value(&after, "auren_operator_health_changes_total");
-    let (p50, count) = quantile_bound(&open_buckets(&before), &open_buckets(&after), 0.5);
-    let (p99, _) = quantile_bound(&open_buckets(&before), &open_buckets(&after), 0.99);
+    let (open_before, open_after) = (buckets(&before, "open"), buckets(&after, "open"));
+    let (p50, count) = quantile_bound(&open_before, &open_after, 0.5);
+    let (p99, _) = quantile_bound(&open_before, &open_after, 0.99);
     from_return.sort();
     eprintln!(
         "gate reopenings: {count} followed (operator histogram): p50 <= {p50} s, p99 <= {p99} s"
@@ -179,4 +191,13 @@ async fn readiness_gates_follow_every_outage_and_return_by_push() {
         "each outage and return was pushed by every pod: {} pushes",
         pushed - pushed_before
     );
+    for gate in ["closed", "open"] {
+        let (slowest, count) = quantile_bound(&buckets(&before, gate), &buckets(&after, gate), 1.0);
+        eprintln!("gates {gate}: {count} followed, the slowest within {slowest} s");
+        assert!(
+            count >= reopenings && slowest <= FOLLOW_BOUND,
+            "every {gate} gate written within {FOLLOW_BOUND} s of its pod's /health change \
+             (by push): {count} written, the slowest within {slowest} s"
+        );
+    }
 }

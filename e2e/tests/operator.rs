@@ -43,7 +43,7 @@ async fn install_from_minimal_yaml_serves_and_stores() {
     );
 
     let client = support::http_client();
-    let mut ids = HashSet::new();
+    let mut ids = support::Accepted::default();
     for (service, user) in [
         (NAME.to_owned(), "u-active"),
         (format!("{NAME}-preview"), "u-preview"),
@@ -53,7 +53,7 @@ async fn install_from_minimal_yaml_serves_and_stores() {
             let answer = support::post_event(&client, &addr, user, n).await;
             assert_eq!(answer.status, 202, "{service} answers");
             assert_eq!(answer.release.as_deref(), Some(stable.hash.as_str()));
-            ids.insert(answer.id.unwrap());
+            ids.extend(answer.accepted());
         }
     }
     env.assert_stored_once(&ids).await;
@@ -93,7 +93,7 @@ async fn good_release_is_promoted_under_load_without_loss() {
         })
         .await;
     assert_eq!(st.phase, Some(Phase::Healthy), "{:?}", st.message);
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    active.carries_on(50).await;
     let answers = active.finish().await;
     let _ = preview.finish().await;
 
@@ -366,7 +366,7 @@ async fn an_invalid_spec_is_refused_or_reported_and_changes_nothing() {
         "{:?}",
         st.message
     );
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    env.settled().await;
     assert_eq!(env.deployments().await, before, "no workload changed");
     let st = env.ns.status(NAME).await;
     assert_eq!(st.stable.map(|s| s.hash), Some(v1.clone()));

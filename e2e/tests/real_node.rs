@@ -292,11 +292,11 @@ async fn assert_kubelet_restarts_a_killed_container(env: &Env, revision: &str) {
     eprintln!("consumer {name}: kill -9 {pid}; the kubelet restarted it as pid {restarted}");
     let client = support::http_client();
     let active = env.ns.cluster_addr(NAME).await;
-    let mut ids = HashSet::new();
+    let mut ids = support::Accepted::default();
     for n in 0..20 {
         let answer = support::post_event(&client, &active, "u-after-restart", n).await;
         assert_eq!(answer.status, 202, "accepted after the restart");
-        ids.insert(answer.id.unwrap());
+        ids.extend(answer.accepted());
     }
     env.assert_stored_once(&ids).await;
 }
@@ -377,7 +377,7 @@ async fn blue_green_on_real_containers_promotes_good_and_rolls_back_bad() {
         Some(v2.clone()),
         "v2 stays stable"
     );
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    active.carries_on(50).await;
     let answers = active.finish().await;
 
     assert_none_failed(&answers);

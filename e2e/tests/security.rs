@@ -210,6 +210,23 @@ fn implied_by_apply(used: &BTreeSet<(String, String)>) -> BTreeSet<(String, Stri
         .collect()
 }
 
+/// `Some` once the operator's `ControlIgnored` Events (events.k8s.io/v1) count `times`
+/// reports: a repeat patches the first one's series.
+async fn control_ignored(env: &Env, times: i32) -> Option<()> {
+    use k8s_openapi::api::events::v1::Event;
+    let events = env
+        .ns
+        .api::<Event>()
+        .list(&ListParams::default())
+        .await
+        .ok()?;
+    let reports: i32 = (events.items.iter())
+        .filter(|e| e.reason.as_deref() == Some("ControlIgnored"))
+        .map(|e| e.series.as_ref().map_or(1, |s| s.count))
+        .sum();
+    (reports >= times).then_some(())
+}
+
 #[tokio::test]
 async fn under_the_charts_rbac_the_operator_needs_all_of_it_and_leaks_no_secret() {
     let mut rbac = None;
@@ -256,14 +273,19 @@ async fn under_the_charts_rbac_the_operator_needs_all_of_it_and_leaks_no_secret(
     .await;
     // … and an Event reported twice (the Recorder patches the series): a control with no
     // rollout in flight is ignored, twice.
-    for value in ["1", "2"] {
+    for (value, times) in [("1", 1), ("2", 2)] {
         let patch = json!({"metadata": {"annotations": {"auren.io/abort": value}}});
         env.ns
             .runtimes()
             .patch(NAME, &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .unwrap();
-        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        wait_for(
+            &format!("ControlIgnored reported {times} times"),
+            30,
+            || control_ignored(&env, times),
+        )
+        .await;
     }
 
     let metrics = env.operator.metrics().await;

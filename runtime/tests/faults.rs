@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use support::*;
@@ -252,12 +251,12 @@ async fn standby_during_the_group_join_releases_every_partition() {
     let client = reqwest::Client::new();
     admin_role(&client, &blue, "standby").await;
     admin_role(&client, &green, "active").await;
-    let mut accepted = HashSet::new();
+    let mut accepted = Accepted::default();
     for n in 0..60 {
-        let (status, id) =
-            post_event(&client, &api, &oura_event(&format!("join-{}", n % 7), n)).await;
+        let event = oura_event(&format!("join-{}", n % 7), n);
+        let (status, id) = post_event(&client, &api, &event).await;
         assert_eq!(status, 202);
-        accepted.insert(id.unwrap());
+        accepted.insert(marker_of(&event), id.unwrap());
     }
     assert_all_stored_once(&s.db, &accepted).await;
     assert_eq!(

@@ -24,14 +24,21 @@ async fn every_accepted_event_is_stored_exactly_once_in_user_order() {
     let sends = users.iter().map(|user| {
         let (client, api) = (&client, &api);
         async move {
+            let mut accepted = Vec::new();
             for n in 0..per_user {
-                let (status, id) = post_event(client, api, &oura_event(user, n)).await;
+                let event = oura_event(user, n);
+                let (status, id) = post_event(client, api, &event).await;
                 assert_eq!(status, 202);
-                assert!(id.is_some());
+                accepted.push((marker_of(&event), id.unwrap()));
             }
+            accepted
         }
     });
-    futures::future::join_all(sends).await;
+    let mut accepted: Accepted = futures::future::join_all(sends)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
     let batch: Vec<_> = (0..60).map(|n| oura_event("batch-user", n)).collect();
     let r = signed(
         &client,
@@ -43,18 +50,17 @@ async fn every_accepted_event_is_stored_exactly_once_in_user_order() {
     .unwrap();
     assert_eq!(r.status(), 202);
     let body: serde_json::Value = r.json().await.unwrap();
-    assert_eq!(body["ids"].as_array().map(Vec::len), Some(60));
+    let ids = body["ids"].as_array().unwrap().iter();
+    let ids = ids.map(|id| id.as_str().unwrap().to_owned());
+    accepted.extend(batch.iter().map(marker_of).zip(ids));
 
-    let expected = i64::from(per_user) * users.len() as i64 + 60;
-    wait_until("all events stored", Duration::from_secs(60), || async {
-        stored(&db).await.rows >= expected
-    })
-    .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let s = stored(&db).await;
+    let expected = per_user as usize * users.len() + 60;
+    assert_eq!(accepted.len(), expected, "one answer, one id per event");
+    assert_all_stored_once(&db, &accepted).await;
     assert_eq!(
-        (s.rows, s.distinct_ids, s.projected),
-        (expected, expected, expected)
+        stored(&db).await.rows,
+        expected as i64,
+        "nothing else stored"
     );
 
     let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db)
@@ -83,7 +89,7 @@ async fn every_accepted_event_is_stored_exactly_once_in_user_order() {
     .unwrap();
     assert_eq!(latest, f64::from(per_user - 1));
     assert_eq!(
-        metric(&client, &api, "auren_runtime_events_accepted_total").await as i64,
+        metric(&client, &api, "auren_runtime_events_accepted_total").await as usize,
         expected
     );
 }

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use sqlx::{Connection, PgConnection};
 
+pub mod stored;
+
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// A port nothing listens on right now.

@@ -13,11 +13,10 @@
     clippy::zombie_processes
 )]
 
-use std::collections::HashSet;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use auren_operator::api::{AurenRuntime, AurenRuntimeStatus, Phase};
@@ -28,10 +27,10 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
-use sqlx::{Connection, PgConnection};
 
 pub const WEBHOOK_SECRET: &str = "e2e-webhook-secret";
 
+pub use auren_testkit::stored::Accepted;
 pub use auren_testkit::{Broker, Postgres, free_port};
 
 pub fn unique(prefix: &str) -> String {
@@ -71,20 +70,22 @@ where
     }
 }
 
-/// Events stored in the database at `url`: (rows, distinct ids, ids).
-pub async fn stored(url: &str) -> (i64, i64, HashSet<String>) {
-    let Ok(mut conn) = PgConnection::connect(url).await else {
-        return (-1, -1, Default::default());
-    };
-    let ids: Result<Vec<(String,)>, _> = sqlx::query_as("SELECT id::text FROM events")
-        .fetch_all(&mut conn)
-        .await;
-    let Ok(ids) = ids else {
-        return (-1, -1, Default::default());
-    };
-    let rows = ids.len() as i64;
-    let set: HashSet<String> = ids.into_iter().map(|(id,)| id).collect();
-    (rows, set.len() as i64, set)
+/// Polls `bad` every 250 ms for `secs` and panics the moment it returns Some (`what`, and what
+/// `bad` saw): a negative assertion with no later event to wait on fails as soon as it is
+/// wrong, where a sleep and one look would miss anything that came and went.
+pub async fn never<T, F, Fut>(what: &str, secs: u64, mut bad: F)
+where
+    T: std::fmt::Debug,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(secs) {
+        if let Some(seen) = bad().await {
+            panic!("{what} after {:?}: {seen:?}", start.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 // ---------------------------------------------------------------- cluster
@@ -458,12 +459,23 @@ pub struct Answer {
     pub status: u16,
     pub id: Option<String>,
     pub release: Option<String>,
+    /// The request's own marker ([`auren_testkit::stored::marker`]), whatever id it got.
+    pub marker: String,
 }
 
-/// Posts one signed oura event to `addr` (`ip:port`).
+impl Answer {
+    /// (marker, id) when the request was accepted.
+    pub fn accepted(&self) -> Option<(String, String)> {
+        let id = self.id.clone().filter(|_| self.status == 202)?;
+        Some((self.marker.clone(), id))
+    }
+}
+
+/// Posts one signed oura event to `addr` (`ip:port`), marked as no other request is.
 pub async fn post_event(client: &reqwest::Client, addr: &str, user: &str, steps: u32) -> Answer {
+    let marker = auren_testkit::stored::marker();
     let event = json!({"user_id": user, "data_type": "steps", "value": steps,
-        "timestamp": "2026-01-01T00:00:00Z"});
+        auren_testkit::stored::MARKER_FIELD: marker});
     let body = serde_json::to_vec(&event).unwrap();
     let ts = chrono_now();
     let sent = client
@@ -488,6 +500,7 @@ pub async fn post_event(client: &reqwest::Client, addr: &str, user: &str, steps:
                 status,
                 id: v.get("id").and_then(Value::as_str).map(str::to_owned),
                 release,
+                marker,
             }
         }
         Err(_) => Answer {
@@ -495,6 +508,7 @@ pub async fn post_event(client: &reqwest::Client, addr: &str, user: &str, steps:
             status: 0,
             id: None,
             release: None,
+            marker,
         },
     }
 }
@@ -635,25 +649,42 @@ impl Env {
         self.ns.service_addr(NAME).await
     }
 
-    /// Waits until every id is stored; checks each is stored exactly once. An empty set
-    /// proves nothing, so it fails.
-    pub async fn assert_stored_once(&self, ids: &HashSet<String>) {
-        assert!(!ids.is_empty(), "no event was accepted: nothing to check");
-        let start = Instant::now();
-        loop {
-            let (rows, distinct, stored) = stored(&self.db.admin_url).await;
-            if ids.is_subset(&stored) {
-                assert_eq!(rows, distinct, "an event was stored twice");
-                return;
-            }
-            let missing = ids.difference(&stored).count();
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "{missing} of {} accepted events not stored after 60 s",
-                ids.len()
-            );
-            tokio::time::sleep(Duration::from_millis(500)).await;
+    /// Waits until every accepted request is stored, exactly once, under the id it was
+    /// answered with; fails at once on a request stored twice ([`auren_testkit::stored`]).
+    pub async fn assert_stored_once(&self, accepted: &Accepted) {
+        let url = &self.db.admin_url;
+        auren_testkit::stored::assert_stored_once(url, accepted, Duration::from_secs(60)).await;
+    }
+
+    /// Waits until the operator has finished a reconcile of the AurenRuntime that began after
+    /// this call, made to happen by an annotation that means nothing to it: whatever the
+    /// operator would do about the state seen so far, it has done. A negative assertion ("the
+    /// operator left X alone") waits on this instead of a sleep. Two pokes, each waited for: the
+    /// first wait may end with a reconcile that was already running.
+    pub async fn settled(&self) {
+        for _ in 0..2 {
+            let before = self.reconciles().await;
+            let poke = json!({"metadata": {"annotations": {"e2e.auren.io/poke": unique("poke")}}});
+            self.ns
+                .runtimes()
+                .patch(NAME, &PatchParams::default(), &Patch::Merge(&poke))
+                .await
+                .unwrap();
+            wait_for("the operator to reconcile after a poke", 30, || async {
+                (self.reconciles().await > before).then_some(())
+            })
+            .await;
         }
+    }
+
+    /// Reconciles the operator finished, ok or not.
+    async fn reconciles(&self) -> f64 {
+        let text = self.operator.metrics().await;
+        let family = "auren_operator_reconciles_total";
+        ["ok", "error"]
+            .iter()
+            .map(|r| counter_value(&text, &format!("{family}{{result=\"{r}\"}}")))
+            .sum()
     }
 
     pub async fn deployments(&self) -> Vec<(String, i32, String)> {
@@ -682,6 +713,7 @@ impl Env {
 pub struct Load {
     stop: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<Vec<Answer>>,
+    answered: Arc<AtomicUsize>,
 }
 
 impl Load {
@@ -694,9 +726,10 @@ impl Load {
     /// `{user}-{w}`, so the events spread over Kafka partitions (they are keyed by user).
     pub fn workers(addr: String, user: &'static str, workers: u32, pause: Duration) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
+        let answered = Arc::new(AtomicUsize::new(0));
         let tasks: Vec<_> = (0..workers)
             .map(|w| {
-                let (flag, addr) = (stop.clone(), addr.clone());
+                let (flag, addr, count) = (stop.clone(), addr.clone(), answered.clone());
                 let user = match w {
                     0 => user.to_owned(),
                     w => format!("{user}-{w}"),
@@ -707,6 +740,7 @@ impl Load {
                     let mut n = (w % 9) * 20_000; // steps stay under the runtime's 200 000 limit
                     while !flag.load(Ordering::SeqCst) {
                         answers.push(post_event(&client, &addr, &user, n).await);
+                        count.fetch_add(1, Ordering::SeqCst);
                         n += 1;
                         tokio::time::sleep(pause).await;
                     }
@@ -722,7 +756,23 @@ impl Load {
             all.sort_by_key(|a| a.at);
             all
         });
-        Load { stop, task }
+        Load {
+            stop,
+            task,
+            answered,
+        }
+    }
+
+    /// Waits (at most 30 s) until `answers` more requests have been answered: the traffic
+    /// after an event that an assertion on the answers ("none failed after the switch") needs,
+    /// observed rather than assumed from a sleep.
+    pub async fn carries_on(&self, answers: usize) {
+        let want = self.answered.load(Ordering::SeqCst) + answers;
+        let what = format!("{answers} more answers to the load");
+        wait_for(&what, 30, || async {
+            (self.answered.load(Ordering::SeqCst) >= want).then_some(())
+        })
+        .await;
     }
 
     /// Stops the clients; every answer, oldest first.
@@ -732,12 +782,9 @@ impl Load {
     }
 }
 
-pub fn accepted_ids(answers: &[Answer]) -> HashSet<String> {
-    answers
-        .iter()
-        .filter(|a| a.status == 202)
-        .filter_map(|a| a.id.clone())
-        .collect()
+/// The accepted requests among `answers`: marker and id of each 202.
+pub fn accepted_ids(answers: &[Answer]) -> Accepted {
+    answers.iter().filter_map(Answer::accepted).collect()
 }
 
 /// The answers that were not a 202.

@@ -31,8 +31,9 @@ pub struct AurenRuntimeStatus {
     /// Ready API pods of the release behind the active Service, as `ready/desired`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready: Option<String>,
-    /// Ready API pods behind the active Service (the `/scale` subresource's current replicas,
-    /// what `kubectl scale` and a HorizontalPodAutoscaler read).
+    /// Ready API pods behind the active Service (the `/scale` subresource's status.replicas).
+    /// A HorizontalPodAutoscaler counts from the subresource's spec.replicas (`api.replicas`),
+    /// not from this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replicas: Option<i32>,
     /// Label selector of the API pods behind the active Service, as text (the `/scale`

@@ -20,6 +20,7 @@ use sqlx::{Connection, PgConnection};
 pub const SECRET: &[u8] = b"test-secret";
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 
+pub use auren_testkit::stored::Accepted;
 pub use auren_testkit::{Broker, Postgres, free_port, unique};
 
 fn scratch_dir() -> PathBuf {
@@ -164,8 +165,17 @@ impl Drop for Runtime {
 
 // ---------------------------------------------------------------- clients
 
+/// A steps reading of `user`, marked as no other event is (its reading time,
+/// [`auren_testkit::stored::marker`]), so the store can be checked per event.
 pub fn oura_event(user: &str, steps: u32) -> Value {
-    serde_json::json!({"user_id": user, "data_type": "steps", "value": steps, "timestamp": "2026-01-01T00:00:00Z"})
+    let marker = auren_testkit::stored::marker();
+    serde_json::json!({"user_id": user, "data_type": "steps", "value": steps, "timestamp": marker})
+}
+
+/// The marker [`oura_event`] gave `event`.
+pub fn marker_of(event: &Value) -> String {
+    let marker = &event[auren_testkit::stored::MARKER_FIELD];
+    marker.as_str().unwrap_or_default().to_owned()
 }
 
 pub fn signed(client: &reqwest::Client, url: &str, body: Vec<u8>) -> reqwest::RequestBuilder {
@@ -247,44 +257,26 @@ pub async fn admin_role(client: &reqwest::Client, rt: &Runtime, role: &str) -> V
 
 pub struct Stored {
     pub rows: i64,
-    pub distinct_ids: i64,
     pub projected: i64,
 }
 
 pub async fn stored(db_url: &str) -> Stored {
-    let Ok(mut conn) = PgConnection::connect(db_url).await else {
-        return Stored {
-            rows: -1,
-            distinct_ids: -1,
-            projected: -1,
-        };
+    let unknown = Stored {
+        rows: -1,
+        projected: -1,
     };
-    let row: Result<(i64, i64, i64), _> = sqlx::query_as(
-        "SELECT count(*), count(DISTINCT id), COALESCE((SELECT sum(event_count)::bigint FROM user_metrics), 0) FROM events",
+    let Ok(mut conn) = PgConnection::connect(db_url).await else {
+        return unknown;
+    };
+    let row: Result<(i64, i64), _> = sqlx::query_as(
+        "SELECT count(*), COALESCE((SELECT sum(event_count)::bigint FROM user_metrics), 0) FROM events",
     )
     .fetch_one(&mut conn)
     .await;
     match row {
-        Ok((rows, distinct_ids, projected)) => Stored {
-            rows,
-            distinct_ids,
-            projected,
-        },
-        Err(_) => Stored {
-            rows: -1,
-            distinct_ids: -1,
-            projected: -1,
-        },
+        Ok((rows, projected)) => Stored { rows, projected },
+        Err(_) => unknown,
     }
-}
-
-pub async fn stored_ids(db_url: &str) -> std::collections::HashSet<String> {
-    let mut conn = PgConnection::connect(db_url).await.expect("connect");
-    let ids: Vec<(uuid::Uuid,)> = sqlx::query_as("SELECT id FROM events")
-        .fetch_all(&mut conn)
-        .await
-        .expect("ids");
-    ids.into_iter().map(|(id,)| id.to_string()).collect()
 }
 
 /// One test's slice of the services: its own database, topic and consumer group.
@@ -330,9 +322,9 @@ impl Stack {
     }
 }
 
-/// Clients sending batches of 20 events until stopped, recording the ids that got 202.
+/// Clients sending batches of 20 events until stopped, recording the events that got 202.
 pub struct Load {
-    pub accepted: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    pub accepted: std::sync::Arc<std::sync::Mutex<Accepted>>,
     stop: tokio_util::sync::CancellationToken,
     clients: Vec<tokio::task::JoinHandle<usize>>,
 }
@@ -371,8 +363,8 @@ impl Load {
         accepted()
     }
 
-    /// Stops the clients; returns the accepted ids and how many requests got 202.
-    pub async fn finish(self) -> (std::collections::HashSet<String>, usize) {
+    /// Stops the clients; returns the accepted events and how many requests got 202.
+    pub async fn finish(self) -> (Accepted, usize) {
         self.stop.cancel();
         let mut ok = 0;
         for c in self.clients {
@@ -385,7 +377,7 @@ impl Load {
 
 async fn send_batches(
     api_url: String,
-    accepted: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    accepted: std::sync::Arc<std::sync::Mutex<Accepted>>,
     stop: tokio_util::sync::CancellationToken,
     user: String,
 ) -> usize {
@@ -409,7 +401,8 @@ async fn send_batches(
                     .unwrap()
                     .iter()
                     .map(|i| i.as_str().unwrap().to_string());
-                accepted.lock().unwrap().extend(ids);
+                let events = batch.iter().map(marker_of).zip(ids);
+                accepted.lock().unwrap().extend(events);
                 ok += 1;
             }
             _ => tokio::time::sleep(Duration::from_millis(50)).await,
@@ -418,25 +411,11 @@ async fn send_batches(
     ok
 }
 
-/// Waits until every accepted event is stored, then checks each is stored exactly once. An
-/// empty set proves nothing, so it fails.
-pub async fn assert_all_stored_once(db: &str, accepted: &std::collections::HashSet<String>) {
-    assert!(
-        !accepted.is_empty(),
-        "no event was accepted: nothing to check"
-    );
-    let want = accepted.len() as i64;
-    wait_until(
-        "every accepted event stored",
-        Duration::from_secs(90),
-        || async { stored(db).await.rows >= want },
-    )
-    .await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+/// Waits until every accepted event is stored, exactly once and under the id it was answered
+/// with (checked per event by its marker, [`auren_testkit::stored`]), then checks that the
+/// projection counted each stored event once. An empty set proves nothing, so it fails.
+pub async fn assert_all_stored_once(db: &str, accepted: &Accepted) {
+    auren_testkit::stored::assert_stored_once(db, accepted, Duration::from_secs(90)).await;
     let s = stored(db).await;
-    assert_eq!(s.rows, s.distinct_ids, "an event was stored twice");
     assert_eq!(s.projected, s.rows, "the projection applied an event twice");
-    let ids = stored_ids(db).await;
-    let missing: Vec<_> = accepted.difference(&ids).take(5).collect();
-    assert!(missing.is_empty(), "accepted but not stored: {missing:?}");
 }
