@@ -35,6 +35,7 @@ use kube::{Client, Resource, ResourceExt};
 
 use crate::api::{AurenRuntime, AurenRuntimeStatus, Phase, Verdict};
 use crate::metrics::Metrics;
+use crate::notify::receivers::ReceiverPolicy;
 use crate::notify::{self, Destination, Subject};
 use crate::resources::{self, LABEL_INSTANCE, MANAGER, ResourceError, instance_labels};
 use crate::revision::{self, RevisionError};
@@ -153,6 +154,7 @@ impl Context {
         metrics: Arc<Metrics>,
         identity: &str,
         default_notifications: Option<Destination>,
+        receivers: ReceiverPolicy,
     ) -> Self {
         let reporter = Reporter {
             controller: MANAGER.into(),
@@ -160,7 +162,12 @@ impl Context {
         };
         let recorder = Recorder::new(client.clone(), reporter);
         Self {
-            notifier: notifier::Notifier::start(client.clone(), recorder.clone(), metrics.clone()),
+            notifier: notifier::Notifier::start(
+                client.clone(),
+                recorder.clone(),
+                metrics.clone(),
+                receivers,
+            ),
             default_notifications,
             recorder,
             client,
