@@ -248,6 +248,19 @@ mod tests {
         )
     }
 
+    /// A POST to `uri` with `token` is answered `code` with the error `error`.
+    async fn assert_refused(
+        d: &Dashboard,
+        uri: &str,
+        token: Option<&str>,
+        code: StatusCode,
+        error: &str,
+    ) {
+        let (status, body) = call(d, "POST", uri, token).await;
+        let answer = (status, body["error"].as_str());
+        assert_eq!(answer, (code, Some(error)), "{uri} {token:?}");
+    }
+
     #[tokio::test]
     async fn the_page_and_its_script_are_served_from_the_binary() {
         let d = dashboard(false).await;
@@ -308,12 +321,8 @@ mod tests {
             ),
         ];
         for (uri, with_token, code, error) in cases {
-            let (status, body) = call(&d, "POST", uri, with_token.then(|| d.token())).await;
-            assert_eq!(
-                (status, body["error"].as_str()),
-                (code, Some(error)),
-                "{uri}"
-            );
+            let token = with_token.then(|| d.token());
+            assert_refused(&d, uri, token, code, error).await;
         }
     }
 
@@ -333,12 +342,7 @@ mod tests {
             (Some(d.token()), StatusCode::BAD_GATEWAY, "ApiServerRefused"),
         ];
         for (token, code, error) in cases {
-            let (status, body) = call(&d, "POST", abort, token).await;
-            assert_eq!(
-                (status, body["error"].as_str()),
-                (code, Some(error)),
-                "{token:?}"
-            );
+            assert_refused(&d, abort, token, code, error).await;
         }
     }
 
