@@ -87,6 +87,12 @@ for v in "${KUBE_VERSIONS[@]}"; do
 done
 "$PY" scripts/package_checks.py chart "$out/rendered-1.25.0-defaults.yaml"
 
+say "package: RBAC in both scopes (all namespaces; watchNamespace: nothing cluster-wide, Secret verbs get/create)"
+"$HELM" template auren "$CHART" --namespace auren-system > "$out/rbac-all.yaml"
+"$HELM" template auren "$CHART" --namespace auren-system --set watchNamespace=apps \
+  --set notifications.secretName=team-hooks > "$out/rbac-watched.yaml"
+"$PY" scripts/package_checks.py rbac "$out/rbac-all.yaml" "$out/rbac-watched.yaml" auren-system apps team-hooks
+
 say "package: PodDisruptionBudget falls back to policy/v1beta1 on Kubernetes 1.20"
 "$HELM" template auren "$CHART" --kube-version 1.20.2 | grep -q "apiVersion: policy/v1beta1$" \
   || die "expected policy/v1beta1 for Kubernetes 1.20"

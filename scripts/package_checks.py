@@ -4,6 +4,10 @@
                           openAPIV3Schema, strictly (unknown fields are errors, as with
                           `kubectl apply --validate=strict`), and self-test that check
   chart RENDERED.yaml     assert the operator Deployment has the HA and security settings
+  rbac ALL.yaml WATCHED.yaml RELEASE_NS WATCH_NS SECRET
+                          the operator's RBAC in both scopes: all namespaces (a ClusterRole)
+                          and one (watchNamespace: Roles only, nothing cluster-wide), Secret
+                          verbs exactly get/create; and self-test those checks
   argocd-cm CM.yaml DIR   assert the generated argocd-cm entries equal the tested scripts
 """
 import copy
@@ -138,6 +142,97 @@ def check_chart(rendered):
     print(f"ok   {len(checks)} properties of the rendered chart")
 
 
+# The verbs the operator needs on Secrets, and why (operator/RBAC.md): get reads the admin-token
+# and notification Secrets, create makes the generated admin token when it is missing.
+SECRET_VERBS = {"get", "create"}
+
+
+def secret_rules(role):
+    return [r for r in role.get("rules", []) if "secrets" in r.get("resources", []) and "" in r.get("apiGroups", [])]
+
+
+def rbac_problems(objs, scope, release_ns, watch_ns, secret):
+    """What is wrong with the rendered RBAC objects `objs` for `scope` ("all" or "watched")."""
+    problems = []
+    by_kind = lambda kind: [o for o in objs if o.get("kind") == kind]
+    roles = {(o["metadata"].get("namespace"), o["metadata"]["name"]): o for o in by_kind("Role")}
+    if scope == "watched":
+        cluster = by_kind("ClusterRole") + by_kind("ClusterRoleBinding")
+        if cluster:
+            problems.append(f"watchNamespace renders cluster-wide RBAC: {[(o['kind'], o['metadata']['name']) for o in cluster]}")
+        bound = [b for b in by_kind("RoleBinding") if b["metadata"].get("namespace") == watch_ns]
+        granted = [roles.get((watch_ns, b["roleRef"]["name"])) for b in bound if b["roleRef"]["kind"] == "Role"]
+        granted = [g for g in granted if g]
+        if not granted:
+            problems.append(f"no Role bound in the watched namespace {watch_ns}")
+        main = granted
+    else:
+        main = by_kind("ClusterRole")
+        if len(main) != 1 or len(by_kind("ClusterRoleBinding")) != 1:
+            problems.append("expected one ClusterRole and one ClusterRoleBinding")
+    for role in main:
+        verbs = {v for r in secret_rules(role) for v in r["verbs"]}
+        if verbs != SECRET_VERBS:
+            problems.append(f"{role['kind']} {role['metadata']['name']}: secrets verbs {sorted(verbs)}, expected {sorted(SECRET_VERBS)}")
+        if any(r.get("resourceNames") for r in secret_rules(role)):
+            problems.append(f"{role['kind']} {role['metadata']['name']}: unexpected resourceNames on secrets")
+    for (ns, name), role in roles.items():
+        if role in main:
+            continue
+        for rule in secret_rules(role):
+            if rule["verbs"] != ["get"] or rule.get("resourceNames") != [secret] or ns != release_ns:
+                problems.append(f"Role {ns}/{name}: secrets rule {rule}: only get on the default notification Secret {secret}")
+    for b in by_kind("RoleBinding") + by_kind("ClusterRoleBinding"):
+        subjects = [(s["kind"], s.get("namespace")) for s in b.get("subjects", [])]
+        if subjects != [("ServiceAccount", release_ns)]:
+            problems.append(f"{b['kind']} {b['metadata']['name']}: subjects {subjects}")
+    return problems
+
+
+def check_rbac(all_path, watched_path, release_ns, watch_ns, secret):
+    rbac_kinds = {"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
+    renders = {scope: [o for o in docs(path) if o.get("kind") in rbac_kinds]
+               for scope, path in (("all", all_path), ("watched", watched_path))}
+    for scope, objs in renders.items():
+        problems = rbac_problems(objs, scope, release_ns, watch_ns, secret)
+        if problems:
+            fail(f"RBAC ({scope} namespaces): " + "; ".join(problems))
+        print(f"ok   RBAC ({scope}): {sorted((o['kind'], o['metadata'].get('namespace') or '-') for o in objs)}")
+    # Self-test: each planted violation must be found.
+    watched = renders["watched"]
+    main_role = next(o for o in watched if o["kind"] == "Role" and o["metadata"]["namespace"] == watch_ns)
+
+    def with_extra_cluster_binding(objs):
+        binding = copy.deepcopy(next(o for o in objs if o["kind"] == "RoleBinding"))
+        binding["kind"] = "ClusterRoleBinding"
+        binding["metadata"].pop("namespace", None)
+        return objs + [binding]
+
+    def with_secret_verb(verb, objs):
+        objs = copy.deepcopy(objs)
+        role = next(o for o in objs if o == main_role)
+        secret_rules(role)[0]["verbs"].append(verb)
+        return objs
+
+    def with_open_release_secret(objs):
+        objs = copy.deepcopy(objs)
+        for role in objs:
+            for rule in secret_rules(role) if role["kind"] == "Role" and role != main_role else []:
+                rule.pop("resourceNames", None)
+        return objs
+
+    planted = {
+        "a ClusterRoleBinding": with_extra_cluster_binding(watched),
+        "list on secrets": with_secret_verb("list", watched),
+        "delete on secrets": with_secret_verb("delete", watched),
+        "the notification Secret rule without its name": with_open_release_secret(watched),
+    }
+    for name, objs in planted.items():
+        if not rbac_problems(objs, "watched", release_ns, watch_ns, secret):
+            fail(f"the RBAC check accepted a chart with {name}")
+    print(f"ok   the RBAC check finds {len(planted)} planted violations")
+
+
 def check_argocd_cm(cm_path, base):
     def read(rel):
         with open(os.path.join(base, rel)) as f:
@@ -163,6 +258,8 @@ if __name__ == "__main__":
         check_examples(args[0], args[1:])
     elif cmd == "chart":
         check_chart(args[0])
+    elif cmd == "rbac":
+        check_rbac(*args)
     elif cmd == "argocd-cm":
         check_argocd_cm(args[0], args[1])
     else:

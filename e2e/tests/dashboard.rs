@@ -3,6 +3,10 @@
 //! loads it once, and the page follows a v1 → v2 rollout without a reload: phases, the new
 //! release, measurement points in the chart, history rows; with `--allow-actions` a click on
 //! promote promotes; without it there are no buttons and a POST is refused.
+//!
+//! Issue 26, point 7: an action needs the token the dashboard printed in its URL (a POST
+//! without it or with another one is 403), no page may frame the dashboard, and promote asks
+//! first: dismissed, nothing is sent; accepted, the action goes through with the token.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod browser;
@@ -15,6 +19,7 @@ use std::process::{Child, Command, Stdio};
 
 use auren_operator::api::{AurenRuntime, Phase};
 use browser::Browser;
+use kube::ResourceExt;
 use kube::api::PostParams;
 use serde_json::{Value, json};
 use support::{Env, NAME, TestNs, built_bin, state_dir};
@@ -22,8 +27,14 @@ use support::{Env, NAME, TestNs, built_bin, state_dir};
 /// A `kubectl-auren dashboard` process; killed on drop.
 struct DashboardProcess {
     child: Child,
+    /// The URL it printed, with its `?token=`: what the user opens.
     url: String,
+    /// `http://127.0.0.1:<port>/`.
+    base: String,
+    token: String,
 }
+
+const TOKEN_HEADER: &str = "x-auren-dashboard-token";
 
 impl DashboardProcess {
     /// Starts the dashboard of `namespace` on a free port; returns once it printed its URL.
@@ -46,11 +57,20 @@ impl DashboardProcess {
             .find(|w| w.starts_with("http://127.0.0.1:"))
             .unwrap_or_else(|| panic!("no URL in {line:?}"))
             .to_owned();
-        DashboardProcess { child, url }
+        let (base, token) = url
+            .split_once("?token=")
+            .unwrap_or_else(|| panic!("no token in {url}"));
+        assert_eq!(token.len(), 32, "{url}");
+        DashboardProcess {
+            base: base.to_owned(),
+            token: token.to_owned(),
+            url,
+            child,
+        }
     }
 
     fn action_url(&self, namespace: &str, name: &str, action: &str) -> String {
-        format!("{}api/runtimes/{namespace}/{name}/{action}", self.url)
+        format!("{}api/runtimes/{namespace}/{name}/{action}", self.base)
     }
 }
 
@@ -185,7 +205,7 @@ async fn the_page_follows_a_rollout_live_and_its_promote_button_promotes() {
     ] {
         let answer = http
             .post(&url)
-            .header("x-auren-dashboard", "action")
+            .header(TOKEN_HEADER, &dashboard.token)
             .send()
             .await
             .unwrap();
@@ -198,11 +218,11 @@ async fn the_page_follows_a_rollout_live_and_its_promote_button_promotes() {
     }
     // A page elsewhere that rebound its own name to 127.0.0.1 (DNS rebinding) still sends
     // that name as Host: refused, the board included.
-    let rebound = dashboard.url.replacen("127.0.0.1", "rebound.example", 1);
+    let rebound = dashboard.base.replacen("127.0.0.1", "rebound.example", 1);
     for request in [
         http.post(dashboard.action_url(&env.ns.name, NAME, "promote"))
-            .header("x-auren-dashboard", "action"),
-        http.get(format!("{}api/runtimes", dashboard.url)),
+            .header(TOKEN_HEADER, &dashboard.token),
+        http.get(format!("{}api/runtimes", dashboard.base)),
     ] {
         let host = rebound.trim_start_matches("http://").trim_end_matches('/');
         let answer = request.header("host", host).send().await.unwrap();
@@ -210,15 +230,78 @@ async fn the_page_follows_a_rollout_live_and_its_promote_button_promotes() {
         let body: Value = answer.json().await.unwrap();
         assert_eq!(body["error"], "ForeignHost", "{body}");
     }
+    // Without the token, or with another, a promote is refused: any peer that can reach the
+    // port (a dashboard on --address 0.0.0.0) would otherwise act with the user's credentials.
+    let promote = dashboard.action_url(&env.ns.name, NAME, "promote");
+    let wrong = "0".repeat(32);
+    for (token, error) in [
+        (None, "ForeignRequest"),
+        (Some(wrong.as_str()), "WrongToken"),
+    ] {
+        let mut request = http.post(&promote);
+        if let Some(token) = token {
+            request = request.header(TOKEN_HEADER, token);
+        }
+        let answer = request.send().await.unwrap();
+        assert_eq!(answer.status().as_u16(), 403, "{token:?}");
+        let body: Value = answer.json().await.unwrap();
+        assert_eq!(body["error"], error, "{body}");
+    }
+    // No page may frame the dashboard.
+    let page = http.get(&dashboard.base).send().await.unwrap();
+    assert_eq!(
+        page.headers()["content-security-policy"],
+        "frame-ancestors 'none'"
+    );
+    assert_eq!(page.headers()["x-frame-options"], "DENY");
     assert_eq!(
         env.ns.status(NAME).await.phase,
         Some(Phase::Paused),
         "nothing was done"
     );
 
+    // Promote asks first. Every POST the page makes is counted from here on.
     browser
-        .click(&format!("[data-key=\"{key}\"] button[data-action=promote]"))
+        .eval(
+            "window.__posts = 0; const send = window.fetch; \
+             window.fetch = (url, init) => { \
+               if (init && init.method === 'POST') window.__posts += 1; \
+               return send(url, init); }; return null",
+        )
         .await;
+    let button = format!("[data-key=\"{key}\"] button[data-action=promote]");
+    browser.click(&button).await;
+    let question = browser.prompt_text(10).await;
+    assert!(
+        question.contains("Promote") && question.contains(NAME),
+        "{question}"
+    );
+    browser.answer_prompt(false).await;
+    // The click handler returned when confirm() did: a POST would already be counted.
+    assert_eq!(
+        browser.eval("return window.__posts").await,
+        json!(0),
+        "dismissed: nothing sent"
+    );
+    assert!(
+        !env.ns
+            .runtimes()
+            .get(NAME)
+            .await
+            .unwrap()
+            .annotations()
+            .contains_key("auren.io/promote"),
+        "dismissed: no promote requested"
+    );
+    assert_eq!(
+        browser.eval("return location.search").await,
+        json!(""),
+        "the token left the address bar"
+    );
+
+    browser.click(&button).await;
+    browser.prompt_text(10).await;
+    browser.answer_prompt(true).await;
     let st = env
         .ns
         .wait_status(NAME, "v2 promoted by the button", 60, |s| {
@@ -247,8 +330,9 @@ async fn the_page_follows_a_rollout_live_and_its_promote_button_promotes() {
         .await;
     assert!(
         result.as_str().unwrap().contains("promote requested"),
-        "{result}"
+        "the dashboard accepted the page's token: {result}"
     );
+    assert_eq!(browser.eval("return window.__posts").await, json!(1));
     assert_eq!(
         browser.eval(PAGE_MARK).await,
         json!("loaded once"),
@@ -307,7 +391,7 @@ async fn a_read_only_dashboard_has_no_buttons_and_refuses_actions() {
 
     let answer = reqwest::Client::new()
         .post(dashboard.action_url(&ns.name, NAME, "abort"))
-        .header("x-auren-dashboard", "action")
+        .header(TOKEN_HEADER, &dashboard.token)
         .send()
         .await
         .unwrap();

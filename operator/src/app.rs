@@ -19,6 +19,7 @@ use crate::api::NotificationFormat;
 use crate::controller::{self, Context, lease};
 use crate::metrics::Metrics;
 use crate::notify::Destination;
+use crate::notify::receivers::{DEFAULT_REFUSED_NETWORKS, Network, ReceiverPolicy};
 
 /// Command line of `auren-operator`; every flag has an environment twin.
 #[derive(Debug, Clone, clap::Parser)]
@@ -57,9 +58,37 @@ pub struct Args {
     #[arg(long, env = "NOTIFICATIONS_FORMAT", default_value = "cloudevents",
           value_parser = ["cloudevents", "slack"])]
     pub notifications_format: String,
+    /// URL schemes a notification receiver may use (comma separated).
+    #[arg(
+        long,
+        env = "NOTIFICATION_ALLOWED_SCHEMES",
+        value_delimiter = ',',
+        default_value = "https,http"
+    )]
+    pub notification_allowed_schemes: Vec<String>,
+    /// Hosts notifications may go to (comma separated; `*.example.com` for every name under
+    /// example.com). Empty: any host whose addresses pass --notification-refused-networks.
+    #[arg(long, env = "NOTIFICATION_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub notification_allowed_hosts: Vec<String>,
+    /// Networks no notification may reach, checked on every address the receiver's host
+    /// resolves to (comma separated). The default refuses link-local (cloud metadata),
+    /// loopback and the unspecified addresses. The API server is refused whatever this says.
+    #[arg(long, env = "NOTIFICATION_REFUSED_NETWORKS", value_delimiter = ',',
+          default_value = DEFAULT_REFUSED_NETWORKS)]
+    pub notification_refused_networks: Vec<Network>,
 }
 
 impl Args {
+    /// The receivers notifications may go to, the API server (`api_server`) refused.
+    fn receivers(&self, api_server: Vec<SocketAddr>) -> ReceiverPolicy {
+        ReceiverPolicy::new(
+            &self.notification_allowed_schemes,
+            &self.notification_allowed_hosts,
+            &self.notification_refused_networks,
+        )
+        .refusing_api_server(api_server)
+    }
+
     /// Where notifications go for AurenRuntimes that do not say.
     fn default_notifications(&self) -> Option<Destination> {
         let secret = self
@@ -103,7 +132,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         ready: ready.clone(),
     };
     let server = tokio::spawn(serve(args.metrics_addr, state, shutdown.clone()));
-    let client = counted_client(metrics.clone()).await?;
+    let config = kube::Config::infer().await?;
+    let receivers = args.receivers(api_server_addresses(&config.cluster_url).await);
+    let client = counted_client(config, metrics.clone())?;
     ready.store(true, Ordering::SeqCst);
     let (leader_tx, leader_rx) = watch::channel(false);
     let config = lease::LeaseConfig {
@@ -121,7 +152,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         stop_leading.clone(),
     ));
     let defaults = args.default_notifications();
-    let ctx = Arc::new(Context::new(client, metrics, &identity, defaults));
+    let ctx = Arc::new(Context::new(
+        client, metrics, &identity, defaults, receivers,
+    ));
     lead_while_elected(
         ctx,
         args.watch_namespace.clone(),
@@ -138,8 +171,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 
 /// The API server client, every request counted in `auren_operator_kube_api_requests_total`
 /// and every refusal (401/403) in `auren_operator_kube_api_refused_total`.
-async fn counted_client(metrics: Arc<Metrics>) -> anyhow::Result<Client> {
-    let config = kube::Config::infer().await?;
+fn counted_client(config: kube::Config, metrics: Arc<Metrics>) -> anyhow::Result<Client> {
     let requests = metrics.clone();
     let count = tower::ServiceBuilder::new()
         .map_request(move |request: http::Request<_>| {
@@ -153,6 +185,30 @@ async fn counted_client(metrics: Arc<Metrics>) -> anyhow::Result<Client> {
     Ok(kube::client::ClientBuilder::try_from(config)?
         .with_layer(&count)
         .build())
+}
+
+/// The API server as this operator reaches it (in a pod: the `kubernetes` Service's address,
+/// from KUBERNETES_SERVICE_HOST), so that no notification is sent there. Empty when its name
+/// does not resolve now (the names of the `kubernetes` Service are refused anyway).
+async fn api_server_addresses(url: &http::Uri) -> Vec<SocketAddr> {
+    let Some(host) = url.host() else {
+        return Vec::new();
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port = url
+        .port_u16()
+        .unwrap_or(if url.scheme_str() == Some("http") {
+            80
+        } else {
+            443
+        });
+    match tokio::net::lookup_host((host, port)).await {
+        Ok(found) => found.collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "the API server's address: not resolved");
+            Vec::new()
+        }
+    }
 }
 
 /// Runs the controller whenever this replica holds the lease, until shutdown.

@@ -12,6 +12,8 @@ use crate::rollout::Notice;
 
 pub use auren_contract::headers::{SIGNATURE, TIMESTAMP};
 
+pub mod receivers;
+
 /// Key of the notification Secret holding the receiver's URL.
 pub const URL_KEY: &str = "url";
 /// Key of the notification Secret holding the HMAC-SHA256 signing key (optional).
@@ -124,7 +126,7 @@ fn slack_text(subject: &Subject, notice: &Notice) -> String {
         .as_ref()
         .map(|r| format!(" release {} ({})", r.hash, r.image))
         .unwrap_or_default();
-    format!(
+    let text = format!(
         "AurenRuntime {}/{}: {}{release}, phase {from} -> {} ({}): {}",
         subject.namespace,
         subject.name,
@@ -132,7 +134,17 @@ fn slack_text(subject: &Subject, notice: &Notice) -> String {
         notice.phase.as_str(),
         notice.reason,
         notice.message
-    )
+    );
+    slack_escaped(&text)
+}
+
+/// Slack reads `<...>` in message text as a link or mention (`<!channel>`, `<https://x|y>`)
+/// and `&` as the start of an entity; a message or image name taken from the cluster must not
+/// ping a channel or forge a link, so these three are escaped (`&` first).
+fn slack_escaped(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// `sha256=<hex HMAC-SHA256 of "{timestamp}.{body}">`: the runtime's webhook scheme.
@@ -215,8 +227,28 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("Analyzing -> RolledBack (AnalysisFailed)"),
+            text.contains("Analyzing -&gt; RolledBack (AnalysisFailed)"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn slack_text_escapes_ampersand_and_angle_brackets() {
+        let mut notice = rolled_back();
+        notice.message = "<!channel> see <https://evil.example|the fix> &amp; more".into();
+        let (_, body) = body(NotificationFormat::Slack, &subject(), &notice);
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let text = body["text"].as_str().unwrap();
+        assert!(
+            text.ends_with(
+                "&lt;!channel&gt; see &lt;https://evil.example|the fix&gt; &amp;amp; more"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains('<') && !text.contains('>'), "{text}");
+        assert!(
+            text.contains("phase Analyzing -&gt; RolledBack"),
+            "the arrow is escaped too: {text}"
         );
     }
 

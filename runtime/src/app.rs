@@ -215,8 +215,14 @@ async fn start_consumer(
 ) {
     let c = s.config.clone();
     let pool_size = 4;
-    let connect =
-        || async { connect_store(&c.database_url, pool_size, c.enable_event_sourcing).await };
+    tracing::info!(database = %c.database_url, "storing events in PostgreSQL");
+    // A driver's error may quote the URL it was given: its password is scrubbed before the
+    // retry loop logs it.
+    let connect = || async {
+        connect_store(c.database_url.expose(), pool_size, c.enable_event_sourcing)
+            .await
+            .map_err(|e| c.database_url.scrub(&e.to_string()))
+    };
     let Some(store) = retry_until_ok("postgres", shutdown.clone(), connect).await else {
         return;
     };

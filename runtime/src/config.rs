@@ -106,13 +106,14 @@ pub struct Config {
     /// fetch-bound at a third of the speed (docs/benchmarks.md).
     #[arg(long, env = "KAFKA_COMPRESSION", value_enum, default_value = "snappy")]
     pub kafka_compression: Compression,
-    /// PostgreSQL URL (consumer mode).
+    /// PostgreSQL URL (consumer mode). Its value is never shown: not by --help, not in logs.
     #[arg(
         long,
         env = "DATABASE_URL",
+        hide_env_values = true,
         default_value = "postgres://auren@127.0.0.1:5432/auren"
     )]
-    pub database_url: String,
+    pub database_url: DatabaseUrl,
     /// Largest batch the consumer stores in one transaction.
     #[arg(long, env = "MAX_CONCURRENT_EVENTS", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub max_concurrent_events: u32,
@@ -167,6 +168,69 @@ pub struct Config {
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "json")]
     pub log_format: LogFormat,
+}
+
+/// The PostgreSQL URL. It usually carries a password, so Debug and Display show it with the
+/// password replaced by `***` (`user:***@host`, `password=***`); only [`DatabaseUrl::expose`]
+/// gives the real value, to the driver.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+const REDACTED: &str = "***";
+
+impl DatabaseUrl {
+    /// The URL itself: for connecting, never for printing.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// `text` (a driver's error, say) with this URL's password replaced wherever it appears.
+    pub fn scrub(&self, text: &str) -> String {
+        passwords(&self.0)
+            .into_iter()
+            .filter(|p| !p.is_empty())
+            .fold(text.to_owned(), |text, p| text.replace(p, REDACTED))
+    }
+}
+
+impl std::str::FromStr for DatabaseUrl {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(DatabaseUrl(s.to_owned()))
+    }
+}
+
+impl std::fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.scrub(&self.0))
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DatabaseUrl({self})")
+    }
+}
+
+/// The passwords a URL carries: in its user info (`user:password@`) and as a `password=`
+/// query parameter (libpq's form).
+fn passwords(url: &str) -> Vec<&str> {
+    let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = after_scheme
+        .split(['/', '?', '#'])
+        .next()
+        .unwrap_or_default();
+    let user_info = authority.rsplit_once('@').map(|(info, _)| info);
+    let in_user_info = user_info
+        .and_then(|info| info.split_once(':'))
+        .map(|(_, p)| p);
+    let query = url.split_once('?').map_or("", |(_, q)| q);
+    let query = query.split('#').next().unwrap_or_default();
+    let in_query = query
+        .split('&')
+        .filter_map(|kv| kv.strip_prefix("password="));
+    in_user_info.into_iter().chain(in_query).collect()
 }
 
 fn parse_fraction(s: &str) -> Result<f64, String> {
@@ -327,6 +391,38 @@ mod tests {
         // A consumer takes no webhooks: their auth setting changes nothing there.
         assert!(on(&["--webhook-auth", "disabled", "--run-mode", "consumer"]).is_empty());
         assert!(on(&["--fault-error-rate", "0", "--fault-latency-ms", "0"]).is_empty());
+    }
+
+    #[test]
+    fn the_database_password_is_redacted_wherever_the_url_is_shown() {
+        let c = parse(&[
+            "--database-url",
+            "postgres://auren:s3cr%40t@db.internal:5432/auren?sslmode=require&password=qu3ry",
+        ])
+        .unwrap();
+        let shown = c.database_url.to_string();
+        assert_eq!(
+            shown,
+            "postgres://auren:***@db.internal:5432/auren?sslmode=require&password=***"
+        );
+        for text in [shown, format!("{c:?}")] {
+            assert!(!text.contains("s3cr") && !text.contains("qu3ry"), "{text}");
+        }
+        let error = "error connecting to postgres://auren:s3cr%40t@db.internal: refused";
+        assert_eq!(
+            c.database_url.scrub(error),
+            "error connecting to postgres://auren:***@db.internal: refused"
+        );
+        assert!(
+            c.database_url.expose().contains(":s3cr%40t@"),
+            "the driver gets it"
+        );
+        let without = parse(&[]).unwrap().database_url;
+        assert_eq!(without.to_string(), "postgres://auren@127.0.0.1:5432/auren");
+        let at_in_path = "postgres://u@h/db?options=a:b@c"
+            .parse::<DatabaseUrl>()
+            .unwrap();
+        assert_eq!(at_in_path.to_string(), "postgres://u@h/db?options=a:b@c");
     }
 
     #[test]

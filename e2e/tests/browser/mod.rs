@@ -148,7 +148,10 @@ impl Browser {
                 let click = format!("/element/{id}/click");
                 let url = format!("{}/session/{}{click}", self.base, self.session);
                 let answer = self.http.post(&url).json(&json!({})).send().await.unwrap();
-                if answer.status().is_success() {
+                let success = answer.status().is_success();
+                let error: Value = answer.json().await.unwrap_or(Value::Null);
+                // A click that opened a confirm dialog happened: the dialog is the answer.
+                if success || error["value"]["error"] == "unexpected alert open" {
                     return;
                 }
             }
@@ -158,6 +161,36 @@ impl Browser {
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    /// The text of the open user prompt (a `confirm` dialog), waiting up to `secs` for one.
+    pub async fn prompt_text(&self, secs: u64) -> String {
+        let url = format!("{}/session/{}/alert/text", self.base, self.session);
+        let start = Instant::now();
+        loop {
+            let answer = self.http.get(&url).send().await.unwrap();
+            let success = answer.status().is_success();
+            let value: Value = answer.json().await.unwrap_or(Value::Null);
+            if success {
+                return value["value"].as_str().unwrap_or_default().to_owned();
+            }
+            assert_eq!(value["value"]["error"], "no such alert", "{value}");
+            assert!(
+                start.elapsed() < Duration::from_secs(secs),
+                "no dialog within {secs} s"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Answers the open user prompt: OK (`accept`) or Cancel.
+    pub async fn answer_prompt(&self, accept: bool) {
+        let path = if accept {
+            "/alert/accept"
+        } else {
+            "/alert/dismiss"
+        };
+        self.command(reqwest::Method::POST, path, json!({})).await;
     }
 
     /// Saves a PNG of the viewport at `path`.

@@ -363,6 +363,12 @@ impl Operator {
             // the cluster without two operators reconciling the same resource.
             .args(["--watch-namespace", namespace])
             .args(["--identity", identity])
+            // The tests' notification receivers listen on this host's loopback, which the
+            // operator refuses by default (issue 26): allow it, keep link-local refused.
+            .args([
+                "--notification-refused-networks",
+                "169.254.0.0/16,fe80::/10",
+            ])
             .args(args)
             .env("RUST_LOG", "info,kube=warn")
             .stdout(out)

@@ -105,7 +105,9 @@ pub struct AurenRuntimeSpec {
     /// Security settings of the runtime container, over the operator's defaults (which pass
     /// Pod Security "restricted": non-root uid/gid 65532, read-only root filesystem, no
     /// privilege escalation, every capability dropped, seccomp RuntimeDefault). Each field set
-    /// here replaces the default of that field. Part of the release.
+    /// here replaces the default of that field; objects merge field by field, so
+    /// `capabilities.add` alone keeps the default `drop: [ALL]` (set `capabilities.drop` to
+    /// drop less). Part of the release.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub security_context: Option<k8s_openapi::api::core::v1::SecurityContext>,
     /// Pod-level security settings, over the operator's restricted defaults (runAsNonRoot,

@@ -37,6 +37,7 @@ use kube::{Client, Resource, ResourceExt};
 
 use crate::api::{AurenRuntime, AurenRuntimeStatus, Phase, Verdict};
 use crate::metrics::Metrics;
+use crate::notify::receivers::ReceiverPolicy;
 use crate::notify::{self, Destination, Subject};
 use crate::resources::{self, LABEL_INSTANCE, MANAGER, ResourceError, instance_labels};
 use crate::revision::{self, RevisionError};
@@ -155,6 +156,7 @@ impl Context {
         metrics: Arc<Metrics>,
         identity: &str,
         default_notifications: Option<Destination>,
+        receivers: ReceiverPolicy,
     ) -> Self {
         let reporter = Reporter {
             controller: MANAGER.into(),
@@ -162,7 +164,12 @@ impl Context {
         };
         let recorder = Recorder::new(client.clone(), reporter);
         Self {
-            notifier: notifier::Notifier::start(client.clone(), recorder.clone(), metrics.clone()),
+            notifier: notifier::Notifier::start(
+                client.clone(),
+                recorder.clone(),
+                metrics.clone(),
+                receivers,
+            ),
             default_notifications,
             recorder,
             client,

@@ -3,7 +3,13 @@
 //! POSTed with bounded exponential backoff. A notification that cannot be delivered (Secret or
 //! key missing, receiver refusing or down through every attempt) becomes a Warning Event
 //! `NotificationFailed` on the AurenRuntime and counts as failed.
+//!
+//! The receiver's URL is whatever the Secret says, so before anything is sent it passes the
+//! operator's [`ReceiverPolicy`] (a refusal is the Warning Event `NotificationRefused`, and no
+//! request is made), the request goes to exactly the addresses that passed, through no proxy,
+//! and a redirect is never followed (a 3xx is a failed delivery).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +20,7 @@ use tokio::sync::{Semaphore, mpsc};
 
 use crate::api::NotificationFormat;
 use crate::metrics::Metrics;
+use crate::notify::receivers::{ReceiverPolicy, Refusal, Target};
 use crate::notify::{self, Destination, Subject};
 use crate::rollout::Notice;
 
@@ -43,6 +50,13 @@ pub enum NotifyError {
     SecretUnreadable { name: String, source: kube::Error },
     #[error("the receiver refused it with HTTP {0} (not retried)")]
     Refused(u16),
+    #[error(
+        "the receiver answered HTTP {0}, a redirect, which is not followed (not retried): \
+         put the final address in the Secret's url"
+    )]
+    Redirected(u16),
+    #[error("receiver not allowed by the operator's notification settings, nothing sent: {0}")]
+    ReceiverRefused(#[from] Refusal),
     #[error("not delivered after {attempts} attempts: {last}")]
     GaveUp { attempts: u32, last: String },
 }
@@ -66,21 +80,31 @@ pub struct Notifier {
 /// What the sending task needs.
 struct Sender {
     client: kube::Client,
-    http: reqwest::Client,
+    receivers: ReceiverPolicy,
     recorder: Recorder,
     metrics: Arc<Metrics>,
 }
 
+/// One notification's request, the same for every attempt.
+pub struct Message<'a> {
+    pub content_type: &'a str,
+    pub body: &'a [u8],
+    /// The HMAC key, when the Secret has one: the request is signed.
+    pub key: Option<&'a [u8]>,
+}
+
 impl Notifier {
     /// Starts the sending task; it ends when every `Notifier` is dropped.
-    pub fn start(client: kube::Client, recorder: Recorder, metrics: Arc<Metrics>) -> Self {
+    pub fn start(
+        client: kube::Client,
+        recorder: Recorder,
+        metrics: Arc<Metrics>,
+        receivers: ReceiverPolicy,
+    ) -> Self {
         let (queue, receiver) = mpsc::channel(QUEUE);
         let sender = Arc::new(Sender {
             client,
-            http: reqwest::Client::builder()
-                .timeout(ATTEMPT_TIMEOUT)
-                .build()
-                .unwrap_or_default(),
+            receivers,
             recorder,
             metrics: metrics.clone(),
         });
@@ -127,47 +151,13 @@ impl Sender {
         let (url, key) = self.read_secret(&delivery.destination).await?;
         let format = delivery.destination.format;
         let (content_type, body) = notify::body(format, &delivery.subject, &delivery.notice);
-        let mut last = String::new();
-        for attempt in 1..=ATTEMPTS {
-            if attempt > 1 {
-                self.metrics.notification_retry();
-                tokio::time::sleep(backoff(attempt)).await;
-            }
-            match self.post(&url, key.as_deref(), content_type, &body).await {
-                Ok(()) => return Ok(()),
-                Err(Attempt::Permanent(status)) => return Err(NotifyError::Refused(status)),
-                Err(Attempt::Transient(why)) => last = why,
-            }
-        }
-        Err(NotifyError::GaveUp {
-            attempts: ATTEMPTS,
-            last,
-        })
-    }
-
-    async fn post(
-        &self,
-        url: &str,
-        key: Option<&[u8]>,
-        content_type: &str,
-        body: &[u8],
-    ) -> Result<(), Attempt> {
-        let mut request = self
-            .http
-            .post(url)
-            .header(reqwest::header::CONTENT_TYPE, content_type)
-            .body(body.to_vec());
-        if let Some(key) = key {
-            let timestamp = k8s_openapi::jiff::Timestamp::now().as_second();
-            request = request
-                .header(notify::TIMESTAMP, timestamp.to_string())
-                .header(notify::SIGNATURE, notify::signature(key, timestamp, body));
-        }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| Attempt::Transient(e.without_url().to_string()))?;
-        classify(response.status())
+        let message = Message {
+            content_type,
+            body: &body,
+            key: key.as_deref(),
+        };
+        let retried = || self.metrics.notification_retry();
+        post_with_retries(&self.receivers, &url, &message, retried).await
     }
 
     /// The receiver's URL and the signing key (when the Secret has one).
@@ -203,9 +193,13 @@ impl Sender {
     }
 
     async fn warn(&self, delivery: &Delivery, error: &NotifyError) {
+        let reason = match error {
+            NotifyError::ReceiverRefused(_) => "NotificationRefused",
+            _ => "NotificationFailed",
+        };
         let event = KubeEvent {
             type_: EventType::Warning,
-            reason: "NotificationFailed".into(),
+            reason: reason.into(),
             note: Some(format!(
                 "{} notification ({}) not delivered: {error}",
                 delivery.notice.kind.as_str(),
@@ -227,19 +221,98 @@ fn format_name(format: NotificationFormat) -> &'static str {
     }
 }
 
+/// POSTs `message` to the receiver at `url`, retrying with backoff (`retried` is called before
+/// each retry). Every attempt looks the host up afresh and checks each address against
+/// `receivers` before it connects, to those addresses only.
+pub async fn post_with_retries(
+    receivers: &ReceiverPolicy,
+    url: &str,
+    message: &Message<'_>,
+    retried: impl Fn(),
+) -> Result<(), NotifyError> {
+    let target = receivers.target(url)?;
+    let mut last = String::new();
+    for attempt in 1..=ATTEMPTS {
+        if attempt > 1 {
+            retried();
+            tokio::time::sleep(backoff(attempt)).await;
+        }
+        match post_once(receivers, &target, message).await {
+            Ok(()) => return Ok(()),
+            Err(Attempt::Permanent(error)) => return Err(error),
+            Err(Attempt::Transient(why)) => last = why,
+        }
+    }
+    Err(NotifyError::GaveUp {
+        attempts: ATTEMPTS,
+        last,
+    })
+}
+
+async fn post_once(
+    receivers: &ReceiverPolicy,
+    target: &Target,
+    message: &Message<'_>,
+) -> Result<(), Attempt> {
+    let addresses = resolve(target).await?;
+    receivers
+        .addresses(target, &addresses)
+        .map_err(|refusal| Attempt::Permanent(refusal.into()))?;
+    let mut request = pinned_client(target, &addresses)?
+        .post(target.url.clone())
+        .header(reqwest::header::CONTENT_TYPE, message.content_type)
+        .body(message.body.to_vec());
+    if let Some(key) = message.key {
+        let timestamp = k8s_openapi::jiff::Timestamp::now().as_second();
+        request = request
+            .header(notify::TIMESTAMP, timestamp.to_string())
+            .header(
+                notify::SIGNATURE,
+                notify::signature(key, timestamp, message.body),
+            );
+    }
+    let response = request
+        .send()
+        .await
+        .map_err(|e| Attempt::Transient(e.without_url().to_string()))?;
+    classify(response.status())
+}
+
+async fn resolve(target: &Target) -> Result<Vec<SocketAddr>, Attempt> {
+    let found = tokio::net::lookup_host((target.host.as_str(), target.port)).await;
+    let unresolved =
+        |e: std::io::Error| Attempt::Transient(format!("looking up {}: {e}", target.host));
+    Ok(found.map_err(unresolved)?.collect())
+}
+
+/// A client that connects to `addresses` for the target's host and nowhere else: no lookup of
+/// its own (a second DNS answer could differ from the checked one), no proxy (the proxy would
+/// look the host up itself), no redirects.
+fn pinned_client(target: &Target, addresses: &[SocketAddr]) -> Result<reqwest::Client, Attempt> {
+    reqwest::Client::builder()
+        .timeout(ATTEMPT_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .resolve_to_addrs(&target.host, addresses)
+        .build()
+        .map_err(|e| Attempt::Transient(format!("HTTP client: {e}")))
+}
+
 /// How one attempt ended, when it did not succeed.
 enum Attempt {
     /// Worth another try: no answer, a timeout, 408, 429 or a 5xx.
     Transient(String),
-    /// The receiver will not take it (another 4xx, or a redirect it was not followed to).
-    Permanent(u16),
+    /// No use trying again: the receiver will not take it (another 4xx), answered with a
+    /// redirect, or is not allowed.
+    Permanent(NotifyError),
 }
 
 fn classify(status: reqwest::StatusCode) -> Result<(), Attempt> {
     match status.as_u16() {
         200..=299 => Ok(()),
         408 | 429 | 500..=599 => Err(Attempt::Transient(format!("HTTP {status}"))),
-        other => Err(Attempt::Permanent(other)),
+        redirect @ 300..=399 => Err(Attempt::Permanent(NotifyError::Redirected(redirect))),
+        other => Err(Attempt::Permanent(NotifyError::Refused(other))),
     }
 }
 
@@ -251,6 +324,132 @@ fn backoff(attempt: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::notify::receivers::{DEFAULT_REFUSED_NETWORKS, Network};
+    use axum::http::{StatusCode, header};
+    use axum::response::IntoResponse;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A receiver on a real socket of this host that counts the requests it gets, and answers
+    /// 204, or `redirect` to `to`.
+    struct Receiver {
+        url: String,
+        hits: Arc<AtomicUsize>,
+    }
+
+    async fn receiver(redirect: Option<(StatusCode, String)>) -> Receiver {
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counted = hits.clone();
+        let app = axum::Router::new().fallback(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            let answer = match redirect.clone() {
+                Some((status, to)) => (status, [(header::LOCATION, to)]).into_response(),
+                None => StatusCode::NO_CONTENT.into_response(),
+            };
+            async move { answer }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Receiver { url, hits }
+    }
+
+    fn policy(hosts: &[&str], refused: &str) -> ReceiverPolicy {
+        let networks: Vec<Network> = refused.split(',').map(|n| n.parse().unwrap()).collect();
+        let hosts: Vec<String> = hosts.iter().map(|h| h.to_string()).collect();
+        ReceiverPolicy::new(&["https".into(), "http".into()], &hosts, &networks)
+    }
+
+    /// The receivers of these tests listen on loopback, which only this policy allows.
+    fn loopback_allowed() -> ReceiverPolicy {
+        policy(&[], "169.254.0.0/16,fe80::/10")
+    }
+
+    const MESSAGE: Message<'static> = Message {
+        content_type: "application/json",
+        body: b"{}",
+        key: Some(b"k"),
+    };
+
+    async fn post(receivers: &ReceiverPolicy, url: &str) -> Result<(), NotifyError> {
+        post_with_retries(receivers, url, &MESSAGE, || panic!("not retried")).await
+    }
+
+    #[tokio::test]
+    async fn a_redirect_fails_the_delivery_and_its_target_gets_nothing() {
+        let second = receiver(None).await;
+        for status in [StatusCode::FOUND, StatusCode::TEMPORARY_REDIRECT] {
+            let first = receiver(Some((status, second.url.clone()))).await;
+            let result = post(&loopback_allowed(), &first.url).await;
+            assert!(
+                matches!(result, Err(NotifyError::Redirected(code)) if code == status.as_u16()),
+                "{result:?}"
+            );
+            assert_eq!(first.hits.load(Ordering::SeqCst), 1, "asked once");
+            assert_eq!(
+                second.hits.load(Ordering::SeqCst),
+                0,
+                "{status} not followed"
+            );
+        }
+        let error = NotifyError::Redirected(302).to_string();
+        assert!(
+            error.contains("redirect") && error.contains("not followed"),
+            "{error}"
+        );
+        post(&loopback_allowed(), &second.url).await.unwrap();
+        assert_eq!(
+            second.hits.load(Ordering::SeqCst),
+            1,
+            "the second one counts"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_receiver_the_policy_refuses_gets_no_request() {
+        let target = receiver(None).await;
+        let address: SocketAddr = target.url[7..].trim_end_matches("/hook").parse().unwrap();
+        let by_name = target.url.replace("127.0.0.1", "localhost");
+        let defaults = policy(&[], DEFAULT_REFUSED_NETWORKS);
+        let api_server = loopback_allowed().refusing_api_server([address]);
+        let listed = policy(&["hooks.example"], "169.254.0.0/16");
+        let cases = [
+            (
+                &defaults,
+                target.url.as_str(),
+                "in the refused network 127.0.0.0/8",
+            ),
+            (&defaults, by_name.as_str(), "resolves to"),
+            (
+                &api_server,
+                target.url.as_str(),
+                "the Kubernetes API server",
+            ),
+            (&listed, target.url.as_str(), "not among the allowed hosts"),
+        ];
+        for (receivers, url, why) in cases {
+            let result = post(receivers, url).await;
+            let Err(error @ NotifyError::ReceiverRefused(_)) = result else {
+                panic!("{url}: {result:?}");
+            };
+            let text = error.to_string();
+            assert!(
+                text.contains(why) && text.contains("nothing sent"),
+                "{text}"
+            );
+            assert_eq!(target.hits.load(Ordering::SeqCst), 0, "{url} got a request");
+        }
+        let metadata = post(&defaults, "http://169.254.169.254/latest/meta-data/").await;
+        assert!(
+            matches!(metadata, Err(NotifyError::ReceiverRefused(_))),
+            "{metadata:?}"
+        );
+        post(&loopback_allowed(), &target.url).await.unwrap();
+        assert_eq!(
+            target.hits.load(Ordering::SeqCst),
+            1,
+            "allowed, it is reached"
+        );
+    }
 
     #[test]
     fn backoff_doubles_from_half_a_second_and_stays_bounded() {
@@ -279,5 +478,9 @@ mod tests {
             assert!(!retried(code), "{code} is not retried");
             assert!(classify(reqwest::StatusCode::from_u16(code).unwrap()).is_err());
         }
+        assert!(matches!(
+            classify(reqwest::StatusCode::FOUND),
+            Err(Attempt::Permanent(NotifyError::Redirected(302)))
+        ));
     }
 }

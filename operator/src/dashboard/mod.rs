@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use kube::api::Api;
 
 pub use hosts::AllowedHosts;
-pub use server::{ACTION_HEADER, Dashboard};
+pub use server::{Dashboard, TOKEN_HEADER};
 
 use crate::api::AurenRuntime;
 
@@ -31,8 +31,13 @@ pub enum DashboardError {
         "actions are disabled: start the dashboard with --allow-actions to promote, abort or retry"
     )]
     ActionsNotAllowed,
-    #[error("missing header x-auren-dashboard: actions come from the dashboard's own page")]
+    #[error(
+        "missing header x-auren-dashboard-token: actions come from the dashboard's own page, \
+         opened by the URL it printed at start (with its ?token=)"
+    )]
     ForeignRequest,
+    #[error("wrong dashboard token: open the page by the URL the dashboard printed at start")]
+    WrongToken,
     #[error(
         "host {0:?} is not this dashboard's: open it by localhost or the address it listens on, \
          or start it with --allow-host <name>"
@@ -59,6 +64,7 @@ impl DashboardError {
         match self {
             DashboardError::ActionsNotAllowed => "ActionsNotAllowed",
             DashboardError::ForeignRequest => "ForeignRequest",
+            DashboardError::WrongToken => "WrongToken",
             DashboardError::ForeignHost(_) => "ForeignHost",
             DashboardError::UnknownAction(_) => "UnknownAction",
             DashboardError::UnknownRuntime { .. } => "UnknownRuntime",
@@ -72,6 +78,7 @@ impl DashboardError {
         match self {
             DashboardError::ActionsNotAllowed
             | DashboardError::ForeignRequest
+            | DashboardError::WrongToken
             | DashboardError::ForeignHost(_) => StatusCode::FORBIDDEN,
             DashboardError::UnknownAction(_) | DashboardError::UnknownRuntime { .. } => {
                 StatusCode::NOT_FOUND
@@ -130,7 +137,11 @@ pub async fn serve(client: kube::Client, settings: Settings) -> Result<(), Dashb
     } else {
         "read-only"
     };
-    println!("AUREN dashboard ({scope}, {mode}): http://{addr}/");
+    // Printed once: whoever reads this line (the user's terminal) holds the actions.
+    println!(
+        "AUREN dashboard ({scope}, {mode}): http://{addr}/?token={}",
+        dashboard.token()
+    );
     tokio::spawn(dashboard.clone().follow(api));
     axum::serve(listener, dashboard.router())
         .with_graceful_shutdown(async {
@@ -210,13 +221,18 @@ mod tests {
         assert_eq!(response.status(), StatusCode::OK);
     }
 
-    async fn call(d: &Dashboard, method: &str, uri: &str, header: bool) -> (StatusCode, Value) {
+    async fn call(
+        d: &Dashboard,
+        method: &str,
+        uri: &str,
+        token: Option<&str>,
+    ) -> (StatusCode, Value) {
         let mut request = Request::builder()
             .method(method)
             .uri(uri)
             .header("host", "localhost:8474");
-        if header {
-            request = request.header(ACTION_HEADER, "action");
+        if let Some(token) = token {
+            request = request.header(TOKEN_HEADER, token);
         }
         let response = d
             .clone()
@@ -230,6 +246,19 @@ mod tests {
             status,
             serde_json::from_slice(&bytes).unwrap_or(Value::Null),
         )
+    }
+
+    /// A POST to `uri` with `token` is answered `code` with the error `error`.
+    async fn assert_refused(
+        d: &Dashboard,
+        uri: &str,
+        token: Option<&str>,
+        code: StatusCode,
+        error: &str,
+    ) {
+        let (status, body) = call(d, "POST", uri, token).await;
+        let answer = (status, body["error"].as_str());
+        assert_eq!(answer, (code, Some(error)), "{uri} {token:?}");
     }
 
     #[tokio::test]
@@ -251,7 +280,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_board_is_served_as_json() {
-        let (status, body) = call(&dashboard(false).await, "GET", "/api/runtimes", false).await;
+        let (status, body) = call(&dashboard(false).await, "GET", "/api/runtimes", None).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(body["scope"], "namespace team");
         assert_eq!(body["actions"], false);
@@ -261,7 +290,8 @@ mod tests {
     #[tokio::test]
     async fn actions_are_refused_unless_allowed() {
         let d = dashboard(false).await;
-        let (status, body) = call(&d, "POST", "/api/runtimes/team/wearables/abort", true).await;
+        let token = Some(d.token());
+        let (status, body) = call(&d, "POST", "/api/runtimes/team/wearables/abort", token).await;
         assert_eq!(status, StatusCode::FORBIDDEN);
         assert_eq!(body["error"], "ActionsNotAllowed");
         assert!(body["detail"].as_str().unwrap().contains("--allow-actions"));
@@ -271,12 +301,6 @@ mod tests {
     async fn bad_actions_are_told_apart() {
         let d = dashboard(true).await;
         let cases = [
-            (
-                "/api/runtimes/team/wearables/abort",
-                false,
-                StatusCode::FORBIDDEN,
-                "ForeignRequest",
-            ),
             (
                 "/api/runtimes/team/wearables/delete",
                 true,
@@ -296,13 +320,58 @@ mod tests {
                 "UnknownRuntime",
             ),
         ];
-        for (uri, header, code, error) in cases {
-            let (status, body) = call(&d, "POST", uri, header).await;
+        for (uri, with_token, code, error) in cases {
+            let token = with_token.then(|| d.token());
+            assert_refused(&d, uri, token, code, error).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn an_action_needs_the_printed_token_on_every_address() {
+        let d = dashboard(true).await;
+        let other = dashboard(true).await;
+        assert_ne!(d.token(), other.token(), "each dashboard draws its own");
+        assert_eq!(d.token().len(), 32);
+        let abort = "/api/runtimes/team/wearables/abort";
+        let cases = [
+            (None, StatusCode::FORBIDDEN, "ForeignRequest"),
+            (Some(""), StatusCode::FORBIDDEN, "WrongToken"),
+            (Some(other.token()), StatusCode::FORBIDDEN, "WrongToken"),
+            (Some(&d.token()[..31]), StatusCode::FORBIDDEN, "WrongToken"),
+            // Past every check to the API server (unreachable here): the action was accepted.
+            (Some(d.token()), StatusCode::BAD_GATEWAY, "ApiServerRefused"),
+        ];
+        for (token, code, error) in cases {
+            assert_refused(&d, abort, token, code, error).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn no_page_may_frame_the_dashboard() {
+        let d = dashboard(true).await;
+        let requests = [
+            local_get("/"),
+            local_get("/app.js"),
+            local_get("/api/runtimes"),
+            Request::post("/api/runtimes/team/wearables/abort")
+                .header("host", "localhost:8474")
+                .body(Body::empty())
+                .unwrap(),
+            Request::get("/")
+                .header("host", "evil.example")
+                .body(Body::empty())
+                .unwrap(),
+        ];
+        for request in requests {
+            let uri = request.uri().clone();
+            let response = d.clone().router().oneshot(request).await.unwrap();
+            let headers = response.headers();
             assert_eq!(
-                (status, body["error"].as_str()),
-                (code, Some(error)),
+                headers["content-security-policy"], "frame-ancestors 'none'",
                 "{uri}"
             );
+            assert_eq!(headers["x-frame-options"], "DENY", "{uri}");
+            assert_eq!(headers["referrer-policy"], "no-referrer", "{uri}");
         }
     }
 

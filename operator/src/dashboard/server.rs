@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Path, Request, State};
+use axum::http::HeaderValue;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -15,6 +16,7 @@ use axum::routing::{get, post};
 use futures::{Stream, StreamExt};
 use kube::api::Api;
 use kube::runtime::{WatchStreamExt, watcher};
+use sha2::{Digest, Sha256};
 use tokio::sync::{Mutex, watch};
 
 use super::view::{Board, BoardView, control_named};
@@ -22,9 +24,12 @@ use super::{AllowedHosts, DashboardError};
 use crate::api::AurenRuntime;
 use crate::plugin::request_control;
 
-/// The header the page sends with an action: a cross-site form or link cannot set it, so a
-/// web page elsewhere cannot press the buttons for the user.
-pub const ACTION_HEADER: &str = "x-auren-dashboard";
+/// The header the page sends with an action, holding the dashboard's token. A cross-site form
+/// or link cannot set a header, and a peer on the network (the dashboard listening beyond
+/// loopback) does not know the token: only the page opened by the printed URL can act.
+pub const TOKEN_HEADER: &str = "x-auren-dashboard-token";
+/// Length of the token (alphanumeric: ~190 bits).
+const TOKEN_LEN: usize = 32;
 
 const INDEX_HTML: &str = include_str!("page/index.html");
 const APP_JS: &str = include_str!("page/app.js");
@@ -37,11 +42,14 @@ pub struct Dashboard {
     scope: String,
     actions: Option<kube::Client>,
     hosts: Arc<AllowedHosts>,
+    token: Arc<str>,
 }
 
 impl Dashboard {
     /// A dashboard of `scope`; `actions` is the client the controls use, `None` when read-only.
+    /// Each dashboard draws its own random token ([`Dashboard::token`]).
     pub fn new(scope: &str, actions: Option<kube::Client>) -> Dashboard {
+        use rand::distr::{Alphanumeric, SampleString};
         let board = Board::default();
         let (updates, _) = watch::channel(Arc::new(board.view(scope, actions.is_some())));
         Dashboard {
@@ -50,7 +58,15 @@ impl Dashboard {
             scope: scope.to_owned(),
             actions,
             hosts: Arc::new(AllowedHosts::default()),
+            token: Alphanumeric
+                .sample_string(&mut rand::rng(), TOKEN_LEN)
+                .into(),
         }
+    }
+
+    /// The token an action must carry in [`TOKEN_HEADER`]; printed once, in the page's URL.
+    pub fn token(&self) -> &str {
+        &self.token
     }
 
     /// The dashboard answering requests for `hosts` only (loopback by default).
@@ -97,8 +113,30 @@ impl Dashboard {
             .route("/api/events", get(events))
             .route("/api/runtimes/{namespace}/{name}/{action}", post(act))
             .route_layer(middleware::from_fn_with_state(self.clone(), for_this_host))
+            .layer(middleware::map_response(never_framed))
             .with_state(self)
     }
+
+    /// Whether `header` is this dashboard's token. Compared as digests: the time taken says
+    /// nothing about how much of the token a guess got right.
+    fn holds_token(&self, header: &HeaderValue) -> bool {
+        Sha256::digest(header.as_bytes()) == Sha256::digest(self.token.as_bytes())
+    }
+}
+
+/// No page may frame the dashboard (a framed page could be overlaid to trick a click on its
+/// buttons), and the token in its URL is never sent on as a Referer.
+async fn never_framed(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    let never = [
+        (header::CONTENT_SECURITY_POLICY, "frame-ancestors 'none'"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "no-referrer"),
+    ];
+    for (name, value) in never {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    response
 }
 
 /// Refuses a request whose `Host` is not one the dashboard answers to (DNS rebinding).
@@ -160,8 +198,11 @@ async fn act(
     headers: HeaderMap,
 ) -> Result<Response, DashboardError> {
     let client = d.actions.clone().ok_or(DashboardError::ActionsNotAllowed)?;
-    if !headers.contains_key(ACTION_HEADER) {
-        return Err(DashboardError::ForeignRequest);
+    let token = headers
+        .get(TOKEN_HEADER)
+        .ok_or(DashboardError::ForeignRequest)?;
+    if !d.holds_token(token) {
+        return Err(DashboardError::WrongToken);
     }
     let control = control_named(&action).ok_or(DashboardError::UnknownAction(action))?;
     if !d.board.lock().await.contains(&namespace, &name) {

@@ -265,18 +265,37 @@ fn runtime_default_seccomp() -> SeccompProfile {
     }
 }
 
-/// `base` with every field that `user` sets replaced by the user's value.
+/// `base` with every field that `user` sets replaced by the user's value; nested objects
+/// merge the same way, field by field. So `capabilities: {add: [NET_BIND_SERVICE]}` adds one
+/// capability and keeps the default `drop: [ALL]`: replacing the whole object would silently
+/// give the container every default capability back. Dropping less takes a `drop` of its own.
 fn overlay<T: Serialize + DeserializeOwned>(base: T, user: Option<&T>) -> T {
     let Some(user) = user else {
         return base;
     };
-    let (Ok(serde_json::Value::Object(mut merged)), Ok(serde_json::Value::Object(over))) =
-        (serde_json::to_value(&base), serde_json::to_value(user))
+    let (Ok(mut merged), Ok(over)) = (serde_json::to_value(&base), serde_json::to_value(user))
     else {
         return base;
     };
-    merged.extend(over);
-    serde_json::from_value(serde_json::Value::Object(merged)).unwrap_or(base)
+    merge_fields(&mut merged, over);
+    serde_json::from_value(merged).unwrap_or(base)
+}
+
+/// Objects merge key by key (recursively); anything else (lists included) is replaced.
+fn merge_fields(base: &mut serde_json::Value, over: serde_json::Value) {
+    match (base, over) {
+        (serde_json::Value::Object(base), serde_json::Value::Object(over)) => {
+            for (key, value) in over {
+                match base.get_mut(&key) {
+                    Some(existing) => merge_fields(existing, value),
+                    None => {
+                        base.insert(key, value);
+                    }
+                }
+            }
+        }
+        (base, over) => *base = over,
+    }
 }
 
 fn probe(path: &str, period: i32, failures: i32) -> Probe {
@@ -596,6 +615,51 @@ mod tests {
         assert_eq!(c.allow_privilege_escalation, Some(false));
         let p = pod.security_context.as_ref().unwrap();
         assert_eq!((p.fs_group, p.run_as_user), (Some(2000), Some(65532)));
+    }
+
+    #[test]
+    fn added_capabilities_keep_drop_all_unless_the_spec_drops_on_purpose() {
+        let caps = |user: Capabilities| {
+            let mut ar = runtime();
+            ar.spec.security_context = Some(SecurityContext {
+                capabilities: Some(user),
+                ..Default::default()
+            });
+            let pod = pod_of(deployment(&ar, &release(), Role::Api).unwrap());
+            let c = pod.containers[0].security_context.clone().unwrap();
+            assert_eq!(
+                c.read_only_root_filesystem,
+                Some(true),
+                "other defaults stay"
+            );
+            c.capabilities.unwrap()
+        };
+        let added = caps(Capabilities {
+            add: Some(vec!["NET_BIND_SERVICE".into()]),
+            drop: None,
+        });
+        assert_eq!(added.add, Some(vec!["NET_BIND_SERVICE".to_owned()]));
+        assert_eq!(added.drop, Some(vec!["ALL".to_owned()]), "drop ALL kept");
+        let on_purpose = caps(Capabilities {
+            add: Some(vec!["NET_ADMIN".into()]),
+            drop: Some(vec![]),
+        });
+        assert_eq!(on_purpose.drop, Some(vec![]), "the spec's own drop wins");
+        let mut ar = runtime();
+        ar.spec.security_context = Some(SecurityContext {
+            seccomp_profile: Some(SeccompProfile {
+                type_: "Localhost".into(),
+                localhost_profile: Some("auren.json".into()),
+            }),
+            ..Default::default()
+        });
+        let pod = pod_of(deployment(&ar, &release(), Role::Api).unwrap());
+        let c = pod.containers[0].security_context.clone().unwrap();
+        let profile = c.seccomp_profile.unwrap();
+        assert_eq!(
+            (profile.type_.as_str(), profile.localhost_profile.as_deref()),
+            ("Localhost", Some("auren.json"))
+        );
     }
 
     #[test]

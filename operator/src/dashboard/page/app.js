@@ -4,7 +4,22 @@
 "use strict";
 
 const SVG = "http://www.w3.org/2000/svg";
-const ACTION_HEADER = "x-auren-dashboard";
+const TOKEN_HEADER = "x-auren-dashboard-token";
+// The token the dashboard printed in its URL (?token=...): every action carries it. It is kept
+// for this tab (a reload still works) and taken out of the address bar.
+const TOKEN = (() => {
+  const fromUrl = new URLSearchParams(location.search).get("token");
+  if (fromUrl) {
+    sessionStorage.setItem("auren-dashboard-token", fromUrl);
+    history.replaceState(null, "", location.pathname);
+  }
+  return fromUrl || sessionStorage.getItem("auren-dashboard-token") || "";
+})();
+// Actions that move traffic or throw a release away are confirmed first.
+const CONFIRM = {
+  promote: rt => `Promote the candidate of ${rt.namespace}/${rt.name}? Traffic moves to it.`,
+  abort: rt => `Abort the rollout of ${rt.namespace}/${rt.name}? The candidate is rolled back.`,
+};
 // Results of actions, kept across re-renders: "namespace/name" -> {text, error}.
 const results = {};
 let updates = 0;
@@ -132,8 +147,9 @@ function actionsBlock(rt) {
 async function act(rt, action) {
   const key = rt.namespace + "/" + rt.name;
   const url = `/api/runtimes/${encodeURIComponent(rt.namespace)}/${encodeURIComponent(rt.name)}/${action}`;
+  if (CONFIRM[action] && !window.confirm(CONFIRM[action](rt))) return;
   try {
-    const resp = await fetch(url, { method: "POST", headers: { [ACTION_HEADER]: "action" } });
+    const resp = await fetch(url, { method: "POST", headers: { [TOKEN_HEADER]: TOKEN } });
     const body = await resp.json();
     results[key] = resp.ok ? { text: `${action} requested (${body.annotation})` }
                            : { text: `${action} refused: ${body.detail}`, error: true };
