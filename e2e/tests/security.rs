@@ -244,8 +244,9 @@ async fn under_the_charts_rbac_the_operator_needs_all_of_it_and_leaks_no_secret(
     // … promote a second release, as a canary (its stable and candidate API pods labelled
     // for the canary's active Service) …
     let mut canary = env.spec("auren/runtime:v2", &[]);
-    canary["strategy"] =
-        json!({"canary": {"steps": [{"setWeight": 50}], "scaleDownDelaySeconds": 15}});
+    // (`blueGreen: null`: the spec is a merge patch, and a spec with both strategies is invalid.)
+    canary["strategy"] = json!({"blueGreen": null,
+        "canary": {"steps": [{"setWeight": 50}], "scaleDownDelaySeconds": 15}});
     env.set_spec(canary).await.unwrap();
     let st = env
         .ns
