@@ -215,7 +215,6 @@ async fn start_consumer(
 ) {
     let c = s.config.clone();
     let pool_size = 4;
-    tracing::info!(database = %c.database_url, "storing events in PostgreSQL");
     // A driver's error may quote the URL it was given: its password is scrubbed before the
     // retry loop logs it.
     let connect = || async {
