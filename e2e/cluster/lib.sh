@@ -134,3 +134,24 @@ wait_for() {
   log "${what} not ready after ${secs} s; see ${LOG_DIR}"
   return 1
 }
+
+# The kube-apiserver flags every local cluster shares (1.20's up.sh and the 1.37 smoke run):
+# loopback etcd, TLS and static tokens, RBAC, service-account keys, the Service range. Read at
+# call time, so a caller's own ports and folders apply.
+apiserver_shared_flags() {
+  printf '%s\n' \
+    --etcd-servers "http://127.0.0.1:${ETCD_CLIENT_PORT}" \
+    --bind-address 127.0.0.1 \
+    --secure-port "${APISERVER_PORT}" \
+    --tls-cert-file "${PKI_DIR}/apiserver.crt" --tls-private-key-file "${PKI_DIR}/apiserver.key" \
+    --client-ca-file "${PKI_DIR}/ca.crt" \
+    --token-auth-file "${PKI_DIR}/tokens.csv" \
+    --authorization-mode Node,RBAC \
+    --service-account-key-file "${PKI_DIR}/sa.pub" \
+    --service-account-signing-key-file "${PKI_DIR}/sa.key" \
+    --service-account-issuer https://kubernetes.default.svc.cluster.local \
+    --api-audiences https://kubernetes.default.svc.cluster.local \
+    --service-cluster-ip-range 10.96.0.0/16 \
+    --allow-privileged=true \
+    --profiling=false
+}

@@ -119,20 +119,7 @@ start_apiserver() {
   pid_alive kube-apiserver && return 0
   # shellcheck disable=SC2046  # the flags are words
   start_component kube-apiserver "${K8S_BIN}/kube-apiserver" \
-    --etcd-servers "http://127.0.0.1:${ETCD_CLIENT_PORT}" \
-    --bind-address 127.0.0.1 $(node_kind_flags) \
-    --secure-port "${APISERVER_PORT}" --insecure-port 0 \
-    --tls-cert-file "${PKI_DIR}/apiserver.crt" --tls-private-key-file "${PKI_DIR}/apiserver.key" \
-    --client-ca-file "${PKI_DIR}/ca.crt" \
-    --token-auth-file "${PKI_DIR}/tokens.csv" \
-    --authorization-mode Node,RBAC \
-    --service-account-key-file "${PKI_DIR}/sa.pub" \
-    --service-account-signing-key-file "${PKI_DIR}/sa.key" \
-    --service-account-issuer https://kubernetes.default.svc.cluster.local \
-    --api-audiences https://kubernetes.default.svc.cluster.local \
-    --service-cluster-ip-range 10.96.0.0/16 \
-    --allow-privileged=true \
-    --profiling=false
+    $(apiserver_shared_flags) $(node_kind_flags) --insecure-port 0
 }
 
 # Process node: pods get loopback IPs (127.0.1.x), which core/v1 Endpoints reject as invalid:

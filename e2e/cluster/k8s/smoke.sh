@@ -54,22 +54,10 @@ start_etcd() {
 
 # up.sh's process-node flags for 1.20, minus --insecure-port (removed in 1.24).
 start_apiserver() {
+  # shellcheck disable=SC2046  # the flags are words
   start_component kube-apiserver "${K8S_BIN}/kube-apiserver" \
-    --etcd-servers "http://127.0.0.1:${ETCD_CLIENT_PORT}" \
-    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --endpoint-reconciler-type none \
-    --disable-admission-plugins ServiceAccount,TaintNodesByCondition \
-    --secure-port "${APISERVER_PORT}" \
-    --tls-cert-file "${PKI_DIR}/apiserver.crt" --tls-private-key-file "${PKI_DIR}/apiserver.key" \
-    --client-ca-file "${PKI_DIR}/ca.crt" \
-    --token-auth-file "${PKI_DIR}/tokens.csv" \
-    --authorization-mode Node,RBAC \
-    --service-account-key-file "${PKI_DIR}/sa.pub" \
-    --service-account-signing-key-file "${PKI_DIR}/sa.key" \
-    --service-account-issuer https://kubernetes.default.svc.cluster.local \
-    --api-audiences https://kubernetes.default.svc.cluster.local \
-    --service-cluster-ip-range 10.96.0.0/16 \
-    --allow-privileged=true \
-    --profiling=false
+    $(apiserver_shared_flags) --advertise-address 127.0.0.1 --endpoint-reconciler-type none \
+    --disable-admission-plugins ServiceAccount,TaintNodesByCondition
 }
 
 # up.sh's flags minus `--port 0` (removed in 1.24). Its `--controllers` list loses
