@@ -155,3 +155,18 @@ apiserver_shared_flags() {
     --allow-privileged=true \
     --profiling=false
 }
+
+# One etcd member on loopback for a local cluster (no fsync: test data only). $1 the etcd
+# binary, $2 the member name.
+start_local_etcd() {
+  start_component etcd "$1" --name "$2" \
+    --data-dir "${STATE_DIR}/etcd" \
+    --listen-client-urls "http://127.0.0.1:${ETCD_CLIENT_PORT}" \
+    --advertise-client-urls "http://127.0.0.1:${ETCD_CLIENT_PORT}" \
+    --listen-peer-urls "http://127.0.0.1:${ETCD_PEER_PORT}" \
+    --initial-advertise-peer-urls "http://127.0.0.1:${ETCD_PEER_PORT}" \
+    --initial-cluster "$2=http://127.0.0.1:${ETCD_PEER_PORT}" \
+    --listen-metrics-urls "" \
+    --unsafe-no-fsync
+  wait_for etcd 20 curl -sf --max-time 2 "http://127.0.0.1:${ETCD_CLIENT_PORT}/health"
+}

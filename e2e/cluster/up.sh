@@ -88,16 +88,7 @@ gen_kubelet_client_cert() {
 
 start_etcd() {
   pid_alive etcd && return 0
-  start_component etcd etcd --name auren-local \
-    --data-dir "${STATE_DIR}/etcd" \
-    --listen-client-urls "http://127.0.0.1:${ETCD_CLIENT_PORT}" \
-    --advertise-client-urls "http://127.0.0.1:${ETCD_CLIENT_PORT}" \
-    --listen-peer-urls "http://127.0.0.1:${ETCD_PEER_PORT}" \
-    --initial-advertise-peer-urls "http://127.0.0.1:${ETCD_PEER_PORT}" \
-    --initial-cluster "auren-local=http://127.0.0.1:${ETCD_PEER_PORT}" \
-    --listen-metrics-urls "" \
-    --unsafe-no-fsync
-  wait_for "etcd" 20 curl -sf --max-time 2 "http://127.0.0.1:${ETCD_CLIENT_PORT}/health"
+  start_local_etcd etcd auren-local
 }
 
 # process node: pods have loopback IPs, so no endpoint reconciling and no service-account

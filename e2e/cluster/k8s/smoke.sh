@@ -40,16 +40,7 @@ make_pki() {
 }
 
 start_etcd() {
-  start_component etcd "${ETCD_BIN}/etcd" --name auren-smoke \
-    --data-dir "${STATE_DIR}/etcd" \
-    --listen-client-urls "http://127.0.0.1:${ETCD_CLIENT_PORT}" \
-    --advertise-client-urls "http://127.0.0.1:${ETCD_CLIENT_PORT}" \
-    --listen-peer-urls "http://127.0.0.1:${ETCD_PEER_PORT}" \
-    --initial-advertise-peer-urls "http://127.0.0.1:${ETCD_PEER_PORT}" \
-    --initial-cluster "auren-smoke=http://127.0.0.1:${ETCD_PEER_PORT}" \
-    --listen-metrics-urls "" \
-    --unsafe-no-fsync
-  wait_for etcd 20 curl -sf --max-time 2 "http://127.0.0.1:${ETCD_CLIENT_PORT}/health"
+  start_local_etcd "${ETCD_BIN}/etcd" auren-smoke
 }
 
 # up.sh's process-node flags for 1.20, minus --insecure-port (removed in 1.24).
