@@ -18,6 +18,8 @@ use support::{Answer, Env, Load, NAME, StatusLog, accepted_ids, assert_none_fail
 /// Answers this long after an analysis step starts count for its share (pods of the weight
 /// before are leaving the endpoints meanwhile).
 const SETTLE: Duration = Duration::from_millis(1500);
+/// How long the active Service may still send to a rolled-back candidate.
+const ROLLBACK_GRACE: Duration = Duration::from_secs(2);
 
 fn weight(w: i32) -> Value {
     json!({"setWeight": w})
@@ -224,6 +226,9 @@ async fn a_canary_with_three_times_the_baseline_error_ratio_is_rolled_back_at_th
         })
         .await;
     let rolled_back = Instant::now();
+    // The Service's endpoints may take up to the grace below to drop the candidate; what
+    // proves it dropped them is answers sent after the grace, so wait for some.
+    tokio::time::sleep_until((rolled_back + ROLLBACK_GRACE).into()).await;
     load.carries_on(50).await;
     let answers = load.finish().await;
     let log = log.finish().await;
@@ -260,12 +265,7 @@ async fn a_canary_with_three_times_the_baseline_error_ratio_is_rolled_back_at_th
     eprintln!("the candidate served {served}/{all} = {got:.1} % before the rollback");
     assert!(served > 0, "the candidate took traffic");
     assert!(got <= 25.0 + 5.0, "the candidate served {got:.1} %");
-    let (late, after) = share(
-        &answers,
-        &v2,
-        rolled_back + Duration::from_secs(2),
-        Instant::now(),
-    );
+    let (late, after) = share(&answers, &v2, rolled_back + ROLLBACK_GRACE, Instant::now());
     assert!(after > 0 && late == 0, "{late}/{after} after the rollback");
     eprintln!("took {:?}", started.elapsed());
 }
