@@ -315,12 +315,16 @@ async fn blue_green_on_real_containers_promotes_good_and_rolls_back_bad() {
     .await;
     let v1 = env.install("auren/runtime:v1").await;
     assert_runtime_pods(&env.ns).await;
-    let active = Load::workers(
-        env.ns.cluster_addr(NAME).await,
-        "u-real",
-        2,
-        Duration::from_millis(40),
-    );
+    let active_addr = env.ns.cluster_addr(NAME).await;
+    // kube-proxy programs the ClusterIP once v1's pods are ready endpoints; the load judges the
+    // rollouts, so it starts once the active Service answers.
+    let client = support::http_client();
+    support::wait_for("the active Service to answer", 60, || async {
+        let answer = support::post_event(&client, &active_addr, "u-real-probe", 0).await;
+        (answer.status == 202).then_some(())
+    })
+    .await;
+    let active = Load::workers(active_addr, "u-real", 2, Duration::from_millis(40));
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     let v2 = env.release(env.spec("auren/runtime:v2", &[])).await;
