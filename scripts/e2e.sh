@@ -10,48 +10,6 @@ trap 'bash e2e/cluster/down.sh >/dev/null 2>&1 || true' EXIT
 eval "$(bash e2e/cluster/up.sh | tail -n1)"
 kubectl get nodes 2>/dev/null
 
-# The chart against a real API server (issue 7): every rendered object, the CRD included, must be
-# accepted by `kubectl apply --server-side --dry-run=server` on the local Kubernetes 1.20 (PodDisruptionBudget:
-# policy/v1beta1 there, picked by the chart from --kube-version). Nothing is persisted.
-HELM="$(bash scripts/helm.sh)"
-for variant in defaults options; do
-  args=()
-  [ "$variant" = options ] && args=(--set replicaCount=3 --set podDisruptionBudget.maxUnavailable=1
-    --set 'extraEnv[0].name=EXTRA' --set-string 'extraEnv[0].value=1' --set serviceAccount.annotations.a=b)
-  say "e2e: helm template ($variant) | kubectl apply --dry-run=server (Kubernetes 1.20.2)"
-  rendered="$("$HELM" template auren-operator charts/auren-operator --namespace default --include-crds \
-    --kube-version 1.20.2 "${args[@]}")"
-  grep -q '^apiVersion: policy/v1beta1$' <<<"$rendered" || die "expected a policy/v1beta1 PodDisruptionBudget for 1.20"
-  objects="$(grep -c '^kind: ' <<<"$rendered")"
-  out="$(kubectl apply --server-side --force-conflicts --field-manager=auren-e2e-chart --dry-run=server -f - <<<"$rendered")" || die "the API server refused the chart ($variant)"
-  accepted="$(grep -c '(server dry run)$' <<<"$out" || true)"
-  [ "$accepted" = "$objects" ] || { echo "$out" >&2; die "$accepted of $objects objects accepted ($variant)"; }
-done
-
-# The chart for real: install the operator with it, both replicas become Ready through their
-# probes, one takes the Lease; then uninstall. It minds only its own namespace, so it cannot
-# touch the tests' resources.
-say "e2e: install the operator with the chart, wait for 2 Ready replicas and a leader"
-CHART_NS=auren-chart-e2e
-rendered="$("$HELM" template auren-operator charts/auren-operator --namespace "$CHART_NS" \
-  --kube-version 1.20.2 --set watchNamespace="$CHART_NS")"
-kubectl create namespace "$CHART_NS" >/dev/null
-kubectl apply --server-side --force-conflicts --field-manager=auren-e2e-chart -f crds/aurenruntime.yaml >/dev/null
-kubectl apply --server-side --field-manager=auren-e2e-chart -f - <<<"$rendered" >/dev/null
-kubectl -n "$CHART_NS" wait --for=condition=Available --timeout=120s deployment/auren-operator \
-  || { kubectl -n "$CHART_NS" get pods -o wide; die "the chart's operator did not become Available"; }
-ready="$(kubectl -n "$CHART_NS" get deployment auren-operator -o jsonpath='{.status.readyReplicas}')"
-[ "$ready" = 2 ] || die "expected 2 ready operator replicas, got ${ready:-0}"
-for _ in $(seq 60); do
-  leader="$(kubectl -n "$CHART_NS" get lease auren-operator -o jsonpath='{.spec.holderIdentity}' 2>/dev/null || true)"
-  [ -n "$leader" ] && break
-  sleep 0.5
-done
-[ -n "$leader" ] || die "no operator replica took the Lease"
-say "e2e: chart install ok (leader $leader); uninstalling"
-grep -v '^#' <<<"$rendered" | kubectl delete --ignore-not-found -f - >/dev/null
-kubectl delete namespace "$CHART_NS" --wait=false >/dev/null
-
 # The process node's scenarios: every e2e test file except the real node's.
 process_tests=()
 for f in e2e/tests/*.rs; do
@@ -71,5 +29,48 @@ export AUREN_IMAGES
 python3 scripts/images.py check "$AUREN_IMAGES" >/dev/null
 eval "$(AUREN_NODE=real bash e2e/cluster/up.sh | tail -n1)"
 kubectl get nodes -o wide 2>/dev/null
+HELM="$(bash scripts/helm.sh)"
+
+# The chart against a real API server (issue 7): every rendered object, the CRD included, must be
+# accepted by `kubectl apply --server-side --dry-run=server` on the local Kubernetes 1.37.2. Nothing is
+# persisted.
+for variant in defaults options; do
+  args=()
+  [ "$variant" = options ] && args=(--set replicaCount=3 --set podDisruptionBudget.maxUnavailable=1
+    --set 'extraEnv[0].name=EXTRA' --set-string 'extraEnv[0].value=1' --set serviceAccount.annotations.a=b)
+  say "e2e: helm template ($variant) | kubectl apply --dry-run=server (Kubernetes 1.37.2)"
+  rendered="$("$HELM" template auren-operator charts/auren-operator --namespace default --include-crds \
+    --kube-version 1.37.2 "${args[@]}")"
+  grep -q '^apiVersion: policy/v1$' <<<"$rendered" || die "expected a policy/v1 PodDisruptionBudget"
+  objects="$(grep -c '^kind: ' <<<"$rendered")"
+  out="$(kubectl apply --server-side --force-conflicts --field-manager=auren-e2e-chart --dry-run=server -f - <<<"$rendered")" || die "the API server refused the chart ($variant)"
+  accepted="$(grep -c '(server dry run)$' <<<"$out" || true)"
+  [ "$accepted" = "$objects" ] || { echo "$out" >&2; die "$accepted of $objects objects accepted ($variant)"; }
+done
+
+# The chart for real: install the operator with it, both replicas become Ready through their
+# probes, one takes the Lease; then uninstall. It minds only its own namespace, so it cannot
+# touch the tests' resources.
+say "e2e: install the operator with the chart, wait for 2 Ready replicas and a leader"
+CHART_NS=auren-chart-e2e
+rendered="$("$HELM" template auren-operator charts/auren-operator --namespace "$CHART_NS" \
+  --kube-version 1.37.2 --set watchNamespace="$CHART_NS")"
+kubectl create namespace "$CHART_NS" >/dev/null
+kubectl apply --server-side --force-conflicts --field-manager=auren-e2e-chart -f crds/aurenruntime.yaml >/dev/null
+kubectl apply --server-side --field-manager=auren-e2e-chart -f - <<<"$rendered" >/dev/null
+kubectl -n "$CHART_NS" wait --for=condition=Available --timeout=120s deployment/auren-operator \
+  || { kubectl -n "$CHART_NS" get pods -o wide; die "the chart's operator did not become Available"; }
+ready="$(kubectl -n "$CHART_NS" get deployment auren-operator -o jsonpath='{.status.readyReplicas}')"
+[ "$ready" = 2 ] || die "expected 2 ready operator replicas, got ${ready:-0}"
+for _ in $(seq 60); do
+  leader="$(kubectl -n "$CHART_NS" get lease auren-operator -o jsonpath='{.spec.holderIdentity}' 2>/dev/null || true)"
+  [ -n "$leader" ] && break
+  sleep 0.5
+done
+[ -n "$leader" ] || die "no operator replica took the Lease"
+say "e2e: chart install ok (leader $leader); uninstalling"
+grep -v '^#' <<<"$rendered" | kubectl delete --ignore-not-found -f - >/dev/null
+kubectl delete namespace "$CHART_NS" --wait=false >/dev/null
+
 export HELM AUREN_TEST_SERVICE_HOST=10.244.0.1
 cargo test --locked -p e2e --no-fail-fast --test real_node -- --test-threads=1

@@ -14,9 +14,9 @@ PY_REQUIREMENTS=(
   PyYAML==6.0.4 attrs==26.1.0 importlib_resources==7.1.0 jsonschema-specifications==2025.9.1
   packaging==26.4 pathspec==1.1.1 referencing==0.37.0 rpds-py==2026.9.1 typing_extensions==4.16.0
 )
-# kubernetes-validate has schemas for 1.25 and later; 1.20 (the local e2e cluster) is covered
-# there by `--dry-run=server`. The newest is kubernetes-validate's own default.
-KUBE_VERSIONS=(1.25.0 1.33.0 1.37.0)
+# The oldest and newest minors the chart supports (kubeVersion); the e2e tier also applies every
+# variant with `--dry-run=server` on the local 1.37.2 API server.
+KUBE_VERSIONS=(1.34.0 1.37.0)
 
 apt_install() {
   [ "$#" -gt 0 ] || return 0
@@ -85,7 +85,7 @@ for v in "${KUBE_VERSIONS[@]}"; do
     grep -q "apiVersion: policy/v1$" "$file" || die "expected a policy/v1 PodDisruptionBudget for Kubernetes $v"
   done
 done
-"$PY" scripts/package_checks.py chart "$out/rendered-1.25.0-defaults.yaml"
+"$PY" scripts/package_checks.py chart "$out/rendered-1.34.0-defaults.yaml"
 
 say "package: RBAC in both scopes (all namespaces; watchNamespace: nothing cluster-wide, Secret verbs get/create)"
 "$HELM" template auren "$CHART" --namespace auren-system > "$out/rbac-all.yaml"
@@ -93,9 +93,10 @@ say "package: RBAC in both scopes (all namespaces; watchNamespace: nothing clust
   --set notifications.secretName=team-hooks > "$out/rbac-watched.yaml"
 "$PY" scripts/package_checks.py rbac "$out/rbac-all.yaml" "$out/rbac-watched.yaml" auren-system apps team-hooks
 
-say "package: PodDisruptionBudget falls back to policy/v1beta1 on Kubernetes 1.20"
-"$HELM" template auren "$CHART" --kube-version 1.20.2 | grep -q "apiVersion: policy/v1beta1$" \
-  || die "expected policy/v1beta1 for Kubernetes 1.20"
+say "package: the chart refuses a Kubernetes older than its kubeVersion (1.34)"
+err="$("$HELM" template auren "$CHART" --kube-version 1.33.0 2>&1 >/dev/null)" && die "the chart rendered for Kubernetes 1.33"
+grep -q "incompatible with Kubernetes" <<<"$err" || { echo "$err" >&2; die "1.33 refused, but not for its version"; }
+"$HELM" template auren "$CHART" --kube-version 1.34.0 >/dev/null || die "the chart refused Kubernetes 1.34"
 
 say "package: values.schema.json refuses bad values"
 bad_values=(replicaCount=0 unknownKey=1 'extraEnv[0].name=X,extraEnv[0].value=1' image.pullPolicy=Sometimes

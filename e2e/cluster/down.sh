@@ -10,7 +10,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 components=(auren-service-proxy auren-node-agent kube-scheduler kube-controller-manager kube-apiserver etcd)
 [[ "${1:-}" == "--nodes" ]] && components=(auren-service-proxy auren-node-agent)
 # the real node (real-node.sh) first: its pods' containers, then its daemons and network
-if [[ -d /run/auren-node || -d "${AUREN_NODE_DIR:-/var/lib/auren-node}" ]] || pid_alive kubelet; then
+# (also when only its network came up: the bridge, the guards and the API server forwarder)
+if [[ -d /run/auren-node || -d "${AUREN_NODE_DIR:-/var/lib/auren-node}" ]] || pid_alive kubelet ||
+  pid_alive apiserver-forwarder || ip link show "$NODE_BRIDGE" >/dev/null 2>&1; then
   bash "$(dirname "${BASH_SOURCE[0]}")/real-node.sh" down
 fi
 for name in "${components[@]}"; do

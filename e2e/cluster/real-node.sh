@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The real node of the local cluster: kubelet and kube-proxy (built from the same Debian source
-# as the control plane), containerd + runc + the CNI bridge/host-local plugins from Debian's
-# packages, and the project's own images (scripts/images.sh) imported into containerd.
+# The real node of the local cluster: kubelet and kube-proxy v1.37.2, containerd v2.4.2, runc
+# v1.5.3 and the CNI plugins v1.10.0, all built from pinned Go modules (k8s/build.sh; their bin
+# folders come from bins.env, written by up.sh), and the project's own images
+# (scripts/images.sh) imported into containerd. Debian 12's containerd (1.6) and runc (1.1) are
+# not used: containerd 1.6 is out of support and kubelet 1.37 wants containerd >= 2.0.
 #
 #   real-node.sh check     can this machine run it? (prints the reason and exits 1 if not)
 #   real-node.sh network   the pod bridge (auren0, 10.244.0.1/24) and the forwarding guard
@@ -10,7 +12,10 @@
 #
 # Networking, all inside this machine: pods get 10.244.0.x on the bridge auren0 (the host is
 # 10.244.0.1); ClusterIPs (10.96.0.0/16) are kube-proxy's iptables DNAT rules. A FORWARD guard
-# drops anything from the bridge to any other interface, so no pod packet can leave the machine.
+# drops anything from the bridge to any other interface, so no pod packet can leave the machine;
+# an OUTPUT guard refuses, on this machine, any host packet for the Service or pod range that
+# would leave by another interface than the bridge or loopback (a ClusterIP kube-proxy has not
+# programmed yet, a pod address while the bridge is down).
 # The API server stays bound to 127.0.0.1; pods reach it through the `kubernetes` Service, whose
 # endpoint (the advertise address 10.244.0.1:16443) is a socat forwarder to 127.0.0.1:16443.
 set -euo pipefail
@@ -21,8 +26,9 @@ RUN_DIR="/run/auren-node"
 CONTAINERD_SOCK="${RUN_DIR}/containerd.sock"
 KUBELET_DIR="${NODE_DIR}/kubelet"
 CNI_CONF_DIR="${NODE_DIR}/cni/net.d"
-CNI_BIN_DIR=/usr/lib/cni
-NODE_PACKAGES=(containerd runc containernetworking-plugins iptables conntrack socat)
+NODE_PACKAGES=(iptables conntrack socat libseccomp2)
+# containerd finds its shim, and the shim finds runc, on PATH.
+export PATH="${CONTAINERD_BIN:-/nonexistent}:${RUNC_BIN:-/nonexistent}:${PATH}"
 
 ensure_packages() {
   local missing=() p
@@ -38,13 +44,29 @@ ensure_packages() {
 
 ctr_() { ctr --address "$CONTAINERD_SOCK" -n k8s.io "$@"; }
 
+# kubelet 1.37 runs on cgroup v2, or on cgroup v1 with failCgroupV1: false (this machine).
+cgroup_version() {
+  if [[ -f /sys/fs/cgroup/cgroup.controllers ]]; then echo 2; else echo 1; fi
+}
+
+cgroups_usable() {
+  if [[ $(cgroup_version) == 2 ]]; then
+    local c
+    for c in cpu memory pids; do
+      grep -qw "$c" /sys/fs/cgroup/cgroup.controllers || { echo "cgroup v2 without the $c controller"; return 1; }
+    done
+  else
+    [[ -d /sys/fs/cgroup/memory && -d /sys/fs/cgroup/cpu && -d /sys/fs/cgroup/pids ]] ||
+      { echo "cgroup v1 memory/cpu/pids hierarchies not mounted under /sys/fs/cgroup"; return 1; }
+  fi
+}
+
 # check: everything a kubelet with runc needs, tried for real (with the node's packages
 # installed first: a fresh machine has no iptables). Prints why not, exits 1.
 check() {
   [[ $(id -u) == 0 ]] || { echo "not root"; return 1; }
   ensure_packages >&2 || { echo "cannot install ${NODE_PACKAGES[*]}"; return 1; }
-  [[ -d /sys/fs/cgroup/memory && -d /sys/fs/cgroup/cpu && -d /sys/fs/cgroup/pids ]] ||
-    { echo "cgroup v1 memory/cpu/pids hierarchies not mounted under /sys/fs/cgroup"; return 1; }
+  cgroups_usable || return 1
   [[ -e /proc/sys/net/bridge/bridge-nf-call-iptables ]] ||
     { echo "no br_netfilter (/proc/sys/net/bridge missing)"; return 1; }
   ip link add auren-chk0 type bridge 2>/dev/null && ip link del auren-chk0 ||
@@ -68,6 +90,24 @@ network() {
   iptables -A AUREN-GUARD -i "$NODE_BRIDGE" -j DROP
   iptables -A AUREN-GUARD -o "$NODE_BRIDGE" -j DROP
   iptables -C FORWARD -j AUREN-GUARD 2>/dev/null || iptables -I FORWARD 1 -j AUREN-GUARD
+  # The host's own packets. filter OUTPUT runs after kube-proxy's DNAT (nat OUTPUT), so a
+  # programmed ClusterIP already reads as its endpoint there, and one that still reads as the
+  # Service range has no rule yet: refused at once. Its `-o` is the route chosen before the
+  # DNAT, so translated packets are let through on their conntrack state; the route after the
+  # DNAT is guarded by the fallback route below. Untranslated pod-range packets leave only by
+  # the bridge or loopback.
+  iptables -N AUREN-OUTPUT-GUARD 2>/dev/null || iptables -F AUREN-OUTPUT-GUARD
+  iptables -A AUREN-OUTPUT-GUARD -d "$SERVICE_CIDR" -p tcp -j REJECT --reject-with tcp-reset
+  iptables -A AUREN-OUTPUT-GUARD -d "$SERVICE_CIDR" -j REJECT --reject-with icmp-net-unreachable
+  iptables -A AUREN-OUTPUT-GUARD -m conntrack --ctstate DNAT -j RETURN
+  iptables -A AUREN-OUTPUT-GUARD -o lo -j RETURN
+  iptables -A AUREN-OUTPUT-GUARD -o "$NODE_BRIDGE" -j RETURN
+  iptables -A AUREN-OUTPUT-GUARD -d "$POD_CIDR" -p tcp -j REJECT --reject-with tcp-reset
+  iptables -A AUREN-OUTPUT-GUARD -d "$POD_CIDR" -j REJECT --reject-with icmp-net-unreachable
+  # While the bridge (and so its connected route) is gone, pod addresses are unreachable here
+  # instead of following the default route.
+  ip route replace unreachable "$POD_CIDR" metric 4000
+  iptables -C OUTPUT -j AUREN-OUTPUT-GUARD 2>/dev/null || iptables -I OUTPUT 1 -j AUREN-OUTPUT-GUARD
   # The API server's address for pods (the `kubernetes` Service endpoint).
   if ! pid_alive apiserver-forwarder; then
     # exec -a: the process is named after its component (pid_alive matches the name)
@@ -79,25 +119,34 @@ network() {
 write_configs() {
   mkdir -p "$NODE_DIR" "$RUN_DIR" "$CNI_CONF_DIR" "$KUBELET_DIR"
   cat >"${NODE_DIR}/containerd.toml" <<EOF
-version = 2
+version = 3
 root = "${NODE_DIR}/containerd"
 state = "${RUN_DIR}/containerd"
 [grpc]
   address = "${CONTAINERD_SOCK}"
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "${PAUSE_IMAGE}"
+[plugins.'io.containerd.cri.v1.images']
+  # overlayfs cannot be mounted in this VM ("special device overlay does not exist")
+  snapshotter = "native"
+  [plugins.'io.containerd.cri.v1.images'.pinned_images]
+    sandbox = "${PAUSE_IMAGE}"
+[plugins.'io.containerd.cri.v1.runtime']
   # This VM withholds CAP_SYS_RESOURCE even from root: no process may lower its oom_score_adj,
   # so the kubelet's -998 (sandbox) and -997 (Guaranteed) are clamped to containerd's own (0).
   restrict_oom_score_adj = true
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    # overlayfs cannot be mounted in this VM ("special device overlay does not exist")
-    snapshotter = "native"
+  [plugins.'io.containerd.cri.v1.runtime'.containerd]
     default_runtime_name = "runc"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+    [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
       runtime_type = "io.containerd.runc.v2"
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "${CNI_BIN_DIR}"
+      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
+        BinaryName = "${RUNC_BIN}/runc"
+        SystemdCgroup = false
+  [plugins.'io.containerd.cri.v1.runtime'.cni]
+    bin_dirs = ["${CNI_BIN}"]
     conf_dir = "${CNI_CONF_DIR}"
+# Image imports unpack into the native snapshotter too (the default, overlayfs, is unusable).
+[[plugins.'io.containerd.transfer.v1.local'.unpack_config]]
+  platform = "linux/amd64"
+  snapshotter = "native"
 EOF
   cat >"${CNI_CONF_DIR}/10-auren.conflist" <<EOF
 {
@@ -114,6 +163,38 @@ EOF
 }
 EOF
   write_kubeconfig "${NODE_DIR}/kubelet.kubeconfig" auren-admin "$(admin_token)"
+  write_kubelet_config
+}
+
+# The kubelet's settings (1.37 takes most of them only from its config file).
+write_kubelet_config() {
+  cat >"${NODE_DIR}/kubelet.yaml" <<EOF
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+failCgroupV1: false
+cgroupDriver: cgroupfs
+failSwapOn: false
+containerRuntimeEndpoint: unix://${CONTAINERD_SOCK}
+runtimeRequestTimeout: 2m
+address: ${NODE_GATEWAY}
+port: ${KUBELET_PORT}
+readOnlyPort: 0
+healthzBindAddress: 127.0.0.1
+healthzPort: ${KUBELET_HEALTHZ_PORT}
+authentication:
+  anonymous: {enabled: false}
+  webhook: {enabled: false}
+  x509: {clientCAFile: ${PKI_DIR}/ca.crt}
+authorization: {mode: AlwaysAllow}
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+evictionHard: {memory.available: 100Mi}
+clusterDomain: cluster.local
+serializeImagePulls: false
+nodeStatusUpdateFrequency: 5s
+oomScoreAdj: 0
+volumePluginDir: ${NODE_DIR}/volume-plugins
+EOF
 }
 
 import_images() {
@@ -143,29 +224,15 @@ up() {
   check >/dev/null || { log "this machine cannot run a real node: $(check)"; exit 1; }
   network
   write_configs
-  pid_alive containerd || start_component containerd containerd --config "${NODE_DIR}/containerd.toml"
+  pid_alive containerd || start_component containerd "${CONTAINERD_BIN}/containerd" --config "${NODE_DIR}/containerd.toml"
   wait_for containerd 30 containerd_ready
   import_images "$images"
   pid_alive kubelet || start_component kubelet "${K8S_BIN}/kubelet" \
+    --config "${NODE_DIR}/kubelet.yaml" \
     --kubeconfig "${NODE_DIR}/kubelet.kubeconfig" \
     --hostname-override "$REAL_NODE" --node-ip "$NODE_GATEWAY" \
     --node-labels auren.io/node-kind=containers \
-    --container-runtime remote --container-runtime-endpoint "unix://${CONTAINERD_SOCK}" \
-    --runtime-request-timeout 2m \
-    --pod-infra-container-image "$PAUSE_IMAGE" \
-    --cgroup-driver cgroupfs --fail-swap-on=false \
     --root-dir "$KUBELET_DIR" --cert-dir "${NODE_DIR}/pki" \
-    --address "$NODE_GATEWAY" --port "$KUBELET_PORT" --read-only-port 0 \
-    --client-ca-file "${PKI_DIR}/ca.crt" --authentication-token-webhook=false \
-    --healthz-bind-address 127.0.0.1 --healthz-port "$KUBELET_HEALTHZ_PORT" \
-    --anonymous-auth=false --authorization-mode AlwaysAllow \
-    --image-gc-high-threshold 100 --image-gc-low-threshold 99 \
-    --eviction-hard 'memory.available<100Mi' \
-    --cluster-domain cluster.local \
-    --serialize-image-pulls=false \
-    --node-status-update-frequency 5s \
-    --oom-score-adj 0 \
-    --volume-plugin-dir "${NODE_DIR}/volume-plugins" \
     --v 1
   pid_alive kube-proxy || start_component kube-proxy "${K8S_BIN}/kube-proxy" \
     --kubeconfig "${NODE_DIR}/kubelet.kubeconfig" \
@@ -178,7 +245,7 @@ up() {
     --v 1
   wait_for kubelet 60 kubelet_healthy
   wait_for "node ${REAL_NODE} Ready" 90 node_ready
-  log "real node ${REAL_NODE} Ready (containerd $(containerd --version | awk '{print $3}'), runc $(runc --version | awk 'NR==1{print $3}'))"
+  log "real node ${REAL_NODE} Ready (kubelet $("${K8S_BIN}/kubelet" --version | awk '{print $2}'), cgroup v$(cgroup_version), containerd $(containerd --version | awk '{print $3}'), runc $(runc --version | awk 'NR==1{print $3}'))"
 }
 
 # Stop pods' containers first (kubelet gone, containerd still answers), then the daemons.
@@ -203,6 +270,9 @@ down() {
   rm -rf /run/netns/cni-* 2>/dev/null || true
   iptables -D FORWARD -j AUREN-GUARD 2>/dev/null || true
   iptables -F AUREN-GUARD 2>/dev/null && iptables -X AUREN-GUARD 2>/dev/null || true
+  iptables -D OUTPUT -j AUREN-OUTPUT-GUARD 2>/dev/null || true
+  ip route del unreachable "$POD_CIDR" metric 4000 2>/dev/null || true
+  iptables -F AUREN-OUTPUT-GUARD 2>/dev/null && iptables -X AUREN-OUTPUT-GUARD 2>/dev/null || true
   # kube-proxy's and the kubelet's chains (a rerun of kube-proxy recreates them)
   [[ -x "${K8S_BIN}/kube-proxy" ]] && "${K8S_BIN}/kube-proxy" --cleanup >/dev/null 2>&1 || true
   ip link del "$NODE_BRIDGE" 2>/dev/null || true

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Start a local Kubernetes v1.20.2 control plane (etcd, kube-apiserver,
-# kube-controller-manager, kube-scheduler) on loopback. Idempotent: components
+# Start a local Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager,
+# kube-scheduler) on loopback: v1.37.2 + etcd 3.7.4 built from pinned Go modules
+# (k8s/build.sh) for the real node, Debian's v1.20.2 source build for the process node. Idempotent: components
 # already running are left alone. Last line of stdout:
-#   export KUBECONFIG=<state dir>/kubeconfig
+#   export KUBECONFIG=<state dir>/kubeconfig PATH=<the cluster's kubectl>:$PATH
 # Then starts the node side unless called as `up.sh --control-plane-only`:
 #   AUREN_NODE=process (default): node-up.sh, auren-node-agent + auren-service-proxy (pods are
 #     host processes, fast);
@@ -88,7 +89,23 @@ gen_kubelet_client_cert() {
 
 start_etcd() {
   pid_alive etcd && return 0
-  start_local_etcd etcd auren-local
+  start_local_etcd "${ETCD_BIN}/etcd" auren-local
+}
+
+# The binaries of the node kind's Kubernetes, built or found in the cache, recorded in bins.env
+# for every later script (lib.sh reads it).
+select_binaries() {
+  local bins
+  if [[ "$AUREN_NODE" == real ]]; then
+    bins="$(bash "${E2E_DIR}/cluster/k8s/build.sh" all && bash "${E2E_DIR}/cluster/k8s/build.sh" node)"
+  else
+    bash "${E2E_DIR}/cluster/build.sh" >&2
+    bins="$(printf 'K8S_BIN=%s\nETCD_BIN=/usr/bin\n' "$K8S_1_20_BIN")"
+  fi
+  grep -E '^[A-Z0-9_]+_BIN=/' <<<"$bins" >"${STATE_DIR}/bins.env.tmp"
+  mv "${STATE_DIR}/bins.env.tmp" "${STATE_DIR}/bins.env"
+  # shellcheck source=/dev/null
+  source "${STATE_DIR}/bins.env"
 }
 
 # process node: pods have loopback IPs, so no endpoint reconciling and no service-account
@@ -100,6 +117,7 @@ node_kind_flags() {
     echo "--kubelet-client-certificate ${PKI_DIR}/kubelet-client.crt --kubelet-client-key ${PKI_DIR}/kubelet-client.key"
     echo "--kubelet-preferred-address-types InternalIP"
     echo "--disable-admission-plugins TaintNodesByCondition"
+    echo "--enable-admission-plugins NodeRestriction"
   else
     echo "--advertise-address 127.0.0.1 --endpoint-reconciler-type none"
     echo "--disable-admission-plugins ServiceAccount,TaintNodesByCondition"
@@ -110,8 +128,11 @@ start_apiserver() {
   pid_alive kube-apiserver && return 0
   # shellcheck disable=SC2046  # the flags are words
   start_component kube-apiserver "${K8S_BIN}/kube-apiserver" \
-    $(apiserver_shared_flags) $(node_kind_flags) --insecure-port 0
+    $(apiserver_shared_flags) $(node_kind_flags) $(v1_20_only --insecure-port 0)
 }
+
+# Flags 1.20 needs and 1.24+ removed (the process node still runs 1.20).
+v1_20_only() { [[ "$AUREN_NODE" == real ]] || echo "$@"; }
 
 # Process node: pods get loopback IPs (127.0.1.x), which core/v1 Endpoints reject as invalid:
 # the endpoint controller (and the apiserver's own endpoint reconciler) are off;
@@ -119,15 +140,18 @@ start_apiserver() {
 # IPs are real, the endpoint controller runs.
 start_controller_manager() {
   pid_alive kube-controller-manager && return 0
-  local controllers='*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-route,-service'
-  [[ "$AUREN_NODE" == real ]] || controllers+=',-endpoint'
+  # 1.37 knows no cloud-node-lifecycle, route or service controller (they left with the
+  # in-tree cloud providers) and rejects them by name.
+  local controllers='*,-node-ipam-controller,-node-lifecycle-controller'
+  [[ "$AUREN_NODE" == real ]] || controllers='*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-route,-service,-endpoint'
   local kc="${STATE_DIR}/controller-manager.kubeconfig"
   write_kubeconfig "$kc" system:kube-controller-manager "$(cat "${PKI_DIR}/controller-manager.token")"
   start_component kube-controller-manager "${K8S_BIN}/kube-controller-manager" \
     --kubeconfig "$kc" \
     --authentication-kubeconfig "$kc" --authorization-kubeconfig "$kc" \
-    --bind-address 127.0.0.1 --secure-port "${CONTROLLER_MANAGER_PORT}" --port 0 \
+    --bind-address 127.0.0.1 --secure-port "${CONTROLLER_MANAGER_PORT}" $(v1_20_only --port 0) \
     --controllers "$controllers" \
+    --flex-volume-plugin-dir "${STATE_DIR}/flexvolume" \
     --use-service-account-credentials=false \
     --service-account-private-key-file "${PKI_DIR}/sa.key" \
     --root-ca-file "${PKI_DIR}/ca.crt" \
@@ -143,7 +167,7 @@ start_scheduler() {
   start_component kube-scheduler "${K8S_BIN}/kube-scheduler" \
     --kubeconfig "$kc" \
     --authentication-kubeconfig "$kc" --authorization-kubeconfig "$kc" \
-    --bind-address 127.0.0.1 --secure-port "${SCHEDULER_PORT}" --port 0 \
+    --bind-address 127.0.0.1 --secure-port "${SCHEDULER_PORT}" $(v1_20_only --port 0) \
     --leader-elect=false \
     --profiling=false
 }
@@ -168,7 +192,7 @@ main() {
   [[ "${1:-}" == "--control-plane-only" ]] && nodes=0
   [[ "$AUREN_NODE" == process || "$AUREN_NODE" == real ]] || { log "AUREN_NODE must be process or real"; exit 2; }
   if healthy && { [[ $nodes == 0 ]] || node_side_running; }; then
-    echo "export KUBECONFIG=${KUBECONFIG_PATH}"
+    export_line
     return 0
   fi
   local was
@@ -180,7 +204,7 @@ main() {
   fi
   echo "$AUREN_NODE" >"${STATE_DIR}/node-kind"
   ensure_runtime_packages >&2
-  bash "${E2E_DIR}/cluster/build.sh" >&2
+  select_binaries
   local images=""
   if [[ "$AUREN_NODE" == real && $nodes == 1 ]]; then
     images="${AUREN_IMAGES:-$(bash "${E2E_DIR}/../scripts/images.sh" | tail -n1)}"
@@ -202,7 +226,17 @@ main() {
   elif [[ $nodes == 1 ]]; then
     bash "${E2E_DIR}/cluster/node-up.sh" >&2
   fi
-  echo "export KUBECONFIG=${KUBECONFIG_PATH}"
+  export_line
+}
+
+# The last line of stdout, for eval: the cluster's kubeconfig and its own kubectl first on PATH
+# (the 1.20 source build has none: the machine's kubectl serves it).
+export_line() {
+  if [[ -x "${K8S_BIN}/kubectl" ]]; then
+    echo "export KUBECONFIG=${KUBECONFIG_PATH} PATH=${K8S_BIN}:\$PATH"
+  else
+    echo "export KUBECONFIG=${KUBECONFIG_PATH}"
+  fi
 }
 
 main "$@"

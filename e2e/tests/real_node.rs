@@ -34,7 +34,7 @@ fn install_chart(ns: &str) {
         .args(["template", "auren-operator", chart, "--namespace", ns])
         .args([
             "--kube-version",
-            "1.20.2",
+            "1.37.2",
             "--set",
             &format!("watchNamespace={ns}"),
         ])
@@ -401,5 +401,55 @@ async fn blue_green_on_real_containers_promotes_good_and_rolls_back_bad() {
     eprintln!(
         "real node: {} requests, all 202, stored once; v1 {v1} -> v2 {v2}, v3 {v3} rolled back",
         answers.len()
+    );
+}
+
+/// Packets the OUTPUT guard (e2e/cluster/real-node.sh) has refused so far.
+fn output_guard_refusals() -> u64 {
+    let out = Command::new("iptables")
+        .args(["-L", "AUREN-OUTPUT-GUARD", "-n", "-v", "-x"])
+        .output()
+        .expect("run iptables");
+    assert!(
+        out.status.success(),
+        "no AUREN-OUTPUT-GUARD chain: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("REJECT"))
+        .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// Issue 27, point 3: a host connection to a ClusterIP that no Service holds (so kube-proxy has
+/// no rule for it) is refused on this machine by the OUTPUT guard, at once; without the guard it
+/// would follow the default route out of the machine and hang until its timeout.
+#[tokio::test]
+async fn an_unprogrammed_cluster_ip_is_refused_on_this_machine() {
+    const UNUSED: &str = "10.96.255.254";
+    let ips = kubectl(
+        &["get", "services", "-A", "-o", "jsonpath={.items[*].spec.clusterIP}"],
+        None,
+    );
+    assert!(
+        !ips.split_whitespace().any(|ip| ip == UNUSED),
+        "{UNUSED} is a Service's ClusterIP: {ips}"
+    );
+    let before = output_guard_refusals();
+    let started = std::time::Instant::now();
+    let addr = format!("{UNUSED}:80").parse().unwrap();
+    let err = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .expect_err("a connection to an unprogrammed ClusterIP succeeded");
+    let took = started.elapsed();
+    assert_eq!(
+        err.kind(),
+        std::io::ErrorKind::ConnectionRefused,
+        "{err} after {took:?}: not refused by the guard"
+    );
+    assert!(took < Duration::from_secs(1), "refused only after {took:?}");
+    assert!(
+        output_guard_refusals() > before,
+        "the OUTPUT guard's counters did not move"
     );
 }

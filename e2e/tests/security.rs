@@ -67,7 +67,7 @@ fn render_chart(ns: &str) -> Vec<Value> {
         ])
         .args([
             "--kube-version",
-            "1.20.2",
+            "1.37.2",
             "--set",
             &format!("watchNamespace={ns}"),
         ])

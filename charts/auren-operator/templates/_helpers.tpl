@@ -51,16 +51,3 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 {{- end -}}
 
-{{/*
-PodDisruptionBudget API: policy/v1 when the cluster serves it (Kubernetes 1.21+), else
-policy/v1beta1. On a live cluster APIVersions comes from discovery. `helm template` only knows
-the --kube-version it is given (a recent default when omitted) and a built-in list that always has
-policy/v1, hence the version check as well.
-*/}}
-{{- define "auren-operator.pdbApiVersion" -}}
-{{- if and (.Capabilities.APIVersions.Has "policy/v1") (semverCompare ">=1.21-0" .Capabilities.KubeVersion.Version) -}}
-policy/v1
-{{- else -}}
-policy/v1beta1
-{{- end -}}
-{{- end -}}
