@@ -22,8 +22,8 @@ services-up: ## start PostgreSQL and the broker for manual work (state in $$AURE
 services-down: ## stop what services-up started
 	bash scripts/broker.sh stop; bash scripts/postgres.sh stop
 
-cluster-up: ## start the local Kubernetes (NODE=process: pods as processes, default; NODE=real: kubelet + containerd)
-	bash e2e/cluster/build.sh && AUREN_NODE=$(or $(NODE),process) bash e2e/cluster/up.sh
+cluster-up: ## start the local Kubernetes 1.37.2 with a real node (kubelet, kube-proxy, containerd, runc)
+	bash e2e/cluster/up.sh
 
 images: ## build the operator, runtime and pause images from the Dockerfile (buildah, no Docker engine)
 	bash scripts/images.sh

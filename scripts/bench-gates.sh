@@ -6,10 +6,10 @@
 source "$(dirname "$0")/lib.sh"
 cd "$AUREN_ROOT"
 bash scripts/deps.sh e2e >/dev/null
-bash e2e/cluster/build.sh >/dev/null
-cargo build --locked -q --bins -p auren-runtime -p auren-operator -p e2e
+cargo build --locked -q --bins -p auren-runtime -p auren-operator
 trap 'bash e2e/cluster/down.sh >/dev/null 2>&1 || true' EXIT
 eval "$(bash e2e/cluster/up.sh | tail -n1)"
+export AUREN_TEST_SERVICE_HOST=10.244.0.1   # the broker where the runtime's containers reach it
 say "gate follow: ${1:-10} outages x ${2:-10} API pods"
 AUREN_GATE_OUTAGES="${1:-10}" AUREN_GATE_PODS="${2:-10}" \
   cargo test --locked -q -p e2e --test gate_follow -- --nocapture 2>&1 \

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # `make demo`: the whole product on the local Kubernetes cluster (e2e/), from a fresh clone.
-#   1. builds the binaries and the control plane (cached), brings the cluster up, starts a
-#      private Kafka-protocol broker and PostgreSQL. The node is the REAL one (kubelet,
-#      kube-proxy, containerd, runc running the images built from the Dockerfile by
-#      scripts/images.sh) when this machine can run it, else the process node (pods as host
-#      processes), with the reason printed;
+#   1. builds the binaries, the images (from the Dockerfile, scripts/images.sh) and the local
+#      Kubernetes 1.37.2 (cached), brings the cluster up with its real node (kubelet,
+#      kube-proxy, containerd, runc), starts a private Kafka-protocol broker and PostgreSQL.
+#      A machine that cannot run containers stops here with the reason (README: "The demo on
+#      your own cluster");
 #   2. installs the operator with its Helm chart (`helm template | kubectl apply --server-side`);
 #   3. applies v1 (Secrets + an AurenRuntime) and waits for Healthy;
 #   4. while signed webhooks flow through the ACTIVE Service: v1 -> v2 (measured, promoted), then
@@ -14,7 +14,6 @@
 # Everything it started stops on exit; the cluster only if the demo brought it up. Env:
 #   AUREN_DEMO_PG_PORT / AUREN_DEMO_KAFKA_PORT   loopback ports of its PostgreSQL and broker
 #   AUREN_DEMO_KEEP=1                            leave the demo's objects in the cluster on exit
-#   AUREN_DEMO_NODE=auto|real|process            which node runs the pods (auto: real when possible)
 export AUREN_PG_PORT="${AUREN_DEMO_PG_PORT:-25442}"
 export AUREN_KAFKA_PORT="${AUREN_DEMO_KAFKA_PORT:-29102}"
 source "$(dirname "$0")/lib.sh"
@@ -65,38 +64,22 @@ step "1/5 build (cached after the first run), local cluster, broker, PostgreSQL"
 bash scripts/deps.sh
 bash scripts/broker.sh install
 HELM="$(bash scripts/helm.sh)"
-say "building auren-runtime, auren-operator (+ kubectl-auren) and the e2e node side"
-cargo build --locked -q --bins -p auren-runtime -p auren-operator -p e2e
+reason="$(bash e2e/cluster/real-node.sh check)" ||
+  die "this machine cannot run the local cluster's node: $reason (README: \"The demo on your own cluster\")"
+say "building auren-runtime, auren-operator (+ kubectl-auren)"
+cargo build --locked -q --bins -p auren-runtime -p auren-operator
 export PATH="$CARGO_TARGET_DIR/debug:$PATH"   # `kubectl auren ...` finds the kubectl-auren plugin
-bash e2e/cluster/build.sh
-
-# The node kind: the real node when this machine can run containers (or when asked to).
-NODE_KIND="${AUREN_DEMO_NODE:-auto}" NODE_NOTE=""
-if [ "$NODE_KIND" = auto ]; then
-  if reason="$(bash e2e/cluster/real-node.sh check)"; then
-    NODE_KIND=real
-  else
-    NODE_KIND=process NODE_NOTE=" (the real node cannot run here: $reason)"
-    say "falling back to the process node: $reason"
-  fi
-fi
-export AUREN_NODE="$NODE_KIND"
-IMAGE_SIZES=""
-if [ "$NODE_KIND" = real ]; then
-  say "building the images from the Dockerfile (scripts/images.sh: buildah, no Docker engine)"
-  AUREN_IMAGES="$(bash scripts/images.sh | tail -n1)"
-  export AUREN_IMAGES
-  IMAGE_SIZES="$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1]+"/sizes.json")); print(", ".join("%s %.1f MiB" % (k, v["unpacked"]/2**20) for k, v in d.items()))' "$AUREN_IMAGES")"
-  # PostgreSQL and the broker listen where containers reach them: the pod bridge's host address.
-  export AUREN_SERVICE_HOST=10.244.0.1
-  source scripts/lib.sh
-fi
+say "building the images from the Dockerfile (scripts/images.sh: buildah, no Docker engine)"
+AUREN_IMAGES="$(bash scripts/images.sh | tail -n1)"
+export AUREN_IMAGES
+IMAGE_SIZES="$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1]+"/sizes.json")); print(", ".join("%s %.1f MiB" % (k, v["unpacked"]/2**20) for k, v in d.items()))' "$AUREN_IMAGES")"
+# PostgreSQL and the broker listen where containers reach them: the pod bridge's host address.
+export AUREN_SERVICE_HOST=10.244.0.1
+source scripts/lib.sh
 
 cluster_running() {
-  local c pid node_side=(auren-node-agent auren-service-proxy)
-  [ "$NODE_KIND" = real ] && node_side=(containerd kubelet kube-proxy)
-  [ "$(cat "$CLUSTER_STATE/node-kind" 2>/dev/null)" = "$NODE_KIND" ] || return 1
-  for c in etcd kube-apiserver "${node_side[@]}"; do
+  local c pid
+  for c in etcd kube-apiserver containerd kubelet kube-proxy; do
     pid="$(cat "$CLUSTER_STATE/pids/$c.pid" 2>/dev/null)" || return 1
     kill -0 "$pid" 2>/dev/null || return 1
   done
@@ -125,17 +108,14 @@ step "2/5 install the operator with the Helm chart (charts/auren-operator)"
 kubectl apply --server-side --force-conflicts --field-manager=auren-demo -f charts/auren-operator/crds/ >/dev/null
 kubectl wait --for condition=Established --timeout=60s crd/aurenruntimes.auren.io >/dev/null
 kubectl create namespace "$OP_NS" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
-# The local cluster is Kubernetes 1.20.2: the chart picks policy/v1beta1 for the PDB.
-"$HELM" template "$RELEASE" charts/auren-operator --namespace "$OP_NS" --kube-version 1.20.2 \
+K8S_VERSION_SHOWN="$(kubectl version -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["serverVersion"]["gitVersion"])')"
+"$HELM" template "$RELEASE" charts/auren-operator --namespace "$OP_NS" --kube-version "${K8S_VERSION_SHOWN#v}" \
   > "$RENDERED"
-echo "\$ helm template $RELEASE charts/auren-operator --namespace $OP_NS --kube-version 1.20.2 | kubectl apply --server-side -f -"
+echo "\$ helm template $RELEASE charts/auren-operator --namespace $OP_NS --kube-version ${K8S_VERSION_SHOWN#v} | kubectl apply --server-side -f -"
 kubectl apply --server-side --field-manager=auren-demo -f "$RENDERED"
 for _ in $(seq 240); do
   ready="$(kubectl -n "$OP_NS" get deploy "$RELEASE" -o jsonpath='{.status.readyReplicas}')"
   [ "${ready:-0}" -ge 2 ] && break
-  if kubectl -n "$OP_NS" get pods -o jsonpath='{.items[*].status.containerStatuses[*].state.waiting.reason}' | grep -q ErrImagePull; then
-    die "the node agent has no image rule for auren/operator (it started before e2e/cluster/images.yaml had one): restart the node side: bash e2e/cluster/down.sh --nodes && bash e2e/cluster/up.sh"
-  fi
   sleep 0.5
 done
 [ "${ready:-0}" -ge 2 ] || { kubectl -n "$OP_NS" get pods -o wide; die "the operator's 2 replicas did not become Ready"; }
@@ -224,27 +204,12 @@ watch_until 180 "v1 Healthy" '[ "$phase" = Healthy ] && [ -n "$stable" ]'
 V1="$stable"
 get_ar
 
-service_addr() { # SERVICE -> ip:port of its "http" port: ClusterIP (kube-proxy) or the local proxy
-  local addr
-  if [ "$NODE_KIND" = real ]; then
-    kubectl -n "$NS" get svc "$1" -o jsonpath='{.spec.clusterIP}:{.spec.ports[0].port}'
-    return
-  fi
-  for _ in $(seq 120); do
-    addr="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get(sys.argv[2], {}).get("http", ""))' \
-      "$CLUSTER_STATE/services.json" "$NS/$1" 2>/dev/null || true)"
-    [ -n "$addr" ] && { echo "$addr"; return 0; }
-    sleep 0.5
-  done
-  die "Service $NS/$1 not in $CLUSTER_STATE/services.json"
+service_addr() { # SERVICE -> ClusterIP:port of its "http" port (kube-proxy's rules)
+  kubectl -n "$NS" get svc "$1" -o jsonpath='{.spec.clusterIP}:{.spec.ports[0].port}'
 }
 ACTIVE="$(service_addr "$AR")"
 PREVIEW="$(service_addr "$AR-preview")"
-if [ "$NODE_KIND" = real ]; then
-  say "active Service $NS/$AR -> $ACTIVE, preview Service $NS/$AR-preview -> $PREVIEW (ClusterIPs, kube-proxy iptables)"
-else
-  say "active Service $NS/$AR -> $ACTIVE, preview Service $NS/$AR-preview -> $PREVIEW (local Service proxy)"
-fi
+say "active Service $NS/$AR -> $ACTIVE, preview Service $NS/$AR-preview -> $PREVIEW (ClusterIPs, kube-proxy iptables)"
 
 # --- 4. rollouts under load -----------------------------------------------------------------
 step "4/5 load through the active Service, then v1 -> v2 (good) and v2 -> v3 (bad)"
@@ -290,13 +255,10 @@ kubectl auren -n "$NS" history "$AR" || true
 step "5/5 summary"
 json() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$@"; }
 node_summary() {
-  if [ "$NODE_KIND" = real ]; then
-    echo "real: kubelet + kube-proxy $K8S_VERSION_SHOWN, containerd $(containerd --version | awk '{print $3}'), runc $(runc --version | awk 'NR==1{print $3}'); images built here: $IMAGE_SIZES"
-  else
-    echo "process: pods ran as host processes under auren-node-agent${NODE_NOTE}; no images built"
-  fi
+  local runc_bin
+  runc_bin="$(sed -n 's/^RUNC_BIN=//p' "$CLUSTER_STATE/bins.env")/runc"
+  echo "Kubernetes $K8S_VERSION_SHOWN, kubelet + kube-proxy $(kubectl get nodes -o jsonpath='{.items[0].status.nodeInfo.kubeletVersion}'), $(kubectl get nodes -o jsonpath='{.items[0].status.nodeInfo.containerRuntimeVersion}'), runc $("$runc_bin" --version | awk 'NR==1{print $3}'); images built here: $IMAGE_SIZES"
 }
-K8S_VERSION_SHOWN=v1.20.2
 A="$AUREN_STATE/active.json" P="$AUREN_STATE/preview.json"
 SENT="$(json "$A" 'd["sent"]')" FAILED="$(json "$A" 'd["failed"]')"
 ACCEPTED=$(( $(json "$A" 'd["accepted"]') + $(json "$P" 'd["accepted"]') ))

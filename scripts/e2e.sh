@@ -1,34 +1,22 @@
 #!/usr/bin/env bash
-# The e2e tier: builds (or reuses) the control plane, builds the binaries the pods and tests
-# run, brings the local cluster up, runs the e2e crate's tests against it, and stops it.
+# The e2e tier: builds (or reuses) the local Kubernetes and the project's images, brings the
+# cluster up, checks the chart against its API server, runs the e2e crate's tests against it,
+# and stops it.
 source "$(dirname "$0")/lib.sh"
 cd "$AUREN_ROOT"
 bash scripts/deps.sh e2e
-bash e2e/cluster/build.sh
-cargo build --locked --bins -p auren-runtime -p auren-operator -p e2e
-trap 'bash e2e/cluster/down.sh >/dev/null 2>&1 || true' EXIT
-eval "$(bash e2e/cluster/up.sh | tail -n1)"
-kubectl get nodes 2>/dev/null
-
-# The process node's scenarios: every e2e test file except the real node's.
-process_tests=()
-for f in e2e/tests/*.rs; do
-  name="$(basename "$f" .rs)"
-  [ "$name" = real_node ] || process_tests+=(--test "$name")
-done
-cargo test --locked -p e2e --no-fail-fast "${process_tests[@]}" -- --test-threads=1
-
-# The real node (issue 13): kubelet + kube-proxy + containerd + runc running the images built
-# from the Dockerfile, the operator installed by the chart as pods. Switching the node kind
-# restarts the cluster afresh (up.sh). A machine that cannot run containers fails here with
-# the reason: this tier is never skipped.
-say "e2e: real node (kubelet, containerd, runc, kube-proxy) with the project's images"
-reason="$(bash e2e/cluster/real-node.sh check)" || die "this machine cannot run the real node: $reason"
+# The local cluster runs every pod in a real container: a machine that cannot (no root, no
+# namespaces, no bridge) fails here at once with the reason. This tier is never skipped.
+reason="$(bash e2e/cluster/real-node.sh check)" || die "this machine cannot run the local cluster's node: $reason"
+cargo build --locked --bins -p auren-runtime -p auren-operator
 AUREN_IMAGES="$(bash scripts/images.sh | tail -n1)"
 export AUREN_IMAGES
 python3 scripts/images.py check "$AUREN_IMAGES" >/dev/null
-eval "$(AUREN_NODE=real bash e2e/cluster/up.sh | tail -n1)"
-kubectl get nodes -o wide 2>/dev/null
+trap 'bash e2e/cluster/down.sh >/dev/null 2>&1 || true' EXIT
+say "e2e: Kubernetes 1.37.2 with a real node (kubelet, kube-proxy, containerd, runc) and the project's images"
+eval "$(bash e2e/cluster/up.sh | tail -n1)"
+kubectl version
+kubectl get nodes -o wide
 HELM="$(bash scripts/helm.sh)"
 
 # The chart against a real API server (issue 7): every rendered object, the CRD included, must be
@@ -72,5 +60,7 @@ say "e2e: chart install ok (leader $leader); uninstalling"
 grep -v '^#' <<<"$rendered" | kubectl delete --ignore-not-found -f - >/dev/null
 kubectl delete namespace "$CHART_NS" --wait=false >/dev/null
 
+# Every scenario: the broker and PostgreSQL of each test listen on the pod bridge's host address
+# (AUREN_TEST_SERVICE_HOST) so that containers reach them.
 export HELM AUREN_TEST_SERVICE_HOST=10.244.0.1
-cargo test --locked -p e2e --no-fail-fast --test real_node -- --test-threads=1
+cargo test --locked -p e2e --no-fail-fast -- --test-threads=1

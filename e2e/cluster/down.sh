@@ -1,15 +1,14 @@
 #!/usr/bin/env bash
-# Stop everything up.sh (and node-up.sh) started, newest first. Idempotent.
-#   down.sh           stop node side and control plane (state is kept)
-#   down.sh --nodes   stop only the node side (agent and proxy, or the real node)
+# Stop everything up.sh started, newest first. Idempotent.
+#   down.sh           stop the node and the control plane (state is kept)
+#   down.sh --nodes   stop only the node (real-node.sh down)
 #   down.sh --purge   stop everything and delete the state dir (etcd data, certs, logs)
-# The node agent stops the pod processes it started before it exits.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-components=(auren-service-proxy auren-node-agent kube-scheduler kube-controller-manager kube-apiserver etcd)
-[[ "${1:-}" == "--nodes" ]] && components=(auren-service-proxy auren-node-agent)
-# the real node (real-node.sh) first: its pods' containers, then its daemons and network
+components=(kube-scheduler kube-controller-manager kube-apiserver etcd)
+[[ "${1:-}" == "--nodes" ]] && components=()
+# the node (real-node.sh) first: its pods' containers, then its daemons and network
 # (also when only its network came up: the bridge, the guards and the API server forwarder)
 if [[ -d /run/auren-node || -d "${AUREN_NODE_DIR:-/var/lib/auren-node}" ]] || pid_alive kubelet ||
   pid_alive apiserver-forwarder || ip link show "$NODE_BRIDGE" >/dev/null 2>&1; then

@@ -5,18 +5,14 @@ E2E_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 STATE_DIR="${AUREN_CLUSTER_STATE:-${E2E_DIR}/.state}"
 STATE_DIR="$(mkdir -p "$STATE_DIR" && cd "$STATE_DIR" && pwd)"
 CACHE_DIR="${AUREN_CACHE:-$HOME/.cache/auren}"
-# Which Kubernetes runs: the real node's cluster is v1.37.2 built from pinned Go modules
-# (k8s/build.sh); the process node's is still Debian's v1.20.2 source build (build.sh) until its
-# tests have moved to the real node. up.sh writes the binaries of the cluster it started into
-# bins.env (K8S_BIN, ETCD_BIN and, for the real node, CONTAINERD_BIN, RUNC_BIN, CNI_BIN,
-# CRICTL_BIN), so every later script drives the same binaries.
-K8S_1_20_BIN="${CACHE_DIR}/k8s/v1.20.2/bin"
+# The binaries of the running cluster (Kubernetes v1.37.2, etcd, containerd, runc, the CNI
+# plugins, crictl), built from pinned Go modules by k8s/build.sh: up.sh records their folders in
+# bins.env (K8S_BIN, ETCD_BIN, CONTAINERD_BIN, RUNC_BIN, CNI_BIN, CRICTL_BIN), so every later
+# script drives the same binaries.
 if [[ -s "${STATE_DIR}/bins.env" ]]; then
   # shellcheck source=/dev/null
   source "${STATE_DIR}/bins.env"
 fi
-K8S_BIN="${K8S_BIN:-$K8S_1_20_BIN}"
-ETCD_BIN="${ETCD_BIN:-/usr/bin}"
 
 # Loopback ports (chosen away from the usual 2379/2380/6443/10257/10259 defaults).
 ETCD_CLIENT_PORT=23790
@@ -36,8 +32,6 @@ KUBELET_HEALTHZ_PORT=10348
 KUBE_PROXY_HEALTHZ_PORT=10356
 KUBE_PROXY_METRICS_PORT=10349
 SERVICE_CIDR=10.96.0.0/16
-# Which node runs the pods: `process` (auren-node-agent, pods as host processes) or `real`.
-AUREN_NODE="${AUREN_NODE:-process}"
 
 PKI_DIR="${STATE_DIR}/pki"
 LOG_DIR="${STATE_DIR}/logs"

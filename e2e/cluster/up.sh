@@ -1,15 +1,11 @@
 #!/usr/bin/env bash
-# Start a local Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler) on loopback: v1.37.2 + etcd 3.7.4 built from pinned Go modules
-# (k8s/build.sh) for the real node, Debian's v1.20.2 source build for the process node. Idempotent: components
-# already running are left alone. Last line of stdout:
+# Start the local Kubernetes: a v1.37.2 control plane (etcd 3.7.4, kube-apiserver,
+# kube-controller-manager, kube-scheduler) on loopback and one real node (real-node.sh: kubelet,
+# kube-proxy, containerd, runc) running the images built by scripts/images.sh (AUREN_IMAGES
+# names their folder; built when unset). Every binary is built from pinned Go modules by
+# k8s/build.sh and cached. Idempotent: components already running are left alone.
+# `up.sh --control-plane-only` leaves the node side alone. Last line of stdout:
 #   export KUBECONFIG=<state dir>/kubeconfig PATH=<the cluster's kubectl>:$PATH
-# Then starts the node side unless called as `up.sh --control-plane-only`:
-#   AUREN_NODE=process (default): node-up.sh, auren-node-agent + auren-service-proxy (pods are
-#     host processes, fast);
-#   AUREN_NODE=real: real-node.sh, kubelet + kube-proxy + containerd + runc running the images
-#     built by scripts/images.sh (AUREN_IMAGES names their folder; built when unset).
-# The two kinds need different API server settings: switching kind restarts the cluster afresh.
 # Env: AUREN_CLUSTER_STATE (default e2e/.state), AUREN_CACHE (default ~/.cache/auren).
 # Ports: etcd 23790/23800, apiserver 16443, controller-manager 10357, scheduler 10359.
 set -euo pipefail
@@ -17,7 +13,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ensure_runtime_packages() {
   local missing=() p
-  for p in etcd-server openssl curl; do
+  for p in openssl curl; do
     dpkg -s "$p" 2>/dev/null | grep -q '^Status: install ok installed' || missing+=("$p")
   done
   [[ ${#missing[@]} -eq 0 ]] && return 0
@@ -27,8 +23,7 @@ ensure_runtime_packages() {
 }
 
 healthy() {
-  [[ "$(cat "${STATE_DIR}/node-kind" 2>/dev/null)" == "$AUREN_NODE" ]] &&
-    pid_alive etcd && pid_alive kube-apiserver && pid_alive kube-controller-manager &&
+  [[ -s "${STATE_DIR}/bins.env" ]] && pid_alive etcd && pid_alive kube-apiserver && pid_alive kube-controller-manager &&
     pid_alive kube-scheduler && [[ -s "$KUBECONFIG_PATH" ]] && [[ "$(api_get /readyz)" == ok ]]
 }
 
@@ -92,64 +87,47 @@ start_etcd() {
   start_local_etcd "${ETCD_BIN}/etcd" auren-local
 }
 
-# The binaries of the node kind's Kubernetes, built or found in the cache, recorded in bins.env
-# for every later script (lib.sh reads it).
+# The cluster's binaries, built or found in the cache, recorded in bins.env for every later
+# script (lib.sh reads it).
 select_binaries() {
   local bins
-  if [[ "$AUREN_NODE" == real ]]; then
-    bins="$(bash "${E2E_DIR}/cluster/k8s/build.sh" all && bash "${E2E_DIR}/cluster/k8s/build.sh" node)"
-  else
-    bash "${E2E_DIR}/cluster/build.sh" >&2
-    bins="$(printf 'K8S_BIN=%s\nETCD_BIN=/usr/bin\n' "$K8S_1_20_BIN")"
-  fi
+  bins="$(bash "${E2E_DIR}/cluster/k8s/build.sh" all && bash "${E2E_DIR}/cluster/k8s/build.sh" node)"
   grep -E '^[A-Z0-9_]+_BIN=/' <<<"$bins" >"${STATE_DIR}/bins.env.tmp"
   mv "${STATE_DIR}/bins.env.tmp" "${STATE_DIR}/bins.env"
   # shellcheck source=/dev/null
   source "${STATE_DIR}/bins.env"
 }
 
-# process node: pods have loopback IPs, so no endpoint reconciling and no service-account
-# tokens (the agent gives pods its own KUBECONFIG). Real node: the API server advertises the
-# pod bridge's host address (real-node.sh forwards it to 127.0.0.1) and pods get tokens.
-node_kind_flags() {
-  if [[ "$AUREN_NODE" == real ]]; then
-    echo "--advertise-address ${NODE_GATEWAY} --endpoint-reconciler-type lease"
-    echo "--kubelet-client-certificate ${PKI_DIR}/kubelet-client.crt --kubelet-client-key ${PKI_DIR}/kubelet-client.key"
-    echo "--kubelet-preferred-address-types InternalIP"
-    echo "--disable-admission-plugins TaintNodesByCondition"
-    echo "--enable-admission-plugins NodeRestriction"
-  else
-    echo "--advertise-address 127.0.0.1 --endpoint-reconciler-type none"
-    echo "--disable-admission-plugins ServiceAccount,TaintNodesByCondition"
-  fi
+# The API server advertises the pod bridge's host address (real-node.sh forwards it to
+# 127.0.0.1), so pods reach it through the `kubernetes` Service; it reaches the kubelet with its
+# client certificate. Admission: the defaults (ServiceAccount, PodSecurity, ...) plus
+# NodeRestriction, minus TaintNodesByCondition (the node is Ready before it has a CNI).
+node_flags() {
+  echo "--advertise-address ${NODE_GATEWAY} --endpoint-reconciler-type lease"
+  echo "--kubelet-client-certificate ${PKI_DIR}/kubelet-client.crt --kubelet-client-key ${PKI_DIR}/kubelet-client.key"
+  echo "--kubelet-preferred-address-types InternalIP"
+  echo "--disable-admission-plugins TaintNodesByCondition"
+  echo "--enable-admission-plugins NodeRestriction"
 }
 
 start_apiserver() {
   pid_alive kube-apiserver && return 0
   # shellcheck disable=SC2046  # the flags are words
   start_component kube-apiserver "${K8S_BIN}/kube-apiserver" \
-    $(apiserver_shared_flags) $(node_kind_flags) $(v1_20_only --insecure-port 0)
+    $(apiserver_shared_flags) $(node_flags)
 }
 
-# Flags 1.20 needs and 1.24+ removed (the process node still runs 1.20).
-v1_20_only() { [[ "$AUREN_NODE" == real ]] || echo "$@"; }
-
-# Process node: pods get loopback IPs (127.0.1.x), which core/v1 Endpoints reject as invalid:
-# the endpoint controller (and the apiserver's own endpoint reconciler) are off;
-# discovery.k8s.io/v1beta1 EndpointSlices accept them and carry the endpoints. Real node: pod
-# IPs are real, the endpoint controller runs.
 start_controller_manager() {
   pid_alive kube-controller-manager && return 0
-  # 1.37 knows no cloud-node-lifecycle, route or service controller (they left with the
-  # in-tree cloud providers) and rejects them by name.
+  # No node IPAM (the bridge's host-local IPAM hands out pod addresses) and no node lifecycle
+  # (one node, which must not be tainted away during a fault test).
   local controllers='*,-node-ipam-controller,-node-lifecycle-controller'
-  [[ "$AUREN_NODE" == real ]] || controllers='*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-route,-service,-endpoint'
   local kc="${STATE_DIR}/controller-manager.kubeconfig"
   write_kubeconfig "$kc" system:kube-controller-manager "$(cat "${PKI_DIR}/controller-manager.token")"
   start_component kube-controller-manager "${K8S_BIN}/kube-controller-manager" \
     --kubeconfig "$kc" \
     --authentication-kubeconfig "$kc" --authorization-kubeconfig "$kc" \
-    --bind-address 127.0.0.1 --secure-port "${CONTROLLER_MANAGER_PORT}" $(v1_20_only --port 0) \
+    --bind-address 127.0.0.1 --secure-port "${CONTROLLER_MANAGER_PORT}" \
     --controllers "$controllers" \
     --flex-volume-plugin-dir "${STATE_DIR}/flexvolume" \
     --use-service-account-credentials=false \
@@ -167,18 +145,14 @@ start_scheduler() {
   start_component kube-scheduler "${K8S_BIN}/kube-scheduler" \
     --kubeconfig "$kc" \
     --authentication-kubeconfig "$kc" --authorization-kubeconfig "$kc" \
-    --bind-address 127.0.0.1 --secure-port "${SCHEDULER_PORT}" $(v1_20_only --port 0) \
+    --bind-address 127.0.0.1 --secure-port "${SCHEDULER_PORT}" \
     --leader-elect=false \
     --profiling=false
 }
 
 
 node_side_running() {
-  if [[ "$AUREN_NODE" == real ]]; then
-    pid_alive containerd && pid_alive kubelet && pid_alive kube-proxy
-  else
-    pid_alive auren-node-agent && pid_alive auren-service-proxy
-  fi
+  pid_alive containerd && pid_alive kubelet && pid_alive kube-proxy
 }
 
 apiserver_ready() { [[ "$(api_get /readyz)" == ok ]]; }
@@ -190,28 +164,22 @@ component_healthy() {
 main() {
   local nodes=1
   [[ "${1:-}" == "--control-plane-only" ]] && nodes=0
-  [[ "$AUREN_NODE" == process || "$AUREN_NODE" == real ]] || { log "AUREN_NODE must be process or real"; exit 2; }
   if healthy && { [[ $nodes == 0 ]] || node_side_running; }; then
     export_line
     return 0
   fi
-  local was
-  was=$(cat "${STATE_DIR}/node-kind" 2>/dev/null || true)
-  if [[ -n "$was" && "$was" != "$AUREN_NODE" ]]; then
-    log "switching the node kind from ${was} to ${AUREN_NODE}: restarting the cluster afresh"
-    bash "${E2E_DIR}/cluster/down.sh" --purge >&2
-    mkdir -p "$STATE_DIR"
+  if [[ $nodes == 1 ]]; then
+    local reason
+    reason="$(bash "${E2E_DIR}/cluster/real-node.sh" check)" ||
+      { log "this machine cannot run the local cluster's node: ${reason}"; exit 1; }
   fi
-  echo "$AUREN_NODE" >"${STATE_DIR}/node-kind"
   ensure_runtime_packages >&2
   select_binaries
   local images=""
-  if [[ "$AUREN_NODE" == real && $nodes == 1 ]]; then
-    images="${AUREN_IMAGES:-$(bash "${E2E_DIR}/../scripts/images.sh" | tail -n1)}"
-  fi
+  [[ $nodes == 1 ]] && images="${AUREN_IMAGES:-$(bash "${E2E_DIR}/../scripts/images.sh" | tail -n1)}"
   gen_pki
   gen_kubelet_client_cert
-  [[ "$AUREN_NODE" == real ]] && bash "${E2E_DIR}/cluster/real-node.sh" network >&2
+  bash "${E2E_DIR}/cluster/real-node.sh" network >&2
   write_kubeconfig "$KUBECONFIG_PATH" auren-admin "$(admin_token)"
   start_etcd
   start_apiserver
@@ -221,22 +189,13 @@ main() {
   wait_for kube-controller-manager 30 component_healthy "$CONTROLLER_MANAGER_PORT"
   wait_for kube-scheduler 30 component_healthy "$SCHEDULER_PORT"
   log "control plane ready (logs in ${LOG_DIR})"
-  if [[ $nodes == 1 && "$AUREN_NODE" == real ]]; then
-    bash "${E2E_DIR}/cluster/real-node.sh" up "$images" >&2
-  elif [[ $nodes == 1 ]]; then
-    bash "${E2E_DIR}/cluster/node-up.sh" >&2
-  fi
+  [[ $nodes == 1 ]] && bash "${E2E_DIR}/cluster/real-node.sh" up "$images" >&2
   export_line
 }
 
-# The last line of stdout, for eval: the cluster's kubeconfig and its own kubectl first on PATH
-# (the 1.20 source build has none: the machine's kubectl serves it).
+# The last line of stdout, for eval: the cluster's kubeconfig and its own kubectl first on PATH.
 export_line() {
-  if [[ -x "${K8S_BIN}/kubectl" ]]; then
-    echo "export KUBECONFIG=${KUBECONFIG_PATH} PATH=${K8S_BIN}:\$PATH"
-  else
-    echo "export KUBECONFIG=${KUBECONFIG_PATH}"
-  fi
+  echo "export KUBECONFIG=${KUBECONFIG_PATH} PATH=${K8S_BIN}:\$PATH"
 }
 
 main "$@"

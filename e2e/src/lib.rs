@@ -1,14 +1,4 @@
-//! Node side of the local end-to-end Kubernetes: a node agent that runs Pods as
-//! local processes ([`agent`]) and a Service proxy on loopback ([`proxy`]).
-//!
-//! The control plane itself (etcd, kube-apiserver, kube-controller-manager,
-//! kube-scheduler v1.20.2) is started by the scripts in `e2e/cluster/`.
-
-pub mod agent;
-pub mod error;
-pub mod ipalloc;
-pub mod proxy;
-pub mod telemetry;
-pub mod watch;
-
-pub use error::{Error, Result};
+//! AUREN's end-to-end tests (`tests/`) run against the local Kubernetes that the scripts in
+//! `e2e/cluster/` start: a v1.37.2 control plane and one real node (kubelet, kube-proxy,
+//! containerd, runc), all built from pinned Go modules (`e2e/cluster/k8s/`). The tests drive it
+//! through `KUBECONFIG`; this library has no code of its own.

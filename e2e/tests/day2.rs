@@ -116,11 +116,11 @@ fn scale_of(ns: &str) -> Value {
     serde_json::from_str(&kubectl(&["get", "--raw", &path], None)).unwrap()
 }
 
-/// A HorizontalPodAutoscaler (autoscaling/v2beta2) named `name` on `target` (apiVersion,
+/// A HorizontalPodAutoscaler (autoscaling/v2) named `name` on `target` (apiVersion,
 /// kind, name), between `min` and 3 replicas on CPU, which no metrics-server here measures.
 fn hpa(ns: &str, name: &str, target: (&str, &str, &str), min: i32) -> String {
     json!({
-        "apiVersion": "autoscaling/v2beta2", "kind": "HorizontalPodAutoscaler",
+        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
         "metadata": {"name": name, "namespace": ns},
         "spec": {
             "scaleTargetRef": {"apiVersion": target.0, "kind": target.1, "name": target.2},
@@ -145,7 +145,7 @@ fn hpa_target(ns: &str, name: &str) -> String {
 /// `kubectl scale aurenruntime/<name> --replicas=N` in the middle of a blue/green rollout
 /// under load: the stable and the candidate API Deployments follow, the rollout carries on
 /// (scaling is not a release), no request fails and every accepted event is stored once. Then
-/// a real HorizontalPodAutoscaler (autoscaling/v2beta2, the newest on 1.20) reads the `/scale`
+/// a real HorizontalPodAutoscaler (autoscaling/v2) reads the `/scale`
 /// subresource: its currentReplicas is the subresource's spec.replicas (the AurenRuntime's
 /// spec.api.replicas), shown apart from status.replicas while the operator is stopped; it
 /// cannot get metrics (no metrics-server here), so it scales nothing.
@@ -468,7 +468,7 @@ async fn receive(State(inbox): State<SharedInbox>, headers: HeaderMap, body: Byt
     status
 }
 
-/// A receiver on 127.0.0.1 (the process node's operator runs on this host).
+/// A receiver on 127.0.0.1 (the scenario's operator runs on this host).
 async fn start_receiver(fail_first: u32) -> (String, SharedInbox) {
     let inbox: SharedInbox = Arc::new(Mutex::new(Inbox {
         fail_next: fail_first,

@@ -1,5 +1,5 @@
 //! The operator's scenarios on the local cluster (issue 5): the real `auren-operator` binary
-//! against `KUBECONFIG`, runtime pods run as processes by the node agent, a private Kafka
+//! against `KUBECONFIG`, runtime pods in containers on the real node, a private Kafka
 //! broker and PostgreSQL per test. Short intervals keep each scenario near two minutes.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

@@ -238,7 +238,7 @@ async fn assert_runtime_pods(ns: &TestNs) {
         assert!(image.starts_with("auren/runtime:"), "{image}");
         images.extend(assert_runs_in_a_container(pod, "docker.io/auren/runtime:"));
         let name = pod.metadata.name.clone().unwrap_or_default();
-        let pid = container_pid(pod).unwrap_or_else(|| panic!("{name}: no pid in runc's state"));
+        let pid = support::container_pid(pod).unwrap_or_else(|| panic!("{name}: no pid in runc's state"));
         assert_confined(pid, &format!("runtime pod {name}"));
     }
     assert_eq!(
@@ -246,20 +246,6 @@ async fn assert_runtime_pods(ns: &TestNs) {
         1,
         "every release runs the one runtime image built here: {images:?}"
     );
-}
-
-/// The host pid of a pod's container, from runc's own state (`--root` of containerd's runc
-/// shim for the CRI namespace): the container id is the pod status's `containerd://<id>`.
-fn container_pid(pod: &Pod) -> Option<u32> {
-    let status = pod.status.as_ref()?.container_statuses.as_ref()?.first()?;
-    let id = status
-        .container_id
-        .as_deref()?
-        .strip_prefix("containerd://")?;
-    let state =
-        std::fs::read_to_string(format!("/run/containerd/runc/k8s.io/{id}/state.json")).ok()?;
-    let state: serde_json::Value = serde_json::from_str(&state).ok()?;
-    state["init_process_pid"].as_u64().map(|p| p as u32)
 }
 
 /// SIGKILL to the consumer container of `revision`: the kubelet restarts it (a new process,
@@ -270,7 +256,7 @@ async fn assert_kubelet_restarts_a_killed_container(env: &Env, revision: &str) {
         .await
         .remove(0);
     let pod = pods.get(&name).await.unwrap();
-    let pid = container_pid(&pod).expect("the consumer container's pid from runc's state");
+    let pid = support::container_pid(&pod).expect("the consumer container's pid from runc's state");
     support::kill9(pid);
     let restarted = wait_for(
         &format!("{name} restarted by the kubelet and Ready"),
@@ -284,7 +270,7 @@ async fn assert_kubelet_restarts_a_killed_container(env: &Env, revision: &str) {
                 .as_ref()?
                 .first()?
                 .clone();
-            let new_pid = container_pid(&pod).filter(|&p| p != pid)?;
+            let new_pid = support::container_pid(&pod).filter(|&p| p != pid)?;
             (status.restart_count >= 1 && status.ready).then_some(new_pid)
         },
     )
@@ -452,4 +438,59 @@ async fn an_unprogrammed_cluster_ip_is_refused_on_this_machine() {
         output_guard_refusals() > before,
         "the OUTPUT guard's counters did not move"
     );
+}
+
+/// The status of condition `type_` of pod `name`.
+async fn pod_condition(ns: &TestNs, name: &str, type_: &str) -> Option<String> {
+    let pod = ns.api::<Pod>().get(name).await.ok()?;
+    let conditions = pod.status?.conditions?;
+    conditions
+        .into_iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| c.status)
+}
+
+/// The kubelet honours a readiness gate (the operator's promotion gates rest on it): a pod
+/// whose containers are ready stays unready until the gate's condition is patched True, and
+/// keeps both afterwards.
+#[tokio::test]
+async fn an_unsatisfied_readiness_gate_keeps_a_pod_unready_until_patched() {
+    let ns = TestNs::new("real-gate").await;
+    let gate = "auren.io/traffic-ready";
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "g"},
+        "spec": {"readinessGates": [{"conditionType": gate}],
+                 "containers": [{"name": "pause", "image": "auren/pause:3.2"}]},
+    }))
+    .unwrap();
+    ns.api::<Pod>()
+        .create(&Default::default(), &pod)
+        .await
+        .unwrap();
+    wait_for("ContainersReady", 60, || async {
+        (pod_condition(&ns, "g", "ContainersReady").await.as_deref() == Some("True")).then_some(())
+    })
+    .await;
+    support::never("Ready without the gate", 3, || async {
+        let ready = pod_condition(&ns, "g", "Ready").await;
+        (ready.as_deref() != Some("False")).then_some(ready)
+    })
+    .await;
+    let patch = json!({"status": {"conditions": [{"type": gate, "status": "True"}]}});
+    ns.api::<Pod>()
+        .patch_status("g", &Default::default(), &kube::api::Patch::Strategic(&patch))
+        .await
+        .unwrap();
+    wait_for("Ready after the gate", 30, || async {
+        (pod_condition(&ns, "g", "Ready").await.as_deref() == Some("True")).then_some(())
+    })
+    .await;
+    support::never("the gate condition dropped, or Ready lost", 3, || async {
+        let seen = (
+            pod_condition(&ns, "g", gate).await,
+            pod_condition(&ns, "g", "Ready").await,
+        );
+        (seen.0.as_deref() != Some("True") || seen.1.as_deref() != Some("True")).then_some(seen)
+    })
+    .await;
 }

@@ -152,23 +152,17 @@ fn apply_chart_rbac(ns: &str) -> ChartRbac {
     rbac
 }
 
-/// A kubeconfig for the local cluster that authenticates as the ServiceAccount.
+/// A kubeconfig for the local cluster that authenticates as the ServiceAccount, with a
+/// token from the TokenRequest API (Kubernetes 1.24+ creates no token Secrets).
 async fn service_account_kubeconfig(ns: &TestNs, account: &str) -> PathBuf {
-    let secrets = ns.api::<Secret>();
-    let token = wait_for("the ServiceAccount's token", 60, || async {
-        let list = secrets.list(&ListParams::default()).await.ok()?;
-        list.items.into_iter().find_map(|s| {
-            let annotations = s.metadata.annotations.as_ref()?;
-            let owner = annotations.get("kubernetes.io/service-account.name")?;
-            (s.type_.as_deref() == Some("kubernetes.io/service-account-token") && owner == account)
-                .then(|| s.data.as_ref()?.get("token").cloned())
-                .flatten()
-        })
-    })
-    .await;
+    let token = support::kubectl(
+        &["-n", &ns.name, "create", "token", account, "--duration", "1h"],
+        None,
+    );
+    let token = token.trim().to_owned();
+    assert!(!token.is_empty(), "an empty token for {account}");
     let admin = std::fs::read_to_string(support::state_dir().join("kubeconfig")).unwrap();
     let mut config: Value = serde_yaml::from_str(&admin).unwrap();
-    let token = String::from_utf8(token.0).unwrap();
     config["users"] = json!([{"name": account, "user": {"token": token}}]);
     config["contexts"][0]["context"]["user"] = json!(account);
     let path = std::env::temp_dir().join(format!("{}-{account}.kubeconfig", ns.name));

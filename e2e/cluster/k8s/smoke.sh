@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Smoke test of the binaries build.sh makes: etcd 3.7 and kube-apiserver 1.37.2 on loopback
-# ports of their own (never the 1.20 cluster's, which others may hold under /work/cluster.lock),
+# ports of their own (never the e2e cluster's),
 # /readyz, the AUREN CRD applied with the built kubectl, then kube-controller-manager and
 # kube-scheduler, a Deployment that gets its Pod, then everything stopped again.
 # Ports: etcd 33790/33800, apiserver 26443, controller-manager 20357, scheduler 20359. State: ${AUREN_K8S_SMOKE_STATE:-/tmp/auren-k8s-smoke},
@@ -43,7 +43,7 @@ start_etcd() {
   start_local_etcd "${ETCD_BIN}/etcd" auren-smoke
 }
 
-# up.sh's process-node flags for 1.20, minus --insecure-port (removed in 1.24).
+# The shared flags, without a node (no endpoints reconciler, no ServiceAccount admission).
 start_apiserver() {
   # shellcheck disable=SC2046  # the flags are words
   start_component kube-apiserver "${K8S_BIN}/kube-apiserver" \
@@ -51,10 +51,8 @@ start_apiserver() {
     --disable-admission-plugins ServiceAccount,TaintNodesByCondition
 }
 
-# up.sh's flags minus `--port 0` (removed in 1.24). Its `--controllers` list loses
-# cloud-node-lifecycle, route and service: 1.37 rejects them as unknown (they left with the
-# in-tree cloud providers); the others take their canonical names. Both components act as the
-# admin user here (the smoke run has no per-component tokens).
+# As up.sh, but both components act as the admin user here (the smoke run has no per-component
+# tokens).
 start_controller_manager() {
   local kc="${STATE_DIR}/admin.kubeconfig"
   start_component kube-controller-manager "${K8S_BIN}/kube-controller-manager" \

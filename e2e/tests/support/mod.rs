@@ -1,7 +1,7 @@
 //! Harness of the operator scenarios: a private Kafka-protocol broker (tansu, `TANSU_BIN`)
 //! and PostgreSQL (initdb, as the postgres user when root) per test, a namespace with the
 //! AurenRuntime CRD installed, the `auren-operator` binary as a child process against
-//! `KUBECONFIG`, and signed webhook clients through the local Service proxy. [`Env`] bundles
+//! `KUBECONFIG`, and signed webhook clients through the Services' ClusterIPs (kube-proxy). [`Env`] bundles
 //! them for one scenario, [`Load`] posts at a steady pace (every answer carries its time and
 //! the `x-auren-release` that served it) and [`StatusLog`] records the status over time, so a
 //! scenario can tell which release served what during each rollout step.
@@ -178,18 +178,24 @@ impl TestNs {
         .await
     }
 
-    /// `ip:port` of a Service through the local proxy (from services.json).
+    /// `clusterIP:port` of a Service once kube-proxy routes it to a pod.
     pub async fn service_addr(&self, service: &str) -> String {
-        let key = format!("{}/{service}", self.name);
-        let path = state_dir().join("services.json");
-        wait_for(&format!("service {key} in {}", path.display()), 60, || {
-            let text = std::fs::read_to_string(&path).unwrap_or_default();
-            let map: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-            let addr = map[&key]["http"].as_str().map(str::to_owned);
-            async move { addr }
-        })
-        .await
+        let addr = self.cluster_addr(service).await;
+        wait_routed(&addr).await;
+        addr
     }
+}
+
+/// Waits until `addr` (a ClusterIP) reaches a pod: kube-proxy programs a Service's rules only
+/// after its endpoints are ready, a moment after the pods are. Any HTTP answer from `/live` will
+/// do; no event is posted.
+async fn wait_routed(addr: &str) {
+    let client = http_client();
+    let url = format!("http://{addr}/live");
+    wait_for(&format!("{addr} to reach a pod"), 60, || async {
+        client.get(&url).send().await.ok().map(|_| ())
+    })
+    .await;
 }
 
 impl Drop for TestNs {
@@ -871,26 +877,34 @@ impl StatusLog {
 
 // ---------------------------------------------------------------- faults
 
-/// The pid of the process the node agent runs for pod `namespace/pod`, found by the
-/// `POD_NAMESPACE` and `POD_NAME` the agent puts in every container's environment
-/// (e2e/src/agent/envvars.rs). Each container runs as its own process group
-/// (e2e/src/agent/process.rs), so when the container forked, its group leader is returned.
-/// `None` while the pod has no process (not started yet, or waiting to be restarted).
-pub fn pod_pid(namespace: &str, pod: &str) -> Option<u32> {
-    let found: Vec<u32> = pod_processes(namespace)
-        .into_iter()
-        .filter(|(_, name)| name == pod)
-        .map(|(pid, _)| pid)
-        .collect();
-    let leader = found
-        .iter()
-        .copied()
-        .find(|&pid| process_group(pid) == Some(pid));
-    leader.or_else(|| found.into_iter().min())
+/// The host pid of a pod's (first) container, from runc's own state (`--root` of containerd's
+/// runc shim for the CRI namespace): the container id is the pod status's `containerd://<id>`.
+pub fn container_pid(pod: &k8s_openapi::api::core::v1::Pod) -> Option<u32> {
+    let status = pod.status.as_ref()?.container_statuses.as_ref()?.first()?;
+    let id = status
+        .container_id
+        .as_deref()?
+        .strip_prefix("containerd://")?;
+    let state =
+        std::fs::read_to_string(format!("/run/containerd/runc/k8s.io/{id}/state.json")).ok()?;
+    let state: Value = serde_json::from_str(&state).ok()?;
+    let pid = state["init_process_pid"].as_u64()? as u32;
+    std::path::Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
 }
 
-/// Pids of the live processes of pods in `namespace` (the agent gives every process
-/// POD_NAMESPACE and POD_NAME), with their pod's name, by pid. Unreadable processes (gone, or
+/// The host pid of pod `name`'s container; `None` while it has none (not started yet, or
+/// waiting to be restarted).
+pub async fn pod_pid(ns: &TestNs, name: &str) -> Option<u32> {
+    let pod = ns
+        .api::<k8s_openapi::api::core::v1::Pod>()
+        .get_opt(name)
+        .await
+        .ok()??;
+    container_pid(&pod)
+}
+
+/// Pids of the live processes of pods in `namespace` whose containers carry POD_NAMESPACE and
+/// POD_NAME (the chart's operator pods), with their pod's name, by pid. Unreadable processes (gone, or
 /// not ours) and zombies (empty environ) do not match.
 pub fn pod_processes(namespace: &str) -> Vec<(u32, String)> {
     let ns = format!("POD_NAMESPACE={namespace}");
@@ -920,13 +934,6 @@ pub fn pod_processes(namespace: &str) -> Vec<(u32, String)> {
     }
     out.sort();
     out
-}
-
-/// The process group of `pid` (field 5 of /proc/<pid>/stat, after the parenthesised name).
-fn process_group(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (_, rest) = stat.rsplit_once(')')?;
-    rest.split_whitespace().nth(2)?.parse().ok()
 }
 
 /// SIGKILL to one process; panics if `kill` fails.
@@ -970,9 +977,14 @@ pub struct Killed {
 pub async fn kill9_pod(ns: &TestNs, revision: &str, role: &str, spare: &[Killed]) -> Killed {
     let (pod, pid) = wait_for(&format!("a {role} process of {revision}"), 30, || async {
         let pods = pods_of(ns, revision, role).await;
-        pods.into_iter()
-            .filter(|pod| !spare.iter().any(|k| &k.pod == pod))
-            .find_map(|pod| pod_pid(&ns.name, &pod).map(|pid| (pod, pid)))
+        let mut found = None;
+        for pod in pods.into_iter().filter(|pod| !spare.iter().any(|k| &k.pod == pod)) {
+            if let Some(pid) = pod_pid(ns, &pod).await {
+                found = Some((pod, pid));
+                break;
+            }
+        }
+        found
     })
     .await;
     kill9(pid);
@@ -984,7 +996,7 @@ pub async fn kill9_pod(ns: &TestNs, revision: &str, role: &str, spare: &[Killed]
     }
 }
 
-/// Waits until the node agent runs the killed pod again (a new process) and the pod's status
+/// Waits until the kubelet runs the killed pod's container again (a new process) and the pod's status
 /// counts the restart; returns the new pid.
 pub async fn wait_restarted(ns: &TestNs, killed: &Killed, secs: u64) -> u32 {
     let what = format!(
@@ -992,7 +1004,7 @@ pub async fn wait_restarted(ns: &TestNs, killed: &Killed, secs: u64) -> u32 {
         killed.pod, killed.pid
     );
     wait_for(&what, secs, || async {
-        let pid = pod_pid(&ns.name, &killed.pod).filter(|&pid| pid != killed.pid)?;
+        let pid = pod_pid(ns, &killed.pod).await.filter(|&pid| pid != killed.pid)?;
         (restart_count(ns, &killed.pod).await? >= 1).then_some(pid)
     })
     .await
