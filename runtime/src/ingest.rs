@@ -1,6 +1,8 @@
-//! Per-device normalisation of webhook payloads into [`Event`]s. Pure: no Kafka, no HTTP.
+//! Per-device normalisation of the signed AUREN reading API's payloads into [`Event`]s. Pure:
+//! no Kafka, no HTTP.
 //!
-//! Each vendor names things its own way; this module is the one place that knows how.
+//! These are our own shapes, one per device, and this module is the one place that knows them;
+//! what the vendors themselves send is read in [`crate::vendors`].
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};

@@ -283,8 +283,9 @@ impl VendorKeys {
     }
 
     /// The values of secret `name`; none configured is an empty [`Keys`].
-    pub fn get(&self, name: &str) -> Keys {
-        self.0.get(name).cloned().unwrap_or_default()
+    pub fn get(&self, name: &str) -> &Keys {
+        static NONE: Keys = Keys(Vec::new());
+        self.0.get(name).unwrap_or(&NONE)
     }
 }
 
