@@ -508,3 +508,70 @@ async fn google_health_passes_both_verifications_and_stores_notifications_once()
         "kept"
     );
 }
+
+// ---------------------------------------------------------------- bodies that cannot be read
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vendor_bodies_that_cannot_be_read_get_a_clear_error() {
+    let r = Receiver::start(&[]).await;
+    let now_ms = now_secs() * 1000;
+    let whoop = |body: &[u8]| whoop_delivery(&r, body, now_ms, WHOOP_SECRET);
+    let garmin = |body: Vec<u8>| {
+        r.client
+            .post(r.url(&format!("/vendors/garmin/{GARMIN_TOKEN}")))
+            .body(body)
+    };
+    let bad_user = br#"{"user_id":"a b","id":1,"type":"sleep.updated","trace_id":"t"}"#;
+    let cases: Vec<(&str, reqwest::RequestBuilder, u16, &str)> = vec![
+        ("not JSON", whoop(b"{nope"), 400, "malformed_json"),
+        (
+            "no trace_id",
+            whoop(br#"{"user_id":1,"type":"sleep.updated"}"#),
+            422,
+            "invalid_payload",
+        ),
+        (
+            "a user id the store cannot key",
+            whoop(bad_user),
+            422,
+            "invalid_payload",
+        ),
+        (
+            "a Garmin array",
+            garmin(b"[]".to_vec()),
+            422,
+            "invalid_payload",
+        ),
+        (
+            "a Garmin summary without userId",
+            garmin(br#"{"dailies":[{"summaryId":"s"}]}"#.to_vec()),
+            422,
+            "invalid_payload",
+        ),
+        (
+            "a Garmin push over 16 MiB",
+            garmin(vec![b' '; 17 * 1024 * 1024]),
+            413,
+            "payload_too_large",
+        ),
+        (
+            "a WHOOP body over MAX_BODY_BYTES",
+            whoop(&vec![b' '; 2 * 1024 * 1024]),
+            413,
+            "payload_too_large",
+        ),
+    ];
+    for (what, request, status, code) in cases {
+        let answer = r.send(request).await;
+        assert_eq!(answer.status, status, "{what}: {}", answer.body);
+        assert_eq!(answer.body["error"], code, "{what}: {}", answer.body);
+    }
+    r.settled().await;
+    for vendor in ["whoop", "garmin"] {
+        assert_eq!(
+            r.stored_of(vendor).await,
+            0,
+            "{vendor}: nothing refused is stored"
+        );
+    }
+}

@@ -77,8 +77,8 @@ impl AppState {
     }
 }
 
-/// The public port: the signed AUREN reading API and the vendors' webhooks (api mode), health, readiness, liveness, metrics. No admin route:
-/// `/admin/*` is 404 here.
+/// The public port: the signed AUREN reading API and the vendors' webhooks (api mode), health,
+/// readiness, liveness, metrics. No admin route: `/admin/*` is 404 here.
 pub fn router(state: AppState) -> Router {
     let max_body = usize::try_from(state.config.max_body_bytes).unwrap_or(usize::MAX);
     let routes = Router::new()
