@@ -463,6 +463,34 @@ mod tests {
     }
 
     #[test]
+    fn vendor_secrets_come_from_the_mounted_secret_with_their_previous_values() {
+        let dir = std::env::temp_dir().join(format!("auren-vendor-keys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("vendor_polar"), "new-key\n").unwrap();
+        std::fs::write(dir.join("vendor_polar_previous"), "old-key").unwrap();
+        std::fs::write(dir.join("vendor_garmin"), "path-token").unwrap();
+        let c = parse(&["--webhook-secrets-dir", dir.to_str().unwrap()]).unwrap();
+        let keys = c.vendor_keys().unwrap();
+        let polar = keys.get(vendors::polar::SIGNING_SECRET);
+        assert!(
+            polar.matches(b"new-key") && polar.matches(b"old-key"),
+            "{polar:?}"
+        );
+        assert!(
+            !polar.matches(b"new-key\n"),
+            "trailing whitespace is trimmed"
+        );
+        assert!(keys.get(vendors::garmin::PATH_TOKEN).matches(b"path-token"));
+        assert!(keys.get(vendors::whoop::SIGNING_SECRET).is_empty());
+        std::fs::write(dir.join("vendor_whoop"), "").unwrap();
+        assert!(matches!(
+            c.vendor_keys(),
+            Err(ConfigError::EmptySecret { name }) if name == "VENDOR_WHOOP"
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn bad_values_name_the_setting() {
         let err = parse(&["--max-concurrent-events", "0"])
             .unwrap_err()
