@@ -77,6 +77,7 @@ if [ -n "$AGAINST" ]; then
   BINS=("$(build_against "$AGAINST")" "${BINS[0]}")
 fi
 SECRET=bench-secret
+WHOOP_SECRET=bench-whoop-secret
 DB="$AUREN_TEST_DATABASE_URL"
 psql "$DB" -qc "DROP TABLE IF EXISTS events, user_metrics, _sqlx_migrations" >/dev/null 2>&1
 psql "$DB" -qc "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" >/dev/null
@@ -84,6 +85,7 @@ psql "$DB" -qc "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" >/dev/null
 # wrk repeats one signed request: the replay guard (which would answer it 409 after the first
 # 202) is off here; its cost is one ~0.3 µs lookup per request.
 common_env=(KAFKA_BROKERS="$AUREN_TEST_KAFKA" DATABASE_URL="$DB" WEBHOOK_SECRET_OURA="$SECRET"
+  WEBHOOK_SECRET_VENDOR_WHOOP="$WHOOP_SECRET"
   LOG_FORMAT=json RUST_LOG=warn API_HOST=127.0.0.1 HEALTH_CHECK_INTERVAL=5 WEBHOOK_REPLAY_CAPACITY=0)
 
 wait_ready() { # port [poll interval, s] -> prints ms until ready
@@ -104,21 +106,30 @@ record() { echo "$1 $2 $3" >> "$RESULTS"; }
 
 # --- HTTP: wrk against an api process ----------------------------------------------------------
 # Signed request bodies for wrk (the signature stays valid for WEBHOOK_TOLERANCE_SECONDS).
-make_wrk_script() { # body-file -> lua file
-  local body ts sig
-  body="$(cat "$1")"; ts="$(date +%s)"
-  sig="sha256=$(printf '%s.%s' "$ts" "$body" | openssl dgst -sha256 -hmac "$SECRET" -r | cut -d' ' -f1)"
-  python3 - "$1" "$ts" "$sig" > "$1.lua" <<'PY'
+wrk_lua() { # body-file timestamp-header timestamp signature-header signature -> lua file
+  python3 - "$@" > "$1.lua" <<'PY'
 import json, sys
-body = open(sys.argv[1]).read()
+body_file, ts_header, ts, sig_header, sig = sys.argv[1:]
 print('wrk.method = "POST"')
-print('wrk.body = %s' % json.dumps(body))
+print('wrk.body = %s' % json.dumps(open(body_file).read()))
 print('wrk.headers["content-type"] = "application/json"')
-print('wrk.headers["x-auren-timestamp"] = "%s"' % sys.argv[2])
-print('wrk.headers["x-auren-signature"] = "%s"' % sys.argv[3])
+print('wrk.headers["%s"] = "%s"' % (ts_header, ts))
+print('wrk.headers["%s"] = "%s"' % (sig_header, sig))
 PY
   cat "$AUREN_STATE/done.lua" >> "$1.lua"
   echo "$1.lua"
+}
+make_wrk_script() { # body-file -> lua file: the signed AUREN reading API
+  local body ts sig
+  body="$(cat "$1")"; ts="$(date +%s)"
+  sig="sha256=$(printf '%s.%s' "$ts" "$body" | openssl dgst -sha256 -hmac "$SECRET" -r | cut -d' ' -f1)"
+  wrk_lua "$1" x-auren-timestamp "$ts" x-auren-signature "$sig"
+}
+make_whoop_script() { # body-file -> lua file: WHOOP v2 (base64 HMAC-SHA256 of ms timestamp + body)
+  local body ts sig
+  body="$(cat "$1")"; ts="$(date +%s%3N)"
+  sig="$(printf '%s%s' "$ts" "$body" | openssl dgst -sha256 -hmac "$WHOOP_SECRET" -binary | base64 -w0)"
+  wrk_lua "$1" x-whoop-signature-timestamp "$ts" x-whoop-signature "$sig"
 }
 cat > "$AUREN_STATE/done.lua" <<'LUA'
 done = function(summary, latency, requests)
@@ -132,7 +143,12 @@ printf '{"user_id":"bench-1","data_type":"heart_rate","value":61,"timestamp":"20
 python3 -c "
 import json, sys
 sys.stdout.write(json.dumps([{'user_id':'bench-%d' % (i % 50),'data_type':'steps','value':i,'timestamp':'2026-01-01T00:00:00Z'} for i in range(100)]))" > "$AUREN_STATE/batch.json"
+# The same single event as a vendor sends it: a WHOOP v2 notification on /vendors/whoop. wrk
+# repeats it, so every copy is a retry (the same event id); each is still verified and
+# produced, like a first delivery.
+printf '{"user_id":10129,"id":"ecfc6a15-4661-442f-a9a4-f160dd7afae8","type":"recovery.updated","trace_id":"e369c784-5100-49e8-8098-75d35c47b31b"}' > "$AUREN_STATE/whoop.json"
 SINGLE_LUA="$(make_wrk_script "$AUREN_STATE/single.json")"
+WHOOP_LUA="$(make_whoop_script "$AUREN_STATE/whoop.json")"
 BATCH_LUA="$(make_wrk_script "$AUREN_STATE/batch.json")"
 GET_LUA="$AUREN_STATE/done.lua"
 
@@ -151,8 +167,10 @@ http_figures() { # build-index binary
   local row
   for figure in live:"$CONNS":/live:"$GET_LUA" health:"$CONNS":/health:"$GET_LUA" \
       health1:1:/health:"$GET_LUA" single:"$CONNS":/webhooks/oura:"$SINGLE_LUA" \
-      batch:"$CONNS":/webhooks/oura/batch:"$BATCH_LUA"; do
+      whoop:"$CONNS":/vendors/whoop:"$WHOOP_LUA" batch:"$CONNS":/webhooks/oura/batch:"$BATCH_LUA"; do
     IFS=: read -r name conns path lua <<< "$figure"
+    # A build from before the vendor routes (BENCH_AGAINST) has no /vendors/whoop: no figure.
+    [ "$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://127.0.0.1:$port$path")" = 404 ] && continue
     row="$(wrk_once "$conns" "http://127.0.0.1:$port$path" "$lua")"
     read -r rps p50 p99 errs <<< "$row"
     record "$b" "${name}_rps" "$rps"; record "$b" "${name}_p50" "$p50"; record "$b" "${name}_p99" "$p99"
@@ -406,6 +424,9 @@ if wants http; then
   row 'single-event webhook, req/s (acks=all)' single_rps
   row 'single-event webhook, p50 ms' single_p50
   row 'single-event webhook, p99 ms' single_p99
+  row 'single WHOOP v2 notification (`/vendors/whoop`), req/s (acks=all)' whoop_rps
+  row 'single WHOOP v2 notification, p50 ms' whoop_p50
+  row 'single WHOOP v2 notification, p99 ms' whoop_p99
   row 'batch webhook (100 events), req/s' batch_rps
   row 'batch webhook, p99 ms' batch_p99
   row 'ready after start, ms' ready_ms

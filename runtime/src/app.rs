@@ -114,6 +114,7 @@ fn base_services(config: &Arc<Config>) -> Result<Services, AppError> {
         producer: None,
         verifier: Arc::new(verifier),
         replay,
+        vendor_keys: Arc::new(config.vendor_keys()?),
         faults: Faults {
             error_rate: config.fault_error_rate,
             latency: Duration::from_millis(config.fault_latency_ms),

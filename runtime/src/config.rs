@@ -9,6 +9,7 @@ use auren_contract::{ConsumerRole, UnsafeSetting};
 use clap::{Parser, ValueEnum};
 
 use crate::ingest::Device;
+use crate::vendors::{self, Keys, VendorKeys};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum RunMode {
@@ -133,7 +134,8 @@ pub struct Config {
     /// Whether webhooks must be signed.
     #[arg(long, env = "WEBHOOK_AUTH", value_enum, default_value = "required")]
     pub webhook_auth: WebhookAuth,
-    /// Folder with one file per device holding its webhook secret (a mounted Secret).
+    /// Folder with one file per secret (a mounted Secret): one per device of the signed AUREN
+    /// reading API (`oura`, ...) and the vendors' (`vendor_whoop`, `vendor_whoop_previous`, ...).
     #[arg(long, env = "WEBHOOK_SECRETS_DIR")]
     pub webhook_secrets_dir: Option<PathBuf>,
     /// How far a webhook's timestamp may be from now, in seconds (replay protection).
@@ -250,8 +252,8 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("WEBHOOK_SECRET_{device}: secret is empty")]
-    EmptySecret { device: String },
+    #[error("WEBHOOK_SECRET_{name}: secret is empty")]
+    EmptySecret { name: String },
     #[error("API_PORT and ADMIN_PORT are both {0}: the admin API needs a port of its own")]
     SharedAdminPort(u16),
 }
@@ -297,34 +299,60 @@ impl Config {
         Duration::from_secs(self.shutdown_drain_seconds).min(self.shutdown_budget() / 2)
     }
 
-    /// Webhook secrets per device: `WEBHOOK_SECRET_<DEVICE>` variables, then files named after
-    /// the device in `WEBHOOK_SECRETS_DIR` (a mounted Secret), the variable winning.
+    /// Secrets of the signed AUREN reading API per device: `WEBHOOK_SECRET_<DEVICE>` variables,
+    /// then files named after the device in `WEBHOOK_SECRETS_DIR` (a mounted Secret), the
+    /// variable winning.
     pub fn webhook_secrets(&self) -> Result<BTreeMap<Device, Vec<u8>>, ConfigError> {
         let mut secrets = BTreeMap::new();
-        if let Some(dir) = &self.webhook_secrets_dir {
-            for device in Device::ALL {
-                let path = dir.join(device.as_str());
-                match std::fs::read(&path) {
-                    Ok(bytes) => {
-                        secrets.insert(device, trim_secret(bytes));
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(source) => return Err(ConfigError::SecretsDir { path, source }),
-                }
-            }
-        }
         for device in Device::ALL {
-            let var = format!("WEBHOOK_SECRET_{}", device.as_str().to_ascii_uppercase());
-            if let Ok(value) = std::env::var(&var) {
-                secrets.insert(device, value.into_bytes());
+            if let Some(secret) = self.secret(device.as_str())? {
+                secrets.insert(device, secret);
             }
-        }
-        if let Some((device, _)) = secrets.iter().find(|(_, s)| s.is_empty()) {
-            return Err(ConfigError::EmptySecret {
-                device: device.as_str().to_ascii_uppercase(),
-            });
         }
         Ok(secrets)
+    }
+
+    /// The vendors' secrets ([`vendors::SECRET_NAMES`]), read like the devices' secrets: each
+    /// name with its `_previous` twin, both valid during a rotation.
+    pub fn vendor_keys(&self) -> Result<VendorKeys, ConfigError> {
+        let mut keys = BTreeMap::new();
+        for name in vendors::SECRET_NAMES {
+            let previous = format!("{name}{}", vendors::PREVIOUS_SUFFIX);
+            let values: Vec<Vec<u8>> = [self.secret(name)?, self.secret(&previous)?]
+                .into_iter()
+                .flatten()
+                .collect();
+            keys.insert(name, Keys::new(values));
+        }
+        Ok(VendorKeys::new(keys))
+    }
+
+    /// Secret `name`: the `WEBHOOK_SECRET_<NAME>` variable, else the file `name` in
+    /// `WEBHOOK_SECRETS_DIR`; an empty one stops the start.
+    fn secret(&self, name: &str) -> Result<Option<Vec<u8>>, ConfigError> {
+        let var = format!("WEBHOOK_SECRET_{}", name.to_ascii_uppercase());
+        let value = match std::env::var(&var) {
+            Ok(value) => Some(value.into_bytes()),
+            Err(_) => self.secret_file(name)?,
+        };
+        match value {
+            Some(v) if v.is_empty() => Err(ConfigError::EmptySecret {
+                name: name.to_ascii_uppercase(),
+            }),
+            other => Ok(other),
+        }
+    }
+
+    fn secret_file(&self, name: &str) -> Result<Option<Vec<u8>>, ConfigError> {
+        let Some(dir) = &self.webhook_secrets_dir else {
+            return Ok(None);
+        };
+        let path = dir.join(name);
+        match std::fs::read(&path) {
+            Ok(bytes) => Ok(Some(trim_secret(bytes))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(ConfigError::SecretsDir { path, source }),
+        }
     }
 }
 
@@ -432,6 +460,34 @@ mod tests {
             c.check_ports(),
             Err(ConfigError::SharedAdminPort(9000))
         ));
+    }
+
+    #[test]
+    fn vendor_secrets_come_from_the_mounted_secret_with_their_previous_values() {
+        let dir = std::env::temp_dir().join(format!("auren-vendor-keys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("vendor_polar"), "new-key\n").unwrap();
+        std::fs::write(dir.join("vendor_polar_previous"), "old-key").unwrap();
+        std::fs::write(dir.join("vendor_garmin"), "path-token").unwrap();
+        let c = parse(&["--webhook-secrets-dir", dir.to_str().unwrap()]).unwrap();
+        let keys = c.vendor_keys().unwrap();
+        let polar = keys.get(vendors::polar::SIGNING_SECRET);
+        assert!(
+            polar.matches(b"new-key") && polar.matches(b"old-key"),
+            "{polar:?}"
+        );
+        assert!(
+            !polar.matches(b"new-key\n"),
+            "trailing whitespace is trimmed"
+        );
+        assert!(keys.get(vendors::garmin::PATH_TOKEN).matches(b"path-token"));
+        assert!(keys.get(vendors::whoop::SIGNING_SECRET).is_empty());
+        std::fs::write(dir.join("vendor_whoop"), "").unwrap();
+        assert!(matches!(
+            c.vendor_keys(),
+            Err(ConfigError::EmptySecret { name }) if name == "VENDOR_WHOOP"
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

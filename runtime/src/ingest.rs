@@ -1,6 +1,8 @@
-//! Per-device normalisation of webhook payloads into [`Event`]s. Pure: no Kafka, no HTTP.
+//! Per-device normalisation of the signed AUREN reading API's payloads into [`Event`]s. Pure:
+//! no Kafka, no HTTP.
 //!
-//! Each vendor names things its own way; this module is the one place that knows how.
+//! These are our own shapes, one per device, and this module is the one place that knows them;
+//! what the vendors themselves send is read in [`crate::vendors`].
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -8,7 +10,9 @@ use serde_json::Value;
 use sha2::Digest;
 use uuid::Uuid;
 
-/// A wearable vendor that may send webhooks.
+/// Where an event came from: the `device` column. The first five are the devices of the
+/// signed AUREN reading API (`/webhooks/{device}`, [`Device::ALL`]); Polar, Withings and Google
+/// Health only send their own notifications (`/vendors/...`, [`crate::vendors`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Device {
@@ -17,9 +21,13 @@ pub enum Device {
     Garmin,
     AppleHealth,
     Fitbit,
+    Polar,
+    Withings,
+    GoogleHealth,
 }
 
 impl Device {
+    /// The devices of the signed AUREN reading API.
     pub const ALL: [Device; 5] = [
         Device::Oura,
         Device::Whoop,
@@ -35,6 +43,9 @@ impl Device {
             Device::Garmin => "garmin",
             Device::AppleHealth => "apple_health",
             Device::Fitbit => "fitbit",
+            Device::Polar => "polar",
+            Device::Withings => "withings",
+            Device::GoogleHealth => "google_health",
         }
     }
 
@@ -380,6 +391,11 @@ fn read_vendor_fields(device: Device, raw: &Value) -> Result<Reading, IngestErro
                 recorded_at: p.date_time,
             })
         }
+        Device::Polar | Device::Withings | Device::GoogleHealth => Err(IngestError::WrongShape {
+            device: device.as_str(),
+            reason: "this vendor's notifications are taken on /vendors/, not the reading API"
+                .into(),
+        }),
     }
 }
 
@@ -442,7 +458,8 @@ fn check_reading(r: &Reading, spec: &MetricSpec, now: DateTime<Utc>) -> Result<(
     Ok(())
 }
 
-fn valid_user_id(id: &str) -> bool {
+/// The user ids the store takes (also the Kafka key).
+pub fn valid_user_id(id: &str) -> bool {
     (1..=128).contains(&id.len())
         && id
             .bytes()

@@ -2,6 +2,7 @@
 //! history (consumer mode).
 //!
 //! Flow: `api` (auth, size, parse) -> `ingest` (normalise, pure) -> `kafka::producer` -> 202;
+//! real vendors' notifications: `api::vendors` -> `vendors` (verify, read) -> `kafka::producer`;
 //! Kafka -> `kafka::consumer` batch -> `store` transaction -> offsets committed.
 
 pub mod api;
@@ -14,5 +15,6 @@ pub mod kafka;
 pub mod metrics;
 pub mod resilience;
 pub mod store;
+pub mod vendors;
 
 pub use config::Config;

@@ -83,11 +83,12 @@ const INSERT_EVENTS: &str = "
     RETURNING user_id, metric, value, unit, recorded_at, kafka_offset";
 
 /// Only rows this batch really inserted move the projection, so a redelivery changes nothing.
+/// Vendor notifications (unit `notification`) carry no value: they stay out of it.
 const PROJECT: &str = "
     , latest AS (
         SELECT DISTINCT ON (user_id, metric) user_id, metric, value, unit, recorded_at,
                count(*) OVER (PARTITION BY user_id, metric) AS n
-        FROM inserted ORDER BY user_id, metric, recorded_at DESC, kafka_offset DESC
+        FROM inserted WHERE unit <> 'notification' ORDER BY user_id, metric, recorded_at DESC, kafka_offset DESC
     ), projected AS (
         INSERT INTO user_metrics AS m (user_id, metric, latest_value, unit, latest_recorded_at, event_count)
         SELECT user_id, metric, value, unit, recorded_at, n FROM latest

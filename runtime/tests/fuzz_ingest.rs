@@ -218,6 +218,7 @@ fn valid_payload(device: Device) -> BoxedStrategy<Valid> {
                                                   "quantity": value, "startDate": time}),
                     Device::Fitbit => json!({"ownerId": user_field, "collectionType": vendor,
                                              "value": value, "dateTime": time}),
+                    other => panic!("{other:?} is not a device of the reading API"),
                 };
                 Valid {
                     device,
@@ -494,6 +495,7 @@ fn with_field(device: Device, field: &str, raw: &str) -> Vec<u8> {
         Device::Fitbit => {
             json!({"ownerId":"u1","collectionType":"heart_rate","value":60,"dateTime":"2026-11-26T11:00:00Z"})
         }
+        other => panic!("{other:?} is not a device of the reading API"),
     };
     assert!(normalise(device, v.to_string().as_bytes(), now()).is_ok());
     let slot = Value::from("\u{1}SLOT\u{1}");
@@ -517,6 +519,7 @@ fn metric_field(device: Device) -> &'static str {
         Device::Garmin => "summaryType",
         Device::AppleHealth => "quantityType",
         Device::Fitbit => "collectionType",
+        other => panic!("{other:?} is not a device of the reading API"),
     }
 }
 
@@ -526,6 +529,7 @@ fn user_field(device: Device) -> &'static str {
         Device::Whoop => "user",
         Device::Garmin | Device::AppleHealth => "userId",
         Device::Fitbit => "ownerId",
+        other => panic!("{other:?} is not a device of the reading API"),
     }
 }
 
@@ -544,6 +548,7 @@ fn time_field(device: Device) -> &'static str {
         Device::Garmin => "startTimeInSeconds",
         Device::AppleHealth => "startDate",
         Device::Fitbit => "dateTime",
+        other => panic!("{other:?} is not a device of the reading API"),
     }
 }
 
@@ -700,6 +705,7 @@ fn router_without_kafka() -> axum::Router {
         producer: None,
         verifier: Arc::new(SignatureVerifier::new(secrets, 300, true)),
         replay: None,
+        vendor_keys: Arc::default(),
         faults: Faults {
             error_rate: 0.0,
             latency: StdDuration::ZERO,

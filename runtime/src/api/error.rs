@@ -71,6 +71,20 @@ impl ApiError {
     }
 }
 
+/// A vendor's delivery: its credentials 401, a body that is not JSON (or form) 400, one of the
+/// wrong shape 422. A missing secret reads as a wrong signature.
+impl From<crate::vendors::VendorError> for ApiError {
+    fn from(e: crate::vendors::VendorError) -> Self {
+        if e.is_unauthorized() {
+            ApiError::Unauthorized(e.answer())
+        } else if e.is_malformed() {
+            ApiError::Malformed(e.to_string())
+        } else {
+            ApiError::Invalid(e.to_string())
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();

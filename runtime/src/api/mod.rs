@@ -7,6 +7,7 @@ pub mod auth;
 pub mod error;
 pub mod observe;
 pub mod replay;
+pub mod vendors;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -27,6 +28,7 @@ use crate::health::{HealthBoard, Lifecycle};
 use crate::kafka::consumer::RoleRequest;
 use crate::kafka::producer::EventProducer;
 use crate::metrics::Metrics;
+use crate::vendors::VendorKeys;
 use auth::SignatureVerifier;
 use replay::ReplayGuard;
 
@@ -40,6 +42,8 @@ pub struct Services {
     pub verifier: Arc<SignatureVerifier>,
     /// Refuses a signed request accepted before (`None` without signatures or when turned off).
     pub replay: Option<Arc<ReplayGuard>>,
+    /// The vendors' secrets (signing keys, path tokens, authorization values).
+    pub vendor_keys: Arc<VendorKeys>,
     pub faults: Faults,
     pub roles: Option<mpsc::Sender<RoleRequest>>,
 }
@@ -73,13 +77,14 @@ impl AppState {
     }
 }
 
-/// The public port: webhooks (api mode), health, readiness, liveness, metrics. No admin route:
-/// `/admin/*` is 404 here.
+/// The public port: the signed AUREN reading API and the vendors' webhooks (api mode), health,
+/// readiness, liveness, metrics. No admin route: `/admin/*` is 404 here.
 pub fn router(state: AppState) -> Router {
     let max_body = usize::try_from(state.config.max_body_bytes).unwrap_or(usize::MAX);
     let routes = Router::new()
         .route("/webhooks/{device}", post(webhooks::single))
         .route("/webhooks/{device}/batch", post(webhooks::batch))
+        .merge(vendors::routes(max_body))
         .route(auren_contract::paths::HEALTH, get(observe::health))
         .route(auren_contract::paths::READINESS, get(observe::readiness))
         .route(auren_contract::paths::LIVE, get(observe::live))

@@ -1,3 +1,4 @@
+//! The signed AUREN reading API (uploads such as the Apple Health path, tests, the demo):
 //! `POST /webhooks/{device}` and `POST /webhooks/{device}/batch`: authenticate, normalise,
 //! write to Kafka, and answer 202 only once the broker holds every event. A signed request is
 //! accepted once: its signature is reserved right after it verifies and remembered only when
@@ -96,10 +97,7 @@ async fn admit(
 ) -> Result<Admitted, ApiError> {
     let device =
         Device::from_path(device).ok_or_else(|| ApiError::UnknownDevice(device.to_string()))?;
-    let body = body.map_err(|r| match r.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(s.config.max_body_bytes),
-        _ => ApiError::Malformed(r.body_text()),
-    })?;
+    let body = received(body, s.config.max_body_bytes)?;
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let signed = s
         .verifier
@@ -159,7 +157,15 @@ fn remember(s: &AppState, reservation: Option<Reservation>) {
     }
 }
 
-async fn inject_faults(s: &AppState) -> Result<(), ApiError> {
+/// The body, or why it could not be read (over `limit` bytes: 413).
+pub(super) fn received(body: Result<Bytes, BytesRejection>, limit: u64) -> Result<Bytes, ApiError> {
+    body.map_err(|r| match r.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(limit),
+        _ => ApiError::Malformed(r.body_text()),
+    })
+}
+
+pub(super) async fn inject_faults(s: &AppState) -> Result<(), ApiError> {
     if !s.faults.latency.is_zero() {
         tokio::time::sleep(s.faults.latency).await;
     }
@@ -177,7 +183,7 @@ fn refusal(e: IngestError) -> ApiError {
     }
 }
 
-async fn publish(s: &AppState, events: &[Event]) -> Result<(), ApiError> {
+pub(super) async fn publish(s: &AppState, events: &[Event]) -> Result<(), ApiError> {
     let Some(producer) = &s.producer else {
         return Err(ApiError::NotFound(
             "webhooks are served in api mode only".into(),
