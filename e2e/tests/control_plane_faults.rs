@@ -19,8 +19,8 @@
 
 mod support;
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::path::{Path, PathBuf};
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use auren_operator::api::{AurenRuntimeStatus, Outcome, Phase};
@@ -32,8 +32,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
 use support::{
-    Accepted, Answer, Env, Load, NAME, Operator, accepted_ids, assert_none_failed, failures,
-    state_dir,
+    Accepted, Answer, Env, Load, NAME, Operator, accepted_ids, assert_none_failed, state_dir,
 };
 
 // ---------------------------------------------------------------- cluster components
@@ -236,10 +235,6 @@ async fn wait_release_gone(env: &Env, hash: &str, pids: &[u32]) {
         },
     )
     .await;
-}
-
-fn log_path(name: &str) -> PathBuf {
-    state_dir().join("logs").join(format!("{name}.log"))
 }
 
 fn operator_log(op: &Operator) -> String {
@@ -553,13 +548,17 @@ async fn node_daemon_killed_while_analyzing(prefix: &str, daemon: &str) {
         component_pid(daemon)
     );
     // Over the kubelet's next readiness probes (the runtime's: every 5 s) no pod may change.
-    support::never(&format!("a pod changed after {daemon} came back"), 8, || async {
-        let after = pods(&env).await;
-        let changed = before
-            .iter()
-            .find(|(name, was)| after.get(*name) != Some(was));
-        changed.map(|(name, _)| (name.clone(), after.get(name).cloned()))
-    })
+    support::never(
+        &format!("a pod changed after {daemon} came back"),
+        8,
+        || async {
+            let after = pods(&env).await;
+            let changed = before
+                .iter()
+                .find(|(name, was)| after.get(*name) != Some(was));
+            changed.map(|(name, _)| (name.clone(), after.get(name).cloned()))
+        },
+    )
     .await;
 
     let st = wait_settled(&env, 120).await;

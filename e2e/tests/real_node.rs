@@ -238,7 +238,8 @@ async fn assert_runtime_pods(ns: &TestNs) {
         assert!(image.starts_with("auren/runtime:"), "{image}");
         images.extend(assert_runs_in_a_container(pod, "docker.io/auren/runtime:"));
         let name = pod.metadata.name.clone().unwrap_or_default();
-        let pid = support::container_pid(pod).unwrap_or_else(|| panic!("{name}: no pid in runc's state"));
+        let pid =
+            support::container_pid(pod).unwrap_or_else(|| panic!("{name}: no pid in runc's state"));
         assert_confined(pid, &format!("runtime pod {name}"));
     }
     assert_eq!(
@@ -415,7 +416,13 @@ fn output_guard_refusals() -> u64 {
 async fn an_unprogrammed_cluster_ip_is_refused_on_this_machine() {
     const UNUSED: &str = "10.96.255.254";
     let ips = kubectl(
-        &["get", "services", "-A", "-o", "jsonpath={.items[*].spec.clusterIP}"],
+        &[
+            "get",
+            "services",
+            "-A",
+            "-o",
+            "jsonpath={.items[*].spec.clusterIP}",
+        ],
         None,
     );
     assert!(
@@ -478,7 +485,11 @@ async fn an_unsatisfied_readiness_gate_keeps_a_pod_unready_until_patched() {
     .await;
     let patch = json!({"status": {"conditions": [{"type": gate, "status": "True"}]}});
     ns.api::<Pod>()
-        .patch_status("g", &Default::default(), &kube::api::Patch::Strategic(&patch))
+        .patch_status(
+            "g",
+            &Default::default(),
+            &kube::api::Patch::Strategic(&patch),
+        )
         .await
         .unwrap();
     wait_for("Ready after the gate", 30, || async {

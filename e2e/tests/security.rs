@@ -156,7 +156,15 @@ fn apply_chart_rbac(ns: &str) -> ChartRbac {
 /// token from the TokenRequest API (Kubernetes 1.24+ creates no token Secrets).
 async fn service_account_kubeconfig(ns: &TestNs, account: &str) -> PathBuf {
     let token = support::kubectl(
-        &["-n", &ns.name, "create", "token", account, "--duration", "1h"],
+        &[
+            "-n",
+            &ns.name,
+            "create",
+            "token",
+            account,
+            "--duration",
+            "1h",
+        ],
         None,
     );
     let token = token.trim().to_owned();

@@ -194,7 +194,7 @@ fn pod_of(ar: &AurenRuntime, role: Role) -> PodSpec {
         consumer_replicas: 1,
     };
     let d = deployment(ar, &release, role).unwrap();
-    d.spec.unwrap().template.spec.unwrap()
+    d.spec.template.spec.unwrap()
 }
 
 fn spec() -> AurenRuntimeSpec {

@@ -711,7 +711,7 @@ impl Env {
             .into_iter()
             .map(|d| {
                 let name = d.metadata.name.clone().unwrap_or_default();
-                let replicas = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(-1);
+                let replicas = d.spec.replicas.unwrap_or(-1);
                 let rv = d.metadata.resource_version.clone().unwrap_or_default();
                 (name, replicas, rv)
             })
@@ -889,7 +889,9 @@ pub fn container_pid(pod: &k8s_openapi::api::core::v1::Pod) -> Option<u32> {
         std::fs::read_to_string(format!("/run/containerd/runc/k8s.io/{id}/state.json")).ok()?;
     let state: Value = serde_json::from_str(&state).ok()?;
     let pid = state["init_process_pid"].as_u64()? as u32;
-    std::path::Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
+    std::path::Path::new(&format!("/proc/{pid}"))
+        .exists()
+        .then_some(pid)
 }
 
 /// The host pid of pod `name`'s container; `None` while it has none (not started yet, or
@@ -978,7 +980,10 @@ pub async fn kill9_pod(ns: &TestNs, revision: &str, role: &str, spare: &[Killed]
     let (pod, pid) = wait_for(&format!("a {role} process of {revision}"), 30, || async {
         let pods = pods_of(ns, revision, role).await;
         let mut found = None;
-        for pod in pods.into_iter().filter(|pod| !spare.iter().any(|k| &k.pod == pod)) {
+        for pod in pods
+            .into_iter()
+            .filter(|pod| !spare.iter().any(|k| &k.pod == pod))
+        {
             if let Some(pid) = pod_pid(ns, &pod).await {
                 found = Some((pod, pid));
                 break;
@@ -1004,7 +1009,9 @@ pub async fn wait_restarted(ns: &TestNs, killed: &Killed, secs: u64) -> u32 {
         killed.pod, killed.pid
     );
     wait_for(&what, secs, || async {
-        let pid = pod_pid(ns, &killed.pod).await.filter(|&pid| pid != killed.pid)?;
+        let pid = pod_pid(ns, &killed.pod)
+            .await
+            .filter(|&pid| pid != killed.pid)?;
         (restart_count(ns, &killed.pod).await? >= 1).then_some(pid)
     })
     .await

@@ -133,7 +133,7 @@ pub async fn workloads(
 fn deployment_applied(cluster: &Cluster, desired: &Deployment) -> bool {
     let name = desired.name_any();
     let live = cluster.deployments.iter().find(|d| d.name_any() == name);
-    let replicas = desired.spec.as_ref().and_then(|s| s.replicas);
+    let replicas = desired.spec.replicas;
     resources::already_applied(live, desired) && cluster.replicas(&name) == replicas
 }
 

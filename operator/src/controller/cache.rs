@@ -114,9 +114,7 @@ impl Slim for Service {}
 /// Kept: metadata, replicas and status (the template is read from the spec, never from here).
 impl Slim for Deployment {
     fn drop_unread(&mut self) {
-        if let Some(spec) = self.spec.as_mut() {
-            spec.template = Default::default();
-        }
+        self.spec.template = Default::default();
     }
 }
 

@@ -50,7 +50,7 @@ impl Cluster {
         self.deployments
             .iter()
             .find(|d| d.name_any() == name)
-            .and_then(|d| d.spec.as_ref()?.replicas)
+            .and_then(|d| d.spec.replicas)
     }
 
     /// Pods of one workload of one revision that are not terminating.
@@ -203,7 +203,7 @@ pub fn release_states(
             continue;
         };
         let state = entry(&mut by_revision, revision);
-        let desired = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+        let desired = d.spec.replicas.unwrap_or(1);
         match d.labels().get(LABEL_ROLE).map(String::as_str) {
             Some("api") => state.api.desired = desired,
             Some("consumer") => state.consumer.desired = desired,

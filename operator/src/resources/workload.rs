@@ -103,7 +103,7 @@ pub fn deployment(
     let name = deployment_name(ar, &release.revision.hash, role);
     Ok(Deployment {
         metadata: child_meta(ar, name, template_labels.clone())?,
-        spec: Some(DeploymentSpec {
+        spec: DeploymentSpec {
             replicas: Some(replicas),
             selector: LabelSelector {
                 match_labels: Some(labels),
@@ -117,7 +117,7 @@ pub fn deployment(
                 spec: Some(pod_spec(ar, &release.revision.hash, role)),
             },
             ..Default::default()
-        }),
+        },
         ..Default::default()
     })
 }
@@ -388,14 +388,7 @@ mod tests {
     }
 
     fn env_of(deployment: &Deployment) -> BTreeMap<String, EnvVar> {
-        let pod = deployment
-            .spec
-            .as_ref()
-            .unwrap()
-            .template
-            .spec
-            .as_ref()
-            .unwrap();
+        let pod = deployment.spec.template.spec.as_ref().unwrap();
         pod.containers[0]
             .env
             .clone()
@@ -414,7 +407,7 @@ mod tests {
             d.metadata.owner_references.as_ref().unwrap()[0].name,
             "wearables"
         );
-        let spec = d.spec.as_ref().unwrap();
+        let spec = &d.spec;
         assert_eq!(spec.replicas, Some(3));
         let selector = spec.selector.match_labels.clone().unwrap();
         assert_eq!(
@@ -490,7 +483,7 @@ mod tests {
         ar.spec.placement = Some(placement);
         for role in [Role::Api, Role::Consumer] {
             let d = deployment(&ar, &release(), role).unwrap();
-            let pod = d.spec.unwrap().template.spec.unwrap();
+            let pod = d.spec.template.spec.unwrap();
             assert_eq!(
                 pod.node_selector.unwrap()["kubernetes.io/hostname"],
                 "auren-scale-1"
@@ -498,7 +491,7 @@ mod tests {
             assert_eq!(pod.tolerations.unwrap(), vec![toleration.clone()]);
         }
         let plain = deployment(&runtime(), &release(), Role::Api).unwrap();
-        let pod = plain.spec.unwrap().template.spec.unwrap();
+        let pod = plain.spec.template.spec.unwrap();
         assert!(pod.node_selector.is_none() && pod.tolerations.is_none());
     }
 
@@ -554,8 +547,8 @@ mod tests {
             ("wearables-admin", "token")
         );
         let consumer_deployment = deployment(&ar, &release(), Role::Consumer).unwrap();
-        assert_eq!(consumer_deployment.spec.as_ref().unwrap().replicas, Some(1));
-        let pod = consumer_deployment.spec.unwrap().template.spec.unwrap();
+        assert_eq!(consumer_deployment.spec.replicas, Some(1));
+        let pod = consumer_deployment.spec.template.spec.unwrap();
         assert_eq!(
             pod.volumes.unwrap()[0]
                 .secret
@@ -568,7 +561,7 @@ mod tests {
     }
 
     fn pod_of(deployment: Deployment) -> PodSpec {
-        deployment.spec.unwrap().template.spec.unwrap()
+        deployment.spec.template.spec.unwrap()
     }
 
     #[test]
