@@ -396,12 +396,18 @@ async fn assert_no_secret_leaks(env: &Env) {
         ("the Events".to_owned(), events),
         ("the operator log".to_owned(), operator_log),
     ];
-    let logs = support::state_dir().join("logs");
-    for entry in std::fs::read_dir(&logs).unwrap().flatten() {
-        let file = entry.file_name().to_string_lossy().into_owned();
-        if file.starts_with(&format!("{}_", env.ns.name)) {
-            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
-            places.push((format!("pod log {file}"), text));
+    // The kubelet's container logs: /var/log/pods/<namespace>_<pod>_<uid>/<container>/<n>.log
+    let logs = std::path::Path::new("/var/log/pods");
+    for pod in std::fs::read_dir(logs).unwrap().flatten() {
+        let pod_dir = pod.file_name().to_string_lossy().into_owned();
+        if !pod_dir.starts_with(&format!("{}_", env.ns.name)) {
+            continue;
+        }
+        for container in std::fs::read_dir(pod.path()).unwrap().flatten() {
+            for file in std::fs::read_dir(container.path()).unwrap().flatten() {
+                let text = std::fs::read_to_string(file.path()).unwrap_or_default();
+                places.push((format!("pod log {}", file.path().display()), text));
+            }
         }
     }
     assert!(
