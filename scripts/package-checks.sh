@@ -88,8 +88,8 @@ done
 "$PY" scripts/package_checks.py chart "$out/rendered-1.34.0-defaults.yaml"
 
 say "package: RBAC in both scopes (all namespaces; watchNamespace: nothing cluster-wide, Secret verbs get/create)"
-"$HELM" template auren "$CHART" --namespace auren-system > "$out/rbac-all.yaml"
-"$HELM" template auren "$CHART" --namespace auren-system --set watchNamespace=apps \
+"$HELM" template auren "$CHART" --kube-version 1.37.0 --namespace auren-system > "$out/rbac-all.yaml"
+"$HELM" template auren "$CHART" --kube-version 1.37.0 --namespace auren-system --set watchNamespace=apps \
   --set notifications.secretName=team-hooks > "$out/rbac-watched.yaml"
 "$PY" scripts/package_checks.py rbac "$out/rbac-all.yaml" "$out/rbac-watched.yaml" auren-system apps team-hooks
 
@@ -102,7 +102,7 @@ say "package: values.schema.json refuses bad values"
 bad_values=(replicaCount=0 unknownKey=1 'extraEnv[0].name=X,extraEnv[0].value=1' image.pullPolicy=Sometimes
   leaderElection.renewSeconds=0 metrics.port=80 'image.digest=latest')
 for bad in "${bad_values[@]}"; do
-  err="$("$HELM" template auren "$CHART" --set "$bad" 2>&1 >/dev/null)" && die "values.schema.json accepted --set $bad"
+  err="$("$HELM" template auren "$CHART" --kube-version 1.37.0 --set "$bad" 2>&1 >/dev/null)" && die "values.schema.json accepted --set $bad"
   grep -q "values don't meet the specifications of the schema" <<<"$err" || { echo "$err" >&2; die "--set $bad failed, but not on the schema"; }
 done
 
