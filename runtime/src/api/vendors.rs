@@ -44,8 +44,8 @@ pub fn routes(max_body: usize) -> Router<AppState> {
         .unwrap_or(usize::MAX)
         .max(max_body);
     Router::new()
-        .route("/vendors/oura", get(oura_verification).post(oura))
-        .route("/vendors/whoop", post(whoop))
+        .route("/vendors/oura", get(oura_verification).post(signed::<Oura>))
+        .route("/vendors/whoop", post(signed::<Whoop>))
         .route(
             "/vendors/garmin/{token}",
             post(garmin).layer(DefaultBodyLimit::max(push_limit)),
@@ -73,22 +73,14 @@ async fn oura_verification(
     Ok(Json(answer.map_err(|e| refused("oura", e))?))
 }
 
-async fn oura(
+/// A vendor that signs its body and needs nothing else from the request (Oura, WHOOP).
+async fn signed<V: VendorFormat>(
     State(s): State<AppState>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Answer, ApiError> {
     let body = received(body, s.config.max_body_bytes)?;
-    deliver::<Oura>(&s, &headers, &body, None).await
-}
-
-async fn whoop(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Answer, ApiError> {
-    let body = received(body, s.config.max_body_bytes)?;
-    deliver::<Whoop>(&s, &headers, &body, None).await
+    deliver::<V>(&s, &headers, &body, None).await
 }
 
 async fn garmin(
