@@ -2,7 +2,10 @@
 # Build Kubernetes v1.37.2 and etcd v3.7.4 from the Go module proxy, pinned by the wrapper
 # modules beside this script (go.sum is the hash check), and cache the binaries.
 #
-# Usage: build.sh [all|kubernetes|etcd|node]
+# Usage: [AUREN_K8S_MINOR=1.34] build.sh [all|kubernetes|etcd|node]
+#   AUREN_K8S_MINOR  1.37 (default) builds v1.37.2 from kubernetes/; 1.34 builds v1.34.12 from
+#                    kubernetes-1.34/ (for `make test-compat`). etcd and the node side are the
+#                    same for both.
 #   all (default)  prints `K8S_BIN=<dir>` and `ETCD_BIN=<dir>` (for eval)
 #   kubernetes     prints the Kubernetes bin dir
 #   etcd           prints the etcd bin dir
@@ -23,8 +26,15 @@ CACHE="${AUREN_CACHE:-$HOME/.cache/auren}"
 NICE="${AUREN_GO_NICE:-19}"
 GO_MIN_MINOR=26 # both wrappers declare `go 1.26.0`
 
-K8S_VERSION=v1.37.2
 K8S_MODULE=k8s.io/kubernetes
+case "${AUREN_K8S_MINOR:-1.37}" in
+  1.37) K8S_VERSION=v1.37.2 K8S_DIR="${HERE}/kubernetes" ;;
+  1.34) K8S_VERSION=v1.34.12 K8S_DIR="${HERE}/kubernetes-1.34" ;;
+  *)
+    echo "[k8s/build.sh] AUREN_K8S_MINOR=${AUREN_K8S_MINOR}: only 1.37 (default) and 1.34 are built" >&2
+    exit 1
+    ;;
+esac
 K8S_BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
 ETCD_VERSION=v3.7.4
 ETCD_PACKAGES=(go.etcd.io/etcd/server/v3 go.etcd.io/etcd/etcdctl/v3) # etcd, etcdctl
@@ -85,7 +95,7 @@ cache_valid() {
 # of the same pins give the same bytes.
 module_time() {
   local info
-  info=$(cd "${HERE}/kubernetes" && gorun mod download -json "$1" | sed -n 's/^[[:space:]]*"Info": "\(.*\)",$/\1/p')
+  info=$(cd "$K8S_DIR" && gorun mod download -json "$1" | sed -n 's/^[[:space:]]*"Info": "\(.*\)",$/\1/p')
   [[ -s "$info" ]] || die "cannot download $1"
   sed -n 's/.*"Time":"\([^"]*\)".*/\1/p' "$info"
 }
@@ -99,8 +109,8 @@ module_commit() {
     return
   fi
   local sum
-  sum=$(awk -v m="$1" -v v="$2" '$1 == m && $2 == v { print $3 }' "${HERE}/kubernetes/go.sum")
-  [[ "$sum" == h1:* ]] || die "no h1 sum for $1 $2 in kubernetes/go.sum"
+  sum=$(awk -v m="$1" -v v="$2" '$1 == m && $2 == v { print $3 }' "${K8S_DIR}/go.sum")
+  [[ "$sum" == h1:* ]] || die "no h1 sum for $1 $2 in ${K8S_DIR}/go.sum"
   base64 -d <<<"${sum#h1:}" | od -An -tx1 | tr -d ' \n'
 }
 
@@ -172,7 +182,7 @@ build_kubernetes() {
   for b in "${K8S_BINARIES[@]}"; do pkgs+=("${K8S_MODULE}/cmd/${b}"); done
   local ldflags
   ldflags=$(k8s_ldflags)
-  build_set "" "$K8S_VERSION" "${HERE}/kubernetes" "$ldflags" "" 0 "${pkgs[@]}"
+  build_set "" "$K8S_VERSION" "$K8S_DIR" "$ldflags" "" 0 "${pkgs[@]}"
   K8S_BIN=$BUILT_BIN
 }
 
