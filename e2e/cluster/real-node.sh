@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The real node of the local cluster: kubelet and kube-proxy v1.37.2, containerd v2.4.2, runc
+# The real node of the local cluster: kubelet and kube-proxy v1.37.2 (v1.34.12 when
+# AUREN_K8S_MINOR=1.34, see up.sh), containerd v2.4.2, runc
 # v1.5.3 and the CNI plugins v1.10.0, all built from pinned Go modules (k8s/build.sh; their bin
 # folders come from bins.env, written by up.sh), and the project's own images
 # (scripts/images.sh) imported into containerd. Debian 12's containerd (1.6) and runc (1.1) are
@@ -44,7 +45,8 @@ ensure_packages() {
 
 ctr_() { ctr --address "$CONTAINERD_SOCK" -n k8s.io "$@"; }
 
-# kubelet 1.37 runs on cgroup v2, or on cgroup v1 with failCgroupV1: false (this machine).
+# kubelet 1.37 runs on cgroup v2, or on cgroup v1 with failCgroupV1: false (this machine);
+# kubelet 1.34 has the same field (default false there).
 cgroup_version() {
   if [[ -f /sys/fs/cgroup/cgroup.controllers ]]; then echo 2; else echo 1; fi
 }

@@ -6,7 +6,10 @@
 # k8s/build.sh and cached. Idempotent: components already running are left alone.
 # `up.sh --control-plane-only` leaves the node side alone. Last line of stdout:
 #   export KUBECONFIG=<state dir>/kubeconfig PATH=<the cluster's kubectl>:$PATH
-# Env: AUREN_CLUSTER_STATE (default e2e/.state), AUREN_CACHE (default ~/.cache/auren).
+# Env: AUREN_CLUSTER_STATE (default e2e/.state), AUREN_CACHE (default ~/.cache/auren),
+# AUREN_K8S_MINOR (1.37, the default, or 1.34: k8s/build.sh builds v1.34.12's control plane,
+# kubelet, kube-proxy and kubectl instead; etcd and containerd/runc/CNI stay the same).
+# A running cluster of another minor is not reused: up.sh stops with a message (down.sh first).
 # Ports: etcd 23790/23800, apiserver 16443, controller-manager 10357, scheduler 10359.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -161,9 +164,20 @@ component_healthy() {
   [[ "$(curl -sfk --max-time 2 "https://127.0.0.1:$1/healthz")" == ok ]]
 }
 
+# The minor of the running cluster's Kubernetes, from its bin folder (k8s/v1.34.12-<key>/bin).
+running_minor() {
+  [[ "${K8S_BIN:-}" =~ /v([0-9]+\.[0-9]+)\.[0-9]+-[0-9a-f]+/bin$ ]] && echo "${BASH_REMATCH[1]}"
+}
+
 main() {
   local nodes=1
   [[ "${1:-}" == "--control-plane-only" ]] && nodes=0
+  local want="${AUREN_K8S_MINOR:-1.37}" have
+  have="$(running_minor || true)"
+  if [[ -n "$have" && "$have" != "$want" ]] && pid_alive kube-apiserver; then
+    log "a Kubernetes ${have} cluster is running (state ${STATE_DIR}); AUREN_K8S_MINOR asks for ${want}: run down.sh first"
+    exit 1
+  fi
   if healthy && { [[ $nodes == 0 ]] || node_side_running; }; then
     export_line
     return 0
