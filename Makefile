@@ -2,13 +2,16 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help test demo services-up services-down cluster-up cluster-down crds bench profile bench-gates lint images
+.PHONY: help test test-compat demo services-up services-down cluster-up cluster-down crds bench profile bench-gates lint images
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 test: ## install what the tests need, start services, run every tier, stop services
 	bash scripts/test.sh
+
+test-compat: ## the chart, blue/green, rollback and canary on Kubernetes 1.34 (the oldest minor supported)
+	bash scripts/test-compat.sh
 
 demo: ## run the main job end to end on this machine
 	bash scripts/demo.sh
@@ -22,7 +25,7 @@ services-up: ## start PostgreSQL and the broker for manual work (state in $$AURE
 services-down: ## stop what services-up started
 	bash scripts/broker.sh stop; bash scripts/postgres.sh stop
 
-cluster-up: ## start the local Kubernetes 1.37.2 with a real node (kubelet, kube-proxy, containerd, runc)
+cluster-up: ## start the local Kubernetes 1.37.2 (AUREN_K8S_MINOR=1.34: 1.34.12) with a real node (kubelet, kube-proxy, containerd, runc)
 	bash e2e/cluster/up.sh
 
 images: ## build the operator, runtime and pause images from the Dockerfile (buildah, no Docker engine)
