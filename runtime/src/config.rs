@@ -254,6 +254,8 @@ pub enum ConfigError {
     },
     #[error("WEBHOOK_SECRET_{name}: secret is empty")]
     EmptySecret { name: String },
+    #[error("WEBHOOK_SECRET_{name}: not a P-256 public key in PEM (SubjectPublicKeyInfo) form")]
+    BadPublicKey { name: String },
     #[error("API_PORT and ADMIN_PORT are both {0}: the admin API needs a port of its own")]
     SharedAdminPort(u16),
 }
@@ -322,6 +324,15 @@ impl Config {
                 .into_iter()
                 .flatten()
                 .collect();
+            if name == vendors::google_health::PUBLIC_KEY
+                && values
+                    .iter()
+                    .any(|pem| vendors::google_health::public_key(pem).is_none())
+            {
+                return Err(ConfigError::BadPublicKey {
+                    name: name.to_ascii_uppercase(),
+                });
+            }
             keys.insert(name, Keys::new(values));
         }
         Ok(VendorKeys::new(keys))
@@ -486,6 +497,19 @@ mod tests {
         assert!(matches!(
             c.vendor_keys(),
             Err(ConfigError::EmptySecret { name }) if name == "VENDOR_WHOOP"
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_google_health_public_key_that_is_not_pem_stops_the_start() {
+        let dir = std::env::temp_dir().join(format!("auren-vendor-pem-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("vendor_google_health_public_key"), "not a key").unwrap();
+        let c = parse(&["--webhook-secrets-dir", dir.to_str().unwrap()]).unwrap();
+        assert!(matches!(
+            c.vendor_keys(),
+            Err(ConfigError::BadPublicKey { name }) if name == "VENDOR_GOOGLE_HEALTH_PUBLIC_KEY"
         ));
         std::fs::remove_dir_all(&dir).unwrap();
     }

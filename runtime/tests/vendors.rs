@@ -509,6 +509,77 @@ async fn google_health_passes_both_verifications_and_stores_notifications_once()
     );
 }
 
+/// With a public key configured (Google publishes none we know of: it is configuration), the
+/// `X-HEALTHAPI-SIGNATURE` ECDSA P-256 signature of the body is required on every request,
+/// the verification POSTs included: a missing one, one by another key or of another body is
+/// refused; the DER and the r‖s forms are both accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn google_health_checks_its_signature_with_a_configured_public_key() {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use p256::ecdsa::signature::Signer as _;
+    use p256::ecdsa::{Signature, SigningKey};
+    use p256::pkcs8::{EncodePublicKey as _, LineEnding};
+
+    let google = SigningKey::from_slice(&[0x11; 32]).unwrap();
+    let other = SigningKey::from_slice(&[0x22; 32]).unwrap();
+    let pem = google
+        .verifying_key()
+        .to_public_key_pem(LineEnding::LF)
+        .unwrap();
+    let key_var = "WEBHOOK_SECRET_VENDOR_GOOGLE_HEALTH_PUBLIC_KEY";
+    let r = Receiver::start(&[(key_var, pem.as_str())]).await;
+    let der = |key: &SigningKey, body: &[u8]| {
+        let signature: Signature = key.sign(body);
+        STANDARD.encode(signature.to_der().as_bytes())
+    };
+    let post = |body: &[u8], signature: Option<String>| {
+        let request = r
+            .client
+            .post(r.url("/vendors/google_health"))
+            .header("content-type", "application/json")
+            .header("authorization", GOOGLE_AUTHORIZATION)
+            .body(body.to_vec());
+        match signature {
+            Some(s) => request.header("x-healthapi-signature", s),
+            None => request,
+        }
+    };
+
+    let verification = fixture("google_health_verification.json");
+    r.send(post(&verification, None))
+        .await
+        .assert_refused("a verification without a signature", 401);
+    r.send(post(&verification, Some(der(&google, &verification))))
+        .await
+        .assert_refused("a signed verification", 201);
+
+    let body = fixture("google_health_steps.json");
+    let cases = [
+        ("no signature", None),
+        ("a signature by another key", Some(der(&other, &body))),
+        ("a signature of another body", Some(der(&google, b"[]"))),
+        (
+            "a signature that is not base64",
+            Some("not base64!".to_owned()),
+        ),
+    ];
+    for (what, signature) in cases {
+        r.send(post(&body, signature))
+            .await
+            .assert_refused(what, 401);
+    }
+    let signed: Signature = google.sign(&body);
+    let first = r
+        .send(post(&body, Some(STANDARD.encode(signed.to_bytes()))))
+        .await;
+    first.assert_accepted("notifications signed (r‖s form)", 200, 2);
+    let retry = r.send(post(&body, Some(der(&google, &body)))).await;
+    retry.assert_accepted("the retry signed (DER form)", 200, 2);
+    assert_eq!(retry.ids(), first.ids());
+    r.assert_stored_once(&first.ids()).await;
+}
+
 // ---------------------------------------------------------------- bodies that cannot be read
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -66,7 +66,7 @@ impl Vendor {
 /// Names of the secrets the vendors need (keys of the mounted Secret, files in
 /// `WEBHOOK_SECRETS_DIR`, or `WEBHOOK_SECRET_<NAME>` variables). Each may also be given as
 /// `<name>_previous`, valid beside it during a rotation.
-pub const SECRET_NAMES: [&str; 7] = [
+pub const SECRET_NAMES: [&str; 8] = [
     oura::SIGNING_SECRET,
     oura::VERIFICATION_TOKEN,
     whoop::SIGNING_SECRET,
@@ -74,6 +74,7 @@ pub const SECRET_NAMES: [&str; 7] = [
     polar::SIGNING_SECRET,
     withings::PATH_TOKEN,
     google_health::AUTHORIZATION,
+    google_health::PUBLIC_KEY,
 ];
 
 /// The suffix of a secret still valid during a rotation.
@@ -218,6 +219,11 @@ impl Keys {
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// The configured values, current first.
+    pub fn values(&self) -> impl Iterator<Item = &[u8]> {
+        self.0.iter().map(Vec::as_slice)
     }
 
     /// Whether `mac` is the HMAC-SHA256 of `parts` under any of the keys. Every key is tried
