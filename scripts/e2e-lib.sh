@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # The e2e tier's steps, shared by scripts/e2e.sh (`make test`, Kubernetes 1.37.2) and
 # scripts/test-compat.sh (`make test-compat`, Kubernetes 1.34). Source it after lib.sh.
 # E2E_KUBE_VERSION (e.g. 1.37.2) names the Kubernetes the chart is rendered for and checked on.
