@@ -159,9 +159,12 @@ async fn a_good_canary_completes_by_itself_and_serves_each_steps_weight() {
             canary.actual_weight
         );
         assert!(all >= 30, "too few answers ({all}) during the {w} % step");
+        // kube-proxy splits by endpoints, so the share follows the weight the replicas give
+        // (status actual: 3 of 10 pods at a 25 % step is 30 %), itself bound to the request above.
         assert!(
-            (got - f64::from(w)).abs() <= 10.0,
-            "at {w} % the candidate served {got:.1} % ({served}/{all})"
+            (got - f64::from(canary.actual_weight)).abs() <= 10.0,
+            "at {w} % (actual {} %) the candidate served {got:.1} % ({served}/{all})",
+            canary.actual_weight
         );
     }
     assert_none_failed(&answers);
