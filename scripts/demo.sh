@@ -3,7 +3,7 @@
 #   1. builds the binaries, the images (from the Dockerfile, scripts/images.sh) and the local
 #      Kubernetes 1.37.2 (cached), brings the cluster up with its real node (kubelet,
 #      kube-proxy, containerd, runc), starts a private Kafka-protocol broker and PostgreSQL.
-#      A machine that cannot run containers stops here with the reason (README: "The demo on
+#      A machine that cannot run containers stops here with the reason (docs/operations.md: "The demo on
 #      your own cluster");
 #   2. installs the operator with its Helm chart (`helm template | kubectl apply --server-side`);
 #   3. applies v1 (Secrets + an AurenRuntime) and waits for Healthy;
@@ -65,7 +65,7 @@ bash scripts/deps.sh
 bash scripts/broker.sh install
 HELM="$(bash scripts/helm.sh)"
 reason="$(bash e2e/cluster/real-node.sh check)" ||
-  die "this machine cannot run the local cluster's node: $reason (README: \"The demo on your own cluster\")"
+  die "this machine cannot run the local cluster's node: $reason (docs/operations.md: \"The demo on your own cluster\")"
 say "building auren-runtime, auren-operator (+ kubectl-auren)"
 cargo build --locked -q --bins -p auren-runtime -p auren-operator
 export PATH="$CARGO_TARGET_DIR/debug:$PATH"   # `kubectl auren ...` finds the kubectl-auren plugin
@@ -284,7 +284,7 @@ EOF
 say "v2 is stable, v3 was rolled back, no request through the active Service failed."
 cat <<EOF
 Where to look next:
-  README.md                 concepts, CRD reference (docs/crd-reference.md), install on a real cluster, Argo CD
+  README.md                 the front page; docs/user-guide.md (concepts, Argo CD), docs/operations.md (install on a real cluster)
   examples/                 minimal, blue/green with analysis, canary with steps, the Secrets
   kubectl auren --help      status --watch, promote, abort, retry, history (kubectl-auren: \$CARGO_TARGET_DIR/debug)
   make cluster-up           the local cluster for your own experiments (this demo cleans up after itself)
