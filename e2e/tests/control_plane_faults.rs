@@ -513,9 +513,12 @@ async fn node_daemon_killed_while_analyzing(prefix: &str, daemon: &str) {
     let _restore = Restore(&[]);
     let v1 = env.install("auren/runtime:v1").await;
     let load = Load::workers(env.active().await, "u-load", 2, Duration::from_millis(40));
+    let load_start = Instant::now();
     tokio::time::sleep(Duration::from_secs(2)).await;
 
-    env.set_spec(v2_spec(&env, 3)).await.unwrap();
+    // 12 measurements 3 s apart: the analysis outlasts the daemon's downtime (up to ~10 s on
+    // a busy machine) and the 8 s check after it, so no promotion lands inside that check.
+    env.set_spec(v2_spec(&env, 12)).await.unwrap();
     let st = env
         .ns
         .wait_status(NAME, "Analyzing", 90, |s| s.phase == Some(Phase::Analyzing))
@@ -543,8 +546,9 @@ async fn node_daemon_killed_while_analyzing(prefix: &str, daemon: &str) {
     start_missing(&[]).await;
     let up_at = Instant::now();
     eprintln!(
-        "{daemon} (pid {pid}) down for {:.1} s, now pid {:?}",
-        (up_at - down_at).as_secs_f64(),
+        "{daemon} (pid {pid}) down from {:.1} s to {:.1} s of the load, now pid {:?}",
+        (down_at - load_start).as_secs_f64(),
+        (up_at - load_start).as_secs_f64(),
         component_pid(daemon)
     );
     // Over the kubelet's next readiness probes (the runtime's: every 5 s) no pod may change.
@@ -560,8 +564,19 @@ async fn node_daemon_killed_while_analyzing(prefix: &str, daemon: &str) {
         },
     )
     .await;
+    let st = env.ns.status(NAME).await;
+    assert_eq!(
+        st.phase,
+        Some(Phase::Analyzing),
+        "the analysis ended before the check after {daemon} came back: {:?}",
+        st.message
+    );
 
     let st = wait_settled(&env, 120).await;
+    eprintln!(
+        "settled at {:.1} s of the load",
+        load_start.elapsed().as_secs_f64()
+    );
     assert_promoted(&st, &v1, &v2);
     let v1_pids: Vec<u32> = before
         .values()

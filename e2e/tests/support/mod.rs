@@ -473,6 +473,8 @@ pub struct Answer {
     pub release: Option<String>,
     /// The request's own marker ([`auren_testkit::stored::marker`]), whatever id it got.
     pub marker: String,
+    /// Why no answer came (status 0): the client's error, with its source chain.
+    pub error: Option<String>,
 }
 
 impl Answer {
@@ -513,16 +515,31 @@ pub async fn post_event(client: &reqwest::Client, addr: &str, user: &str, steps:
                 id: v.get("id").and_then(Value::as_str).map(str::to_owned),
                 release,
                 marker,
+                error: None,
             }
         }
-        Err(_) => Answer {
+        Err(e) => Answer {
             at: Instant::now(),
             status: 0,
             id: None,
             release: None,
             marker,
+            error: Some(error_chain(&e)),
         },
     }
+}
+
+/// An error with its sources, e.g. "error sending request: client error (Connect): tcp
+/// connect error: Connection refused (os error 111)".
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 fn chrono_now() -> i64 {
@@ -804,15 +821,33 @@ pub fn failures(answers: &[Answer]) -> Vec<&Answer> {
     answers.iter().filter(|a| a.status != 202).collect()
 }
 
-/// Panics unless every answer was a 202, naming the first few failures.
+/// Panics unless every answer was a 202, naming the first and last few failures with their
+/// time since the first answer.
 pub fn assert_none_failed(answers: &[Answer]) {
     let failed = failures(answers);
-    assert!(
-        failed.is_empty(),
-        "{} of {} requests failed: {:?}",
+    if failed.is_empty() {
+        return;
+    }
+    let since = |a: &Answer| (a.at - answers[0].at).as_secs_f64();
+    let show = |a: &&Answer| {
+        format!(
+            "at {:.2} s: status {} {}",
+            since(a),
+            a.status,
+            a.error.as_deref().unwrap_or("")
+        )
+    };
+    let (first, last) = (
+        &failed[..failed.len().min(3)],
+        &failed[failed.len().saturating_sub(2)..],
+    );
+    panic!(
+        "{} of {} requests failed (load from 0 to {:.2} s); first: {:?}; last: {:?}",
         failed.len(),
         answers.len(),
-        &failed[..failed.len().min(5)]
+        since(answers.last().unwrap()),
+        first.iter().map(show).collect::<Vec<_>>(),
+        last.iter().map(show).collect::<Vec<_>>()
     );
 }
 
@@ -1026,4 +1061,38 @@ pub async fn restart_count(ns: &TestNs, pod: &str) -> Option<i32> {
         .unwrap()?;
     let statuses = pod.status.and_then(|s| s.container_statuses);
     Some(statuses.iter().flatten().map(|c| c.restart_count).sum())
+}
+
+#[cfg(test)]
+mod none_failed_check {
+    use super::*;
+
+    fn answer(status: u16, error: Option<&str>) -> Answer {
+        Answer {
+            at: Instant::now(),
+            status,
+            id: None,
+            release: None,
+            marker: String::new(),
+            error: error.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn passes_when_every_request_was_accepted() {
+        assert_none_failed(&[answer(202, None), answer(202, None)]);
+    }
+
+    #[test]
+    #[should_panic(expected = "1 of 3 requests failed")]
+    fn fails_on_a_planted_connection_error() {
+        let refused = answer(0, Some("tcp connect error: Connection refused"));
+        assert_none_failed(&[answer(202, None), refused, answer(202, None)]);
+    }
+
+    #[test]
+    #[should_panic(expected = "status 503")]
+    fn fails_on_a_planted_error_status() {
+        assert_none_failed(&[answer(202, None), answer(503, None)]);
+    }
 }
