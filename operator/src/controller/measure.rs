@@ -230,7 +230,7 @@ async fn scrape(
     };
     for role in [Role::Api, Role::Consumer] {
         for pod in cluster.pods_of(revision, role) {
-            scrape.restarts += restarts(pod);
+            scrape.restarts += super::observe::restarts(pod);
             let Some(addr) = observe::address(pod).filter(|_| observe::running(pod)) else {
                 continue;
             };
@@ -244,18 +244,6 @@ async fn scrape(
         }
     }
     scrape
-}
-
-fn restarts(pod: &k8s_openapi::api::core::v1::Pod) -> i32 {
-    let statuses = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.container_statuses.as_ref());
-    statuses
-        .into_iter()
-        .flatten()
-        .map(|c| c.restart_count)
-        .sum()
 }
 
 #[cfg(test)]

@@ -169,7 +169,8 @@ fn ready(pod: &Pod) -> bool {
         .any(|c| c.type_ == "Ready" && c.status == "True")
 }
 
-fn restarts(pod: &Pod) -> i32 {
+/// Container restarts of `pod`, summed over its containers.
+pub fn restarts(pod: &Pod) -> i32 {
     statuses(pod).map(|c| c.restart_count).sum()
 }
 

@@ -10,6 +10,7 @@
 //! pause or analyse, then the same Promoting. Any failure → RolledBack; every phase has a
 //! deadline; waiting for a human is an explicit Paused with a reason.
 
+mod clock;
 mod conditions;
 pub mod controls;
 mod decide;

@@ -3,12 +3,33 @@
 
 use auren_contract::ConsumerRole;
 
-use crate::api::{CanaryConsumers, Phase, RevisionRef, parse_duration};
+use std::time::Duration;
 
-use super::decide::{Decision, plus};
-use super::world::{AnalysisRequest, CanaryPair, ReleasePlan, RoleSwitch, ServiceTarget, World};
+use crate::api::{AurenRuntimeStatus, CanaryConsumers, Phase, RevisionRef};
 
-pub(super) fn render(d: &Decision) -> World {
+use super::clock::plus;
+use super::world::{
+    AnalysisRequest, CanaryPair, Observed, ReleasePlan, RoleSwitch, ServiceTarget, World,
+};
+
+/// What the world is rendered from: the observed world, the decided status, and what the
+/// decision derived from the spec and the observed workloads.
+pub(super) struct RenderInput<'a> {
+    pub obs: &'a Observed<'a>,
+    pub status: &'a AurenRuntimeStatus,
+    /// The canary weight the steps so far ask for (0 without a canary).
+    pub requested_weight: i32,
+    /// Consumers each release runs (the autoscaler's count when one is configured).
+    pub consumer_replicas: i32,
+    /// API pods of a blue/green candidate before promotion.
+    pub preview_replicas: i32,
+    /// What the consumer autoscaler should record as its target, once there is a stable release.
+    pub autoscaler_target: Option<String>,
+    pub interval: Duration,
+    pub initial_delay: Duration,
+}
+
+pub(super) fn render(d: &RenderInput) -> World {
     let releases = release_plans(d);
     let delete = d
         .obs
@@ -17,8 +38,9 @@ pub(super) fn render(d: &Decision) -> World {
         .map(|r| r.revision.clone())
         .filter(|hash| !releases.iter().any(|p| &p.revision.hash == hash))
         .collect();
-    let active = canary_pair(d).map_or_else(|| d.active_target(), ServiceTarget::Canary);
-    let preview = d.st.candidate.as_ref().or(d.st.stable.as_ref());
+    let active =
+        canary_pair(d).map_or_else(|| ServiceTarget::active_of(d.status), ServiceTarget::Canary);
+    let preview = d.status.candidate.as_ref().or(d.status.stable.as_ref());
     let preview = preview.map_or(ServiceTarget::Nothing, |r| {
         ServiceTarget::Revision(r.hash.clone())
     });
@@ -34,52 +56,54 @@ pub(super) fn render(d: &Decision) -> World {
 }
 
 /// The stable release, when the consumer autoscaler does not target it yet.
-fn retarget_autoscaler(d: &Decision) -> Option<String> {
-    let target = d.autoscaler_target()?;
-    let stable = d.st.stable.as_ref()?;
+fn retarget_autoscaler(d: &RenderInput) -> Option<String> {
+    let target = d.autoscaler_target.clone()?;
+    let stable = d.status.stable.as_ref()?;
     (d.obs.status.consumer_autoscaler.as_ref() != Some(&target)).then(|| stable.hash.clone())
 }
 
 /// The releases a running canary's active Service selects.
-fn canary_pair(d: &Decision) -> Option<CanaryPair> {
-    let (stable, candidate) = (d.st.stable.as_ref()?, d.st.candidate.as_ref()?);
+fn canary_pair(d: &RenderInput) -> Option<CanaryPair> {
+    let (stable, candidate) = (d.status.stable.as_ref()?, d.status.candidate.as_ref()?);
     canary_running(d).then(|| CanaryPair {
         stable: stable.hash.clone(),
         candidate: candidate.hash.clone(),
     })
 }
 
-fn canary_running(d: &Decision) -> bool {
+fn canary_running(d: &RenderInput) -> bool {
     let phase = matches!(
-        d.st.phase,
+        d.status.phase,
         Some(Phase::Progressing | Phase::Analyzing | Phase::Paused)
     );
-    phase && d.st.canary.is_some() && d.st.candidate.is_some() && d.st.stable.is_some()
+    phase && d.status.canary.is_some() && d.status.candidate.is_some() && d.status.stable.is_some()
 }
 
-fn share_mode(d: &Decision) -> bool {
+fn share_mode(d: &RenderInput) -> bool {
     let mode = d.obs.spec.strategy.canary.as_ref().map(|c| c.consumers);
-    d.st.canary.is_some() && mode == Some(CanaryConsumers::PartitionShare)
+    d.status.canary.is_some() && mode == Some(CanaryConsumers::PartitionShare)
 }
 
 /// Both releases' consumers share the production group during the canary's steps.
-fn partition_share(d: &Decision) -> bool {
+fn partition_share(d: &RenderInput) -> bool {
     canary_running(d) && share_mode(d)
 }
 
 /// A partition-share canary being promoted: the candidate's members keep consuming (no
 /// standby round trip, which would make them rejoin the group) while the stable members
 /// keep their share until the active Service has switched, then leave.
-fn share_handover(d: &Decision) -> bool {
-    d.st.phase == Some(Phase::Promoting) && d.st.stable.is_some() && share_mode(d)
+fn share_handover(d: &RenderInput) -> bool {
+    d.status.phase == Some(Phase::Promoting) && d.status.stable.is_some() && share_mode(d)
 }
 
 /// API pods of (candidate, stable) for the canary's requested weight.
-pub(super) fn canary_api_split(d: &Decision) -> (i32, i32) {
-    split(d.obs.spec.api.replicas, d.requested_weight())
+fn canary_api_split(d: &RenderInput) -> (i32, i32) {
+    split(d.obs.spec.api.replicas, d.requested_weight)
 }
 
-fn split(total: i32, weight: i32) -> (i32, i32) {
+/// `total` pods split as (candidate, stable) at `weight` %, the candidate rounded up (at
+/// least one pod above 0 %).
+pub(super) fn split(total: i32, weight: i32) -> (i32, i32) {
     let weight = weight.clamp(0, 100);
     let mut candidate = ((total.max(0) * weight + 99) / 100).min(total.max(0));
     if weight > 0 && candidate == 0 && total > 0 {
@@ -88,9 +112,9 @@ fn split(total: i32, weight: i32) -> (i32, i32) {
     (candidate, (total - candidate).max(0))
 }
 
-fn release_plans(d: &Decision) -> Vec<ReleasePlan> {
+fn release_plans(d: &RenderInput) -> Vec<ReleasePlan> {
     let spec = d.obs.spec;
-    let (api, consumers) = (spec.api.replicas, d.consumer_replicas());
+    let (api, consumers) = (spec.api.replicas, d.consumer_replicas);
     let mut plans = Vec::new();
     let mut add = |revision: &RevisionRef, api_replicas, consumer_replicas| {
         if !plans
@@ -105,8 +129,8 @@ fn release_plans(d: &Decision) -> Vec<ReleasePlan> {
         }
     };
     let (canary_candidate, canary_stable) = canary_api_split(d);
-    let (share_candidate, share_stable) = split(consumers, d.requested_weight());
-    if let Some(stable) = &d.st.stable {
+    let (share_candidate, share_stable) = split(consumers, d.requested_weight);
+    if let Some(stable) = &d.status.stable {
         let api_replicas = if canary_running(d) {
             canary_stable
         } else {
@@ -122,12 +146,12 @@ fn release_plans(d: &Decision) -> Vec<ReleasePlan> {
             },
         );
     }
-    if let Some(candidate) = &d.st.candidate {
-        let api_replicas = match d.st.phase {
-            _ if d.st.stable.is_none() => api,
+    if let Some(candidate) = &d.status.candidate {
+        let api_replicas = match d.status.phase {
+            _ if d.status.stable.is_none() => api,
             Some(Phase::Promoting) => api,
             _ if canary_running(d) => canary_candidate,
-            _ => d.preview_replicas(),
+            _ => d.preview_replicas,
         };
         add(
             candidate,
@@ -139,7 +163,7 @@ fn release_plans(d: &Decision) -> Vec<ReleasePlan> {
             },
         );
     }
-    if let Some(previous) = &d.st.previous {
+    if let Some(previous) = &d.status.previous {
         add(
             &RevisionRef {
                 hash: previous.hash.clone(),
@@ -149,18 +173,18 @@ fn release_plans(d: &Decision) -> Vec<ReleasePlan> {
             consumers,
         );
     }
-    if let Some(rejected) = &d.st.rejected {
+    if let Some(rejected) = &d.status.rejected {
         add(rejected, 0, 0);
     }
     plans
 }
 
 /// Revisions whose consumers should be consuming now.
-fn consuming(d: &Decision) -> Vec<String> {
+fn consuming(d: &RenderInput) -> Vec<String> {
     let hash = |r: &Option<RevisionRef>| r.as_ref().map(|r| r.hash.clone());
-    let (stable, candidate) = (hash(&d.st.stable), hash(&d.st.candidate));
-    let switched = candidate.is_some() && d.st.services.active == candidate;
-    let chosen = match d.st.phase {
+    let (stable, candidate) = (hash(&d.status.stable), hash(&d.status.candidate));
+    let switched = candidate.is_some() && d.status.services.active == candidate;
+    let chosen = match d.status.phase {
         _ if stable.is_none() => vec![candidate],
         Some(Phase::Promoting) if switched => vec![candidate],
         _ if partition_share(d) || share_handover(d) => vec![stable, candidate],
@@ -170,7 +194,7 @@ fn consuming(d: &Decision) -> Vec<String> {
 }
 
 /// Standby switches first; an activation only once every other revision is confirmed standby.
-fn role_switches(d: &Decision) -> Vec<RoleSwitch> {
+fn role_switches(d: &RenderInput) -> Vec<RoleSwitch> {
     let consuming = consuming(d);
     let others = d
         .obs
@@ -188,7 +212,7 @@ fn role_switches(d: &Decision) -> Vec<RoleSwitch> {
     if switches.is_empty() && others.clone().all(|r| r.roles.confirmed_standby()) {
         let waiting = consuming
             .iter()
-            .map(|hash| d.release(hash))
+            .map(|hash| d.obs.release(hash))
             .filter(|r| r.roles.standby > 0 || r.roles.unknown > 0);
         switches.extend(waiting.map(|r| RoleSwitch {
             revision: r.revision,
@@ -198,29 +222,30 @@ fn role_switches(d: &Decision) -> Vec<RoleSwitch> {
     switches
 }
 
-fn analyze(d: &Decision) -> Option<AnalysisRequest> {
-    let progress = d.st.analysis.as_ref()?;
-    let initial_delay = parse_duration(&d.obs.spec.analysis.initial_delay).unwrap_or_default();
-    let interval = parse_duration(&d.obs.spec.analysis.interval).ok()?;
-    if d.obs.now < plus(progress.started_at.0, initial_delay) {
+fn analyze(d: &RenderInput) -> Option<AnalysisRequest> {
+    let progress = d.status.analysis.as_ref()?;
+    if d.obs.now < plus(progress.started_at.0, d.initial_delay) {
         return None;
     }
     let hash = |r: Option<&RevisionRef>| r.map(|r| r.hash.clone());
-    let (candidate, baseline) = match d.st.phase {
-        Some(Phase::Analyzing) => (hash(d.st.candidate.as_ref())?, hash(d.st.stable.as_ref())),
+    let (candidate, baseline) = match d.status.phase {
+        Some(Phase::Analyzing) => (
+            hash(d.status.candidate.as_ref())?,
+            hash(d.status.stable.as_ref()),
+        ),
         // The post-promotion watch goes on while no API pod of the new stable release is
         // ready (Degraded): a dependency outage that takes every pod out of its Services is
         // measured and judged against the previous release like any other window.
         Some(Phase::Healthy | Phase::Degraded) => (
-            hash(d.st.stable.as_ref())?,
-            Some(d.st.previous.as_ref()?.hash.clone()),
+            hash(d.status.stable.as_ref())?,
+            Some(d.status.previous.as_ref()?.hash.clone()),
         ),
         _ => return None,
     };
     (candidate == progress.revision).then_some(AnalysisRequest {
         candidate,
         baseline,
-        interval,
+        interval: d.interval,
     })
 }
 

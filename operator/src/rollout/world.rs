@@ -29,6 +29,17 @@ pub struct Observed<'a> {
     pub now: Timestamp,
 }
 
+impl Observed<'_> {
+    /// The observed workloads of release `hash` (none observed: empty).
+    pub fn release(&self, hash: &str) -> ReleaseState {
+        let found = self.releases.iter().find(|r| r.revision == hash);
+        found.cloned().unwrap_or_else(|| ReleaseState {
+            revision: hash.to_owned(),
+            ..Default::default()
+        })
+    }
+}
+
 /// The observed workloads of one revision.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ReleaseState {

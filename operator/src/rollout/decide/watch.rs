@@ -1,0 +1,134 @@
+//! The settled phases (Healthy, Degraded, RolledBack) and the post-promotion watch of a new
+//! stable release while the previous one is still up.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use crate::api::{AnalysisProgress, Outcome, Phase, RevisionRef};
+use crate::rollout::world::EventKind;
+
+use super::{Decision, restarts};
+
+impl Decision<'_> {
+    /// Counters for the post-promotion watch of the new stable release.
+    pub(super) fn watch_progress(&self, revision: &str) -> AnalysisProgress {
+        AnalysisProgress::begin(revision, Time(self.now()))
+    }
+
+    /// Healthy, Degraded, RolledBack: watch the stable release (and the fresh promotion).
+    pub(super) fn settled(&mut self) {
+        if self.post_promotion_failed() {
+            return;
+        }
+        if self.st.stable.is_none() {
+            return self.installing();
+        }
+        let Some(stable) = self.st.stable.clone() else {
+            return;
+        };
+        let release = self.release(&stable.hash);
+        let unavailable =
+            release.api.crash_looping || (self.obs.spec.api.replicas > 0 && release.api.ready == 0);
+        match (unavailable, self.phase()) {
+            (true, Some(Phase::Degraded)) => {}
+            (true, _) => self.enter(
+                Phase::Degraded,
+                "StableUnavailable",
+                format!("no API pod of release {} is ready", stable.hash),
+            ),
+            (false, Some(Phase::Degraded)) => {
+                let back = if self.st.rejected.is_some() {
+                    Phase::RolledBack
+                } else {
+                    Phase::Healthy
+                };
+                self.enter(
+                    back,
+                    "Recovered",
+                    format!("release {} serves again", stable.hash),
+                );
+            }
+            (false, _) => {}
+        }
+        self.st.services.active = Some(stable.hash);
+    }
+
+    /// Inside the scale-down window a failing or crashing new stable release switches back.
+    pub(super) fn post_promotion_failed(&mut self) -> bool {
+        let (Some(previous), Some(stable)) = (self.st.previous.clone(), self.st.stable.clone())
+        else {
+            return false;
+        };
+        self.fold(&stable.hash);
+        let release = self.release(&stable.hash);
+        let limits = &self.obs.spec.analysis;
+        let failed = self.st.analysis.as_ref().is_some_and(|p| {
+            p.revision == stable.hash
+                && (p.failures >= limits.failure_limit
+                    || p.consecutive_failures >= limits.consecutive_failure_limit)
+        });
+        let watched = self
+            .st
+            .analysis
+            .as_ref()
+            .is_some_and(|p| p.revision == stable.hash);
+        let held = watched && self.live_outage_over();
+        if !(failed || held || release.api.crash_looping || release.consumer.crash_looping) {
+            return false;
+        }
+        let why = if failed {
+            self.failing_summary()
+        } else if held {
+            self.live_outage_message()
+        } else {
+            format!("crash-looping ({} restarts)", restarts(&release))
+        };
+        self.record(&stable, Outcome::RolledBack, "PostPromotionFailure");
+        self.st.rejected = Some(stable.clone());
+        self.st.stable = Some(RevisionRef {
+            hash: previous.hash.clone(),
+            image: previous.image,
+        });
+        self.st.previous = None;
+        self.st.services.active = Some(previous.hash.clone());
+        let message = format!(
+            "release {} failed after promotion ({why}); back on {}",
+            stable.hash, previous.hash
+        );
+        self.enter(Phase::RolledBack, "PostPromotionFailure", message);
+        true
+    }
+
+    pub(super) fn expire_previous(&mut self) {
+        let Some(previous) = self.st.previous.clone() else {
+            return;
+        };
+        if self.now() < previous.scale_down_at.0 {
+            return self.due_at(previous.scale_down_at.0);
+        }
+        if self.outage_holds_watch() {
+            return;
+        }
+        self.st.previous = None;
+        if self
+            .st
+            .analysis
+            .as_ref()
+            .is_some_and(|p| Some(&p.revision) == self.st.stable.as_ref().map(|s| &s.hash))
+        {
+            self.st.analysis = None;
+        }
+        self.event(
+            EventKind::Normal,
+            "ScaledDown",
+            format!("previous release {} scaled down", previous.hash),
+        );
+    }
+
+    /// An outage holds the post-promotion watch: the previous release stays up (bounded by
+    /// `maxLiveOutageSeconds`, then the watch switches back) so the watch does not end blind.
+    pub(super) fn outage_holds_watch(&self) -> bool {
+        let stable = self.st.stable.as_ref().map(|s| s.hash.as_str());
+        (self.st.analysis.as_ref())
+            .is_some_and(|p| Some(p.revision.as_str()) == stable && p.outage_since.is_some())
+    }
+}
