@@ -67,7 +67,7 @@ impl Followers {
     }
 
     /// The pod watch reported `pod` (added, changed or deleted): follow it while it runs.
-    pub fn saw(&self, pod: &Pod) {
+    pub fn pod_reported(&self, pod: &Pod) {
         let Some(uid) = pod.uid() else {
             return;
         };
@@ -238,8 +238,8 @@ mod tests {
     async fn a_health_change_reconciles_its_runtime_at_once() {
         let (rt, port) = fake_runtime(Some("a-1")).await;
         let (followers, mut changed) = followers();
-        followers.saw(&running_pod(port));
-        followers.saw(&running_pod(port));
+        followers.pod_reported(&running_pod(port));
+        followers.pod_reported(&running_pod(port));
         assert_eq!(followers.count(), 1, "one follower per pod");
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(
@@ -274,7 +274,7 @@ mod tests {
 
         let mut gone = running_pod(port);
         gone.metadata.deletion_timestamp = Some(Time(Timestamp::now()));
-        followers.saw(&gone);
+        followers.pod_reported(&gone);
         assert_eq!(followers.count(), 0, "a terminating pod is not followed");
     }
 
@@ -282,7 +282,7 @@ mod tests {
     async fn a_runtime_that_names_no_state_is_left_to_the_reconciles() {
         let (rt, port) = fake_runtime(None).await;
         let (followers, mut changed) = followers();
-        followers.saw(&running_pod(port));
+        followers.pod_reported(&running_pod(port));
         tokio::time::sleep(Duration::from_millis(1500)).await;
         assert_eq!(
             rt.requests.load(Ordering::SeqCst),

@@ -130,10 +130,10 @@ pub struct Context {
     windows: Windows,
     /// Admin tokens by Secret (`namespace/name/key`), read once; forgotten when a pod refuses one.
     tokens: std::sync::Mutex<BTreeMap<String, String>>,
-    /// Per AurenRuntime uid: [`Seen`] (resourceVersion, status digest) of the newest version
+    /// Per AurenRuntime uid: [`NewestVersion`] (resourceVersion, status digest) of the newest version
     /// this replica got from the API server itself (its own status write, or a fresh read).
-    /// See [`fresh`].
-    seen: std::sync::Mutex<BTreeMap<String, Seen>>,
+    /// See [`newest_runtime`].
+    newest: std::sync::Mutex<BTreeMap<String, NewestVersion>>,
     /// Sends notifications on its own task.
     notifier: notifier::Notifier,
     /// Where notifications go for AurenRuntimes without `spec.notifications` (the chart's
@@ -143,7 +143,7 @@ pub struct Context {
 
 /// One leadership term: the shared context, the caches the term's watches fill, and the
 /// followers of the pods' health (they stop with the term).
-struct Term {
+struct LeadershipTerm {
     ctx: Arc<Context>,
     cache: cache::Cache,
     followers: follow::Followers,
@@ -177,7 +177,7 @@ impl Context {
             metrics,
             windows: Windows::default(),
             tokens: Default::default(),
-            seen: Default::default(),
+            newest: Default::default(),
         }
     }
 }
@@ -203,7 +203,7 @@ pub async fn run(
     let (cache, feeds) = cache::feeds(&ctx.client, namespace.as_deref());
     let (followers, health_changed) =
         follow::Followers::new(ctx.http.clone(), cache.pod_store(), ctx.metrics.clone());
-    let term = Arc::new(Term {
+    let term = Arc::new(LeadershipTerm {
         ctx,
         cache,
         followers,
@@ -214,7 +214,7 @@ pub async fn run(
     let follower = term.clone();
     let pods = feeds.pods.inspect(move |pod| {
         if let Ok(pod) = pod {
-            follower.followers.saw(pod);
+            follower.followers.pod_reported(pod);
         }
     });
     Controller::for_stream(feeds.runtimes, feeds.runtime_store)
@@ -259,11 +259,11 @@ fn owner_of_pod(pod: Pod) -> Option<ObjectRef<AurenRuntime>> {
     Some(ObjectRef::new(name).within(&ns))
 }
 
-async fn reconcile(ar: Arc<AurenRuntime>, term: Arc<Term>) -> Result<Action, Error> {
+async fn reconcile(ar: Arc<AurenRuntime>, term: Arc<LeadershipTerm>) -> Result<Action, Error> {
     term.cache.ready().await?;
     let ctx = &term.ctx;
     let started = Instant::now();
-    let result = match fresh(ctx, ar).await {
+    let result = match newest_runtime(ctx, ar).await {
         Ok(ar) => reconcile_once(&ar, ctx, &term.cache).await,
         Err(e) => Err(e),
     };
@@ -277,12 +277,12 @@ async fn reconcile(ar: Arc<AurenRuntime>, term: Arc<Term>) -> Result<Action, Err
 /// the rollout's memory, and every decision is written back whole, so deciding on an older one
 /// would undo progress: after an API server restart, with the watch still backing off, each
 /// reconcile re-applied the analysis counters of before the outage until the deadline passed.
-async fn fresh(ctx: &Context, ar: Arc<AurenRuntime>) -> Result<Arc<AurenRuntime>, Error> {
+async fn newest_runtime(ctx: &Context, ar: Arc<AurenRuntime>) -> Result<Arc<AurenRuntime>, Error> {
     let newest = {
-        let seen = ctx.seen.lock().ok();
-        ar.uid().and_then(|uid| seen?.get(&uid).cloned())
+        let newest = ctx.newest.lock().ok();
+        ar.uid().and_then(|uid| newest?.get(&uid).cloned())
     };
-    if !lags(&ar, newest.as_ref()) {
+    if !cache_is_behind(&ar, newest.as_ref()) {
         return Ok(ar);
     }
     let ns = ar.namespace().unwrap_or_default();
@@ -294,13 +294,17 @@ async fn fresh(ctx: &Context, ar: Arc<AurenRuntime>) -> Result<Arc<AurenRuntime>
             source,
         })?;
     tracing::debug!(name = %ar.name_any(), namespace = %ns, "cache behind our own write: read afresh");
-    ctx.saw(&read);
+    ctx.remember_newest(&read);
     Ok(Arc::new(read))
 }
 
 /// The newest version of an AurenRuntime this replica got from the API server: its
 /// resourceVersion and a digest of its status (the status itself is already in the cache).
-type Seen = (String, u64);
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct NewestVersion {
+    resource_version: String,
+    status_digest: u64,
+}
 
 /// A digest of a status, to tell two statuses apart without keeping a copy.
 fn status_digest(status: Option<&AurenRuntimeStatus>) -> u64 {
@@ -312,17 +316,17 @@ fn status_digest(status: Option<&AurenRuntimeStatus>) -> u64 {
     hasher.finish()
 }
 
-/// Whether the cached `ar` is older than `newest` ([`Seen`]: resourceVersion, status digest)
+/// Whether the cached `ar` is older than `newest` ([`NewestVersion`]: resourceVersion, status digest)
 /// this replica saw: another version with another status. (A newer version that only changed the spec keeps
 /// the status; the operator is the only writer of the status.)
-fn lags(ar: &AurenRuntime, newest: Option<&Seen>) -> bool {
-    newest.is_some_and(|(version, status)| {
-        ar.resource_version().as_deref() != Some(version.as_str())
-            && status_digest(ar.status.as_ref()) != *status
+fn cache_is_behind(ar: &AurenRuntime, newest: Option<&NewestVersion>) -> bool {
+    newest.is_some_and(|newest| {
+        ar.resource_version().as_deref() != Some(newest.resource_version.as_str())
+            && status_digest(ar.status.as_ref()) != newest.status_digest
     })
 }
 
-fn error_policy(ar: Arc<AurenRuntime>, error: &Error, term: Arc<Term>) -> Action {
+fn error_policy(ar: Arc<AurenRuntime>, error: &Error, term: Arc<LeadershipTerm>) -> Action {
     let ctx = term.ctx.clone();
     tracing::warn!(name = %ar.name_any(), namespace = ?ar.namespace(), error = %error, "reconcile failed");
     let event = KubeEvent {
@@ -502,7 +506,7 @@ async fn write_status(
         )
         .await
         .map_err(Error::StatusWriteFailed)?;
-    ctx.saw(&written);
+    ctx.remember_newest(&written);
     Ok(())
 }
 
@@ -573,12 +577,16 @@ impl Context {
     }
 
     /// Remembers `ar` as the newest version this replica got from the API server.
-    fn saw(&self, ar: &AurenRuntime) {
+    fn remember_newest(&self, ar: &AurenRuntime) {
         let (Some(uid), Some(version)) = (ar.uid(), ar.resource_version()) else {
             return;
         };
-        if let Ok(mut seen) = self.seen.lock() {
-            seen.insert(uid, (version, status_digest(ar.status.as_ref())));
+        if let Ok(mut known) = self.newest.lock() {
+            let newest = NewestVersion {
+                resource_version: version,
+                status_digest: status_digest(ar.status.as_ref()),
+            };
+            known.insert(uid, newest);
         }
     }
 
@@ -672,23 +680,23 @@ mod tests {
     }
 
     #[test]
-    fn a_cached_object_lags_only_behind_a_status_this_replica_saw() {
+    fn the_cache_is_behind_only_a_status_this_replica_saw() {
         let written = version("12", Phase::Promoting);
-        let seen = (
-            written.resource_version().unwrap(),
-            status_digest(written.status.as_ref()),
-        );
+        let seen = NewestVersion {
+            resource_version: written.resource_version().unwrap(),
+            status_digest: status_digest(written.status.as_ref()),
+        };
         assert!(
-            !lags(&written, None),
+            !cache_is_behind(&written, None),
             "nothing seen yet: the cache is all we know"
         );
-        assert!(!lags(&written, Some(&seen)), "the same version");
+        assert!(!cache_is_behind(&written, Some(&seen)), "the same version");
         assert!(
-            lags(&version("11", Phase::Analyzing), Some(&seen)),
+            cache_is_behind(&version("11", Phase::Analyzing), Some(&seen)),
             "an older status"
         );
         assert!(
-            !lags(&version("13", Phase::Promoting), Some(&seen)),
+            !cache_is_behind(&version("13", Phase::Promoting), Some(&seen)),
             "a newer version with the status we wrote (a spec change)"
         );
     }

@@ -15,7 +15,7 @@ use super::world::{
 /// What the world is rendered from: the observed world, the decided status, and what the
 /// decision derived from the spec and the observed workloads.
 pub(super) struct RenderInput<'a> {
-    pub obs: &'a Observed<'a>,
+    pub observed: &'a Observed<'a>,
     pub status: &'a AurenRuntimeStatus,
     /// The canary weight the steps so far ask for (0 without a canary).
     pub requested_weight: i32,
@@ -32,7 +32,7 @@ pub(super) struct RenderInput<'a> {
 pub(super) fn render(d: &RenderInput) -> World {
     let releases = release_plans(d);
     let delete = d
-        .obs
+        .observed
         .releases
         .iter()
         .map(|r| r.revision.clone())
@@ -59,7 +59,7 @@ pub(super) fn render(d: &RenderInput) -> World {
 fn retarget_autoscaler(d: &RenderInput) -> Option<String> {
     let target = d.autoscaler_target.clone()?;
     let stable = d.status.stable.as_ref()?;
-    (d.obs.status.consumer_autoscaler.as_ref() != Some(&target)).then(|| stable.hash.clone())
+    (d.observed.status.consumer_autoscaler.as_ref() != Some(&target)).then(|| stable.hash.clone())
 }
 
 /// The releases a running canary's active Service selects.
@@ -80,7 +80,13 @@ fn canary_running(d: &RenderInput) -> bool {
 }
 
 fn share_mode(d: &RenderInput) -> bool {
-    let mode = d.obs.spec.strategy.canary.as_ref().map(|c| c.consumers);
+    let mode = d
+        .observed
+        .spec
+        .strategy
+        .canary
+        .as_ref()
+        .map(|c| c.consumers);
     d.status.canary.is_some() && mode == Some(CanaryConsumers::PartitionShare)
 }
 
@@ -98,7 +104,7 @@ fn share_handover(d: &RenderInput) -> bool {
 
 /// API pods of (candidate, stable) for the canary's requested weight.
 fn canary_api_split(d: &RenderInput) -> (i32, i32) {
-    split(d.obs.spec.api.replicas, d.requested_weight)
+    split(d.observed.spec.api.replicas, d.requested_weight)
 }
 
 /// `total` pods split as (candidate, stable) at `weight` %, the candidate rounded up (at
@@ -113,7 +119,7 @@ pub(super) fn split(total: i32, weight: i32) -> (i32, i32) {
 }
 
 fn release_plans(d: &RenderInput) -> Vec<ReleasePlan> {
-    let spec = d.obs.spec;
+    let spec = d.observed.spec;
     let (api, consumers) = (spec.api.replicas, d.consumer_replicas);
     let mut plans = Vec::new();
     let mut add = |revision: &RevisionRef, api_replicas, consumer_replicas| {
@@ -197,7 +203,7 @@ fn consuming(d: &RenderInput) -> Vec<String> {
 fn role_switches(d: &RenderInput) -> Vec<RoleSwitch> {
     let consuming = consuming(d);
     let others = d
-        .obs
+        .observed
         .releases
         .iter()
         .filter(|r| !consuming.contains(&r.revision));
@@ -212,7 +218,7 @@ fn role_switches(d: &RenderInput) -> Vec<RoleSwitch> {
     if switches.is_empty() && others.clone().all(|r| r.roles.confirmed_standby()) {
         let waiting = consuming
             .iter()
-            .map(|hash| d.obs.release(hash))
+            .map(|hash| d.observed.release(hash))
             .filter(|r| r.roles.standby > 0 || r.roles.unknown > 0);
         switches.extend(waiting.map(|r| RoleSwitch {
             revision: r.revision,
@@ -224,7 +230,7 @@ fn role_switches(d: &RenderInput) -> Vec<RoleSwitch> {
 
 fn analyze(d: &RenderInput) -> Option<AnalysisRequest> {
     let progress = d.status.analysis.as_ref()?;
-    if d.obs.now < plus(progress.started_at.0, d.initial_delay) {
+    if d.observed.now < plus(progress.started_at.0, d.initial_delay) {
         return None;
     }
     let hash = |r: Option<&RevisionRef>| r.map(|r| r.hash.clone());

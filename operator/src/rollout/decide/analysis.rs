@@ -16,7 +16,7 @@ impl Decision<'_> {
         let Some(candidate) = self.candidate() else {
             return;
         };
-        self.st.analysis = Some(AnalysisProgress::begin(&candidate.hash, Time(self.now())));
+        self.status.analysis = Some(AnalysisProgress::begin(&candidate.hash, Time(self.now())));
         self.enter(
             Phase::Analyzing,
             "Analyzing",
@@ -25,16 +25,16 @@ impl Decision<'_> {
     }
 
     pub(super) fn interval(&self) -> Duration {
-        parse_duration(&self.obs.spec.analysis.interval).unwrap_or(Duration::from_secs(10))
+        parse_duration(&self.observed.spec.analysis.interval).unwrap_or(Duration::from_secs(10))
     }
 
     pub(super) fn initial_delay(&self) -> Duration {
-        parse_duration(&self.obs.spec.analysis.initial_delay).unwrap_or_default()
+        parse_duration(&self.observed.spec.analysis.initial_delay).unwrap_or_default()
     }
 
     /// Time an analysis of `rounds` passing rounds may take, failures and slack included.
     pub(super) fn analysis_budget(&self, rounds: i32) -> Duration {
-        let spec = &self.obs.spec.analysis;
+        let spec = &self.observed.spec.analysis;
         let rounds = u32::try_from(rounds.saturating_add(spec.failure_limit).saturating_add(1))
             .unwrap_or(u32::MAX);
         self.initial_delay() + self.interval().saturating_mul(rounds) + self.progress_deadline()
@@ -44,11 +44,15 @@ impl Decision<'_> {
         if self.candidate_crashed() || self.fold_and_judge() {
             return;
         }
-        if self.st.canary.is_some() {
+        if self.status.canary.is_some() {
             return self.canary_step();
         }
-        let needed = self.obs.spec.analysis.successful_measurements_to_promote;
-        let Some(progress) = self.st.analysis.clone() else {
+        let needed = self
+            .observed
+            .spec
+            .analysis
+            .successful_measurements_to_promote;
+        let Some(progress) = self.status.analysis.clone() else {
             return self.start_analysis();
         };
         if progress.successes >= needed {
@@ -78,10 +82,10 @@ impl Decision<'_> {
             return false;
         };
         let rounds = self.fold(&candidate.hash);
-        let Some(progress) = self.st.analysis.clone() else {
+        let Some(progress) = self.status.analysis.clone() else {
             return false;
         };
-        let limits = &self.obs.spec.analysis;
+        let limits = &self.observed.spec.analysis;
         if progress.failures >= limits.failure_limit
             || progress.consecutive_failures >= limits.consecutive_failure_limit
         {
@@ -130,33 +134,33 @@ impl Decision<'_> {
             "waiting for a dependency outage to end ({outage}); the analysis resumes when it \
              does and rolls back if it {bound}"
         );
-        if self.st.reason.as_deref() != Some(DEPENDENCY_OUTAGE) {
+        if self.status.reason.as_deref() != Some(DEPENDENCY_OUTAGE) {
             self.event(EventKind::Warning, DEPENDENCY_OUTAGE, message.clone());
         }
-        self.st.reason = Some(DEPENDENCY_OUTAGE.into());
-        self.st.message = Some(message);
+        self.status.reason = Some(DEPENDENCY_OUTAGE.into());
+        self.status.message = Some(message);
     }
 
     /// A counted round after an outage: the analysis goes on as before.
     pub(super) fn dependency_recovered(&mut self) {
-        if self.st.reason.as_deref() != Some(DEPENDENCY_OUTAGE) {
+        if self.status.reason.as_deref() != Some(DEPENDENCY_OUTAGE) {
             return;
         }
         let message = "the dependency outage ended; measuring again".to_owned();
         self.event(EventKind::Normal, "DependencyRecovered", message.clone());
-        self.st.reason = Some("Analyzing".into());
-        self.st.message = Some(message);
+        self.status.reason = Some("Analyzing".into());
+        self.status.message = Some(message);
     }
 
     /// A canary at a weight above 0 serves production; a blue/green preview does not.
     pub(super) fn carries_live_traffic(&self) -> bool {
-        self.st.canary.is_some() && self.requested_weight() > 0
+        self.status.canary.is_some() && self.requested_weight() > 0
     }
 
     /// True when outage rounds in a row have held the analysed release for
     /// `maxLiveOutageSeconds` (otherwise that moment becomes due).
     pub(super) fn live_outage_over(&mut self) -> bool {
-        let Some(over_at) = (self.st.analysis.as_ref())
+        let Some(over_at) = (self.status.analysis.as_ref())
             .and_then(|p| outage_limit_at(p, Duration::from_secs(self.max_live_outage_seconds())))
         else {
             return false;
@@ -177,12 +181,12 @@ impl Decision<'_> {
     }
 
     pub(super) fn max_live_outage_seconds(&self) -> u64 {
-        u64::try_from(self.obs.spec.analysis.max_live_outage_seconds).unwrap_or(0)
+        u64::try_from(self.observed.spec.analysis.max_live_outage_seconds).unwrap_or(0)
     }
 
     pub(super) fn newest_outage(&self) -> String {
-        let newest =
-            (self.st.measurements.iter().rev()).find(|m| m.verdict == Verdict::DependencyOutage);
+        let newest = (self.status.measurements.iter().rev())
+            .find(|m| m.verdict == Verdict::DependencyOutage);
         newest
             .map(|m| {
                 format!(
@@ -196,12 +200,17 @@ impl Decision<'_> {
 
     /// Folds the measurements of `revision` newer than the last counted; returns the verdicts.
     pub(super) fn fold(&mut self, revision: &str) -> Vec<Verdict> {
-        let Some(mut progress) = self.st.analysis.clone().filter(|p| p.revision == revision) else {
+        let Some(mut progress) = self
+            .status
+            .analysis
+            .clone()
+            .filter(|p| p.revision == revision)
+        else {
             return Vec::new();
         };
         let mut verdicts = Vec::new();
         for round in rounds(
-            self.obs.measurements,
+            self.observed.measurements,
             revision,
             progress.last_measured_at.as_ref(),
         ) {
@@ -214,7 +223,7 @@ impl Decision<'_> {
             verdicts.push(verdict);
             self.keep_measurements(round);
         }
-        self.st.analysis = Some(progress);
+        self.status.analysis = Some(progress);
         verdicts
     }
 
@@ -236,15 +245,19 @@ impl Decision<'_> {
                 message,
             );
         }
-        self.st.measurements.extend(round);
-        let excess = self.st.measurements.len().saturating_sub(MAX_MEASUREMENTS);
-        self.st.measurements.drain(..excess);
+        self.status.measurements.extend(round);
+        let excess = self
+            .status
+            .measurements
+            .len()
+            .saturating_sub(MAX_MEASUREMENTS);
+        self.status.measurements.drain(..excess);
     }
 
     /// The newest failed or inconclusive measurements (an outage is not the release's own).
     pub(super) fn failing_summary(&self) -> String {
         let failing = self
-            .st
+            .status
             .measurements
             .iter()
             .rev()
@@ -268,9 +281,9 @@ impl Decision<'_> {
     }
 
     pub(super) fn analysis_passed(&mut self) {
-        let bg = self.obs.spec.blue_green();
+        let bg = self.observed.spec.blue_green();
         let now = Time(self.now());
-        let Some(progress) = self.st.analysis.as_mut() else {
+        let Some(progress) = self.status.analysis.as_mut() else {
             return;
         };
         let passed_at = progress.passed_at.get_or_insert(now).clone();

@@ -13,7 +13,7 @@ use super::Decision;
 
 impl Decision<'_> {
     pub(super) fn canary_done(&self) -> bool {
-        self.st
+        self.status
             .canary
             .as_ref()
             .is_some_and(|c| c.current_step as usize >= self.steps.len())
@@ -22,7 +22,7 @@ impl Decision<'_> {
     /// The weight the steps so far ask for.
     pub(super) fn requested_weight(&self) -> i32 {
         let upto = self
-            .st
+            .status
             .canary
             .as_ref()
             .map_or(0, |c| c.current_step.max(0) as usize);
@@ -42,16 +42,16 @@ impl Decision<'_> {
             );
         }
         let index = self
-            .st
+            .status
             .canary
             .as_ref()
             .map_or(0, |c| c.current_step.max(0) as usize);
         let since = self
-            .st
+            .status
             .canary
             .as_ref()
             .and_then(|c| c.step_since.clone())
-            .or(self.st.phase_since.clone());
+            .or(self.status.phase_since.clone());
         match self.steps.get(index).cloned() {
             Some(CheckedStep::SetWeight(weight)) => self.set_weight_step(weight, since),
             Some(CheckedStep::Pause(duration)) => self.pause_step(duration, since),
@@ -63,7 +63,7 @@ impl Decision<'_> {
 
     pub(super) fn set_weight_step(&mut self, weight: i32, since: Option<Time>) {
         let actual = self.actual_weight();
-        if let Some(canary) = self.st.canary.as_mut() {
+        if let Some(canary) = self.status.canary.as_mut() {
             canary.requested_weight = weight;
             canary.actual_weight = actual;
         }
@@ -78,18 +78,18 @@ impl Decision<'_> {
     }
 
     pub(super) fn weight_reached(&self) -> bool {
-        let (Some(candidate), Some(stable)) = (self.candidate(), self.st.stable.clone()) else {
+        let (Some(candidate), Some(stable)) = (self.candidate(), self.status.stable.clone()) else {
             return false;
         };
         let (want_candidate, want_stable) =
-            split(self.obs.spec.api.replicas, self.requested_weight());
+            split(self.observed.spec.api.replicas, self.requested_weight());
         let c = self.release(&candidate.hash);
         let s = self.release(&stable.hash);
         c.api.ready >= want_candidate && s.api.desired <= want_stable
     }
 
     pub(super) fn actual_weight(&self) -> i32 {
-        let (Some(candidate), Some(stable)) = (self.candidate(), self.st.stable.clone()) else {
+        let (Some(candidate), Some(stable)) = (self.candidate(), self.status.stable.clone()) else {
             return 0;
         };
         let c = self.release(&candidate.hash).api.ready;
@@ -120,7 +120,7 @@ impl Decision<'_> {
         if self.phase() != Some(Phase::Analyzing) {
             return self.start_analysis();
         }
-        let Some(progress) = self.st.analysis.clone() else {
+        let Some(progress) = self.status.analysis.clone() else {
             return self.start_analysis();
         };
         let over = duration.is_some_and(|d| self.now() >= plus(progress.started_at.0, d));
@@ -142,25 +142,25 @@ impl Decision<'_> {
 
     pub(super) fn next_canary_step(&mut self, why: &str) {
         let now = Time(self.now());
-        let Some(canary) = self.st.canary.as_mut() else {
+        let Some(canary) = self.status.canary.as_mut() else {
             return;
         };
         canary.current_step += 1;
         canary.step_since = Some(now);
         let step = canary.current_step;
-        self.st.analysis = None;
+        self.status.analysis = None;
         self.event(
             EventKind::Normal,
             "StepCompleted",
             format!("canary step {} done: {why}", step - 1),
         );
-        self.st.phase = Some(Phase::Progressing);
-        self.st.reason = Some("CanaryStep".into());
-        self.st.message = Some(format!("canary step {step} of {}", self.steps.len()));
+        self.status.phase = Some(Phase::Progressing);
+        self.status.reason = Some("CanaryStep".into());
+        self.status.message = Some(format!("canary step {step} of {}", self.steps.len()));
         self.canary_step();
     }
 
     pub(super) fn active_target(&self) -> ServiceTarget {
-        ServiceTarget::active_of(&self.st)
+        ServiceTarget::active_of(&self.status)
     }
 }

@@ -41,18 +41,18 @@ const SPEC_INVALID: &str = "SpecInvalid";
 const IDLE_REQUEUE: Duration = Duration::from_secs(300);
 
 /// Decides the next step of the rollout.
-pub fn decide(obs: &Observed) -> Plan {
-    let mut d = Decision::new(obs);
-    if let Err(errors) = validate(obs.spec) {
+pub fn decide(observed: &Observed) -> Plan {
+    let mut d = Decision::new(observed);
+    if let Err(errors) = validate(observed.spec) {
         return d.invalid(&errors);
     }
-    if obs.spec.paused {
+    if observed.spec.paused {
         d.pause_by_spec();
         return d.finish(false);
     }
     d.resume_from_spec_pause();
-    let (requested, acked) = controls::pending(obs.annotations, &d.st.acknowledged);
-    d.st.acknowledged = acked;
+    let (requested, acked) = controls::pending(observed.annotations, &d.status.acknowledged);
+    d.status.acknowledged = acked;
     d.track_release(requested.contains(&Control::Retry));
     for control in requested {
         d.apply(control);
@@ -63,8 +63,8 @@ pub fn decide(obs: &Observed) -> Plan {
 }
 
 struct Decision<'a> {
-    obs: &'a Observed<'a>,
-    st: AurenRuntimeStatus,
+    observed: &'a Observed<'a>,
+    status: AurenRuntimeStatus,
     events: Vec<Event>,
     steps: Vec<CheckedStep>,
     /// Earliest moment something becomes due (deadline, measurement, scale-down).
@@ -72,13 +72,13 @@ struct Decision<'a> {
 }
 
 impl<'a> Decision<'a> {
-    fn new(obs: &'a Observed<'a>) -> Self {
-        let mut st = obs.status.clone();
-        st.observed_generation = Some(obs.generation);
-        let steps = canary_steps(obs.spec).unwrap_or_default();
+    fn new(observed: &'a Observed<'a>) -> Self {
+        let mut status = observed.status.clone();
+        status.observed_generation = Some(observed.generation);
+        let steps = canary_steps(observed.spec).unwrap_or_default();
         Self {
-            obs,
-            st,
+            observed,
+            status,
             events: Vec::new(),
             steps,
             due: None,
@@ -86,15 +86,15 @@ impl<'a> Decision<'a> {
     }
 
     fn now(&self) -> Timestamp {
-        self.obs.now
+        self.observed.now
     }
 
     fn phase(&self) -> Option<Phase> {
-        self.st.phase
+        self.status.phase
     }
 
     fn release(&self, hash: &str) -> ReleaseState {
-        self.obs.release(hash)
+        self.observed.release(hash)
     }
 
     fn event(&mut self, kind: EventKind, reason: &str, message: String) {
@@ -107,7 +107,7 @@ impl<'a> Decision<'a> {
 
     /// Moves to `phase` (the deadline clock restarts only when the phase changes).
     fn enter(&mut self, phase: Phase, reason: &str, message: String) {
-        if self.st.phase != Some(phase) {
+        if self.status.phase != Some(phase) {
             let kind = match phase {
                 Phase::Degraded | Phase::RolledBack | Phase::InvalidSpec => EventKind::Warning,
                 _ => EventKind::Normal,
@@ -133,21 +133,21 @@ impl<'a> Decision<'a> {
             .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join("; ");
-        if self.st.candidate.is_some() && self.st.stable.is_some() {
+        if self.status.candidate.is_some() && self.status.stable.is_some() {
             self.roll_back(SPEC_INVALID, format!("the spec is invalid: {message}"));
         }
         self.enter(Phase::InvalidSpec, reason, message);
-        let rolled_back = self.st.stable.is_some() && self.st.rejected.is_some();
+        let rolled_back = self.status.stable.is_some() && self.status.rejected.is_some();
         self.finish(rolled_back)
     }
 
     fn enter_quietly(&mut self, phase: Phase, reason: &str, message: String) {
-        if self.st.phase != Some(phase) {
-            self.st.phase_since = Some(Time(self.now()));
+        if self.status.phase != Some(phase) {
+            self.status.phase_since = Some(Time(self.now()));
         }
-        self.st.phase = Some(phase);
-        self.st.reason = Some(reason.to_owned());
-        self.st.message = Some(message);
+        self.status.phase = Some(phase);
+        self.status.reason = Some(reason.to_owned());
+        self.status.message = Some(message);
     }
 
     fn pause_by_spec(&mut self) {
@@ -160,14 +160,14 @@ impl<'a> Decision<'a> {
 
     /// After `spec.paused` is lifted, resume where the state says (deadlines restart).
     fn resume_from_spec_pause(&mut self) {
-        let paused_by_spec = self.st.reason.as_deref() == Some("SpecPaused");
-        if paused_by_spec || self.st.phase == Some(Phase::InvalidSpec) {
-            self.st.analysis = None;
-            self.st.phase = None;
-            let phase = match (&self.st.candidate, &self.st.stable) {
+        let paused_by_spec = self.status.reason.as_deref() == Some("SpecPaused");
+        if paused_by_spec || self.status.phase == Some(Phase::InvalidSpec) {
+            self.status.analysis = None;
+            self.status.phase = None;
+            let phase = match (&self.status.candidate, &self.status.stable) {
                 (Some(_), _) => Phase::Progressing,
                 (None, None) => return,
-                (None, Some(_)) if self.st.rejected.is_some() => Phase::RolledBack,
+                (None, Some(_)) if self.status.rejected.is_some() => Phase::RolledBack,
                 (None, Some(_)) => Phase::Healthy,
             };
             self.enter(phase, "Resumed", "the rollout resumes".into());
@@ -175,14 +175,16 @@ impl<'a> Decision<'a> {
     }
 
     fn apply(&mut self, control: Control) {
-        let in_flight = self.st.candidate.is_some() && self.st.stable.is_some();
+        let in_flight = self.status.candidate.is_some() && self.status.stable.is_some();
         match control {
             Control::Abort if in_flight => {
                 self.roll_back("Aborted", "aborted by auren.io/abort".into())
             }
             Control::Promote if in_flight => self.promote_by_hand(),
-            Control::Retry if self.phase() == Some(Phase::Paused) && self.st.analysis.is_some() => {
-                self.st.analysis = None;
+            Control::Retry
+                if self.phase() == Some(Phase::Paused) && self.status.analysis.is_some() =>
+            {
+                self.status.analysis = None;
                 self.enter(
                     Phase::Progressing,
                     "Retried",
@@ -198,7 +200,7 @@ impl<'a> Decision<'a> {
     }
 
     fn promote_by_hand(&mut self) {
-        if self.st.canary.is_some() && !self.canary_done() {
+        if self.status.canary.is_some() && !self.canary_done() {
             return self.next_canary_step("Promoted by auren.io/promote");
         }
         self.enter(
@@ -220,7 +222,7 @@ impl<'a> Decision<'a> {
     }
 
     fn candidate(&self) -> Option<RevisionRef> {
-        self.st.candidate.clone()
+        self.status.candidate.clone()
     }
 
     /// Rolls back if the candidate crash-loops; true when it did.
@@ -251,7 +253,7 @@ impl<'a> Decision<'a> {
             return false;
         }
         let waiting = self.candidate_waiting_reason();
-        let outage = if self.st.reason.as_deref() == Some(DEPENDENCY_OUTAGE) {
+        let outage = if self.status.reason.as_deref() == Some(DEPENDENCY_OUTAGE) {
             format!(
                 ": the dependency outage did not end ({})",
                 self.newest_outage()
@@ -279,38 +281,44 @@ impl<'a> Decision<'a> {
     }
 
     fn progress_deadline(&self) -> Duration {
-        Duration::from_secs(u64::try_from(self.obs.spec.progress_deadline_seconds).unwrap_or(0))
+        Duration::from_secs(
+            u64::try_from(self.observed.spec.progress_deadline_seconds).unwrap_or(0),
+        )
     }
 
     /// Ends the rollout: traffic and consumers stay on (or return to) stable.
     pub(super) fn roll_back(&mut self, reason: &str, message: String) {
-        let Some(candidate) = self.st.candidate.take() else {
+        let Some(candidate) = self.status.candidate.take() else {
             return;
         };
         self.record(&candidate, Outcome::RolledBack, reason);
-        self.st.rejected = Some(candidate.clone());
-        self.st.canary = None;
-        self.st.services.active = self.st.stable.as_ref().map(|s| s.hash.clone());
+        self.status.rejected = Some(candidate.clone());
+        self.status.canary = None;
+        self.status.services.active = self.status.stable.as_ref().map(|s| s.hash.clone());
         let message = format!("release {} rolled back: {message}", candidate.hash);
-        self.st.phase = None;
+        self.status.phase = None;
         self.enter(Phase::RolledBack, reason, message);
     }
 
     fn finish(mut self, act: bool) -> Plan {
         let world = act.then(|| render(&self.render_input()));
         if let Some(world) = &world {
-            self.st.services.active = world.active.as_status();
-            self.st.services.preview = world.preview.as_status();
-            super::pointing::forget_unconfigured(&mut self.st, self.obs.spec);
+            self.status.services.active = world.active.as_status();
+            self.status.services.preview = world.preview.as_status();
+            super::pointing::forget_unconfigured(&mut self.status, self.observed.spec);
         }
-        self.st.ready = self.ready_text();
-        self.st.replicas = self.serving_replicas();
-        set_conditions(&mut self.st, self.obs.generation, self.obs.now);
+        self.status.ready = self.ready_text();
+        self.status.replicas = self.serving_replicas();
+        set_conditions(
+            &mut self.status,
+            self.observed.generation,
+            self.observed.now,
+        );
         self.mark_unsafe_settings();
         let requeue_after = self.requeue_after();
-        let notice = super::notice::notice(self.obs.status, &self.st);
+        let notice = super::notice::notice(self.observed.status, &self.status);
         Plan {
-            status: self.st,
+            status: self.status,
             world,
             events: self.events,
             requeue_after,
@@ -321,12 +329,12 @@ impl<'a> Decision<'a> {
     /// Unsafe settings allowed by `spec.allowUnsafe` and in use: a condition, and a Warning
     /// Event whenever that list changes.
     fn mark_unsafe_settings(&mut self) {
-        let allowed: Vec<String> = (self.obs.spec.unsafe_settings().into_iter())
-            .filter(|(setting, _)| self.obs.spec.allow_unsafe.contains(setting))
+        let allowed: Vec<String> = (self.observed.spec.unsafe_settings().into_iter())
+            .filter(|(setting, _)| self.observed.spec.allow_unsafe.contains(setting))
             .map(|(setting, variable)| format!("{variable} ({})", setting.as_str()))
             .collect();
-        let (generation, now) = (self.obs.generation, self.obs.now);
-        if let Some(message) = set_unsafe_condition(&mut self.st, &allowed, generation, now) {
+        let (generation, now) = (self.observed.generation, self.observed.now);
+        if let Some(message) = set_unsafe_condition(&mut self.status, &allowed, generation, now) {
             self.event(EventKind::Warning, "UnsafeSettingsAllowed", message);
         }
     }
@@ -343,16 +351,20 @@ impl<'a> Decision<'a> {
     }
 
     fn ready_text(&self) -> Option<String> {
-        let serving = self.st.stable.as_ref().or(self.st.candidate.as_ref())?;
+        let serving = self
+            .status
+            .stable
+            .as_ref()
+            .or(self.status.candidate.as_ref())?;
         let ready = self.release(&serving.hash).api.ready;
-        Some(format!("{ready}/{}", self.obs.spec.api.replicas))
+        Some(format!("{ready}/{}", self.observed.spec.api.replicas))
     }
 
     /// What `render` needs from this decision, as plain values.
     fn render_input(&self) -> RenderInput<'_> {
         RenderInput {
-            obs: self.obs,
-            status: &self.st,
+            observed: self.observed,
+            status: &self.status,
             requested_weight: self.requested_weight(),
             consumer_replicas: self.consumer_replicas(),
             preview_replicas: self.preview_replicas(),

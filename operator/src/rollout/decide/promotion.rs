@@ -21,13 +21,13 @@ impl Decision<'_> {
         let Some(candidate) = self.candidate() else {
             return;
         };
-        if self.candidate_ready(self.obs.spec.api.replicas) {
-            self.st.services.active = Some(candidate.hash.clone());
+        if self.candidate_ready(self.observed.spec.api.replicas) {
+            self.status.services.active = Some(candidate.hash.clone());
         }
         if self.handover_done(&candidate) {
             return self.complete_promotion(candidate);
         }
-        let since = self.st.phase_since.clone();
+        let since = self.status.phase_since.clone();
         self.past_deadline(
             since.as_ref(),
             self.progress_deadline(),
@@ -36,10 +36,10 @@ impl Decision<'_> {
     }
 
     pub(super) fn handover_done(&self, candidate: &RevisionRef) -> bool {
-        let switched = self.st.services.active.as_deref() == Some(candidate.hash.as_str());
+        let switched = self.status.services.active.as_deref() == Some(candidate.hash.as_str());
         let replicas = self.consumer_replicas();
         let others_standby = self
-            .obs
+            .observed
             .releases
             .iter()
             .filter(|r| r.revision != candidate.hash)
@@ -54,18 +54,18 @@ impl Decision<'_> {
 
     pub(super) fn complete_promotion(&mut self, candidate: RevisionRef) {
         let delay = Duration::from_secs(
-            u64::try_from(self.obs.spec.scale_down_delay_seconds()).unwrap_or(0),
+            u64::try_from(self.observed.spec.scale_down_delay_seconds()).unwrap_or(0),
         );
-        self.st.previous = self.st.stable.take().map(|old| PreviousRevision {
+        self.status.previous = self.status.stable.take().map(|old| PreviousRevision {
             hash: old.hash,
             image: old.image,
             scale_down_at: Time(plus(self.now(), delay)),
         });
-        self.st.stable = Some(candidate.clone());
-        self.st.candidate = None;
-        self.st.canary = None;
-        self.st.analysis = self
-            .st
+        self.status.stable = Some(candidate.clone());
+        self.status.candidate = None;
+        self.status.canary = None;
+        self.status.analysis = self
+            .status
             .previous
             .as_ref()
             .map(|_| self.watch_progress(&candidate.hash));

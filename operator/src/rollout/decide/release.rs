@@ -11,18 +11,18 @@ use super::Decision;
 impl Decision<'_> {
     /// Notices a new release in the spec, or a spec that went back to the stable release.
     pub(super) fn track_release(&mut self, retry: bool) {
-        let desired = self.obs.desired.clone();
+        let desired = self.observed.desired.clone();
         let is = |r: &Option<RevisionRef>| r.as_ref().is_some_and(|r| r.hash == desired.hash);
-        if is(&self.st.candidate) {
+        if is(&self.status.candidate) {
             return;
         }
-        if self.st.stable.is_none() && self.st.candidate.is_none() {
+        if self.status.stable.is_none() && self.status.candidate.is_none() {
             return self.start_candidate(desired, "Installing");
         }
-        if is(&self.st.stable) {
+        if is(&self.status.stable) {
             return self.abandon_candidate();
         }
-        if is(&self.st.rejected) && !retry {
+        if is(&self.status.rejected) && !retry {
             return;
         }
         self.supersede_candidate();
@@ -31,18 +31,18 @@ impl Decision<'_> {
 
     pub(super) fn start_candidate(&mut self, candidate: RevisionRef, reason: &str) {
         let message = format!("release {} ({}) starts", candidate.hash, candidate.image);
-        self.st.rejected = None;
-        self.st.analysis = None;
-        self.st.canary = (!self.steps.is_empty()).then(CanaryStatus::default);
-        self.st.candidate = Some(candidate);
-        self.st.phase = None;
+        self.status.rejected = None;
+        self.status.analysis = None;
+        self.status.canary = (!self.steps.is_empty()).then(CanaryStatus::default);
+        self.status.candidate = Some(candidate);
+        self.status.phase = None;
         self.enter(Phase::Progressing, reason, message);
     }
 
     pub(super) fn abandon_candidate(&mut self) {
-        if self.st.candidate.is_some() {
+        if self.status.candidate.is_some() {
             self.supersede_candidate();
-            self.st.services.active = self.st.stable.as_ref().map(|s| s.hash.clone());
+            self.status.services.active = self.status.stable.as_ref().map(|s| s.hash.clone());
             self.enter(
                 Phase::Healthy,
                 "Reverted",
@@ -52,10 +52,10 @@ impl Decision<'_> {
     }
 
     pub(super) fn supersede_candidate(&mut self) {
-        if let Some(old) = self.st.candidate.take() {
+        if let Some(old) = self.status.candidate.take() {
             self.record(&old, Outcome::Superseded, "Superseded");
-            self.st.analysis = None;
-            self.st.canary = None;
+            self.status.analysis = None;
+            self.status.canary = None;
         }
     }
 
@@ -67,25 +67,25 @@ impl Decision<'_> {
             reason: reason.to_owned(),
             at: Time(self.now()),
         };
-        self.st.history.push(record);
-        let excess = self.st.history.len().saturating_sub(MAX_HISTORY);
-        self.st.history.drain(..excess);
+        self.status.history.push(record);
+        let excess = self.status.history.len().saturating_sub(MAX_HISTORY);
+        self.status.history.drain(..excess);
     }
 
     pub(super) fn progressing(&mut self) {
         if self.candidate_crashed() {
             return;
         }
-        if self.st.stable.is_none() {
+        if self.status.stable.is_none() {
             return self.installing();
         }
-        if self.st.canary.is_some() {
+        if self.status.canary.is_some() {
             return self.canary_step();
         }
         if self.candidate_ready(self.preview_replicas()) {
             return self.start_analysis();
         }
-        let since = self.st.phase_since.clone();
+        let since = self.status.phase_since.clone();
         self.past_deadline(
             since.as_ref(),
             self.progress_deadline(),
@@ -94,7 +94,7 @@ impl Decision<'_> {
     }
 
     pub(super) fn preview_replicas(&self) -> i32 {
-        let spec = self.obs.spec;
+        let spec = self.observed.spec;
         spec.blue_green()
             .preview_replicas
             .unwrap_or(spec.api.replicas)
@@ -113,15 +113,16 @@ impl Decision<'_> {
     /// count the stable release's consumer Deployment has now (what the autoscaler last set),
     /// so a candidate starts with as many and the operator never undoes the autoscaler.
     pub(super) fn consumer_replicas(&self) -> i32 {
-        let spec = &self.obs.spec.consumer;
-        let stable = spec.autoscaler.as_ref().and(self.st.stable.as_ref());
-        let observed = stable.and_then(|s| self.obs.releases.iter().find(|r| r.revision == s.hash));
+        let spec = &self.observed.spec.consumer;
+        let stable = spec.autoscaler.as_ref().and(self.status.stable.as_ref());
+        let observed =
+            stable.and_then(|s| self.observed.releases.iter().find(|r| r.revision == s.hash));
         observed.map_or(spec.replicas, |r| r.consumer.desired)
     }
 
     /// What the consumer autoscaler targets: the stable release, once there is one.
     pub(super) fn autoscaler_target(&self) -> Option<String> {
-        pointing::autoscaler_record(self.obs.spec, &self.st.stable.as_ref()?.hash)
+        pointing::autoscaler_record(self.observed.spec, &self.status.stable.as_ref()?.hash)
     }
 
     /// The first release: no analysis (nothing to compare with), Healthy once it serves.
@@ -129,13 +130,13 @@ impl Decision<'_> {
         let Some(candidate) = self.candidate() else {
             return;
         };
-        self.st.services.active = Some(candidate.hash.clone());
+        self.status.services.active = Some(candidate.hash.clone());
         let release = self.release(&candidate.hash);
         let consumers = self.consumer_replicas();
         let consuming = consumers == 0 || release.roles.confirmed_active(consumers);
-        if self.candidate_ready(self.obs.spec.api.replicas) && consuming {
-            self.st.candidate = None;
-            self.st.stable = Some(candidate.clone());
+        if self.candidate_ready(self.observed.spec.api.replicas) && consuming {
+            self.status.candidate = None;
+            self.status.stable = Some(candidate.clone());
             self.record(&candidate, Outcome::Promoted, "Installed");
             return self.enter(
                 Phase::Healthy,
@@ -144,7 +145,7 @@ impl Decision<'_> {
             );
         }
         let deadline = self
-            .st
+            .status
             .phase_since
             .as_ref()
             .map(|t| plus(t.0, self.progress_deadline()));

@@ -19,15 +19,15 @@ impl Decision<'_> {
         if self.post_promotion_failed() {
             return;
         }
-        if self.st.stable.is_none() {
+        if self.status.stable.is_none() {
             return self.installing();
         }
-        let Some(stable) = self.st.stable.clone() else {
+        let Some(stable) = self.status.stable.clone() else {
             return;
         };
         let release = self.release(&stable.hash);
-        let unavailable =
-            release.api.crash_looping || (self.obs.spec.api.replicas > 0 && release.api.ready == 0);
+        let unavailable = release.api.crash_looping
+            || (self.observed.spec.api.replicas > 0 && release.api.ready == 0);
         match (unavailable, self.phase()) {
             (true, Some(Phase::Degraded)) => {}
             (true, _) => self.enter(
@@ -36,7 +36,7 @@ impl Decision<'_> {
                 format!("no API pod of release {} is ready", stable.hash),
             ),
             (false, Some(Phase::Degraded)) => {
-                let back = if self.st.rejected.is_some() {
+                let back = if self.status.rejected.is_some() {
                     Phase::RolledBack
                 } else {
                     Phase::Healthy
@@ -49,25 +49,26 @@ impl Decision<'_> {
             }
             (false, _) => {}
         }
-        self.st.services.active = Some(stable.hash);
+        self.status.services.active = Some(stable.hash);
     }
 
     /// Inside the scale-down window a failing or crashing new stable release switches back.
     pub(super) fn post_promotion_failed(&mut self) -> bool {
-        let (Some(previous), Some(stable)) = (self.st.previous.clone(), self.st.stable.clone())
+        let (Some(previous), Some(stable)) =
+            (self.status.previous.clone(), self.status.stable.clone())
         else {
             return false;
         };
         self.fold(&stable.hash);
         let release = self.release(&stable.hash);
-        let limits = &self.obs.spec.analysis;
-        let failed = self.st.analysis.as_ref().is_some_and(|p| {
+        let limits = &self.observed.spec.analysis;
+        let failed = self.status.analysis.as_ref().is_some_and(|p| {
             p.revision == stable.hash
                 && (p.failures >= limits.failure_limit
                     || p.consecutive_failures >= limits.consecutive_failure_limit)
         });
         let watched = self
-            .st
+            .status
             .analysis
             .as_ref()
             .is_some_and(|p| p.revision == stable.hash);
@@ -83,13 +84,13 @@ impl Decision<'_> {
             format!("crash-looping ({} restarts)", restarts(&release))
         };
         self.record(&stable, Outcome::RolledBack, "PostPromotionFailure");
-        self.st.rejected = Some(stable.clone());
-        self.st.stable = Some(RevisionRef {
+        self.status.rejected = Some(stable.clone());
+        self.status.stable = Some(RevisionRef {
             hash: previous.hash.clone(),
             image: previous.image,
         });
-        self.st.previous = None;
-        self.st.services.active = Some(previous.hash.clone());
+        self.status.previous = None;
+        self.status.services.active = Some(previous.hash.clone());
         let message = format!(
             "release {} failed after promotion ({why}); back on {}",
             stable.hash, previous.hash
@@ -99,7 +100,7 @@ impl Decision<'_> {
     }
 
     pub(super) fn expire_previous(&mut self) {
-        let Some(previous) = self.st.previous.clone() else {
+        let Some(previous) = self.status.previous.clone() else {
             return;
         };
         if self.now() < previous.scale_down_at.0 {
@@ -108,14 +109,14 @@ impl Decision<'_> {
         if self.outage_holds_watch() {
             return;
         }
-        self.st.previous = None;
+        self.status.previous = None;
         if self
-            .st
+            .status
             .analysis
             .as_ref()
-            .is_some_and(|p| Some(&p.revision) == self.st.stable.as_ref().map(|s| &s.hash))
+            .is_some_and(|p| Some(&p.revision) == self.status.stable.as_ref().map(|s| &s.hash))
         {
-            self.st.analysis = None;
+            self.status.analysis = None;
         }
         self.event(
             EventKind::Normal,
@@ -127,8 +128,8 @@ impl Decision<'_> {
     /// An outage holds the post-promotion watch: the previous release stays up (bounded by
     /// `maxLiveOutageSeconds`, then the watch switches back) so the watch does not end blind.
     pub(super) fn outage_holds_watch(&self) -> bool {
-        let stable = self.st.stable.as_ref().map(|s| s.hash.as_str());
-        (self.st.analysis.as_ref())
+        let stable = self.status.stable.as_ref().map(|s| s.hash.as_str());
+        (self.status.analysis.as_ref())
             .is_some_and(|p| Some(p.revision.as_str()) == stable && p.outage_since.is_some())
     }
 }
