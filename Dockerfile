@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# AUREN images: the operator image (auren-operator + kubectl-auren) and the runtime image
+# AUREN images: the operator image (auren-operator) and the runtime image
 # (auren-runtime only). Each carries only its own binaries.
 #
 #   docker build -t auren/operator:0.1.0 .                    # the chart's default image
@@ -28,7 +28,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/target \
     cargo build --release --locked -p auren-runtime -p auren-operator --bins \
  && mkdir -p /out \
- && cp /target/release/auren-runtime /target/release/auren-operator /target/release/kubectl-auren /out/ \
+ && cp /target/release/auren-runtime /target/release/auren-operator /out/ \
  && for bin in /out/*; do \
       extra=$(ldd "$bin" | awk '{print $1}' | grep -Ev '^(linux-vdso|linux-gate|/lib(64)?/ld-linux|/lib/ld-linux|ld-linux|libc|libm|libgcc_s|libstdc\+\+|libpthread|libdl|librt)\b' || true); \
       if [ -n "$extra" ]; then echo "$bin needs libraries missing from the final image: $extra" >&2; exit 1; fi; \
@@ -51,6 +51,6 @@ ENTRYPOINT ["/usr/local/bin/auren-runtime"]
 
 # Last stage = the default target: the operator image.
 FROM base AS operator
-COPY --from=builder /out/auren-operator /out/kubectl-auren /usr/local/bin/
+COPY --from=builder /out/auren-operator /usr/local/bin/
 EXPOSE 8080
 ENTRYPOINT ["/usr/local/bin/auren-operator"]

@@ -16,7 +16,7 @@ test-compat: ## the chart, blue/green, rollback and canary on Kubernetes 1.34 (t
 demo: ## run the main job end to end on this machine
 	bash scripts/demo.sh
 
-lint: ## rustfmt + clippy only
+lint: ## rustfmt, clippy, no import circles between modules
 	AUREN_TIERS=lint bash scripts/test.sh
 
 services-up: ## start PostgreSQL and the broker for manual work (state in $$AUREN_STATE)

@@ -67,7 +67,7 @@ HELM="$(bash scripts/helm.sh)"
 reason="$(bash e2e/cluster/real-node.sh check)" ||
   die "this machine cannot run the local cluster's node: $reason (docs/operations.md: \"The demo on your own cluster\")"
 say "building auren-runtime, auren-operator (+ kubectl-auren)"
-cargo build --locked -q --bins -p auren-runtime -p auren-operator
+cargo build --locked -q --bins -p auren-runtime -p auren-operator -p kubectl-auren
 export PATH="$CARGO_TARGET_DIR/debug:$PATH"   # `kubectl auren ...` finds the kubectl-auren plugin
 say "building the images from the Dockerfile (scripts/images.sh: buildah, no Docker engine)"
 AUREN_IMAGES="$(bash scripts/images.sh | tail -n1)"

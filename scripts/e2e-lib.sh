@@ -10,7 +10,7 @@ e2e_prepare() {
   # namespaces, no bridge) fails here at once with the reason. This tier is never skipped.
   local reason
   reason="$(bash e2e/cluster/real-node.sh check)" || die "this machine cannot run the local cluster's node: $reason"
-  cargo build --locked --bins -p auren-runtime -p auren-operator
+  cargo build --locked --bins -p auren-runtime -p auren-operator -p kubectl-auren
   AUREN_IMAGES="$(bash scripts/images.sh | tail -n1)"
   export AUREN_IMAGES
   python3 scripts/images.py check "$AUREN_IMAGES" >/dev/null

@@ -114,7 +114,7 @@ python3 - <<'PY'
 import importlib.util, sys
 spec = importlib.util.spec_from_file_location("images", "scripts/images.py")
 images = importlib.util.module_from_spec(spec); spec.loader.exec_module(images)
-want = {"runtime": ["auren-runtime"], "operator": ["auren-operator", "kubectl-auren"]}
+want = {"runtime": ["auren-runtime"], "operator": ["auren-operator"]}
 for target, bins in want.items():
     have = sorted(src for src, _ in images.plan(target)["copies"])
     if have != sorted(bins):

@@ -30,9 +30,11 @@ bash scripts/deps.sh
 bash scripts/broker.sh install
 
 if has_tier lint; then
-  say "tier: lint (rustfmt, clippy -D warnings)"
+  say "tier: lint (rustfmt, clippy -D warnings, no import circles between modules)"
   cargo fmt --all --check
   cargo clippy --workspace --all-targets --locked -- -D warnings
+  python3 scripts/module_cycles.py --self-test
+  python3 scripts/module_cycles.py contract/src runtime/src operator/src kubectl-auren/src testkit/src
 fi
 
 if has_tier test; then

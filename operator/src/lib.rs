@@ -1,7 +1,7 @@
 //! auren-operator: runs the AUREN runtime's API and consumer pods from an `AurenRuntime` and
 //! moves them from release to release safely.
 //!
-//! # Layers (pure, apart from `controller`, `app` and `plugin`)
+//! # Layers (pure, apart from `controller` and `app`)
 //!
 //! ```text
 //! api        the CRD types (spec, status, defaults, schema) and `validate` for what the
@@ -20,8 +20,8 @@
 //! ```
 //!
 //! Around the pure core: `controller` (the only kube and pod I/O: reconcile, leader election),
-//! `metrics` (the `auren_operator_*` registry), `app` (the `auren-operator` process) and
-//! `plugin` (the `kubectl-auren` controls) with `dashboard` (its live web page).
+//! `metrics` (the `auren_operator_*` registry) and `app` (the `auren-operator` process). The
+//! kubectl plugin and its dashboard are the `kubectl-auren` crate.
 //!
 //! # One reconcile, as the controller should wire it
 //!
@@ -48,10 +48,8 @@ pub mod analysis;
 pub mod api;
 pub mod app;
 pub mod controller;
-pub mod dashboard;
 pub mod metrics;
 pub mod notify;
-pub mod plugin;
 pub mod resources;
 pub mod revision;
 pub mod rollout;

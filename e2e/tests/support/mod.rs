@@ -262,7 +262,7 @@ fn operator_bin() -> PathBuf {
     }
 }
 
-/// A binary of `cargo build -p auren-operator --bins`: target/<profile>/deps/operator-<hash>
+/// A binary of `cargo build --bins -p auren-operator -p kubectl-auren`: target/<profile>/deps/operator-<hash>
 /// → target/<profile>/<name>.
 pub fn built_bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
@@ -270,7 +270,7 @@ pub fn built_bin(name: &str) -> PathBuf {
     let bin = profile_dir.join(name);
     assert!(
         bin.exists(),
-        "{} missing: build it first (cargo build -p auren-operator --bins)",
+        "{} missing: build it first (cargo build --bins -p auren-operator -p kubectl-auren)",
         bin.display()
     );
     bin

@@ -1,19 +1,18 @@
-//! `kubectl auren`: where a rollout stands, and the controls. Promote, abort and retry set the
-//! annotations of `rollout::controls` to a fresh value; the operator acts on each value once
-//! and acknowledges it in status. No Git-owned (spec) field is ever touched.
+//! The command line: where a rollout stands (`status`, `history`), the controls (`promote`,
+//! `abort`, `retry`, through [`crate::controls`]) and the `dashboard`.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams};
+use auren_operator::api::{AurenRuntime, AurenRuntimeStatus, Outcome};
+use auren_operator::rollout::Control;
+use kube::api::Api;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
-use crate::api::{AurenRuntime, AurenRuntimeStatus, Outcome};
+use crate::controls::request_control;
 use crate::dashboard;
-use crate::rollout::Control;
 
 /// Command line of `kubectl-auren`.
 #[derive(Debug, clap::Parser)]
@@ -128,20 +127,6 @@ async fn control(api: &Api<AurenRuntime>, name: &str, control: Control) -> anyho
     Ok(())
 }
 
-/// Asks the operator for `control` on `name`: sets its annotation to a fresh value (acted on
-/// once). Returns the value. The CLI's and the dashboard's controls both come here.
-pub async fn request_control(
-    api: &Api<AurenRuntime>,
-    name: &str,
-    control: Control,
-) -> Result<String, kube::Error> {
-    let value = Timestamp::now().to_string();
-    let patch = serde_json::json!({"metadata": {"annotations": {control.annotation(): value}}});
-    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await?;
-    Ok(value)
-}
-
 async fn status(api: &Api<AurenRuntime>, name: &str, watch: bool) -> anyhow::Result<()> {
     let mut last = String::new();
     loop {
@@ -237,8 +222,9 @@ pub fn history(st: &AurenRuntimeStatus) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{Phase, ReleaseRecord, RevisionRef};
+    use auren_operator::api::{Phase, ReleaseRecord, RevisionRef};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use k8s_openapi::jiff::Timestamp;
 
     #[test]
     fn summary_and_history_tell_where_the_rollout_stands() {
@@ -272,20 +258,20 @@ mod tests {
         let st = AurenRuntimeStatus {
             phase: Some(Phase::Analyzing),
             reason: Some("DependencyOutage".into()),
-            analysis: Some(crate::api::AnalysisProgress {
+            analysis: Some(auren_operator::api::AnalysisProgress {
                 successes: 1,
                 dependency_outages: 2,
-                ..crate::api::AnalysisProgress::begin(
+                ..auren_operator::api::AnalysisProgress::begin(
                     "bbb",
                     Time(Timestamp::from_second(0).unwrap()),
                 )
             }),
-            measurements: vec![crate::api::Measurement {
+            measurements: vec![auren_operator::api::Measurement {
                 check: "error-ratio".into(),
                 revision: "bbb".into(),
                 value: Some(0.3),
                 threshold: "<= 0.01".into(),
-                verdict: crate::api::Verdict::DependencyOutage,
+                verdict: auren_operator::api::Verdict::DependencyOutage,
                 reason: Some("dependency outage: kafka down for the stable release too".into()),
                 at: Time(Timestamp::from_second(10).unwrap()),
             }],

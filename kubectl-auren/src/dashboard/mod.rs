@@ -20,9 +20,9 @@ use axum::response::{IntoResponse, Response};
 use kube::api::Api;
 
 pub use hosts::AllowedHosts;
-pub use server::{Dashboard, TOKEN_HEADER};
+pub use server::Dashboard;
 
-use crate::api::AurenRuntime;
+use auren_operator::api::AurenRuntime;
 
 /// What can go wrong serving the dashboard or one of its requests.
 #[derive(Debug, thiserror::Error)]
@@ -153,6 +153,7 @@ pub async fn serve(client: kube::Client, settings: Settings) -> Result<(), Dashb
 
 #[cfg(test)]
 mod tests {
+    use super::server::TOKEN_HEADER;
     use super::*;
     use axum::body::Body;
     use axum::http::Request;

@@ -21,8 +21,8 @@ use tokio::sync::{Mutex, watch};
 
 use super::view::{Board, BoardView, control_named};
 use super::{AllowedHosts, DashboardError};
-use crate::api::AurenRuntime;
-use crate::plugin::request_control;
+use crate::controls::request_control;
+use auren_operator::api::AurenRuntime;
 
 /// The header the page sends with an action, holding the dashboard's token. A cross-site form
 /// or link cannot set a header, and a peer on the network (the dashboard listening beyond

@@ -1,6 +1,6 @@
 //! The dashboard's view-model: what the page shows of each AurenRuntime, computed purely from
 //! the watched objects. [`Board`] follows the watch events and keeps the measurements it has
-//! seen (status keeps only the newest [`MAX_MEASUREMENTS`](crate::api::MAX_MEASUREMENTS)), so
+//! seen (status keeps only the newest [`MAX_MEASUREMENTS`](auren_operator::api::MAX_MEASUREMENTS)), so
 //! the chart covers the whole time the dashboard has been running.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -9,8 +9,8 @@ use kube::ResourceExt;
 use kube::runtime::watcher;
 use serde::Serialize;
 
-use crate::api::{AurenRuntime, AurenRuntimeStatus, Measurement, Outcome, Verdict};
-use crate::rollout::Control;
+use auren_operator::api::{AurenRuntime, AurenRuntimeStatus, Measurement, Outcome, Verdict};
+use auren_operator::rollout::Control;
 
 /// Points kept per AurenRuntime across all checks (the oldest are dropped first).
 pub const MAX_POINTS: usize = 600;
@@ -250,7 +250,7 @@ pub fn runtime_view(ar: &AurenRuntime, points: &[Measurement]) -> RuntimeView {
 }
 
 fn releases(st: &AurenRuntimeStatus) -> Vec<ReleaseView> {
-    let plain = |role, r: &crate::api::RevisionRef| ReleaseView {
+    let plain = |role, r: &auren_operator::api::RevisionRef| ReleaseView {
         role,
         hash: r.hash.clone(),
         image: r.image.clone(),
