@@ -10,8 +10,10 @@
 # machine shows as a low baseline, not as a regression.
 # BENCH_SECONDS (6) and BENCH_RUNS (3): wrk seconds per figure and runs per build;
 # BENCH_CONNECTIONS (64); BENCH_CONSUMER_EVENTS (1000000): distinct events the consumer stores
-# (one process, then two in one group), in transactions of up to BENCH_CONSUMER_BATCH (1000,
-# MAX_CONCURRENT_EVENTS); the runtime's own settings (KAFKA_COMPRESSION=lz4 ...) pass through;
+# (one process, then two in one group, into PostgreSQL with fsync off; then one process into a
+# durable PostgreSQL, fsync on, beside it on the same storage), each build on its own default
+# batch size unless BENCH_CONSUMER_BATCH sets one (MAX_CONCURRENT_EVENTS, which every build
+# reads); the runtime's own settings (KAFKA_COMPRESSION=lz4 ...) pass through;
 # BENCH_ONLY: any of http,consumer,instructions (default all three), or profile: flamegraphs of
 # this build's hot paths into docs/flamegraphs/ and where their CPU goes (`make profile`).
 source "$(dirname "$0")/lib.sh"
@@ -21,7 +23,12 @@ SECONDS_PER_RUN="${BENCH_SECONDS:-6}"
 RUNS="${BENCH_RUNS:-3}"
 CONNS="${BENCH_CONNECTIONS:-64}"
 CONSUMER_EVENTS="${BENCH_CONSUMER_EVENTS:-1000000}"
-CONSUMER_BATCH="${BENCH_CONSUMER_BATCH:-1000}"
+CONSUMER_BATCH="${BENCH_CONSUMER_BATCH:-}"
+# The consumer's batch setting: none (each build's default) unless BENCH_CONSUMER_BATCH asks.
+BATCH_ENV=() BATCH_LABEL="default batch settings"
+if [ -n "$CONSUMER_BATCH" ]; then
+  BATCH_ENV=(MAX_CONCURRENT_EVENTS="$CONSUMER_BATCH") BATCH_LABEL="batches ≤ $CONSUMER_BATCH"
+fi
 ONLY="${BENCH_ONLY:-http,consumer,instructions}"
 AGAINST="${BENCH_AGAINST:-}"
 export AUREN_STATE="$(mktemp -d "${TMPDIR:-/tmp}/auren-bench.XXXXXX")"
@@ -31,10 +38,17 @@ cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   bash scripts/broker.sh stop || true
   bash scripts/postgres.sh stop || true
+  durable_pg stop || true
   rm -rf "$AUREN_STATE"
 }
 trap cleanup EXIT
 wants() { [[ ",$ONLY," == *",$1,"* ]]; }
+# The durable PostgreSQL (fsync on) beside the fast one, on the next port.
+DURABLE_PG_PORT=$((AUREN_PG_PORT + 1))
+DURABLE_DB="postgres://auren@${AUREN_SERVICE_HOST}:${DURABLE_PG_PORT}/auren"
+durable_pg() { # start|stop
+  AUREN_PG_DURABLE=1 AUREN_PG_PORT="$DURABLE_PG_PORT" bash scripts/postgres.sh "$1"
+}
 
 # --- builds ----------------------------------------------------------------------------------
 # The release profile plus line tables and symbols, in its own target folder, so a profiler can
@@ -68,7 +82,9 @@ build_against() { # ref -> binary path
 bash scripts/deps.sh
 command -v wrk >/dev/null || apt-get install -y -qq wrk >/dev/null
 # pg_stat_statements: how long PostgreSQL itself executes the consumer's batch statement.
-AUREN_PG_OPTIONS="-c shared_preload_libraries=pg_stat_statements" bash scripts/postgres.sh start
+export AUREN_PG_OPTIONS="-c shared_preload_libraries=pg_stat_statements"
+bash scripts/postgres.sh start
+wants consumer && durable_pg start
 bash scripts/broker.sh start
 say "building this tree (profile profiling)"
 BINS=("$(profiling_build "$AUREN_ROOT" "$CARGO_TARGET_DIR")")
@@ -79,8 +95,12 @@ fi
 SECRET=bench-secret
 WHOOP_SECRET=bench-whoop-secret
 DB="$AUREN_TEST_DATABASE_URL"
-psql "$DB" -qc "DROP TABLE IF EXISTS events, user_metrics, _sqlx_migrations" >/dev/null 2>&1
-psql "$DB" -qc "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" >/dev/null
+fresh_database() { # url
+  psql "$1" -qc "DROP TABLE IF EXISTS events, user_metrics, _sqlx_migrations" >/dev/null 2>&1
+  psql "$1" -qc "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" >/dev/null
+}
+fresh_database "$DB"
+wants consumer && fresh_database "$DURABLE_DB"
 
 # wrk repeats one signed request: the replay guard (which would answer it 409 after the first
 # 202) is off here; its cost is one ~0.3 µs lookup per request.
@@ -203,16 +223,17 @@ stored_total() { # processes -> events stored by consumers 1..processes
   for i in $(seq "$1"); do sum=$((sum + $(metric $((18480 + i)) auren_runtime_events_stored_total))); done
   echo "$sum"
 }
-# One consumer group of <processes> consumers (ports 18481...) stores the backlog.
-consumer_figures() { # build-index binary topic events processes
-  local b="$1" procs="$5" n=0 first_n="" first_ns="" start_ns i pids=() group
+# One consumer group of <processes> consumers (ports 18481...) stores the backlog into <database>;
+# its figures are named consumer[<processes>]<suffix>_*.
+consumer_figures() { # build-index binary topic events processes database [suffix]
+  local b="$1" procs="$5" db="$6" suffix="${7:-}" n=0 first_n="" first_ns="" start_ns i pids=() group
   group="bench-$b-$(date +%s%N)"
-  psql "$DB" -qc "TRUNCATE events, user_metrics" >/dev/null 2>&1 || true
-  psql "$DB" -qc "SELECT pg_stat_statements_reset()" >/dev/null
+  psql "$db" -qc "TRUNCATE events, user_metrics" >/dev/null 2>&1 || true
+  psql "$db" -qc "SELECT pg_stat_statements_reset()" >/dev/null
   start_ns=$(date +%s%N)
   for i in $(seq "$procs"); do
-    env "${common_env[@]}" RUN_MODE=consumer API_PORT=$((18480 + i)) ADMIN_PORT=$((18580 + i)) \
-      KAFKA_TOPIC="$3" KAFKA_GROUP="$group" MAX_CONCURRENT_EVENTS="$CONSUMER_BATCH" "$2" \
+    env "${common_env[@]}" DATABASE_URL="$db" RUN_MODE=consumer API_PORT=$((18480 + i)) \
+      ADMIN_PORT=$((18580 + i)) KAFKA_TOPIC="$3" KAFKA_GROUP="$group" "${BATCH_ENV[@]}" "$2" \
       2>>"$AUREN_STATE/consumer.log" &
     pids+=("$!"); PIDS+=("$!")
   done
@@ -222,14 +243,15 @@ consumer_figures() { # build-index binary topic events processes
     [ $(( ($(date +%s%N) - start_ns) / 1000000000 )) -gt 600 ] && die "consumers stored $n of $4 in 600 s"
     sleep 0.2
   done
-  local end_ns=$(date +%s%N) figure=consumer
+  local end_ns=$(date +%s%N) figure=consumer eps
   [ "$procs" = 1 ] || figure="consumer$procs"
-  record "$b" "${figure}_eps" "$(awk -v n="$((n - first_n))" -v ns="$((end_ns - first_ns))" 'BEGIN {printf "%.0f", n / (ns / 1e9)}')"
+  eps="$(awk -v n="$((n - first_n))" -v ns="$((end_ns - first_ns))" 'BEGIN {printf "%.0f", n / (ns / 1e9)}')"
+  record "$b" "${figure}${suffix}_eps" "$eps"
   if [ "$procs" = 1 ]; then
-    record "$b" consumer_rss "$(peak_rss_mib "${pids[0]}")"
-    store_figures "$b" "$((end_ns - first_ns))" "$4"
+    record "$b" "consumer${suffix}_rss" "$(peak_rss_mib "${pids[0]}")"
+    store_figures "$b" "$((end_ns - first_ns))" "$4" "$db" "$suffix" "$eps"
   fi
-  local rows; rows="$(psql "$DB" -tAc "SELECT count(*) FROM events")"
+  local rows; rows="$(psql "$db" -tAc "SELECT count(*) FROM events")"
   [ "$rows" = "$4" ] || die "consumer: $rows rows stored for $4 distinct events"
   kill "${pids[@]}"; wait "${pids[@]}" 2>/dev/null || true
 }
@@ -237,15 +259,17 @@ consumer_figures() { # build-index binary topic events processes
 # PostgreSQL's own share of a one-consumer run: the time it spent executing the batch statement
 # (all batches: one statement each), as events/s if nothing else took time (the ceiling of
 # storing one batch after another), and as a share of the run's wall time.
-store_figures() { # build-index run-ns events
-  local pg
-  pg="$(psql "$DB" -tAc "SELECT coalesce(sum(total_exec_time), 0) FROM pg_stat_statements
+store_figures() { # build-index run-ns events database suffix consumer-events/s
+  local pg ceiling
+  pg="$(psql "$4" -tAc "SELECT coalesce(sum(total_exec_time), 0) FROM pg_stat_statements
                           WHERE query LIKE 'WITH inserted AS%'")"
   # The pattern is the start of the batch statement in runtime/src/store.rs.
   awk -v ms="$pg" 'BEGIN {exit !(ms > 0)}' \
     || die "pg_stat_statements saw no batch statement (WITH inserted AS ...): did store.rs change it?"
-  record "$1" store_ceiling_eps "$(awk -v ms="$pg" -v n="$3" 'BEGIN {printf "%.0f", n / (ms / 1e3)}')"
-  record "$1" store_busy_pct "$(awk -v ms="$pg" -v ns="$2" 'BEGIN {printf "%.0f", 100 * ms * 1e6 / ns}')"
+  ceiling="$(awk -v ms="$pg" -v n="$3" 'BEGIN {printf "%.0f", n / (ms / 1e3)}')"
+  record "$1" "store_ceiling$5_eps" "$ceiling"
+  record "$1" "consumer$5_share_pct" "$(awk -v e="$6" -v c="$ceiling" 'BEGIN {printf "%.0f", 100 * e / c}')"
+  record "$1" "store_busy$5_pct" "$(awk -v ms="$pg" -v ns="$2" 'BEGIN {printf "%.0f", 100 * ms * 1e6 / ns}')"
 }
 
 # --- instructions: valgrind's callgrind counts what the runtime executes, steady where times
@@ -279,7 +303,7 @@ consumer_instructions() { # build-index launcher topic events -> instructions
   psql "$DB" -qc "TRUNCATE events, user_metrics" >/dev/null 2>&1 || true
   BENCH_UNDER="$(under_callgrind "$name")" env "${common_env[@]}" RUN_MODE=consumer API_PORT=$port \
     ADMIN_PORT=18584 KAFKA_TOPIC="$3" KAFKA_GROUP="bench-instructions-$1-$(date +%s%N)" \
-    MAX_CONCURRENT_EVENTS="$CONSUMER_BATCH" "$2" 2>>"$AUREN_STATE/callgrind.log" &
+    "${BATCH_ENV[@]}" "$2" 2>>"$AUREN_STATE/callgrind.log" &
   local pid=$!; PIDS+=("$pid")
   until [ "$(metric $port auren_runtime_events_stored_total)" -ge "$4" ]; do sleep 0.5; done
   kill "$pid"; wait "$pid" 2>/dev/null || true
@@ -347,10 +371,10 @@ profile_paths() { # binary
   local topic="bench-profile-backlog-$(date +%s)" fed cport=18487
   fed="$(feed_backlog "$topic" 600000)"
   env "${common_env[@]}" RUN_MODE=consumer API_PORT=$cport ADMIN_PORT=18587 KAFKA_TOPIC="$topic" \
-    KAFKA_GROUP="$topic" MAX_CONCURRENT_EVENTS="$CONSUMER_BATCH" "$1" 2>>"$AUREN_STATE/consumer.log" &
+    KAFKA_GROUP="$topic" "${BATCH_ENV[@]}" "$1" 2>>"$AUREN_STATE/consumer.log" &
   pid=$!; PIDS+=("$pid")
   until [ "$(metric $cport auren_runtime_events_stored_total)" -gt 0 ]; do sleep 0.1; done
-  profile_path consumer "consumer: $fed events into PostgreSQL, batches ≤ $CONSUMER_BATCH" "$pid" "$seconds"
+  profile_path consumer "consumer: $fed events into PostgreSQL, $BATCH_LABEL" "$pid" "$seconds"
   kill "$pid"; wait "$pid" 2>/dev/null || true
 }
 if wants profile; then
@@ -373,7 +397,8 @@ if wants consumer; then
   fed="$(feed_backlog "$topic" "$CONSUMER_EVENTS")"
   for _ in $(seq "$RUNS"); do
     for b in "${!BINS[@]}"; do
-      for processes in 1 2; do consumer_figures "$b" "${BINS[$b]}" "$topic" "$fed" "$processes"; done
+      consumer_figures "$b" "${BINS[$b]}" "$topic" "$fed" 1 "$DURABLE_DB" _durable
+      for processes in 1 2; do consumer_figures "$b" "${BINS[$b]}" "$topic" "$fed" "$processes" "$DB"; done
     done
   done
 fi
@@ -406,7 +431,7 @@ row() { # label figure
   echo "$line"
 }
 echo
-echo "Machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -r); broker tansu (memory), PostgreSQL 15 (fsync=off); $(date -u '+%F %H:%M UTC'); runs: $RUNS x ${SECONDS_PER_RUN}s, medians"
+echo "Machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -r); broker tansu (memory), PostgreSQL 15 (fsync=off; durable rows: a second one with fsync=on, synchronous_commit=on, same disk); $(date -u '+%F %H:%M UTC'); runs: $RUNS x ${SECONDS_PER_RUN}s, medians"
 echo
 short() { git rev-parse --short "$1"; }
 changed="$(git diff --quiet HEAD -- runtime contract Cargo.toml Cargo.lock || echo ' + changes')"
@@ -434,11 +459,17 @@ if wants http; then
   row 'non-2xx / errors, all runs' errors
 fi
 if wants consumer; then
-  row "consumer → PostgreSQL, distinct events/s (batches ≤ $CONSUMER_BATCH)" consumer_eps
-  row "PostgreSQL executing the batch statements alone, events/s (pg_stat_statements; the serial ceiling)" store_ceiling_eps
-  row 'PostgreSQL executing the batch statement, % of the consumer run' store_busy_pct
-  row 'consumer peak RSS, MiB' consumer_rss
-  row 'two consumers in one group → PostgreSQL, distinct events/s' consumer2_eps
+  row "**durable PostgreSQL (fsync on)**: consumer → PostgreSQL, distinct events/s ($BATCH_LABEL)" consumer_durable_eps
+  row "durable: PostgreSQL executing the batch statements alone, events/s (pg_stat_statements; the serial ceiling)" store_ceiling_durable_eps
+  row 'durable: consumer events/s, % of that ceiling' consumer_durable_share_pct
+  row 'durable: PostgreSQL executing the batch statement, % of the consumer run' store_busy_durable_pct
+  row 'durable: consumer peak RSS, MiB' consumer_durable_rss
+  row "fsync off: consumer → PostgreSQL, distinct events/s ($BATCH_LABEL)" consumer_eps
+  row "fsync off: PostgreSQL executing the batch statements alone, events/s (the serial ceiling)" store_ceiling_eps
+  row 'fsync off: consumer events/s, % of that ceiling' consumer_share_pct
+  row 'fsync off: PostgreSQL executing the batch statement, % of the consumer run' store_busy_pct
+  row 'fsync off: consumer peak RSS, MiB' consumer_rss
+  row 'fsync off: two consumers in one group → PostgreSQL, distinct events/s' consumer2_eps
 fi
 if wants instructions; then
   row '`GET /live`, instructions per request (callgrind)' live_instructions

@@ -31,7 +31,8 @@ struct ReleaseTemplate<'a> {
     consumer_resources: &'a Option<ResourceRequirements>,
     topic: &'a str,
     group: &'a str,
-    max_concurrent_events: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_concurrent_events: Option<i32>,
     connections: &'a ConnectionsSpec,
     #[serde(skip_serializing_if = "Option::is_none")]
     placement: &'a Option<PlacementSpec>,
@@ -95,7 +96,17 @@ mod tests {
     #[test]
     fn pinned_hash_of_the_minimal_spec() {
         // Changing this value means every running AurenRuntime starts a rollout on upgrade.
-        assert_eq!(hash(&base()), "a0a1bac7a6");
+        // It changed with issue 28: a spec without consumer.maxConcurrentEvents no longer
+        // renders MAX_CONCURRENT_EVENTS=50 into its pods, so their template is new.
+        assert_eq!(hash(&base()), "e2b1ea2910");
+    }
+
+    #[test]
+    fn a_spec_that_sets_max_concurrent_events_keeps_its_hash() {
+        // The minimal spec's hash from before issue 28, when 50 was the field's default.
+        let mut spec = base();
+        spec.consumer.max_concurrent_events = Some(50);
+        assert_eq!(hash(&spec), "a0a1bac7a6");
     }
 
     #[test]
@@ -116,7 +127,9 @@ mod tests {
             }),
             ("port", |s| s.api.port = 9000),
             ("topic", |s| s.consumer.topic = "other".into()),
-            ("max concurrent", |s| s.consumer.max_concurrent_events = 7),
+            ("max concurrent", |s| {
+                s.consumer.max_concurrent_events = Some(7)
+            }),
             ("placement", |s| {
                 let mut placement = crate::api::PlacementSpec::default();
                 placement

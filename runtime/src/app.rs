@@ -16,7 +16,7 @@ use crate::api::{self, AppState, Services, auth::SignatureVerifier, replay::Repl
 use crate::config::{Config, RunMode, WebhookAuth};
 use crate::faults::Faults;
 use crate::health::{Component, HealthBoard, HealthReport, Lifecycle, Status};
-use crate::kafka::consumer::{ConsumerSettings, EventConsumer};
+use crate::kafka::consumer::{BatchLimits, ConsumerSettings, EventConsumer};
 use crate::kafka::producer::EventProducer;
 use crate::kafka::{self, KafkaSetupError};
 use crate::metrics::{Metrics, PoolLabels};
@@ -246,7 +246,10 @@ async fn start_consumer(
         topic: c.kafka_topic.clone(),
         dlq_topic: c.dlq_topic(),
         group: c.kafka_group.clone(),
-        max_batch: usize::try_from(c.max_concurrent_events).unwrap_or(50),
+        batch: BatchLimits {
+            events: usize::try_from(c.batch_max_events()).unwrap_or(usize::MAX),
+            bytes: usize::try_from(c.consumer_batch_max_bytes).unwrap_or(usize::MAX),
+        },
     };
     let consumer = match EventConsumer::new(settings, store, s.metrics.clone()) {
         Ok(consumer) => consumer,

@@ -62,6 +62,14 @@ pub enum LogFormat {
     Text,
 }
 
+/// Events per consumer transaction unless CONSUMER_BATCH_MAX_EVENTS (or MAX_CONCURRENT_EVENTS)
+/// says otherwise: large enough that a backlog waits for one commit (one fsync) per 5,000
+/// events, and with the byte cap small enough to keep the consumer's memory flat
+/// (docs/benchmarks.md).
+pub const DEFAULT_BATCH_MAX_EVENTS: u32 = 5_000;
+/// Record bytes per consumer transaction unless CONSUMER_BATCH_MAX_BYTES says otherwise (4 MiB).
+pub const DEFAULT_BATCH_MAX_BYTES: u64 = 4 << 20;
+
 /// auren-runtime: webhooks -> Kafka -> PostgreSQL.
 #[derive(Debug, Clone, Parser)]
 #[command(version, about)]
@@ -115,9 +123,21 @@ pub struct Config {
         default_value = "postgres://auren@127.0.0.1:5432/auren"
     )]
     pub database_url: DatabaseUrl,
-    /// Largest batch the consumer stores in one transaction.
-    #[arg(long, env = "MAX_CONCURRENT_EVENTS", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
-    pub max_concurrent_events: u32,
+    /// Most events the consumer stores in one transaction [default: 5000]. A backlog is
+    /// stored in transactions this large (or CONSUMER_BATCH_MAX_BYTES, whichever is reached
+    /// first); events that trickle in are stored as they come. Wins over
+    /// MAX_CONCURRENT_EVENTS when both are set.
+    #[arg(long, env = "CONSUMER_BATCH_MAX_EVENTS", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub consumer_batch_max_events: Option<u32>,
+    /// Most record bytes (Kafka payloads) the consumer gathers for one transaction: with
+    /// CONSUMER_BATCH_MAX_EVENTS, it keeps the consumer's memory flat whatever the events'
+    /// size. A single larger record is still stored, alone.
+    #[arg(long, env = "CONSUMER_BATCH_MAX_BYTES", default_value_t = DEFAULT_BATCH_MAX_BYTES, value_parser = clap::value_parser!(u64).range(65_536..=268_435_456))]
+    pub consumer_batch_max_bytes: u64,
+    /// Former name of CONSUMER_BATCH_MAX_EVENTS: most events stored in one transaction, used
+    /// when CONSUMER_BATCH_MAX_EVENTS is not set (the operator's consumer.maxConcurrentEvents).
+    #[arg(long, env = "MAX_CONCURRENT_EVENTS", value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_concurrent_events: Option<u32>,
     /// Seconds the process may take to stop after SIGTERM.
     #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub shutdown_timeout: u64,
@@ -288,6 +308,14 @@ impl Config {
             .unwrap_or_else(|| format!("{}.dlq", self.kafka_topic))
     }
 
+    /// Most events per consumer transaction: CONSUMER_BATCH_MAX_EVENTS, else the former
+    /// MAX_CONCURRENT_EVENTS, else [`DEFAULT_BATCH_MAX_EVENTS`].
+    pub fn batch_max_events(&self) -> u32 {
+        self.consumer_batch_max_events
+            .or(self.max_concurrent_events)
+            .unwrap_or(DEFAULT_BATCH_MAX_EVENTS)
+    }
+
     pub fn delivery_timeout(&self) -> Duration {
         Duration::from_millis(self.kafka_delivery_timeout_ms)
     }
@@ -387,7 +415,8 @@ mod tests {
         let c = parse(&[]).unwrap();
         assert_eq!(c.api_port, 8000);
         assert_eq!(c.kafka_topic, "biometric-events");
-        assert_eq!(c.max_concurrent_events, 50);
+        assert_eq!(c.batch_max_events(), 5_000);
+        assert_eq!(c.consumer_batch_max_bytes, 4 * 1024 * 1024);
         assert_eq!(c.shutdown_timeout, 30);
         assert_eq!(c.health_check_interval, 30);
         assert!(c.enable_event_sourcing);
@@ -512,6 +541,32 @@ mod tests {
             Err(ConfigError::BadPublicKey { name }) if name == "VENDOR_GOOGLE_HEALTH_PUBLIC_KEY"
         ));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_batch_size_comes_from_the_new_name_then_the_former_one() {
+        let events = |args: &[&str]| parse(args).unwrap().batch_max_events();
+        assert_eq!(events(&["--max-concurrent-events", "50"]), 50);
+        assert_eq!(events(&["--consumer-batch-max-events", "800"]), 800);
+        assert_eq!(
+            events(&[
+                "--max-concurrent-events",
+                "50",
+                "--consumer-batch-max-events",
+                "800"
+            ]),
+            800,
+            "the new name wins"
+        );
+        for bad in [
+            ["--consumer-batch-max-events", "0"],
+            ["--consumer-batch-max-events", "100001"],
+            ["--consumer-batch-max-bytes", "1024"],
+            ["--max-concurrent-events", "10001"],
+        ] {
+            let err = parse(&bad).unwrap_err().to_string();
+            assert!(err.contains(bad[0]), "{err}");
+        }
     }
 
     #[test]

@@ -61,7 +61,9 @@ fn latency_histogram() -> Histogram {
 }
 
 fn batch_histogram() -> Histogram {
-    Histogram::new([1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0])
+    Histogram::new([
+        1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
+    ])
 }
 
 /// Every metric the runtime exports.

@@ -30,6 +30,118 @@ async fn consumer_killed_with_sigkill_resumes_without_loss_or_duplicates() {
     assert_all_stored_once(&s.db, &accepted).await;
 }
 
+/// Default settings: a backlog is stored in transactions of thousands of events, and a kill
+/// -9 while they are in flight loses none of them and stores none twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn consumer_killed_with_sigkill_amid_large_batches_resumes_without_loss_or_duplicates() {
+    const BACKLOG: u32 = 30_000;
+    let s = Stack::shared().await;
+    let api = s.ready("api", &[]).await;
+    let mut accepted = backlog(&api, "kill9-backlog", BACKLOG).await;
+    let mut consumer = s.ready("consumer", &[]).await;
+    let load = Load::start(&api, 1, "kill9-large");
+    wait_until(
+        "the first batch stored",
+        Duration::from_secs(60),
+        || async { stored(&s.db).await.rows > 0 },
+    )
+    .await;
+    consumer.kill9();
+    let at_kill = stored(&s.db).await.rows;
+    assert!(
+        at_kill < i64::from(BACKLOG),
+        "killed only after the whole backlog was stored ({at_kill} rows): no batch in flight"
+    );
+    load.accepted_before_the_fault().await;
+    consumer.start();
+    consumer.wait_ready(Duration::from_secs(30)).await;
+    let (during, ok) = load.finish().await;
+    assert!(ok > 0, "the load generator got no 202");
+    accepted.extend(during);
+    assert_all_stored_once(&s.db, &accepted).await;
+    let rest = i64::from(BACKLOG) - at_kill;
+    assert!(
+        mean_batch(&consumer).await > 1000.0,
+        "the restarted consumer stored the {rest} events left in small batches"
+    );
+}
+
+/// Default settings: a record that is not an event, in the middle of a backlog, goes to the
+/// dead-letter topic with its reason while the events around it, in the same large batch,
+/// are stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_poison_record_in_a_large_batch_is_dead_lettered_and_the_rest_stored() {
+    const POISON: &[u8] = b"{\"not\": \"an AUREN event\"}";
+    let s = Stack::shared().await;
+    let api = s.ready("api", &[]).await;
+    let mut accepted = backlog(&api, "poison-before", 3_000).await;
+    produce_raw(&s.broker.addr, &s.topic, POISON).await;
+    accepted.extend(backlog(&api, "poison-after", 3_000).await);
+    let consumer = s.ready("consumer", &[]).await;
+    assert_all_stored_once(&s.db, &accepted).await;
+    let (payload, reason) = first_dead_letter(&s.broker.addr, &format!("{}.dlq", s.topic)).await;
+    assert_eq!(payload, POISON);
+    assert!(reason.starts_with("not an AUREN event"), "reason: {reason}");
+    let client = reqwest::Client::new();
+    let handled = metric(&client, &consumer, "auren_runtime_consumer_batch_size_sum").await;
+    assert_eq!(
+        handled, 6_001.0,
+        "every record handled once, the poison with them"
+    );
+    assert!(
+        mean_batch(&consumer).await > 1000.0,
+        "the backlog was not stored in large batches"
+    );
+}
+
+/// Events per stored batch, on average, of `consumer` since it started.
+async fn mean_batch(consumer: &Runtime) -> f64 {
+    let client = reqwest::Client::new();
+    let name = "auren_runtime_consumer_batch_size";
+    let sum = metric(&client, consumer, &format!("{name}_sum")).await;
+    let count = metric(&client, consumer, &format!("{name}_count")).await;
+    sum / count
+}
+
+/// Writes `payload` to `topic` as it is: a record no runtime produced.
+async fn produce_raw(brokers: &str, topic: &str, payload: &[u8]) {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let producer: FutureProducer = auren_runtime::kafka::base_config(brokers)
+        .create()
+        .expect("producer");
+    producer
+        .send(
+            FutureRecord::<(), _>::to(topic).payload(payload),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("poison record produced");
+}
+
+/// The first record of the dead-letter topic: its payload and its `auren-dlq-reason` header.
+async fn first_dead_letter(brokers: &str, topic: &str) -> (Vec<u8>, String) {
+    use rdkafka::Message;
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::message::Headers;
+    let consumer: StreamConsumer = auren_runtime::kafka::base_config(brokers)
+        .set("group.id", unique("dlq-reader"))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let m = tokio::time::timeout(Duration::from_secs(60), consumer.recv())
+        .await
+        .expect("no dead letter within 60 s")
+        .expect("dead-letter record");
+    let reason = m
+        .headers()
+        .and_then(|h| h.iter().find(|h| h.key == "auren-dlq-reason"))
+        .and_then(|h| h.value)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .expect("an auren-dlq-reason header");
+    (m.payload().unwrap_or_default().to_vec(), reason)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigterm_under_load_stores_every_accepted_event_and_exits_in_time() {
     let s = Stack::shared().await;

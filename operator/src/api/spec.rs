@@ -244,10 +244,12 @@ pub struct ConsumerSpec {
     #[serde(default = "defaults::group")]
     #[schemars(length(min = 1, max = 255))]
     pub group: String,
-    /// Upper bound of events one consumer pod processes concurrently.
-    #[serde(default = "defaults::max_concurrent_events")]
+    /// Most events a consumer pod stores in one transaction (the runtime's
+    /// `MAX_CONCURRENT_EVENTS`). Unset: the runtime's own default (5000 events or 4 MiB of
+    /// records per transaction, see docs/runtime.md), which stores a backlog fastest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 10000))]
-    pub max_concurrent_events: i32,
+    pub max_concurrent_events: Option<i32>,
     /// CPU and memory requests and limits of the consumer container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
@@ -580,9 +582,6 @@ pub mod defaults {
     pub fn group() -> String {
         "auren-consumers".into()
     }
-    pub fn max_concurrent_events() -> i32 {
-        50
-    }
     pub fn yes() -> bool {
         true
     }
@@ -646,7 +645,7 @@ impl Default for ConsumerSpec {
             replicas: defaults::consumer_replicas(),
             topic: defaults::topic(),
             group: defaults::group(),
-            max_concurrent_events: defaults::max_concurrent_events(),
+            max_concurrent_events: None,
             resources: None,
             autoscaler: None,
         }

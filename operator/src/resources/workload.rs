@@ -321,12 +321,11 @@ fn env_vars(ar: &AurenRuntime, revision: &str, role: Role) -> Vec<EnvVar> {
         literal(env::ADMIN_PORT, &auren_contract::ports::ADMIN.to_string()),
         literal(env::KAFKA_TOPIC, &spec.consumer.topic),
         literal(env::KAFKA_GROUP, &spec.consumer.group),
-        literal(
-            env::MAX_CONCURRENT_EVENTS,
-            &spec.consumer.max_concurrent_events.to_string(),
-        ),
         secret(env::ADMIN_TOKEN, &admin_token_ref(ar)),
     ];
+    if let Some(events) = spec.consumer.max_concurrent_events {
+        vars.push(literal(env::MAX_CONCURRENT_EVENTS, &events.to_string()));
+    }
     if role == Role::Consumer {
         // Always standby at start: a restarted pod never consumes until the operator has
         // confirmed no other release does (see rollout's role switches).
@@ -464,6 +463,20 @@ mod tests {
             (port.container_port, port.protocol.as_deref()),
             (8000, Some("TCP"))
         );
+    }
+
+    #[test]
+    fn the_batch_size_reaches_the_pods_only_when_set() {
+        let mut ar = runtime();
+        let batch = |ar: &AurenRuntime| {
+            let d = deployment(ar, &release(), Role::Consumer).unwrap();
+            env_of(&d)
+                .get(env::MAX_CONCURRENT_EVENTS)
+                .and_then(|e| e.value.clone())
+        };
+        assert_eq!(batch(&ar), None, "unset: the runtime's own default");
+        ar.spec.consumer.max_concurrent_events = Some(200);
+        assert_eq!(batch(&ar).as_deref(), Some("200"));
     }
 
     #[test]

@@ -103,7 +103,22 @@ pub struct ConsumerSettings {
     pub topic: String,
     pub dlq_topic: String,
     pub group: String,
-    pub max_batch: usize,
+    pub batch: BatchLimits,
+}
+
+/// How much one transaction stores at most: a backlog is stored in batches this large, so
+/// it waits for one commit per batch, and memory stays flat whatever the backlog.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchLimits {
+    pub events: usize,
+    /// Kafka payload bytes. A batch always takes its first record, however large.
+    pub bytes: usize,
+}
+
+impl BatchLimits {
+    fn full(&self, batch: &[Record], bytes: usize) -> bool {
+        batch.len() >= self.events || bytes >= self.bytes
+    }
 }
 
 pub struct EventConsumer {
@@ -299,11 +314,16 @@ impl EventConsumer {
         }
     }
 
-    /// Takes records off the consumer without waiting for more than a moment, up to a batch.
+    /// Takes records off the consumer without waiting for more than a moment, until the batch
+    /// reaches its limits: a backlog fills whole batches, a trickle is stored as it comes.
     async fn gather(&self, mut batch: Vec<Record>) -> Vec<Record> {
-        while batch.len() < self.settings.max_batch {
+        let mut bytes: usize = batch.iter().map(|r| r.payload.len()).sum();
+        while !self.settings.batch.full(&batch, bytes) {
             match tokio::time::timeout(Duration::from_millis(2), recv_one(&self.consumer)).await {
-                Ok(Ok(record)) => batch.push(record),
+                Ok(Ok(record)) => {
+                    bytes += record.payload.len();
+                    batch.push(record);
+                }
                 _ => break,
             }
         }
@@ -516,5 +536,22 @@ mod tests {
         assert_eq!(rejects.len(), 1);
         assert_eq!(rejects[0].0.offset, 8);
         assert!(rejects[0].1.contains("not an AUREN event"));
+    }
+
+    #[test]
+    fn a_batch_is_full_at_either_limit() {
+        let limits = BatchLimits {
+            events: 3,
+            bytes: 100,
+        };
+        let record = |len| Record {
+            partition: 0,
+            offset: 0,
+            payload: vec![b'x'; len],
+        };
+        assert!(!limits.full(&[], 0));
+        assert!(!limits.full(&[record(10), record(10)], 20));
+        assert!(limits.full(&[record(1), record(1), record(1)], 3));
+        assert!(limits.full(&[record(100)], 100));
     }
 }

@@ -387,28 +387,55 @@ async fn send_batches(
         if stop.is_cancelled() {
             break;
         }
-        let batch: Vec<_> = (0..20).map(|i| oura_event(&user, n * 20 + i)).collect();
-        let req = signed(
-            &client,
-            &format!("{api_url}/webhooks/oura/batch"),
-            serde_json::to_vec(&batch).unwrap(),
-        );
-        match req.send().await {
-            Ok(r) if r.status() == 202 => {
-                let v: serde_json::Value = r.json().await.unwrap();
-                let ids = v["ids"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|i| i.as_str().unwrap().to_string());
-                let events = batch.iter().map(marker_of).zip(ids);
+        match post_batch(&client, &api_url, &user, n * 20, 20).await {
+            Some(events) => {
                 accepted.lock().unwrap().extend(events);
                 ok += 1;
             }
-            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+            None => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     }
     ok
+}
+
+/// Posts one signed batch of `size` events of `user` (steps `first`...); for a 202, the
+/// accepted events (marker and id), else None.
+pub async fn post_batch(
+    client: &reqwest::Client,
+    api_url: &str,
+    user: &str,
+    first: u32,
+    size: u32,
+) -> Option<Accepted> {
+    let batch: Vec<_> = (first..first + size).map(|i| oura_event(user, i)).collect();
+    let req = signed(
+        client,
+        &format!("{api_url}/webhooks/oura/batch"),
+        serde_json::to_vec(&batch).unwrap(),
+    );
+    let r = req.send().await.ok().filter(|r| r.status() == 202)?;
+    let v: serde_json::Value = r.json().await.unwrap();
+    let ids = v["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i.as_str().unwrap().to_string());
+    Some(batch.iter().map(marker_of).zip(ids).collect())
+}
+
+/// A backlog for the consumer: `events` events (batches of 500, spread over 4 users, so over
+/// the partitions), every one accepted.
+pub async fn backlog(api: &Runtime, user: &str, events: u32) -> Accepted {
+    const BATCH: u32 = 500;
+    let client = reqwest::Client::new();
+    let mut accepted = Accepted::default();
+    for first in (0..events).step_by(BATCH as usize) {
+        let size = BATCH.min(events - first);
+        let user = format!("{user}-{}", first / BATCH % 4);
+        let events = post_batch(&client, &api.url(""), &user, first, size).await;
+        accepted.extend(events.expect("a backlog batch accepted"));
+    }
+    accepted
 }
 
 /// Waits until every accepted event is stored, exactly once and under the id it was answered
