@@ -200,6 +200,45 @@ async fn bad_input_gets_a_clear_error_and_writes_nothing() {
     assert_eq!(post_event(&client, &api, &oura_event("u1", 1)).await.0, 202);
 }
 
+/// A body over the limit gets its 413, not a dropped connection, although the sender is still
+/// writing it when the server has decided: the server reads the rest away instead of closing on
+/// it. Five bodies per route, each 4 MiB over the limit (a client still writing that much when
+/// the connection closes meets the close on its write and never reads the 413).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_body_still_being_sent_gets_its_413() {
+    let broker = Broker::shared();
+    let api = api_on(&broker, &unique("events"), &[("MAX_BODY_BYTES", "65536")]).await;
+    let client = reqwest::Client::new();
+    for (path, limit) in [
+        ("/webhooks/oura", 65_536),
+        ("/vendors/whoop", 65_536),
+        ("/vendors/garmin/some-token", 16 << 20),
+    ] {
+        for attempt in 0..5 {
+            let body = vec![b' '; limit + (4 << 20)];
+            let sent = client
+                .post(api.url(path))
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await;
+            let answer = match sent {
+                Ok(response) => (
+                    response.status().as_u16(),
+                    response.text().await.unwrap_or_default(),
+                ),
+                Err(e) => panic!("{path}, attempt {attempt}: no answer: {e:?}"),
+            };
+            assert_eq!(answer.0, 413, "{path}: {}", answer.1);
+            assert!(
+                answer.1.contains("payload_too_large"),
+                "{path}: {}",
+                answer.1
+            );
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_setting_stops_the_start_naming_the_variable() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_auren-runtime"))

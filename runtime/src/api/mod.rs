@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod body_limit;
 pub mod error;
 pub mod observe;
 pub mod replay;
@@ -16,6 +17,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue};
+use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 use tokio::sync::mpsc;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -81,9 +83,12 @@ impl AppState {
 /// readiness, liveness, metrics. No admin route: `/admin/*` is 404 here.
 pub fn router(state: AppState) -> Router {
     let max_body = usize::try_from(state.config.max_body_bytes).unwrap_or(usize::MAX);
-    let routes = Router::new()
+    let readings = Router::new()
         .route("/webhooks/{device}", post(webhooks::single))
         .route("/webhooks/{device}/batch", post(webhooks::batch))
+        .layer(from_fn_with_state(max_body, body_limit::refuse_oversized));
+    let routes = Router::new()
+        .merge(readings)
         .merge(vendors::routes(max_body))
         .route(auren_contract::paths::HEALTH, get(observe::health))
         .route(auren_contract::paths::READINESS, get(observe::readiness))

@@ -19,11 +19,13 @@ use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
+use super::body_limit::refuse_oversized;
 use super::error::ApiError;
 use super::webhooks::{inject_faults, publish, received};
 use crate::ingest::Event;
@@ -43,19 +45,23 @@ pub fn routes(max_body: usize) -> Router<AppState> {
     let push_limit = usize::try_from(garmin::MAX_PUSH_BYTES)
         .unwrap_or(usize::MAX)
         .max(max_body);
-    Router::new()
-        .route("/vendors/oura", get(oura_verification).post(signed::<Oura>))
-        .route("/vendors/whoop", post(signed::<Whoop>))
+    let garmin_push = Router::new()
         .route(
             "/vendors/garmin/{token}",
             post(garmin).layer(DefaultBodyLimit::max(push_limit)),
         )
+        .layer(from_fn_with_state(push_limit, refuse_oversized));
+    Router::new()
+        .route("/vendors/oura", get(oura_verification).post(signed::<Oura>))
+        .route("/vendors/whoop", post(signed::<Whoop>))
         .route("/vendors/polar", post(polar))
         .route(
             "/vendors/withings/{token}",
             post(withings).head(withings_check),
         )
         .route("/vendors/google_health", post(google_health))
+        .layer(from_fn_with_state(max_body, refuse_oversized))
+        .merge(garmin_push)
 }
 
 #[derive(Deserialize)]
