@@ -10,15 +10,20 @@
 //! The AurenRuntime is read afresh instead when its cache has not caught up with this
 //! replica's own last status write (see [`fresh`]).
 
+mod admin_token;
 mod apply;
 mod cache;
 mod follow;
 pub mod lease;
 mod measure;
+mod newest;
 pub mod notifier;
 mod observe;
 mod pod_api;
 pub mod prometheus;
+
+use admin_token::admin_token;
+use newest::{NewestVersion, newest_runtime};
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -27,9 +32,9 @@ use std::time::{Duration, Instant};
 
 use auren_contract::ConsumerRole;
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
@@ -39,7 +44,7 @@ use crate::api::{AurenRuntime, AurenRuntimeStatus, Phase, Verdict};
 use crate::metrics::Metrics;
 use crate::notify::receivers::ReceiverPolicy;
 use crate::notify::{self, Destination, Subject};
-use crate::resources::{self, LABEL_INSTANCE, MANAGER, ResourceError, instance_labels};
+use crate::resources::{self, LABEL_INSTANCE, MANAGER, ResourceError};
 use crate::revision::{self, RevisionError};
 use crate::rollout::{self, EventKind, Observed, Plan};
 
@@ -132,7 +137,7 @@ pub struct Context {
     tokens: std::sync::Mutex<BTreeMap<String, String>>,
     /// Per AurenRuntime uid: [`NewestVersion`] (resourceVersion, status digest) of the newest version
     /// this replica got from the API server itself (its own status write, or a fresh read).
-    /// See [`newest_runtime`].
+    /// See [`newest::newest_runtime`].
     newest: std::sync::Mutex<BTreeMap<String, NewestVersion>>,
     /// Sends notifications on its own task.
     notifier: notifier::Notifier,
@@ -270,60 +275,6 @@ async fn reconcile(ar: Arc<AurenRuntime>, term: Arc<LeadershipTerm>) -> Result<A
     let error = result.as_ref().err().map(Error::reason);
     ctx.metrics.reconciled(started.elapsed(), error);
     result
-}
-
-/// The cached AurenRuntime, unless the cache has not caught up with a version this replica
-/// already got from the API server (its own last status write): then a fresh read. The status is
-/// the rollout's memory, and every decision is written back whole, so deciding on an older one
-/// would undo progress: after an API server restart, with the watch still backing off, each
-/// reconcile re-applied the analysis counters of before the outage until the deadline passed.
-async fn newest_runtime(ctx: &Context, ar: Arc<AurenRuntime>) -> Result<Arc<AurenRuntime>, Error> {
-    let newest = {
-        let newest = ctx.newest.lock().ok();
-        ar.uid().and_then(|uid| newest?.get(&uid).cloned())
-    };
-    if !cache_is_behind(&ar, newest.as_ref()) {
-        return Ok(ar);
-    }
-    let ns = ar.namespace().unwrap_or_default();
-    let read = Api::<AurenRuntime>::namespaced(ctx.client.clone(), &ns)
-        .get(&ar.name_any())
-        .await
-        .map_err(|source| Error::ReadFailed {
-            what: "the AurenRuntime (the cache lags)",
-            source,
-        })?;
-    tracing::debug!(name = %ar.name_any(), namespace = %ns, "cache behind our own write: read afresh");
-    ctx.remember_newest(&read);
-    Ok(Arc::new(read))
-}
-
-/// The newest version of an AurenRuntime this replica got from the API server: its
-/// resourceVersion and a digest of its status (the status itself is already in the cache).
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct NewestVersion {
-    resource_version: String,
-    status_digest: u64,
-}
-
-/// A digest of a status, to tell two statuses apart without keeping a copy.
-fn status_digest(status: Option<&AurenRuntimeStatus>) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    serde_json::to_vec(&status)
-        .unwrap_or_default()
-        .hash(&mut hasher);
-    hasher.finish()
-}
-
-/// Whether the cached `ar` is older than `newest` ([`NewestVersion`]: resourceVersion, status digest)
-/// this replica saw: another version with another status. (A newer version that only changed the spec keeps
-/// the status; the operator is the only writer of the status.)
-fn cache_is_behind(ar: &AurenRuntime, newest: Option<&NewestVersion>) -> bool {
-    newest.is_some_and(|newest| {
-        ar.resource_version().as_deref() != Some(newest.resource_version.as_str())
-            && status_digest(ar.status.as_ref()) != newest.status_digest
-    })
 }
 
 fn error_policy(ar: Arc<AurenRuntime>, error: &Error, term: Arc<LeadershipTerm>) -> Action {
@@ -559,150 +510,5 @@ fn truncate(text: &str) -> String {
     text.chars().take(1000).collect()
 }
 
-impl Context {
-    fn token_key(ar: &AurenRuntime) -> String {
-        let reference = resources::admin_token_ref(ar);
-        let ns = ar.namespace().unwrap_or_default();
-        format!("{ns}/{}/{}", reference.name, reference.key)
-    }
-
-    fn cached_token(&self, ar: &AurenRuntime) -> Option<String> {
-        self.tokens.lock().ok()?.get(&Self::token_key(ar)).cloned()
-    }
-
-    fn remember_token(&self, ar: &AurenRuntime, token: &str) {
-        if let Ok(mut tokens) = self.tokens.lock() {
-            tokens.insert(Self::token_key(ar), token.to_owned());
-        }
-    }
-
-    /// Remembers `ar` as the newest version this replica got from the API server.
-    fn remember_newest(&self, ar: &AurenRuntime) {
-        let (Some(uid), Some(version)) = (ar.uid(), ar.resource_version()) else {
-            return;
-        };
-        if let Ok(mut known) = self.newest.lock() {
-            let newest = NewestVersion {
-                resource_version: version,
-                status_digest: status_digest(ar.status.as_ref()),
-            };
-            known.insert(uid, newest);
-        }
-    }
-
-    /// A pod refused the token (the Secret changed): read it again next time.
-    fn forget_token(&self, ar: &AurenRuntime) {
-        if let Ok(mut tokens) = self.tokens.lock() {
-            tokens.remove(&Self::token_key(ar));
-        }
-    }
-}
-
-/// The admin token the runtime pods use (cached after the first read); the operator-managed
-/// Secret is created when missing.
-async fn admin_token(ctx: &Context, ar: &AurenRuntime, ns: &str) -> Result<String, Error> {
-    if let Some(token) = ctx.cached_token(ar) {
-        return Ok(token);
-    }
-    let token = read_admin_token(ctx, ar, ns).await?;
-    ctx.remember_token(ar, &token);
-    Ok(token)
-}
-
-async fn read_admin_token(ctx: &Context, ar: &AurenRuntime, ns: &str) -> Result<String, Error> {
-    let reference = resources::admin_token_ref(ar);
-    let api = Api::<Secret>::namespaced(ctx.client.clone(), ns);
-    let unavailable = |detail: String| Error::AdminTokenUnavailable {
-        name: reference.name.clone(),
-        detail,
-    };
-    let found = api
-        .get_opt(&reference.name)
-        .await
-        .map_err(|e| unavailable(e.to_string()))?;
-    let secret = match found {
-        Some(secret) => secret,
-        None if ar.spec.connections.admin_token.is_none() => {
-            create_token_secret(&api, ar, &reference.name)
-                .await
-                .map_err(|e| unavailable(e.to_string()))?
-        }
-        None => return Err(unavailable("not found".into())),
-    };
-    let value = secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get(&reference.key))
-        .ok_or_else(|| unavailable(format!("no key {}", reference.key)))?;
-    String::from_utf8(value.0.clone()).map_err(|_| unavailable("the token is not UTF-8".into()))
-}
-
-async fn create_token_secret(
-    api: &Api<Secret>,
-    ar: &AurenRuntime,
-    name: &str,
-) -> Result<Secret, kube::Error> {
-    use rand::distr::{Alphanumeric, SampleString};
-    let token = Alphanumeric.sample_string(&mut rand::rng(), TOKEN_LEN);
-    let secret = Secret {
-        metadata: ObjectMeta {
-            name: Some(name.to_owned()),
-            labels: Some(instance_labels(ar)),
-            owner_references: ar.controller_owner_ref(&()).map(|o| vec![o]),
-            ..Default::default()
-        },
-        string_data: Some(BTreeMap::from([(
-            resources::ADMIN_TOKEN_KEY.to_owned(),
-            token,
-        )])),
-        ..Default::default()
-    };
-    match api.create(&PostParams::default(), &secret).await {
-        // Another reconcile (or replica) created it first: use theirs.
-        Err(kube::Error::Api(s)) if s.code == 409 => api.get(name).await,
-        other => other,
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::resources::fixtures;
-
-    fn version(rv: &str, phase: Phase) -> AurenRuntime {
-        let mut ar = fixtures::runtime();
-        ar.metadata.resource_version = Some(rv.into());
-        ar.status = Some(AurenRuntimeStatus {
-            phase: Some(phase),
-            ..Default::default()
-        });
-        ar
-    }
-
-    #[test]
-    fn the_cache_is_behind_only_a_status_this_replica_saw() {
-        let written = version("12", Phase::Promoting);
-        let seen = NewestVersion {
-            resource_version: written.resource_version().unwrap(),
-            status_digest: status_digest(written.status.as_ref()),
-        };
-        assert!(
-            !cache_is_behind(&written, None),
-            "nothing seen yet: the cache is all we know"
-        );
-        assert!(!cache_is_behind(&written, Some(&seen)), "the same version");
-        assert!(
-            cache_is_behind(&version("11", Phase::Analyzing), Some(&seen)),
-            "an older status"
-        );
-        assert!(
-            !cache_is_behind(&version("13", Phase::Promoting), Some(&seen)),
-            "a newer version with the status we wrote (a spec change)"
-        );
-    }
-
-    #[test]
-    fn the_trigger_stream_never_waits() {
-        assert_eq!(NoTriggerBackoff.take(3).max(), Some(Duration::ZERO));
-    }
-}
+mod tests;
