@@ -309,7 +309,7 @@ impl EventConsumer {
             if !stored {
                 return;
             }
-            self.committed(batch);
+            self.commit_stored(batch);
             ready = next;
         }
     }
@@ -349,7 +349,7 @@ impl EventConsumer {
     }
 
     /// A stored batch: commits its offsets and remembers them for the sync commit on leaving.
-    fn committed(&mut self, batch: ReadyBatch) {
+    fn commit_stored(&mut self, batch: ReadyBatch) {
         self.metrics
             .consumer_batch_size
             .observe(batch.records as f64);
