@@ -244,7 +244,7 @@ async fn a_canary_with_three_times_the_baseline_error_ratio_is_rolled_back_at_th
         st.rejected.as_ref().map(|r| r.hash.clone()),
         Some(v2.clone())
     );
-    assert_eq!(st.services.active.as_deref(), Some(v1.as_str()));
+    assert_eq!(st.services.active_text(), Some(v1.as_str()));
     let failing: Vec<_> = st
         .measurements
         .iter()
@@ -401,7 +401,7 @@ async fn an_indefinite_pause_waits_for_promote_and_abort_returns_to_stable() {
         st.rejected.as_ref().map(|r| r.hash.clone()),
         Some(v3.clone())
     );
-    assert_eq!(st.services.active.as_deref(), Some(v2.as_str()));
+    assert_eq!(st.services.active_text(), Some(v2.as_str()));
     let deployments = env.deployments().await;
     let v3_replicas: Vec<i32> = deployments
         .iter()

@@ -204,7 +204,7 @@ fn assert_promoted(st: &AurenRuntimeStatus, v1: &str, v2: &str) {
     );
     assert_eq!(st.stable.as_ref().map(|s| s.hash.as_str()), Some(v2));
     assert_eq!(st.previous.as_ref().map(|p| p.hash.as_str()), Some(v1));
-    assert_eq!(st.services.active.as_deref(), Some(v2));
+    assert_eq!(st.services.active_text(), Some(v2));
     let history: Vec<(&str, Outcome)> = st
         .history
         .iter()

@@ -404,7 +404,7 @@ async fn a_missing_consumer_autoscaler_holds_up_neither_the_install_nor_a_rollba
     let load = Load::start(env.active().await, "u-no-hpa");
     let v2 = env.release(spec("auren/runtime:v2")).await;
     let st = promoted(&env, &v2).await;
-    assert_eq!(st.services.active.as_deref(), Some(v2.as_str()));
+    assert_eq!(st.services.active_text(), Some(v2.as_str()));
     let killed = kill9_pod(&env.ns, &v2, "consumer", &[]).await;
     let st = env
         .ns
@@ -418,7 +418,7 @@ async fn a_missing_consumer_autoscaler_holds_up_neither_the_install_nor_a_rollba
         "{:?}",
         st.message
     );
-    assert_eq!(st.services.active.as_deref(), Some(v1.as_str()));
+    assert_eq!(st.services.active_text(), Some(v1.as_str()));
     let service = env.ns.api::<Service>().get(NAME).await.unwrap();
     let selector = service.spec.unwrap().selector.unwrap_or_default();
     assert_eq!(selector.get(LABEL_REVISION), Some(&v1), "{selector:?}");

@@ -35,7 +35,7 @@ async fn install_from_minimal_yaml_serves_and_stores() {
         .await;
     let stable = st.stable.clone().unwrap();
     assert_eq!(stable.image, "auren/runtime:v1");
-    assert_eq!(st.services.active.as_deref(), Some(stable.hash.as_str()));
+    assert_eq!(st.services.active_text(), Some(stable.hash.as_str()));
     assert_eq!(st.ready.as_deref(), Some("2/2"), "default: two API pods");
     assert_eq!(
         st.history.last().map(|h| h.outcome),
@@ -155,7 +155,7 @@ async fn bad_release_is_rolled_back_and_active_clients_never_see_it() {
         st.rejected.as_ref().map(|r| r.hash.clone()),
         Some(v3.clone())
     );
-    assert_eq!(st.services.active.as_deref(), Some(v2.as_str()));
+    assert_eq!(st.services.active_text(), Some(v2.as_str()));
     assert!(
         st.message.as_deref().unwrap_or("").contains(&v3),
         "{:?}",

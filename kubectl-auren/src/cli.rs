@@ -168,7 +168,7 @@ pub fn summary(name: &str, st: &AurenRuntimeStatus) -> String {
     let _ = writeln!(
         out,
         "Services:   active → {}, preview → {}",
-        or_dash(st.services.active.as_deref()),
+        or_dash(st.services.active_text()),
         or_dash(st.services.preview.as_deref())
     );
     let _ = writeln!(out, "Ready:      {}", or_dash(st.ready.as_deref()));

@@ -277,7 +277,7 @@ fn traffic(ar: &AurenRuntime, st: &AurenRuntimeStatus) -> TrafficView {
         } else {
             "blueGreen"
         },
-        active: st.services.active.clone(),
+        active: st.services.active_text().map(str::to_owned),
         preview: st.services.preview.clone(),
         canary: st.canary.as_ref().map(|c| CanaryView {
             step: c.current_step + 1,

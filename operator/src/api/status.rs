@@ -147,10 +147,67 @@ pub struct ServiceTargets {
     /// Revision behind the active (production) Service; `*` means a canary's stable and
     /// candidate releases (their API pods, labelled `auren.io/canary-<candidate>: <stable>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub active: Option<String>,
+    #[schemars(with = "Option<String>")]
+    pub active: Option<ActiveSelection>,
     /// Revision behind the preview Service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preview: Option<String>,
+}
+
+impl ServiceTargets {
+    /// The one release behind the active Service (None during a canary, or before any).
+    pub fn active_release(&self) -> Option<&str> {
+        self.active.as_ref().and_then(ActiveSelection::release)
+    }
+
+    /// `status.services.active` as written: a release's hash, or `*`.
+    pub fn active_text(&self) -> Option<&str> {
+        self.active.as_ref().map(ActiveSelection::as_str)
+    }
+}
+
+/// What the active Service selects: one release, or during a canary its stable and candidate
+/// releases together. Written in status as the release's hash, or as `*` for the canary's two.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+#[serde(from = "String", into = "String")]
+pub enum ActiveSelection {
+    Release(String),
+    CanaryReleases,
+}
+
+impl ActiveSelection {
+    /// How a canary's two releases are written.
+    pub const CANARY_RELEASES: &'static str = "*";
+
+    pub fn release(&self) -> Option<&str> {
+        match self {
+            ActiveSelection::Release(hash) => Some(hash),
+            ActiveSelection::CanaryReleases => None,
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            ActiveSelection::Release(hash) => hash,
+            ActiveSelection::CanaryReleases => Self::CANARY_RELEASES,
+        }
+    }
+}
+
+impl From<String> for ActiveSelection {
+    fn from(text: String) -> Self {
+        if text == Self::CANARY_RELEASES {
+            ActiveSelection::CanaryReleases
+        } else {
+            ActiveSelection::Release(text)
+        }
+    }
+}
+
+impl From<ActiveSelection> for String {
+    fn from(selection: ActiveSelection) -> Self {
+        selection.as_str().to_owned()
+    }
 }
 
 /// Progress of a canary.
@@ -288,4 +345,22 @@ pub enum Outcome {
     Promoted,
     RolledBack,
     Superseded,
+}
+
+#[cfg(test)]
+mod active_selection_tests {
+    use super::*;
+
+    #[test]
+    fn the_active_selection_is_written_as_a_hash_or_a_star() {
+        let canary: ServiceTargets = serde_json::from_str(r#"{"active":"*"}"#).unwrap();
+        assert_eq!(canary.active, Some(ActiveSelection::CanaryReleases));
+        assert_eq!(canary.active_release(), None);
+        let one: ServiceTargets = serde_json::from_str(r#"{"active":"a1b2c3d4e5"}"#).unwrap();
+        assert_eq!(one.active_release(), Some("a1b2c3d4e5"));
+        for text in [r#"{"active":"*"}"#, r#"{"active":"a1b2c3d4e5"}"#, "{}"] {
+            let read: ServiceTargets = serde_json::from_str(text).unwrap();
+            assert_eq!(serde_json::to_string(&read).unwrap(), text);
+        }
+    }
 }

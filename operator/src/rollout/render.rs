@@ -189,7 +189,8 @@ fn release_plans(d: &RenderInput) -> Vec<ReleasePlan> {
 fn consuming(d: &RenderInput) -> Vec<String> {
     let hash = |r: &Option<RevisionRef>| r.as_ref().map(|r| r.hash.clone());
     let (stable, candidate) = (hash(&d.status.stable), hash(&d.status.candidate));
-    let switched = candidate.is_some() && d.status.services.active == candidate;
+    let switched =
+        candidate.is_some() && d.status.services.active_release() == candidate.as_deref();
     let chosen = match d.status.phase {
         _ if stable.is_none() => vec![candidate],
         Some(Phase::Promoting) if switched => vec![candidate],

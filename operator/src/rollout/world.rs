@@ -8,7 +8,7 @@ use std::time::Duration;
 use auren_contract::ConsumerRole;
 use k8s_openapi::jiff::Timestamp;
 
-use crate::api::{AurenRuntimeSpec, AurenRuntimeStatus, Measurement, RevisionRef};
+use crate::api::{ActiveSelection, AurenRuntimeSpec, AurenRuntimeStatus, Measurement, RevisionRef};
 
 /// Everything a decision depends on.
 #[derive(Debug, Clone)]
@@ -156,25 +156,33 @@ impl ServiceTarget {
     /// What the active Service selects according to `st` (`status.services.active`; `*` is
     /// the canary of `status.stable` and `status.candidate`).
     pub fn active_of(st: &AurenRuntimeStatus) -> Self {
-        match st.services.active.as_deref() {
-            Some("*") => match (&st.stable, &st.candidate) {
+        match &st.services.active {
+            Some(ActiveSelection::CanaryReleases) => match (&st.stable, &st.candidate) {
                 (Some(stable), Some(candidate)) => ServiceTarget::Canary(CanaryPair {
                     stable: stable.hash.clone(),
                     candidate: candidate.hash.clone(),
                 }),
                 _ => ServiceTarget::Nothing,
             },
-            Some(hash) => ServiceTarget::Revision(hash.to_owned()),
+            Some(ActiveSelection::Release(hash)) => ServiceTarget::Revision(hash.to_owned()),
             None => ServiceTarget::Nothing,
         }
     }
 
     /// As written in status (`*` for a canary's two releases).
-    pub fn as_status(&self) -> Option<String> {
+    pub fn as_status(&self) -> Option<ActiveSelection> {
         match self {
             ServiceTarget::Nothing => None,
+            ServiceTarget::Revision(hash) => Some(ActiveSelection::Release(hash.clone())),
+            ServiceTarget::Canary(_) => Some(ActiveSelection::CanaryReleases),
+        }
+    }
+
+    /// The one revision selected (None for nothing, or a canary's two).
+    pub fn revision(&self) -> Option<String> {
+        match self {
             ServiceTarget::Revision(hash) => Some(hash.clone()),
-            ServiceTarget::Canary(_) => Some("*".into()),
+            ServiceTarget::Nothing | ServiceTarget::Canary(_) => None,
         }
     }
 }

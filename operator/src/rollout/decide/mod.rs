@@ -22,7 +22,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::api::{
-    AurenRuntimeStatus, CheckedStep, Outcome, Phase, RevisionRef, SpecError, canary_steps, validate,
+    ActiveSelection, AurenRuntimeStatus, CheckedStep, Outcome, Phase, RevisionRef, SpecError,
+    canary_steps, validate,
 };
 
 use super::clock::plus;
@@ -294,7 +295,7 @@ impl<'a> Decision<'a> {
         self.record(&candidate, Outcome::RolledBack, reason);
         self.status.rejected = Some(candidate.clone());
         self.status.canary = None;
-        self.status.services.active = self.status.stable.as_ref().map(|s| s.hash.clone());
+        self.status.services.active = self.stable_selection();
         let message = format!("release {} rolled back: {message}", candidate.hash);
         self.status.phase = None;
         self.enter(Phase::RolledBack, reason, message);
@@ -304,7 +305,7 @@ impl<'a> Decision<'a> {
         let world = act.then(|| render(&self.render_input()));
         if let Some(world) = &world {
             self.status.services.active = world.active.as_status();
-            self.status.services.preview = world.preview.as_status();
+            self.status.services.preview = world.preview.revision();
             super::pointing::forget_unconfigured(&mut self.status, self.observed.spec);
         }
         self.status.ready = self.ready_text();
@@ -358,6 +359,12 @@ impl<'a> Decision<'a> {
             .or(self.status.candidate.as_ref())?;
         let ready = self.release(&serving.hash).api.ready;
         Some(format!("{ready}/{}", self.observed.spec.api.replicas))
+    }
+
+    /// The active Service on the stable release alone (nothing before the first release).
+    fn stable_selection(&self) -> Option<ActiveSelection> {
+        let stable = self.status.stable.as_ref()?;
+        Some(ActiveSelection::Release(stable.hash.clone()))
     }
 
     /// What `render` needs from this decision, as plain values.

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use crate::api::{Outcome, Phase, PreviousRevision, RevisionRef};
+use crate::api::{ActiveSelection, Outcome, Phase, PreviousRevision, RevisionRef};
 use crate::rollout::clock::plus;
 
 use super::Decision;
@@ -22,7 +22,7 @@ impl Decision<'_> {
             return;
         };
         if self.candidate_ready(self.observed.spec.api.replicas) {
-            self.status.services.active = Some(candidate.hash.clone());
+            self.status.services.active = Some(ActiveSelection::Release(candidate.hash.clone()));
         }
         if self.handover_done(&candidate) {
             return self.complete_promotion(candidate);
@@ -36,7 +36,7 @@ impl Decision<'_> {
     }
 
     pub(super) fn handover_done(&self, candidate: &RevisionRef) -> bool {
-        let switched = self.status.services.active.as_deref() == Some(candidate.hash.as_str());
+        let switched = self.status.services.active_release() == Some(candidate.hash.as_str());
         let replicas = self.consumer_replicas();
         let others_standby = self
             .observed

@@ -2,7 +2,9 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use crate::api::{CanaryStatus, MAX_HISTORY, Outcome, Phase, ReleaseRecord, RevisionRef};
+use crate::api::{
+    ActiveSelection, CanaryStatus, MAX_HISTORY, Outcome, Phase, ReleaseRecord, RevisionRef,
+};
 use crate::rollout::clock::plus;
 use crate::rollout::pointing;
 
@@ -42,7 +44,7 @@ impl Decision<'_> {
     pub(super) fn abandon_candidate(&mut self) {
         if self.status.candidate.is_some() {
             self.supersede_candidate();
-            self.status.services.active = self.status.stable.as_ref().map(|s| s.hash.clone());
+            self.status.services.active = self.stable_selection();
             self.enter(
                 Phase::Healthy,
                 "Reverted",
@@ -130,7 +132,7 @@ impl Decision<'_> {
         let Some(candidate) = self.candidate() else {
             return;
         };
-        self.status.services.active = Some(candidate.hash.clone());
+        self.status.services.active = Some(ActiveSelection::Release(candidate.hash.clone()));
         let release = self.release(&candidate.hash);
         let consumers = self.consumer_replicas();
         let consuming = consumers == 0 || release.roles.confirmed_active(consumers);

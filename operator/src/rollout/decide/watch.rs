@@ -3,7 +3,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use crate::api::{AnalysisProgress, Outcome, Phase, RevisionRef};
+use crate::api::{ActiveSelection, AnalysisProgress, Outcome, Phase, RevisionRef};
 use crate::rollout::world::EventKind;
 
 use super::{Decision, restarts};
@@ -49,7 +49,7 @@ impl Decision<'_> {
             }
             (false, _) => {}
         }
-        self.status.services.active = Some(stable.hash);
+        self.status.services.active = Some(ActiveSelection::Release(stable.hash));
     }
 
     /// Inside the scale-down window a failing or crashing new stable release switches back.
@@ -90,7 +90,7 @@ impl Decision<'_> {
             image: previous.image,
         });
         self.status.previous = None;
-        self.status.services.active = Some(previous.hash.clone());
+        self.status.services.active = Some(ActiveSelection::Release(previous.hash.clone()));
         let message = format!(
             "release {} failed after promotion ({why}); back on {}",
             stable.hash, previous.hash

@@ -90,7 +90,7 @@ fn passing_analysis_promotes_in_ordered_steps() {
         Some((2, 1)),
         "previous stays up for the scale-down window"
     );
-    assert_eq!(f.status.services.active, Some(v2.clone()));
+    assert_eq!(f.status.services.active_release(), Some(v2.as_str()));
     assert!(reasons(&plan).contains(&"Promoted"));
 
     // Scale-down window over: the previous release is deleted.

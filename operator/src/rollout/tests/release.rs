@@ -147,7 +147,10 @@ fn a_canary_reports_every_serving_pod_to_the_scale_subresource() {
         (hash(V1), ready(2, 1, ConsumerRole::Active)),
         (hash(V2), ready(2, 1, ConsumerRole::Standby)),
     ]);
-    assert_eq!(f.status.services.active.as_deref(), Some("*"));
+    assert_eq!(
+        f.status.services.active,
+        Some(crate::api::ActiveSelection::CanaryReleases)
+    );
     assert_eq!(f.status.replicas, Some(4), "both releases serve");
 }
 
