@@ -6,13 +6,17 @@
 //! vendor sees a network failure and retries the same body forever. So a body that is over the
 //! limit by at most [`READ_AWAY`] is read and thrown away (for at most [`READ_AWAY_TIME`])
 //! before the answer; a larger one gets the 413 at once with `Connection: close`.
+//!
+//! [`limited`] is the one place a route group gets its limit: the extractors' limit
+//! (`DefaultBodyLimit`, which still refuses a chunked body without a length) and this check.
 
 use std::time::Duration;
 
+use axum::Router;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, header};
-use axum::middleware::Next;
+use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 
@@ -24,14 +28,18 @@ pub const READ_AWAY: usize = 16 * 1024 * 1024;
 /// The longest a refused body is read for.
 pub const READ_AWAY_TIME: Duration = Duration::from_secs(10);
 
-/// Middleware (`from_fn_with_state(limit, refuse_oversized)`) answering 413 to a body whose
-/// declared length is over `limit`. Put it where the route's `DefaultBodyLimit` is, with the
-/// same limit; a chunked body without a length is still refused by the extractor.
-pub async fn refuse_oversized(
-    State(limit): State<usize>,
-    request: Request,
-    next: Next,
-) -> Response {
+/// `routes` taking bodies of at most `limit` bytes.
+pub fn limited<S>(routes: Router<S>, limit: usize) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    routes
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(from_fn_with_state(limit, refuse_oversized))
+}
+
+/// Answers 413 to a body whose declared length is over `limit`.
+async fn refuse_oversized(State(limit): State<usize>, request: Request, next: Next) -> Response {
     match declared_length(&request) {
         Some(length) if length > limit => refuse(limit, length, request.into_body()).await,
         _ => next.run(request).await,
@@ -44,7 +52,7 @@ fn declared_length(request: &Request) -> Option<usize> {
 }
 
 async fn refuse(limit: usize, length: usize, body: Body) -> Response {
-    let mut response = ApiError::TooLarge(limit as u64).into_response();
+    let mut response = ApiError::TooLarge(u64::try_from(limit).unwrap_or(u64::MAX)).into_response();
     if length - limit <= READ_AWAY {
         let _ = tokio::time::timeout(READ_AWAY_TIME, read_away(body)).await;
     } else {

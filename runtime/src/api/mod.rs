@@ -15,9 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue};
-use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 use tokio::sync::mpsc;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -85,16 +83,14 @@ pub fn router(state: AppState) -> Router {
     let max_body = usize::try_from(state.config.max_body_bytes).unwrap_or(usize::MAX);
     let readings = Router::new()
         .route("/webhooks/{device}", post(webhooks::single))
-        .route("/webhooks/{device}/batch", post(webhooks::batch))
-        .layer(from_fn_with_state(max_body, body_limit::refuse_oversized));
+        .route("/webhooks/{device}/batch", post(webhooks::batch));
     let routes = Router::new()
-        .merge(readings)
+        .merge(body_limit::limited(readings, max_body))
         .merge(vendors::routes(max_body))
         .route(auren_contract::paths::HEALTH, get(observe::health))
         .route(auren_contract::paths::READINESS, get(observe::readiness))
         .route(auren_contract::paths::LIVE, get(observe::live))
-        .route(auren_contract::paths::METRICS, get(observe::metrics))
-        .layer(DefaultBodyLimit::max(max_body));
+        .route(auren_contract::paths::METRICS, get(observe::metrics));
     common_layers(routes, state)
 }
 

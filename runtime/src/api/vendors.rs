@@ -17,15 +17,14 @@ use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::body_limit::refuse_oversized;
+use super::body_limit::limited;
 use super::error::ApiError;
 use super::webhooks::{inject_faults, publish, received};
 use crate::ingest::Event;
@@ -45,13 +44,8 @@ pub fn routes(max_body: usize) -> Router<AppState> {
     let push_limit = usize::try_from(garmin::MAX_PUSH_BYTES)
         .unwrap_or(usize::MAX)
         .max(max_body);
-    let garmin_push = Router::new()
-        .route(
-            "/vendors/garmin/{token}",
-            post(garmin).layer(DefaultBodyLimit::max(push_limit)),
-        )
-        .layer(from_fn_with_state(push_limit, refuse_oversized));
-    Router::new()
+    let garmin_push = Router::new().route("/vendors/garmin/{token}", post(garmin));
+    let notifications = Router::new()
         .route("/vendors/oura", get(oura_verification).post(signed::<Oura>))
         .route("/vendors/whoop", post(signed::<Whoop>))
         .route("/vendors/polar", post(polar))
@@ -59,9 +53,8 @@ pub fn routes(max_body: usize) -> Router<AppState> {
             "/vendors/withings/{token}",
             post(withings).head(withings_check),
         )
-        .route("/vendors/google_health", post(google_health))
-        .layer(from_fn_with_state(max_body, refuse_oversized))
-        .merge(garmin_push)
+        .route("/vendors/google_health", post(google_health));
+    limited(notifications, max_body).merge(limited(garmin_push, push_limit))
 }
 
 #[derive(Deserialize)]
