@@ -5,9 +5,10 @@ Usage: module_cycles.py <crate>/src ...   (exit 1 and print each circle when the
        module_cycles.py --self-test       (proves it finds a planted circle)
 
 A module A depends on a sibling B when a file under A names a path under B (`crate::b::...`,
-`super::b::...`, in `use` lines or inline; comments do not count). Test modules (`#[cfg(test)] mod tests`) and bin
-targets are left out. Two modules that name each other, or any longer loop, is a circle: it
-means neither can be read, tested or moved without the other.
+`super::b::...`, in `use` lines or inline; comments do not count). Test modules
+(`#[cfg(test)] mod tests`, inline or in `tests.rs`/`tests/`) and bin targets are left out.
+Two modules that name each other, or any longer loop, is a circle: it means neither can be
+read, tested or moved without the other.
 """
 
 import os
@@ -40,6 +41,8 @@ def sibling_graph(root):
             if name.endswith(".rs"):
                 path = os.path.join(folder, name)
                 module = module_of(root, path)
+                if "tests" in module:  # a test module in its own file, like an inline one
+                    continue
                 with open(path, encoding="utf-8") as f:
                     refs.setdefault(module, set()).update(references(module, f.read()))
     modules = set(refs)
