@@ -147,6 +147,44 @@ async fn pods(env: &Env) -> BTreeMap<String, PodView> {
         .collect()
 }
 
+/// Waits until every container of the namespace has run for `age`: kubelet (1.35+) keeps the
+/// readiness of a container started more than 10 s before it restarts (KEP-4781); a younger
+/// one starts NotReady again until its next probe.
+async fn wait_containers_older_than(env: &Env, age: Duration) {
+    support::wait_for(
+        &format!("every container running for {age:?}"),
+        60,
+        || async {
+            let list = env
+                .ns
+                .api::<Pod>()
+                .list(&ListParams::default())
+                .await
+                .unwrap();
+            let now = k8s_openapi::jiff::Timestamp::now();
+            let started = list.items.iter().flat_map(|p| {
+                let statuses = p
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.container_statuses.as_ref());
+                statuses.into_iter().flatten().map(|c| {
+                    let running = c.state.as_ref().and_then(|s| s.running.as_ref());
+                    running.and_then(|r| r.started_at.as_ref()).map(|t| t.0)
+                })
+            });
+            let old = |t: Option<k8s_openapi::jiff::Timestamp>| {
+                t.is_some_and(|t| now.duration_since(t).as_secs_f64() >= age.as_secs_f64())
+            };
+            started
+                .collect::<Vec<_>>()
+                .into_iter()
+                .all(old)
+                .then_some(())
+        },
+    )
+    .await;
+}
+
 /// `auren_runtime_consumer_active` of each consumer pod, scraped from the pod directly
 /// (1 active, 0 standby; `None` when it does not answer).
 async fn consumer_roles(env: &Env) -> BTreeMap<String, Option<f64>> {
@@ -516,14 +554,16 @@ async fn node_daemon_killed_while_analyzing(prefix: &str, daemon: &str) {
     let load_start = Instant::now();
     tokio::time::sleep(Duration::from_secs(2)).await;
 
-    // 12 measurements 3 s apart: the analysis outlasts the daemon's downtime (up to ~10 s on
-    // a busy machine) and the 8 s check after it, so no promotion lands inside that check.
-    env.set_spec(v2_spec(&env, 12)).await.unwrap();
+    // 16 measurements 3 s apart: the analysis outlasts the wait for 11 s old containers, the
+    // daemon's downtime (up to ~10 s on a busy machine) and the 8 s check after it, so no
+    // promotion lands inside that check.
+    env.set_spec(v2_spec(&env, 16)).await.unwrap();
     let st = env
         .ns
         .wait_status(NAME, "Analyzing", 90, |s| s.phase == Some(Phase::Analyzing))
         .await;
     let v2 = st.candidate.unwrap().hash;
+    wait_containers_older_than(&env, Duration::from_secs(11)).await;
     let before = pods(&env).await;
     assert_eq!(
         before.len(),
