@@ -34,6 +34,7 @@ if has_tier lint; then
   cargo fmt --all --check
   cargo clippy --workspace --all-targets --locked -- -D warnings
   python3 scripts/module_cycles.py --self-test
+  python3 scripts/e2e_lanes.py --self-test
   python3 scripts/module_cycles.py contract/src runtime/src operator/src kubectl-auren/src testkit/src
 fi
 
