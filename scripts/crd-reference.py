@@ -55,8 +55,14 @@ def constraints(s, required):
         out.append("one of " + ", ".join(f"`{v}`" for v in s["enum"]))
     if "pattern" in s:
         out.append(f"pattern `{s['pattern']}`".replace("|", "\\|"))
-    if s.get("x-kubernetes-list-type"):
+    if "maxProperties" in s:
+        out.append(f"max entries {s['maxProperties']}")
+    if s.get("x-kubernetes-list-type") == "map":
+        keys = ", ".join(s.get("x-kubernetes-list-map-keys", []))
+        out.append(f"each `{keys}` once (list type map)")
+    elif s.get("x-kubernetes-list-type"):
         out.append(f"list type {s['x-kubernetes-list-type']}")
+    out += [f"rule: {one_line(v['message'])}" for v in s.get("x-kubernetes-validations", [])]
     return "; ".join(out)
 
 
@@ -121,6 +127,16 @@ def main():
         "",
         "A default applies when the field is left out; fields of an object default to their own",
         "defaults when the object is left out.",
+        "",
+        "**Where each rule is checked.** Every constraint below, the `rule:` entries included (CEL",
+        "`x-kubernetes-validations`), is checked by the API server when an AurenRuntime is",
+        "applied: `kubectl apply` and a GitOps sync of a bad spec fail with the field's path and",
+        "the rule's message, and nothing is stored. The operator checks the same rules again",
+        "(`operator/src/api/validate.rs`; phase `InvalidSpec`, nothing rolled out) for an object",
+        "stored before its CRD carried them, since the API server checks an object only when it is",
+        "written. No rule is left to the operator alone: each one can be written in CEL. What no",
+        "schema can know (whether a referenced Secret or autoscaler exists) shows only when a",
+        "release runs.",
     ]
     for version in spec["versions"]:
         schema = version["schema"]["openAPIV3Schema"]
@@ -136,7 +152,11 @@ def main():
             if part in schema.get("properties", {}):
                 sub = schema["properties"][part]
                 title = "what you declare" if part == "spec" else "written by the operator; read-only"
-                out += [f"### {part} ({title})", "", one_line(sub.get("description")), "", table(sub, part), ""]
+                out += [f"### {part} ({title})", "", one_line(sub.get("description")), ""]
+                rules = [one_line(v["message"]) for v in sub.get("x-kubernetes-validations", [])]
+                if rules:
+                    out += [f"Rules across the fields of `{part}`:", ""] + [f"- {r}" for r in rules] + [""]
+                out += [table(sub, part), ""]
     print("\n".join(out).rstrip() + "\n", end="")
 
 

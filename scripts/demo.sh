@@ -108,6 +108,8 @@ step "2/5 install the operator with the Helm chart (charts/auren-operator)"
 kubectl apply --server-side --force-conflicts --field-manager=auren-demo -f charts/auren-operator/crds/ >/dev/null
 kubectl wait --for condition=Established --timeout=60s crd/aurenruntimes.auren.io >/dev/null
 kubectl create namespace "$OP_NS" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+# Pod Security "restricted", enforced by the API server for both namespaces (issue 32).
+kubectl label --overwrite namespace "$OP_NS" pod-security.kubernetes.io/enforce=restricted >/dev/null
 K8S_VERSION_SHOWN="$(kubectl version -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["serverVersion"]["gitVersion"])')"
 "$HELM" template "$RELEASE" charts/auren-operator --namespace "$OP_NS" --kube-version "${K8S_VERSION_SHOWN#v}" \
   > "$RENDERED"
@@ -188,6 +190,8 @@ watch_until() { # SECONDS WHAT COND
 
 step "3/5 apply v1: the Secrets it references and an AurenRuntime"
 kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+kubectl label --overwrite namespace "$NS" pod-security.kubernetes.io/enforce=restricted >/dev/null
+echo "\$ kubectl label namespace $NS pod-security.kubernetes.io/enforce=restricted"
 kubectl -n "$NS" apply -f - <<YAML
 apiVersion: v1
 kind: Secret

@@ -44,6 +44,7 @@ e2e_chart_install() {
   rendered="$("$HELM" template auren-operator charts/auren-operator --namespace "$ns" \
     --kube-version "$E2E_KUBE_VERSION" --set watchNamespace="$ns")"
   kubectl create namespace "$ns" >/dev/null
+  kubectl label namespace "$ns" pod-security.kubernetes.io/enforce=restricted >/dev/null
   kubectl apply --server-side --force-conflicts --field-manager=auren-e2e-chart -f crds/aurenruntime.yaml >/dev/null
   kubectl apply --server-side --field-manager=auren-e2e-chart -f - <<<"$rendered" >/dev/null
   kubectl -n "$ns" wait --for=condition=Available --timeout=120s deployment/auren-operator ||

@@ -8,12 +8,13 @@ mod support;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use auren_operator::api::{Outcome, Phase};
+use auren_operator::api::{AurenRuntime, Outcome, Phase};
 use k8s_openapi::api::core::v1::Service;
-use kube::api::ListParams;
-use serde_json::json;
+use kube::api::{Api, ApiResource, DynamicObject, ListParams, PostParams};
+use serde_json::{Value, json};
 use support::{
-    Env, Load, NAME, Operator, WEBHOOK_SECRET, accepted_ids, assert_none_failed, metric_value,
+    Env, Load, NAME, Operator, TestNs, WEBHOOK_SECRET, accepted_ids, assert_none_failed,
+    metric_value,
 };
 
 /// (1) A minimal YAML installs v1: Healthy, both Services answer, consumers store.
@@ -337,10 +338,10 @@ async fn a_crashing_candidate_is_rolled_back_with_a_clear_reason() {
     );
 }
 
-/// (6) An invalid spec is refused by the schema, or reported as InvalidSpec with nothing else
-/// changed.
+/// (6) An invalid spec is refused by the API server, and nothing changes: a create, and an
+/// update of a running AurenRuntime (its stable release keeps serving).
 #[tokio::test]
-async fn an_invalid_spec_is_refused_or_reported_and_changes_nothing() {
+async fn an_invalid_spec_is_refused_and_changes_nothing() {
     let env = Env::start("op-invalid").await;
     let mut refused = env.spec("Not A Valid Image!", &[]);
     refused["api"]["replicas"] = json!(-1);
@@ -354,21 +355,15 @@ async fn an_invalid_spec_is_refused_or_reported_and_changes_nothing() {
     let before = env.deployments().await;
     let mut invalid = env.spec("auren/runtime:v2", &[]);
     invalid["env"] = json!([{"name": "RUN_MODE", "value": "api"}]);
-    env.set_spec(invalid).await.unwrap();
-    let st = env
-        .ns
-        .wait_status(NAME, "InvalidSpec", 30, |s| {
-            s.phase == Some(Phase::InvalidSpec)
-        })
-        .await;
+    let err = env.set_spec(invalid).await.unwrap_err();
     assert!(
-        st.message.as_deref().unwrap_or("").contains("RUN_MODE"),
-        "{:?}",
-        st.message
+        matches!(&err, kube::Error::Api(s) if s.code == 422 && s.message.contains("RUN_MODE")),
+        "{err}"
     );
     env.settled().await;
     assert_eq!(env.deployments().await, before, "no workload changed");
     let st = env.ns.status(NAME).await;
+    assert_eq!(st.phase, Some(Phase::Healthy));
     assert_eq!(st.stable.map(|s| s.hash), Some(v1.clone()));
     assert!(st.candidate.is_none());
     let answer = support::post_event(&support::http_client(), &env.active().await, "u", 1).await;
@@ -376,6 +371,225 @@ async fn an_invalid_spec_is_refused_or_reported_and_changes_nothing() {
         (answer.status, answer.release.as_deref()),
         (202, Some(v1.as_str()))
     );
+}
+
+/// A canary spec with `steps`.
+fn canary(steps: Value) -> Value {
+    json!({"strategy": {"canary": {"steps": steps}}})
+}
+
+/// A spec with these `checks`.
+fn checks(checks: Value) -> Value {
+    json!({"analysis": {"checks": checks}})
+}
+
+/// Issue 32, point 1: each rule of the CRD (CEL `x-kubernetes-validations`, list keys, OpenAPI
+/// bounds) refuses its bad spec at the API server, with a message that says what is wrong and
+/// where; the specs beside them that are right, and every example, are accepted. Server-side
+/// dry runs: admission and validation run in full, nothing is stored.
+#[tokio::test]
+async fn the_api_server_refuses_each_invalid_spec_with_its_reason() {
+    let ns = TestNs::new("op-cel").await;
+    let refused = [
+        (
+            json!({"strategy": {"blueGreen": {}, "canary": {"steps": [{"setWeight": 10}]}}}),
+            "spec.strategy: Invalid value: \"object\": set at most one of blueGreen and canary",
+        ),
+        (
+            canary(json!([{"setWeight": 10, "pause": {}}])),
+            "spec.strategy.canary.steps[0]: Invalid value: \"object\": a canary step sets exactly one of setWeight, pause and analysis",
+        ),
+        (
+            canary(json!([{"setWeight": 10}, {}])),
+            "steps[1]: Invalid value: \"object\": a canary step sets exactly one",
+        ),
+        (
+            canary(json!([{"setWeight": 101}])),
+            "spec.strategy.canary.steps[0].setWeight: Invalid value: 101: spec.strategy.canary.steps[0].setWeight in body should be less than or equal to 100",
+        ),
+        (
+            canary(json!([{"analysis": {"count": 2, "duration": "1m"}}])),
+            "steps[0].analysis: Invalid value: \"object\": an analysis step sets exactly one of count and duration",
+        ),
+        (
+            canary(json!([{"analysis": {}}])),
+            "an analysis step sets exactly one of count and duration",
+        ),
+        (
+            canary(json!([{"pause": {"duration": "8761h"}}])),
+            "steps[0].pause: Invalid value: \"object\": duration: at most 8760h (a year)",
+        ),
+        (
+            canary(json!([{"pause": {"duration": "5 minutes"}}])),
+            "steps[0].pause.duration: Invalid value: \"5 minutes\"",
+        ),
+        (
+            json!({"analysis": {"interval": "0s"}}),
+            "spec.analysis: Invalid value: \"object\": interval must be longer than zero",
+        ),
+        (
+            json!({"analysis": {"initialDelay": "9000h"}}),
+            "initialDelay: at most 8760h (a year)",
+        ),
+        (
+            checks(json!([{"name": "p", "metric": "prometheus", "max": 1}])),
+            "spec.analysis.checks[0]: Invalid value: \"object\": prometheus is required with metric prometheus and allowed only there",
+        ),
+        (
+            checks(
+                json!([{"name": "e", "metric": "errorRatio", "max": 1, "prometheus": {"address": "http://p:9090", "query": "up"}}]),
+            ),
+            "prometheus is required with metric prometheus and allowed only there",
+        ),
+        (
+            checks(json!([{"name": "q", "metric": "errorRatio", "quantile": 0.5, "max": 1}])),
+            "quantile is allowed only with metric latency",
+        ),
+        (
+            checks(json!([{"name": "q", "metric": "latency", "quantile": 1.0, "max": 1}])),
+            "quantile must be between 0 and 1 (exclusive)",
+        ),
+        (
+            checks(json!([{"name": "n", "metric": "errorRatio"}])),
+            "checks[0]: Invalid value: \"object\": set max, min or baseline",
+        ),
+        (
+            checks(json!([{"name": "m", "metric": "consumerLag", "min": 5, "max": 1}])),
+            "min is greater than max",
+        ),
+        (
+            checks(
+                json!([{"name": "b", "metric": "prometheus", "max": 1, "baseline": {"maxFactor": 2}, "prometheus": {"address": "http://p:9090", "query": "up"}}]),
+            ),
+            "baseline is not available for prometheus checks",
+        ),
+        (
+            checks(json!([{"name": "b", "metric": "latency", "baseline": {}}])),
+            "checks[0].baseline: Invalid value: \"object\": baseline needs maxFactor or maxIncrease",
+        ),
+        (
+            checks(
+                json!([{"name": "r", "metric": "restarts", "max": 0}, {"name": "r", "metric": "errorRatio", "max": 0.01}]),
+            ),
+            "spec.analysis.checks[1]: Duplicate value",
+        ),
+        (
+            json!({"env": [{"name": "RUN_MODE", "value": "api"}]}),
+            "spec.env[0]: Invalid value: \"object\": the operator sets RUN_MODE",
+        ),
+        (
+            json!({"env": [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]}),
+            "spec.env[1]: Duplicate value",
+        ),
+        (
+            json!({"env": [{"name": "9A", "value": "1"}]}),
+            "spec.env[0].name: Invalid value: \"9A\"",
+        ),
+        (
+            json!({"config": {"KAFKA_TOPIC": "other"}}),
+            "spec: Invalid value: \"object\": config: the operator sets RUN_MODE",
+        ),
+        (
+            json!({"config": {"9A": "1"}}),
+            "config: every key must be an environment variable name",
+        ),
+        (
+            json!({"env": [{"name": "A", "value": "1"}], "config": {"A": "2"}}),
+            "env and config: a variable is set in both",
+        ),
+        (
+            json!({"env": [{"name": "FAULT_PRODUCE_ERROR_RATE", "value": "0.2"}]}),
+            "env and config: a FAULT_* setting other than 0 is unsafe and refused unless allowUnsafe lists faults",
+        ),
+        (
+            json!({"config": {"FAULT_CRASH_AFTER_SECONDS": "oops"}}),
+            "a FAULT_* setting other than 0 is unsafe",
+        ),
+        (
+            json!({"config": {"WEBHOOK_AUTH": " Disabled "}}),
+            "WEBHOOK_AUTH=disabled is unsafe and refused unless allowUnsafe lists webhookAuthDisabled",
+        ),
+        (
+            json!({"env": [{"name": "WEBHOOK_AUTH", "value": "disabled"}], "allowUnsafe": ["faults"]}),
+            "WEBHOOK_AUTH=disabled is unsafe",
+        ),
+        (
+            json!({"api": {"port": 8001}}),
+            "spec.api: Invalid value: \"object\": port 8001 is the admin port: the admin API must not be exposed",
+        ),
+        (
+            json!({"consumer": {"autoscaler": {"kind": "HorizontalPodAutoscaler", "name": "c"}}, "strategy": {"canary": {"steps": [{"setWeight": 50}], "consumers": "partitionShare"}}}),
+            "consumer.autoscaler cannot be used with strategy.canary.consumers: partitionShare",
+        ),
+    ];
+    let accepted = [
+        json!({"env": [{"name": "FAULT_PRODUCE_ERROR_RATE", "value": " 0.0 "}], "config": {"FAULT_CRASH_AFTER_SECONDS": "-0e3"}}),
+        json!({"env": [{"name": "FAULT_PRODUCE_ERROR_RATE", "value": "0.2"}], "allowUnsafe": ["faults"]}),
+        json!({"config": {"WEBHOOK_AUTH": "disabled"}, "allowUnsafe": ["webhookAuthDisabled"]}),
+        json!({"config": {"WEBHOOK_AUTH": "required", "LOG_FORMAT": "json"}, "env": [{"name": "A", "value": "1"}]}),
+        canary(
+            json!([{"setWeight": 0}, {"pause": {}}, {"pause": {"duration": "8760h"}}, {"analysis": {"count": 3}}, {"analysis": {"duration": "1m"}}, {"setWeight": 100}]),
+        ),
+        json!({"consumer": {"autoscaler": {"kind": "HorizontalPodAutoscaler", "name": "c"}}, "strategy": {"canary": {"steps": [{"setWeight": 50}]}}}),
+        checks(
+            json!([{"name": "p99", "metric": "latency", "quantile": 0.99, "max": 0.5, "baseline": {"maxIncrease": 0.1}}, {"name": "lag", "metric": "consumerLag", "min": 0, "max": 0}, {"name": "up", "metric": "prometheus", "min": 1, "prometheus": {"address": "http://prometheus.monitoring:9090", "query": "up"}}]),
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (spec, expected) in &refused {
+        match dry_run_create(&ns, spec).await {
+            Err(kube::Error::Api(e)) if e.code == 422 && e.message.contains(expected) => {}
+            other => wrong.push(format!(
+                "{spec}\n  expected 422 with {expected:?}\n  got {other:?}"
+            )),
+        }
+    }
+    for spec in &accepted {
+        if let Err(e) = dry_run_create(&ns, spec).await {
+            wrong.push(format!("{spec}\n  expected to be accepted, got {e}"));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} of {} specs judged wrongly:\n{}",
+        wrong.len(),
+        refused.len() + accepted.len(),
+        wrong.join("\n")
+    );
+    for example in ["minimal", "bluegreen-analysis", "canary-steps"] {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/");
+        support::kubectl(
+            &[
+                "apply",
+                "--dry-run=server",
+                "-n",
+                &ns.name,
+                "-f",
+                &format!("{path}{example}.yaml"),
+            ],
+            None,
+        );
+    }
+}
+
+/// Creates an AurenRuntime with `spec` (over an image) in a server-side dry run.
+async fn dry_run_create(ns: &TestNs, spec: &Value) -> Result<DynamicObject, kube::Error> {
+    let mut spec = spec.clone();
+    spec["image"] = json!("auren/runtime:v1");
+    let object: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "auren.io/v1alpha1",
+        "kind": "AurenRuntime",
+        "metadata": {"name": "judged"},
+        "spec": spec,
+    }))
+    .unwrap();
+    let resource = ApiResource::erase::<AurenRuntime>(&());
+    let api = Api::<DynamicObject>::namespaced_with(ns.client.clone(), &ns.name, &resource);
+    let params = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    api.create(&params, &object).await
 }
 
 /// Controls without editing the spec: with auto-promotion off the rollout waits (Paused,

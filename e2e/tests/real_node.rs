@@ -14,8 +14,8 @@ use std::time::Duration;
 use auren_operator::api::Phase;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::ListParams;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::api::{Api, ListParams, PostParams};
 use serde_json::json;
 use support::{
     Env, Load, NAME, Operator, TestNs, accepted_ids, assert_none_failed, kubectl, pod_processes,
@@ -302,6 +302,7 @@ async fn blue_green_on_real_containers_promotes_good_and_rolls_back_bad() {
     .await;
     let v1 = env.install("auren/runtime:v1").await;
     assert_runtime_pods(&env.ns).await;
+    assert_pod_security_enforced(&env.ns).await;
     let active_addr = env.ns.cluster_addr(NAME).await;
     // kube-proxy programs the ClusterIP once v1's pods are ready endpoints; the load judges the
     // rollouts, so it starts once the active Service answers.
@@ -445,6 +446,53 @@ async fn an_unprogrammed_cluster_ip_is_refused_on_this_machine() {
         output_guard_refusals() > before,
         "the OUTPUT guard's counters did not move"
     );
+}
+
+/// Issue 32, point 2: the namespace the operator's and the runtime's pods were just admitted to
+/// enforces Pod Security "restricted" in the API server, which refuses a privileged pod there
+/// (a server-side dry run: nothing is created, admission runs all the same).
+async fn assert_pod_security_enforced(ns: &TestNs) {
+    let labels = Api::<Namespace>::all(ns.client.clone())
+        .get(&ns.name)
+        .await
+        .unwrap()
+        .metadata
+        .labels
+        .unwrap_or_default();
+    assert_eq!(
+        labels
+            .get(support::POD_SECURITY_ENFORCE)
+            .map(String::as_str),
+        Some("restricted"),
+        "{labels:?}"
+    );
+    let privileged: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "privileged"},
+        "spec": {"containers": [{
+            "name": "root",
+            "image": "docker.io/auren/runtime:v1",
+            "securityContext": {"privileged": true},
+        }]},
+    }))
+    .unwrap();
+    let params = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    match ns.api::<Pod>().create(&params, &privileged).await {
+        Err(kube::Error::Api(refusal)) => {
+            assert_eq!(refusal.code, 403, "{refusal:?}");
+            assert!(
+                refusal
+                    .message
+                    .contains("violates PodSecurity \"restricted"),
+                "refused for another reason: {}",
+                refusal.message
+            );
+            eprintln!("privileged pod refused: {}", refusal.message);
+        }
+        other => panic!("a privileged pod was not refused in {}: {other:?}", ns.name),
+    }
 }
 
 /// The status of condition `type_` of pod `name`.

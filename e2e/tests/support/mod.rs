@@ -90,7 +90,11 @@ where
 
 // ---------------------------------------------------------------- cluster
 
-/// A fresh namespace with the CRD installed; deleted on drop.
+/// The label by which the API server's PodSecurity admission enforces a level in a namespace.
+pub const POD_SECURITY_ENFORCE: &str = "pod-security.kubernetes.io/enforce";
+
+/// A fresh namespace with the CRD installed, where the API server admits only pods of Pod
+/// Security "restricted" (as a platform team's namespaces do); deleted on drop.
 pub struct TestNs {
     pub client: Client,
     pub name: String,
@@ -103,7 +107,11 @@ impl TestNs {
             .expect("KUBECONFIG must point at the local cluster (scripts/e2e.sh)");
         install_crd(&client).await;
         let name = unique(prefix);
-        let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+        let ns: Namespace = serde_json::from_value(json!({"metadata": {
+            "name": name,
+            "labels": {POD_SECURITY_ENFORCE: "restricted"},
+        }}))
+        .unwrap();
         Api::<Namespace>::all(client.clone())
             .create(&PostParams::default(), &ns)
             .await

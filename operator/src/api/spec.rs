@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use auren_contract::env;
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -11,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::status::AurenRuntimeStatus;
 
 mod analysis;
+mod cel;
 mod strategy;
 
 pub use analysis::*;
@@ -26,6 +28,21 @@ pub const IMAGE_PATTERN: &str =
 pub const DURATION_PATTERN: &str = r"^[0-9]+(ms|s|m|h)$";
 /// An environment variable name.
 pub const ENV_NAME_PATTERN: &str = r"^[A-Za-z_][A-Za-z0-9_]*$";
+/// Environment names the operator sets itself.
+pub const RESERVED_ENV: [&str; 12] = [
+    env::RUN_MODE,
+    env::ADMIN_PORT,
+    env::RELEASE,
+    env::CONSUMER_ROLE,
+    env::ADMIN_TOKEN,
+    env::API_PORT,
+    env::DATABASE_URL,
+    env::KAFKA_BROKERS,
+    env::KAFKA_TOPIC,
+    env::KAFKA_GROUP,
+    env::MAX_CONCURRENT_EVENTS,
+    env::WEBHOOK_SECRETS_DIR,
+];
 
 /// AurenRuntime runs the AUREN runtime's API pods and consumer pods and moves them from release
 /// to release with blue/green or canary cutovers gated on the runtime's own health metrics.
@@ -64,6 +81,7 @@ pub const ENV_NAME_PATTERN: &str = r"^[A-Za-z_][A-Za-z0-9_]*$";
     )
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = cel::spec)]
 pub struct AurenRuntimeSpec {
     /// Container image of the runtime, for example `registry.local/auren-runtime:1.4.2`.
     /// Changing it starts a new release.
@@ -73,11 +91,13 @@ pub struct AurenRuntimeSpec {
     /// operator sets itself (RUN_MODE, AUREN_RELEASE, CONSUMER_ROLE, connection settings) are
     /// refused.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 128), transform = cel::keyed_by_name)]
     pub env: Vec<EnvVar>,
     /// Runtime settings of a release (for example `LOG_FORMAT: json`,
     /// `MAX_BATCH_EVENTS: "500"`), passed to the pods as environment variables. A change starts
     /// a new release; keys follow the same rules as `env`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(transform = cel::bounded_config)]
     pub config: BTreeMap<String, String>,
     /// The API pods: they take webhooks and produce them to Kafka.
     #[serde(default)]
@@ -183,13 +203,14 @@ impl NotificationFormat {
 
 /// An environment variable with a literal value.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, Hash, JsonSchema)]
-#[schemars(transform = drop_empty_value_default)]
+#[schemars(transform = drop_empty_value_default, transform = cel::env_var)]
 pub struct EnvVar {
     /// Variable name.
-    #[schemars(regex(pattern = ENV_NAME_PATTERN))]
+    #[schemars(regex(pattern = ENV_NAME_PATTERN), length(min = 1, max = 256))]
     pub name: String,
     /// Variable value.
     #[serde(default)]
+    #[schemars(length(max = 4096))]
     pub value: String,
 }
 
@@ -220,6 +241,7 @@ pub struct PlacementSpec {
 /// The API workload of each release.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = cel::api)]
 pub struct ApiSpec {
     /// Number of API pods of the stable release.
     #[serde(default = "defaults::api_replicas")]

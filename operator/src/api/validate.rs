@@ -1,31 +1,14 @@
-//! Validation the OpenAPI schema cannot express (and Kubernetes 1.20 ignores CEL rules, so
-//! cross-field rules live here). An invalid spec becomes an `InvalidSpec` condition.
+//! Validation in the controller. The API server checks the same rules at apply time (CEL and
+//! OpenAPI rules in the generated CRD, `spec/cel.rs`); the controller checks them again for objects
+//! stored before their CRD carried them. An invalid spec becomes an `InvalidSpec` condition.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use auren_contract::env;
-
 use super::duration::{DurationError, parse_duration};
 use super::spec::{
-    AurenRuntimeSpec, CanaryConsumers, CanaryStep, Check, MetricKind, UnsafeSetting,
+    AurenRuntimeSpec, CanaryConsumers, CanaryStep, Check, MetricKind, RESERVED_ENV, UnsafeSetting,
 };
-
-/// Environment names the operator sets itself.
-const RESERVED_ENV: [&str; 12] = [
-    env::RUN_MODE,
-    env::ADMIN_PORT,
-    env::RELEASE,
-    env::CONSUMER_ROLE,
-    env::ADMIN_TOKEN,
-    env::API_PORT,
-    env::DATABASE_URL,
-    env::KAFKA_BROKERS,
-    env::KAFKA_TOPIC,
-    env::KAFKA_GROUP,
-    env::MAX_CONCURRENT_EVENTS,
-    env::WEBHOOK_SECRETS_DIR,
-];
 
 /// A rule of the spec that is broken.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

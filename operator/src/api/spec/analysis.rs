@@ -8,6 +8,7 @@ use super::{DURATION_PATTERN, defaults};
 /// The analysis of a candidate.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = super::cel::analysis)]
 pub struct AnalysisSpec {
     /// Time between two measurements (the window each measurement covers). At most `8760h`.
     #[serde(default = "defaults::interval")]
@@ -19,6 +20,7 @@ pub struct AnalysisSpec {
     pub initial_delay: String,
     /// The checks; each measurement evaluates all of them.
     #[serde(default = "defaults::checks")]
+    #[schemars(length(max = 32), transform = super::cel::keyed_by_name)]
     pub checks: Vec<Check>,
     /// Passing measurements needed before the candidate is promoted (blue/green).
     #[serde(default = "defaults::successful_measurements")]
@@ -55,6 +57,7 @@ pub struct AnalysisSpec {
 /// One check of a measurement.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = super::cel::check)]
 pub struct Check {
     /// Name shown in status and Events.
     #[schemars(length(min = 1, max = 63))]
@@ -124,6 +127,7 @@ pub struct PrometheusQuery {
 /// Comparison with the stable release over the same window; set one or both.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = super::cel::baseline)]
 pub struct Baseline {
     /// Candidate ≤ stable × maxFactor (for example 1.2 for "p99 at most 20 % worse").
     #[serde(default, skip_serializing_if = "Option::is_none")]

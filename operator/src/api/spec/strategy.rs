@@ -8,6 +8,7 @@ use super::{DURATION_PATTERN, defaults};
 /// The release strategy: at most one of `blueGreen` and `canary`; blue/green when both are empty.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = super::cel::strategy)]
 pub struct StrategySpec {
     /// Blue/green: the candidate runs beside the stable release behind a preview Service, is
     /// analysed, then the active Service switches to it in one step.
@@ -74,6 +75,7 @@ pub enum CanaryConsumers {
 /// One canary step: exactly one of `setWeight`, `pause`, `analysis`.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = super::cel::canary_step)]
 pub struct CanaryStep {
     /// Percent of the active Service's API pods that run the candidate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -89,6 +91,7 @@ pub struct CanaryStep {
 
 /// A pause step.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[schemars(transform = super::cel::pause_step)]
 pub struct PauseStep {
     /// How long to wait (`30s`, `5m`); indefinite (until promoted) when unset. At most `8760h`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -98,6 +101,7 @@ pub struct PauseStep {
 
 /// An analysis step.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[schemars(transform = super::cel::analysis_step)]
 pub struct AnalysisStep {
     /// Number of passing measurements that complete the step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
