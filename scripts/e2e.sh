@@ -21,7 +21,9 @@ e2e_chart_install
 export HELM AUREN_TEST_SERVICE_HOST=10.244.0.1
 # The e2e files side by side (scripts/e2e_lanes.py): each lane's files one after another, the
 # four lanes at the same time. Each test keeps its own namespace, broker, PostgreSQL and operator.
-# control_plane_faults stops kube-apiserver, the kubelet and containerd, so it runs alone last.
+# control_plane_faults stops kube-apiserver, the kubelet and containerd, and crd_upgrade puts an
+# older CRD in place for a moment, so each runs alone after the others.
 python3 scripts/e2e_lanes.py \
   --stage faults canary,operator day2,real_node security,dashboard,gate_follow,helm \
-  --stage control_plane_faults
+  --stage control_plane_faults \
+  --stage crd_upgrade
