@@ -131,7 +131,8 @@ pub struct Config {
     pub consumer_batch_max_events: Option<u32>,
     /// Most record bytes (Kafka payloads) the consumer gathers for one transaction: with
     /// CONSUMER_BATCH_MAX_EVENTS, it keeps the consumer's memory flat whatever the events'
-    /// size. A single larger record is still stored, alone.
+    /// size. A single larger record is still stored, alone. At most two batches are in
+    /// memory: one stored while the next is gathered and stored beside it.
     #[arg(long, env = "CONSUMER_BATCH_MAX_BYTES", default_value_t = DEFAULT_BATCH_MAX_BYTES, value_parser = clap::value_parser!(u64).range(65_536..=268_435_456))]
     pub consumer_batch_max_bytes: u64,
     /// Former name of CONSUMER_BATCH_MAX_EVENTS: most events stored in one transaction, used

@@ -46,6 +46,10 @@ pub struct Columns {
     payloads: Vec<String>,
     partitions: Vec<i32>,
     offsets: Vec<i64>,
+    /// Each event's `stored_seq`, reserved in the order the batches were taken off Kafka
+    /// ([`EventStore::reserve_seqs`]): two batches stored at once still number a user's events
+    /// in their order. Empty: the column's own default (`nextval`) numbers them.
+    seqs: Vec<i64>,
 }
 
 impl Columns {
@@ -71,16 +75,38 @@ impl Columns {
     pub fn is_empty(&self) -> bool {
         self.ids.is_empty()
     }
+
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Numbers the events with `seqs` (ascending, one per event) in place of `nextval`.
+    pub fn with_seqs(mut self, seqs: Vec<i64>) -> Self {
+        self.seqs = seqs;
+        self
+    }
 }
 
 const INSERT_EVENTS: &str = "
     INSERT INTO events (id, user_id, device, metric, value, unit, recorded_at, received_at,
-                        payload, kafka_partition, kafka_offset)
-    SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::float8[],
-                         $6::text[], $7::timestamptz[], $8::timestamptz[], $9::text[]::jsonb[],
-                         $10::int[], $11::bigint[])
+                        payload, kafka_partition, kafka_offset, stored_seq)
+    SELECT id, user_id, device, metric, value, unit, recorded_at, received_at, payload,
+           kafka_partition, kafka_offset,
+           COALESCE(seq, nextval(pg_get_serial_sequence('events', 'stored_seq')))
+    FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::float8[],
+                $6::text[], $7::timestamptz[], $8::timestamptz[], $9::text[]::jsonb[],
+                $10::int[], $11::bigint[], $12::bigint[])
+         AS b(id, user_id, device, metric, value, unit, recorded_at, received_at, payload,
+              kafka_partition, kafka_offset, seq)
     ON CONFLICT (id) DO NOTHING
     RETURNING user_id, metric, value, unit, recorded_at, kafka_offset";
+
+/// `n` values of the events' `stored_seq` sequence, ascending.
+const RESERVE_SEQS: &str = "
+    SELECT array_agg(s ORDER BY s) FROM (
+        SELECT nextval(pg_get_serial_sequence('events', 'stored_seq')) AS s
+        FROM generate_series(1, $1::bigint)
+    ) q";
 
 /// Only rows this batch really inserted move the projection, so a redelivery changes nothing.
 /// Vendor notifications (unit `notification`) carry no value: they stay out of it.
@@ -150,9 +176,24 @@ impl EventStore {
             .bind(&c.payloads)
             .bind(&c.partitions)
             .bind(&c.offsets)
+            .bind(&c.seqs)
             .fetch_one(&self.pool)
             .await?;
         Ok(u64::try_from(inserted).unwrap_or(0))
+    }
+
+    /// Reserves `n` ascending `stored_seq` values from the column's sequence (one round trip),
+    /// for a batch to be stored with [`Columns::with_seqs`].
+    pub async fn reserve_seqs(&self, n: usize) -> Result<Vec<i64>, StoreError> {
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        let seqs: Vec<i64> = sqlx::query_scalar(RESERVE_SEQS)
+            .bind(n)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(seqs)
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {

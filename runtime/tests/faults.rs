@@ -94,6 +94,84 @@ async fn a_poison_record_in_a_large_batch_is_dead_lettered_and_the_rest_stored()
     );
 }
 
+/// Two batches in flight: PostgreSQL refuses one (a trigger fails its held event) and the
+/// consumer keeps retrying it while the batches taken after it, on the same partition, are
+/// stored beside it. Their offsets must wait for the refused batch's: after a kill -9, the
+/// trigger dropped and a restart, every event is stored once. Had a later batch committed its
+/// offsets as soon as it was stored, the held event (before them on their partition) would be
+/// skipped for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_stored_before_an_earlier_one_commits_no_offset_past_it() {
+    const HELD: u32 = 199_999;
+    const AFTER: u32 = 100_000;
+    let s = Stack::shared().await;
+    let api = s.ready("api", &[]).await;
+    let mut consumer = s.ready("consumer", &[]).await;
+    refuse_value(&s.db, HELD).await;
+    let client = reqwest::Client::new();
+    let held = oura_event("held", HELD);
+    let (status, id) = post_event(&client, &api, &held).await;
+    assert_eq!(status, 202, "the held event accepted");
+    let mut accepted = Accepted::default();
+    accepted.insert(marker_of(&held), id.unwrap());
+    // The same user, so the same partition, after the held event.
+    let mut first = AFTER;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while count_where(&s.db, &format!("value >= {AFTER} AND value <> {HELD}")).await == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no batch taken after the refused one was stored within 60 s"
+        );
+        if let Some(events) = post_batch(&client, &api.url(""), "held", first, 20).await {
+            accepted.extend(events);
+            first += 20;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(count_where(&s.db, &format!("value = {HELD}")).await, 0);
+    assert!(metric(&client, &consumer, "auren_runtime_events_failed_total").await >= 1.0);
+    // Time for any (wrong) asynchronous offset commit of the later batches to land.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    consumer.kill9();
+    execute_sql(&s.db, "DROP TRIGGER refuse_value ON events").await;
+    consumer.start();
+    consumer.wait_ready(Duration::from_secs(30)).await;
+    assert_all_stored_once(&s.db, &accepted).await;
+}
+
+/// Makes PostgreSQL refuse every batch holding an event of `value`: a trigger fails its insert.
+async fn refuse_value(db: &str, value: u32) {
+    execute_sql(
+        db,
+        "CREATE OR REPLACE FUNCTION refuse_value() RETURNS trigger LANGUAGE plpgsql AS
+         $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$",
+    )
+    .await;
+    execute_sql(
+        db,
+        &format!(
+            "CREATE OR REPLACE TRIGGER refuse_value BEFORE INSERT ON events FOR EACH ROW
+             WHEN (NEW.value = {value}) EXECUTE FUNCTION refuse_value()"
+        ),
+    )
+    .await;
+}
+
+async fn execute_sql(db: &str, sql: &str) {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(db).await.expect("connect");
+    sqlx::query(sql).execute(&mut conn).await.expect(sql);
+}
+
+async fn count_where(db: &str, condition: &str) -> i64 {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(db).await.expect("connect");
+    sqlx::query_scalar(&format!("SELECT count(*) FROM events WHERE {condition}"))
+        .fetch_one(&mut conn)
+        .await
+        .expect("count")
+}
+
 /// Events per stored batch, on average, of `consumer` since it started.
 async fn mean_batch(consumer: &Runtime) -> f64 {
     let client = reqwest::Client::new();

@@ -1,13 +1,14 @@
 //! The event consumer. It stores each batch in one PostgreSQL transaction and only then
-//! commits the batch's offsets, so a crash replays at most one batch, which the store's unique
-//! event id turns into a no-op: effectively once.
+//! commits the batch's offsets, in the order the batches were taken off Kafka; two batches at
+//! most are in flight (one storing while the next is gathered and stored beside it), so a
+//! crash replays at most those two, which the store's unique event id turns into no-ops:
+//! effectively once.
 //!
 //! Cutover contract (see docs/runtime.md): the consumer is `active` (member of the production
 //! group, storing) or `standby` (connected, consuming nothing). A switch to standby is answered
-//! only after the batch in flight is stored, its offsets committed synchronously and the group
+//! only after the batches in flight are stored, their offsets committed synchronously and the group
 //! left; so when the operator activates the other release, nothing is in flight here.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -22,8 +23,10 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::{JoinError, JoinSet};
 use tokio_util::sync::CancellationToken;
 
+use super::commit_order::{CommitOrder, Offsets, Ticket, merge};
 use crate::ingest::StoredEvent;
 use crate::metrics::{Metrics, PartitionLabels};
 use crate::resilience::Backoff;
@@ -88,8 +91,27 @@ pub struct Record {
 /// A gathered batch ready to store: its events as store columns, and what to commit after.
 struct ReadyBatch {
     columns: Columns,
-    offsets: BTreeMap<i32, i64>,
+    offsets: Offsets,
     records: usize,
+}
+
+/// Most batches taken off Kafka and not yet committed at once: one stored (executing and
+/// committing in PostgreSQL) while the next is gathered and stored beside it on a second
+/// connection. Bounds memory (two batches of at most [`BatchLimits`] each, their columns and
+/// sqlx's encoded copies) and what a crash replays (two batches, no-ops by the unique id).
+const MAX_IN_FLIGHT: usize = 2;
+
+/// A store task's answer: the batch's ticket, and whether it was stored (false: shutdown).
+type StoreOutcome = (Ticket, bool);
+
+/// What the pipeline met next.
+enum Step {
+    /// A batch gathered, parsed and ready to store.
+    Taken(Box<ReadyBatch>),
+    /// A store task finished.
+    Finished(Result<StoreOutcome, JoinError>),
+    /// Nothing at hand (or shutdown while dead-lettering): stop gathering, finish the stores.
+    Idle,
 }
 
 /// A request to switch role, answered once the switch is complete.
@@ -128,8 +150,9 @@ pub struct EventConsumer {
     metrics: Arc<Metrics>,
     settings: ConsumerSettings,
     role: ConsumerRole,
-    /// Next offset per partition of everything stored since this consumer joined the group.
-    stored_offsets: BTreeMap<i32, i64>,
+    /// Next offset per partition of everything stored, and released in order, since this
+    /// consumer joined the group.
+    stored_offsets: Offsets,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -175,7 +198,7 @@ impl EventConsumer {
             metrics,
             settings,
             role: ConsumerRole::Standby,
-            stored_offsets: BTreeMap::new(),
+            stored_offsets: Offsets::new(),
         })
     }
 
@@ -282,36 +305,118 @@ impl EventConsumer {
         done()
     }
 
-    /// Stores batches in order, one transaction at a time, while the next batch is gathered
-    /// and parsed: at most two batches are in flight, and each batch's offsets are committed
-    /// only after it is stored. Returns once the consumer has nothing more at hand, or a role
-    /// request or shutdown is waiting (the batch already gathered is stored first). Never
-    /// cancelled half way: records taken from the consumer are stored or the process stops
-    /// uncommitted.
+    /// Stores batches as a pipeline of at most [`MAX_IN_FLIGHT`] batches taken off Kafka and
+    /// not yet committed: while one is stored, the next is gathered, parsed and stored beside
+    /// it on a second connection, so the first one's execution and commit in PostgreSQL
+    /// overlap the second one's encoding, sending and binding. Offsets are committed only
+    /// after their batch is stored and strictly in the order the batches were taken
+    /// ([`CommitOrder`]). Returns once the consumer has nothing more at hand, or a role request
+    /// or shutdown is waiting, and every batch taken is stored (or, on shutdown, given up
+    /// uncommitted). Never cancelled half way: records taken from the consumer are stored or
+    /// the process stops uncommitted.
     async fn handle_batches(
         &mut self,
         first: Record,
         requests: &mpsc::Receiver<RoleRequest>,
         shutdown: &CancellationToken,
     ) {
+        let mut order = CommitOrder::default();
+        let mut storing = JoinSet::new();
         let mut ready = self.ready(vec![first], shutdown).await;
-        while let Some(batch) = ready {
-            let more = !shutdown.is_cancelled() && requests.is_empty();
-            let next = async {
-                if more {
-                    self.ready(Vec::new(), shutdown).await
-                } else {
-                    None
+        let mut gathering = ready.is_some();
+        loop {
+            if let Some(batch) = ready.take() {
+                self.start_storing(batch, &mut order, &mut storing, shutdown);
+            }
+            gathering &= !shutdown.is_cancelled() && requests.is_empty();
+            let step = if gathering && order.in_flight() < MAX_IN_FLIGHT {
+                self.take_or_finish(&mut storing, shutdown).await
+            } else {
+                match storing.join_next().await {
+                    Some(done) => Step::Finished(done),
+                    None => return,
                 }
             };
-            let (stored, next) =
-                tokio::join!(self.store_with_retry(&batch.columns, shutdown), next);
-            if !stored {
-                return;
+            match step {
+                Step::Taken(batch) => ready = Some(*batch),
+                Step::Finished(done) => {
+                    if !self.settle(done, &mut order) {
+                        return;
+                    }
+                }
+                Step::Idle => gathering = false,
             }
-            self.commit_stored(batch);
-            ready = next;
         }
+    }
+
+    /// With room for another batch: gathers it at once when nothing is being stored, else
+    /// whichever comes first, a record (then the batch it starts) or a store finishing.
+    /// Cancel-safe waits only: no record taken is ever dropped.
+    async fn take_or_finish(
+        &self,
+        storing: &mut JoinSet<StoreOutcome>,
+        shutdown: &CancellationToken,
+    ) -> Step {
+        if storing.is_empty() {
+            return self
+                .ready(Vec::new(), shutdown)
+                .await
+                .map_or(Step::Idle, |b| Step::Taken(Box::new(b)));
+        }
+        tokio::select! {
+            biased;
+            Some(done) = storing.join_next() => Step::Finished(done),
+            first = recv_one(&self.consumer) => match first {
+                Ok(record) => self.ready(vec![record], shutdown).await.map_or(Step::Idle, |b| Step::Taken(Box::new(b))),
+                Err(e) => {
+                    tracing::warn!(error = %e, "kafka receive error");
+                    Step::Idle
+                }
+            },
+        }
+    }
+
+    /// Takes a batch's place in the commit order and stores it on a task of its own (its own
+    /// pool connection), retrying until it is stored or shutdown.
+    fn start_storing(
+        &self,
+        batch: ReadyBatch,
+        order: &mut CommitOrder,
+        storing: &mut JoinSet<StoreOutcome>,
+        shutdown: &CancellationToken,
+    ) {
+        let ReadyBatch {
+            columns,
+            offsets,
+            records,
+        } = batch;
+        let ticket = order.taken(offsets);
+        let (store, metrics) = (self.store.clone(), self.metrics.clone());
+        let shutdown = shutdown.clone();
+        storing.spawn(async move {
+            let stored = store_with_retry(&store, &metrics, &columns, &shutdown).await;
+            if stored {
+                metrics.consumer_batch_size.observe(records as f64);
+            }
+            (ticket, stored)
+        });
+    }
+
+    /// A finished store: commits the offsets it released (its own and those of later batches
+    /// stored before it). False when the store gave up (shutdown): nothing from that batch on
+    /// may be committed. A panic in the store is passed on, as it was before the pipeline.
+    fn settle(&mut self, done: Result<StoreOutcome, JoinError>, order: &mut CommitOrder) -> bool {
+        let (ticket, stored) = match done {
+            Ok(done) => done,
+            Err(e) => match e.try_into_panic() {
+                Ok(panic) => std::panic::resume_unwind(panic),
+                Err(_) => return false,
+            },
+        };
+        if stored {
+            self.commit_released(order.stored(ticket));
+        }
+        stored
     }
 
     /// Takes records off the consumer without waiting for more than a moment, until the batch
@@ -330,8 +435,9 @@ impl EventConsumer {
         batch
     }
 
-    /// Gathers a batch (starting from `batch`), parses it and dead-letters what is not an
-    /// event; None when nothing was at hand, or on shutdown.
+    /// Gathers a batch (starting from `batch`), parses it, dead-letters what is not an event
+    /// and numbers the events ([`Self::numbered`]); None when nothing was at hand, or on
+    /// shutdown. Called for one batch after another, in the order they are taken.
     async fn ready(&self, batch: Vec<Record>, shutdown: &CancellationToken) -> Option<ReadyBatch> {
         let batch = self.gather(batch).await;
         if batch.is_empty() {
@@ -342,42 +448,36 @@ impl EventConsumer {
             return None;
         }
         Some(ReadyBatch {
-            columns: Columns::of(events),
+            columns: self.numbered(Columns::of(events), shutdown).await?,
             offsets: next_offsets(&batch),
             records: batch.len(),
         })
     }
 
-    /// A stored batch: commits its offsets and remembers them for the sync commit on leaving.
-    fn commit_stored(&mut self, batch: ReadyBatch) {
-        self.metrics
-            .consumer_batch_size
-            .observe(batch.records as f64);
-        self.commit(&batch.offsets, CommitMode::Async);
-        for (partition, offset) in batch.offsets {
-            let e = self.stored_offsets.entry(partition).or_insert(offset);
-            *e = (*e).max(offset);
-        }
-    }
-
-    async fn store_with_retry(&self, columns: &Columns, shutdown: &CancellationToken) -> bool {
+    /// Reserves the events' `stored_seq` values, retrying until reserved or shutdown (None).
+    /// Reserved batch after batch in the order they were taken, before any is stored, so two
+    /// batches stored at once still number each user's (each partition's) events in order.
+    async fn numbered(&self, columns: Columns, shutdown: &CancellationToken) -> Option<Columns> {
         let mut attempt = 0;
         loop {
-            match self.store.store_batch(columns).await {
-                Ok(new) => {
-                    self.metrics.events_stored.inc_by(new);
-                    return true;
-                }
+            match self.store.reserve_seqs(columns.len()).await {
+                Ok(seqs) => return Some(columns.with_seqs(seqs)),
                 Err(e) => {
                     self.metrics.fail("store");
-                    tracing::warn!(error = %e, attempt, "storing batch failed; retrying, offsets kept");
+                    tracing::warn!(error = %e, attempt, "numbering a batch failed; retrying, offsets kept");
                 }
             }
             if !sleep_unless_cancelled(Backoff::STARTUP.delay(attempt), shutdown).await {
-                return false;
+                return None;
             }
             attempt += 1;
         }
+    }
+
+    /// Commits offsets released in order, and remembers them for the sync commit on leaving.
+    fn commit_released(&mut self, offsets: Offsets) {
+        self.commit(&offsets, CommitMode::Async);
+        merge(&mut self.stored_offsets, offsets);
     }
 
     async fn dead_letter(
@@ -425,7 +525,7 @@ impl EventConsumer {
             .map_err(|(e, _)| e)
     }
 
-    fn commit(&self, offsets: &BTreeMap<i32, i64>, mode: CommitMode) {
+    fn commit(&self, offsets: &Offsets, mode: CommitMode) {
         if offsets.is_empty() {
             return;
         }
@@ -463,6 +563,32 @@ impl EventConsumer {
     }
 }
 
+/// Stores a batch, retrying with backoff until it is stored (true) or shutdown (false).
+async fn store_with_retry(
+    store: &EventStore,
+    metrics: &Metrics,
+    columns: &Columns,
+    shutdown: &CancellationToken,
+) -> bool {
+    let mut attempt = 0;
+    loop {
+        match store.store_batch(columns).await {
+            Ok(new) => {
+                metrics.events_stored.inc_by(new);
+                return true;
+            }
+            Err(e) => {
+                metrics.fail("store");
+                tracing::warn!(error = %e, attempt, "storing batch failed; retrying, offsets kept");
+            }
+        }
+        if !sleep_unless_cancelled(Backoff::STARTUP.delay(attempt), shutdown).await {
+            return false;
+        }
+        attempt += 1;
+    }
+}
+
 /// Takes one record off the consumer and owns it. Cancel-safe: a dropped call takes nothing.
 async fn recv_one(consumer: &StreamConsumer<LagContext>) -> Result<Record, KafkaError> {
     let m = consumer.recv().await?;
@@ -474,8 +600,8 @@ async fn recv_one(consumer: &StreamConsumer<LagContext>) -> Result<Record, Kafka
 }
 
 /// The offset to commit per partition: one past the last record of the batch.
-fn next_offsets(batch: &[Record]) -> BTreeMap<i32, i64> {
-    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+fn next_offsets(batch: &[Record]) -> Offsets {
+    let mut next = Offsets::new();
     for r in batch {
         let e = next.entry(r.partition).or_insert(0);
         *e = (*e).max(r.offset + 1);

@@ -1,6 +1,7 @@
 //! Kafka: the event producer (api mode), the event consumer with its role switch (consumer
 //! mode), and topic setup shared by both.
 
+mod commit_order;
 pub mod consumer;
 pub mod producer;
 
