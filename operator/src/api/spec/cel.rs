@@ -18,8 +18,9 @@ use super::{ENV_NAME_PATTERN, RESERVED_ENV, UnsafeSetting};
 /// Longest duration a spec may name (the controller's `MAX_DURATION`), in Go's notation.
 const LONGEST_DURATION: &str = "8760h";
 /// A number Rust's `f64` parser reads as zero, after trimming (`0`, `0.0`, `-0`, `.0`, `0e3`):
-/// a `FAULT_*` setting with such a value is off ([`UnsafeSetting::of_env`]).
-const ZERO_NUMBER: &str = r"^[+-]?(0+\.?0*|\.0+)([eE][+-]?[0-9]+)?$";
+/// a `FAULT_*` setting with such a value is off ([`UnsafeSetting::of_env`]). CEL string literals
+/// know no `\.` escape, so a dot is written `[.]`.
+const ZERO_NUMBER: &str = r"^[+-]?(0+[.]?0*|[.]0+)([eE][+-]?[0-9]+)?$";
 /// Most entries of `config` (and of `env`, set on its field) and the longest value: bounds that
 /// keep the rules' cost, which the API server estimates for the largest object the schema
 /// allows, in budget.
