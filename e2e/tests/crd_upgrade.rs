@@ -34,7 +34,8 @@ fn crd_without_rules() -> Value {
     crd
 }
 
-fn rule_count(crd: &CustomResourceDefinition) -> usize {
+/// How many schema nodes carry `x-kubernetes-validations`.
+fn nodes_with_rules(crd: &impl serde::Serialize) -> usize {
     serde_json::to_string(crd)
         .unwrap()
         .matches("x-kubernetes-validations")
@@ -64,9 +65,13 @@ async fn an_object_stored_before_the_rules_meets_them_in_the_operator_and_the_up
     let crds = Api::<CustomResourceDefinition>::all(ns.client.clone());
     let name = "aurenruntimes.auren.io";
     let older = PatchParams::apply("auren-e2e-older-crd").force();
-    crds.patch(name, &older, &Patch::Apply(&crd_without_rules()))
+    let older_crd = crd_without_rules();
+    assert_eq!(nodes_with_rules(&older_crd), 0);
+    let applied = crds
+        .patch(name, &older, &Patch::Apply(&older_crd))
         .await
         .unwrap();
+    assert_eq!(nodes_with_rules(&applied), 0, "the older CRD is in place");
     let stored = wait_for("the older CRD to take effect", 30, || async {
         let created = ns
             .runtimes()
@@ -95,7 +100,13 @@ async fn an_object_stored_before_the_rules_meets_them_in_the_operator_and_the_up
         None,
     );
     let crd = crds.get(name).await.unwrap();
-    assert!(rule_count(&crd) > 10, "the rules are back in the CRD");
+    let today: Value = serde_yaml::from_str(&std::fs::read_to_string(CRD).unwrap()).unwrap();
+    assert!(nodes_with_rules(&today) > 0);
+    assert_eq!(
+        nodes_with_rules(&crd),
+        nodes_with_rules(&today),
+        "the rules are back in the CRD"
+    );
     let mut second = stale_spec();
     second.metadata.name = Some("second".into());
     let refused = wait_for("the rules to take effect again", 30, || async {

@@ -393,15 +393,15 @@ async fn the_api_server_refuses_each_invalid_spec_with_its_reason() {
     let refused = [
         (
             json!({"strategy": {"blueGreen": {}, "canary": {"steps": [{"setWeight": 10}]}}}),
-            "spec.strategy: Invalid value: \"object\": set at most one of blueGreen and canary",
+            "spec.strategy: Invalid value: set at most one of blueGreen and canary",
         ),
         (
             canary(json!([{"setWeight": 10, "pause": {}}])),
-            "spec.strategy.canary.steps[0]: Invalid value: \"object\": a canary step sets exactly one of setWeight, pause and analysis",
+            "spec.strategy.canary.steps[0]: Invalid value: a canary step sets exactly one of setWeight, pause and analysis",
         ),
         (
             canary(json!([{"setWeight": 10}, {}])),
-            "steps[1]: Invalid value: \"object\": a canary step sets exactly one",
+            "steps[1]: Invalid value: a canary step sets exactly one",
         ),
         (
             canary(json!([{"setWeight": 101}])),
@@ -409,7 +409,7 @@ async fn the_api_server_refuses_each_invalid_spec_with_its_reason() {
         ),
         (
             canary(json!([{"analysis": {"count": 2, "duration": "1m"}}])),
-            "steps[0].analysis: Invalid value: \"object\": an analysis step sets exactly one of count and duration",
+            "steps[0].analysis: Invalid value: an analysis step sets exactly one of count and duration",
         ),
         (
             canary(json!([{"analysis": {}}])),
@@ -417,7 +417,7 @@ async fn the_api_server_refuses_each_invalid_spec_with_its_reason() {
         ),
         (
             canary(json!([{"pause": {"duration": "8761h"}}])),
-            "steps[0].pause: Invalid value: \"object\": duration: at most 8760h (a year)",
+            "steps[0].pause: Invalid value: duration: at most 8760h (a year)",
         ),
         (
             canary(json!([{"pause": {"duration": "5 minutes"}}])),
@@ -425,7 +425,7 @@ async fn the_api_server_refuses_each_invalid_spec_with_its_reason() {
         ),
         (
             json!({"analysis": {"interval": "0s"}}),
-            "spec.analysis: Invalid value: \"object\": interval must be longer than zero",
+            "spec.analysis: Invalid value: interval must be longer than zero",
         ),
         (
             json!({"analysis": {"initialDelay": "9000h"}}),
@@ -433,7 +433,7 @@ async fn the_api_server_refuses_each_invalid_spec_with_its_reason() {
         ),
         (
             checks(json!([{"name": "p", "metric": "prometheus", "max": 1}])),
-            "spec.analysis.checks[0]: Invalid value: \"object\": prometheus is required with metric prometheus and allowed only there",
+            "spec.analysis.checks[0]: Invalid value: prometheus is required with metric prometheus and allowed only there",
         ),
         (
             checks(
@@ -451,7 +451,7 @@ async fn the_api_server_refuses_each_invalid_spec_with_its_reason() {
         ),
         (
             checks(json!([{"name": "n", "metric": "errorRatio"}])),
-            "checks[0]: Invalid value: \"object\": set max, min or baseline",
+            "checks[0]: Invalid value: set max, min or baseline",
         ),
         (
             checks(json!([{"name": "m", "metric": "consumerLag", "min": 5, "max": 1}])),
@@ -465,7 +465,7 @@ async fn the_api_server_refuses_each_invalid_spec_with_its_reason() {
         ),
         (
             checks(json!([{"name": "b", "metric": "latency", "baseline": {}}])),
-            "checks[0].baseline: Invalid value: \"object\": baseline needs maxFactor or maxIncrease",
+            "checks[0].baseline: Invalid value: baseline needs maxFactor or maxIncrease",
         ),
         (
             checks(
@@ -475,7 +475,7 @@ async fn the_api_server_refuses_each_invalid_spec_with_its_reason() {
         ),
         (
             json!({"env": [{"name": "RUN_MODE", "value": "api"}]}),
-            "spec.env[0]: Invalid value: \"object\": the operator sets RUN_MODE",
+            "spec.env[0]: Invalid value: the operator sets RUN_MODE",
         ),
         (
             json!({"env": [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]}),
@@ -487,7 +487,7 @@ async fn the_api_server_refuses_each_invalid_spec_with_its_reason() {
         ),
         (
             json!({"config": {"KAFKA_TOPIC": "other"}}),
-            "spec: Invalid value: \"object\": config: the operator sets RUN_MODE",
+            "spec: Invalid value: config: the operator sets RUN_MODE",
         ),
         (
             json!({"config": {"9A": "1"}}),
@@ -515,7 +515,7 @@ async fn the_api_server_refuses_each_invalid_spec_with_its_reason() {
         ),
         (
             json!({"api": {"port": 8001}}),
-            "spec.api: Invalid value: \"object\": port 8001 is the admin port: the admin API must not be exposed",
+            "spec.api: Invalid value: port 8001 is the admin port: the admin API must not be exposed",
         ),
         (
             json!({"consumer": {"autoscaler": {"kind": "HorizontalPodAutoscaler", "name": "c"}}, "strategy": {"canary": {"steps": [{"setWeight": 50}], "consumers": "partitionShare"}}}),
