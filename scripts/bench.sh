@@ -225,15 +225,16 @@ stored_total() { # processes -> events stored by consumers 1..processes
 }
 # One consumer group of <processes> consumers (ports 18481...) stores the backlog into <database>;
 # its figures are named consumer[<processes>]<suffix>_*.
-consumer_figures() { # build-index binary topic events processes database [suffix]
+consumer_figures() { # build-index binary topic events processes database [suffix [VAR=value...]]
   local b="$1" procs="$5" db="$6" suffix="${7:-}" n=0 first_n="" first_ns="" start_ns i pids=() group
+  local extra=("${@:8}")
   group="bench-$b-$(date +%s%N)"
   psql "$db" -qc "TRUNCATE events, user_metrics" >/dev/null 2>&1 || true
   psql "$db" -qc "SELECT pg_stat_statements_reset()" >/dev/null
   start_ns=$(date +%s%N)
   for i in $(seq "$procs"); do
     env "${common_env[@]}" DATABASE_URL="$db" RUN_MODE=consumer API_PORT=$((18480 + i)) \
-      ADMIN_PORT=$((18580 + i)) KAFKA_TOPIC="$3" KAFKA_GROUP="$group" "${BATCH_ENV[@]}" "$2" \
+      ADMIN_PORT=$((18580 + i)) KAFKA_TOPIC="$3" KAFKA_GROUP="$group" "${BATCH_ENV[@]}" "${extra[@]}" "$2" \
       2>>"$AUREN_STATE/consumer.log" &
     pids+=("$!"); PIDS+=("$!")
   done
@@ -260,7 +261,9 @@ consumer_figures() { # build-index binary topic events processes database [suffi
 # (all batches: one statement each), as events/s if nothing else took time (the ceiling of
 # storing one batch after another), and as a share of the run's wall time. A consumer that runs
 # two batch statements at once (issue 28's pipeline) overlaps their execution times, so for it
-# the sum is no ceiling and the shares can exceed 100 % (docs/benchmarks.md).
+# the sum is no ceiling and the shares can exceed 100 %: the serial pass (suffix *_serial,
+# CONSUMER_BATCHES_IN_FLIGHT=1, one statement at a time) gives the ceiling the default run is
+# measured against (docs/benchmarks.md).
 store_figures() { # build-index run-ns events database suffix consumer-events/s
   local pg ceiling
   pg="$(psql "$4" -tAc "SELECT coalesce(sum(total_exec_time), 0) FROM pg_stat_statements
@@ -400,7 +403,11 @@ if wants consumer; then
   for _ in $(seq "$RUNS"); do
     for b in "${!BINS[@]}"; do
       consumer_figures "$b" "${BINS[$b]}" "$topic" "$fed" 1 "$DURABLE_DB" _durable
+      # The serial ceiling: the same statement one batch at a time (builds before the
+      # pipeline ignore the variable: they store one batch at a time anyway).
+      consumer_figures "$b" "${BINS[$b]}" "$topic" "$fed" 1 "$DURABLE_DB" _durable_serial CONSUMER_BATCHES_IN_FLIGHT=1
       for processes in 1 2; do consumer_figures "$b" "${BINS[$b]}" "$topic" "$fed" "$processes" "$DB"; done
+      consumer_figures "$b" "${BINS[$b]}" "$topic" "$fed" 1 "$DB" _serial CONSUMER_BATCHES_IN_FLIGHT=1
     done
   done
 fi
@@ -419,6 +426,16 @@ value() { # build figure -> median over runs (errors: the sum), empty when not m
   local all; all="$(awk -v b="$1" -v f="$2" '$1 == b && $2 == f {print $3}' "$RESULTS")"
   [ -z "$all" ] && return 0
   if [ "$2" = errors ]; then echo "$all" | awk '{s += $1} END {print s}'; else echo "$all" | median; fi
+}
+# The median of one figure as a share of the median of another, per build.
+share_row() { # label numerator-figure denominator-figure
+  local line="| $1 |" b n d
+  for b in "${!BINS[@]}"; do
+    n="$(value "$b" "$2")"; d="$(value "$b" "$3")"
+    line+=" $(awk -v n="$n" -v d="$d" 'BEGIN {if (d > 0 && n != "") printf "%.0f", 100 * n / d; else print "–"}') |"
+  done
+  [ "${#BINS[@]}" = 2 ] && line+=" |"
+  echo "$line"
 }
 row() { # label figure
   local line="| $1 |" v
@@ -462,13 +479,15 @@ if wants http; then
 fi
 if wants consumer; then
   row "**durable PostgreSQL (fsync on)**: consumer → PostgreSQL, distinct events/s ($BATCH_LABEL)" consumer_durable_eps
-  row "durable: PostgreSQL executing the batch statements alone, events/s (pg_stat_statements; the serial ceiling)" store_ceiling_durable_eps
-  row 'durable: consumer events/s, % of that ceiling' consumer_durable_share_pct
+  row "durable: PostgreSQL executing the batch statements one at a time, events/s (pg_stat_statements, serial pass CONSUMER_BATCHES_IN_FLIGHT=1; the ceiling)" store_ceiling_durable_serial_eps
+  share_row '**durable: consumer events/s (default settings), % of that ceiling**' consumer_durable_eps store_ceiling_durable_serial_eps
+  row 'durable: serial pass, consumer events/s' consumer_durable_serial_eps
+  row "durable: the default run's summed statement time as events/s (no ceiling once statements overlap)" store_ceiling_durable_eps
   row 'durable: PostgreSQL executing the batch statement, % of the consumer run' store_busy_durable_pct
   row 'durable: consumer peak RSS, MiB' consumer_durable_rss
   row "fsync off: consumer → PostgreSQL, distinct events/s ($BATCH_LABEL)" consumer_eps
-  row "fsync off: PostgreSQL executing the batch statements alone, events/s (the serial ceiling)" store_ceiling_eps
-  row 'fsync off: consumer events/s, % of that ceiling' consumer_share_pct
+  row "fsync off: PostgreSQL executing the batch statements one at a time, events/s (serial pass; the ceiling)" store_ceiling_serial_eps
+  share_row 'fsync off: consumer events/s (default settings), % of that ceiling' consumer_eps store_ceiling_serial_eps
   row 'fsync off: PostgreSQL executing the batch statement, % of the consumer run' store_busy_pct
   row 'fsync off: consumer peak RSS, MiB' consumer_rss
   row 'fsync off: two consumers in one group → PostgreSQL, distinct events/s' consumer2_eps

@@ -250,6 +250,7 @@ async fn start_consumer(
             events: usize::try_from(c.batch_max_events()).unwrap_or(usize::MAX),
             bytes: usize::try_from(c.consumer_batch_max_bytes).unwrap_or(usize::MAX),
         },
+        in_flight: usize::from(c.consumer_batches_in_flight),
     };
     let consumer = match EventConsumer::new(settings, store, s.metrics.clone()) {
         Ok(consumer) => consumer,

@@ -135,6 +135,11 @@ pub struct Config {
     /// memory: one stored while the next is gathered and stored beside it.
     #[arg(long, env = "CONSUMER_BATCH_MAX_BYTES", default_value_t = DEFAULT_BATCH_MAX_BYTES, value_parser = clap::value_parser!(u64).range(65_536..=268_435_456))]
     pub consumer_batch_max_bytes: u64,
+    /// Batches the consumer stores at once: 2 (one executing and committing in PostgreSQL
+    /// while the next is stored beside it on a second connection; offsets are still committed
+    /// in order), or 1 (one after another: each batch waits for the one before it).
+    #[arg(long, env = "CONSUMER_BATCHES_IN_FLIGHT", default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=2))]
+    pub consumer_batches_in_flight: u8,
     /// Former name of CONSUMER_BATCH_MAX_EVENTS: most events stored in one transaction, used
     /// when CONSUMER_BATCH_MAX_EVENTS is not set (the operator's consumer.maxConcurrentEvents).
     #[arg(long, env = "MAX_CONCURRENT_EVENTS", value_parser = clap::value_parser!(u32).range(1..=10_000))]
@@ -545,6 +550,13 @@ mod tests {
     }
 
     #[test]
+    fn two_batches_are_stored_at_once_unless_one_is_asked_for() {
+        let in_flight = |args: &[&str]| parse(args).unwrap().consumer_batches_in_flight;
+        assert_eq!(in_flight(&[]), 2);
+        assert_eq!(in_flight(&["--consumer-batches-in-flight", "1"]), 1);
+    }
+
+    #[test]
     fn the_batch_size_comes_from_the_new_name_then_the_former_one() {
         let events = |args: &[&str]| parse(args).unwrap().batch_max_events();
         assert_eq!(events(&["--max-concurrent-events", "50"]), 50);
@@ -564,6 +576,8 @@ mod tests {
             ["--consumer-batch-max-events", "100001"],
             ["--consumer-batch-max-bytes", "1024"],
             ["--max-concurrent-events", "10001"],
+            ["--consumer-batches-in-flight", "0"],
+            ["--consumer-batches-in-flight", "3"],
         ] {
             let err = parse(&bad).unwrap_err().to_string();
             assert!(err.contains(bad[0]), "{err}");

@@ -95,12 +95,6 @@ struct ReadyBatch {
     records: usize,
 }
 
-/// Most batches taken off Kafka and not yet committed at once: one stored (executing and
-/// committing in PostgreSQL) while the next is gathered and stored beside it on a second
-/// connection. Bounds memory (two batches of at most [`BatchLimits`] each, their columns and
-/// sqlx's encoded copies) and what a crash replays (two batches, no-ops by the unique id).
-const MAX_IN_FLIGHT: usize = 2;
-
 /// A store task's answer: the batch's ticket, and whether it was stored (false: shutdown).
 type StoreOutcome = (Ticket, bool);
 
@@ -126,6 +120,12 @@ pub struct ConsumerSettings {
     pub dlq_topic: String,
     pub group: String,
     pub batch: BatchLimits,
+    /// Most batches taken off Kafka and not yet committed at once (`CONSUMER_BATCHES_IN_FLIGHT`,
+    /// 1 or 2): with 2, one is stored (executing and committing in PostgreSQL) while the next is
+    /// gathered and stored beside it on a second connection. Bounds memory (this many batches
+    /// of at most [`BatchLimits`] each, their columns and sqlx's encoded copies) and what a
+    /// crash replays (as many batches, no-ops by the unique id).
+    pub in_flight: usize,
 }
 
 /// How much one transaction stores at most: a backlog is stored in batches this large, so
@@ -305,7 +305,7 @@ impl EventConsumer {
         done()
     }
 
-    /// Stores batches as a pipeline of at most [`MAX_IN_FLIGHT`] batches taken off Kafka and
+    /// Stores batches as a pipeline of at most [`ConsumerSettings::in_flight`] batches taken off Kafka and
     /// not yet committed: while one is stored, the next is gathered, parsed and stored beside
     /// it on a second connection, so the first one's execution and commit in PostgreSQL
     /// overlap the second one's encoding, sending and binding. Offsets are committed only
@@ -329,7 +329,7 @@ impl EventConsumer {
                 self.start_storing(batch, &mut order, &mut storing, shutdown);
             }
             gathering &= !shutdown.is_cancelled() && requests.is_empty();
-            let step = if gathering && order.in_flight() < MAX_IN_FLIGHT {
+            let step = if gathering && order.in_flight() < self.settings.in_flight {
                 self.take_or_finish(&mut storing, shutdown).await
             } else {
                 match storing.join_next().await {
