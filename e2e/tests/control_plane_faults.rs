@@ -344,13 +344,7 @@ async fn routes_to(env: &Env, v2: &str, since: Instant, secs: u64) -> (Duration,
 
 /// The kubelet sees a pod created now and runs it to Ready; returns how long after `since`.
 async fn assert_kubelet_starts_a_new_pod(env: &Env, since: Instant) -> Duration {
-    let pod: Pod = serde_json::from_value(json!({
-        "metadata": {"name": "after-restart"},
-        "spec": {
-            "containers": [{"name": "pause", "image": "auren/pause:3.2"}],
-        },
-    }))
-    .unwrap();
+    let pod: Pod = serde_json::from_value(support::pause_pod("after-restart")).unwrap();
     let pods = env.ns.api::<Pod>();
     pods.create(&PostParams::default(), &pod).await.unwrap();
     support::wait_for("the new pod Ready", 30, || async {

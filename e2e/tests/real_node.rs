@@ -512,12 +512,9 @@ async fn pod_condition(ns: &TestNs, name: &str, type_: &str) -> Option<String> {
 async fn an_unsatisfied_readiness_gate_keeps_a_pod_unready_until_patched() {
     let ns = TestNs::new("real-gate").await;
     let gate = "auren.io/traffic-ready";
-    let pod: Pod = serde_json::from_value(json!({
-        "metadata": {"name": "g"},
-        "spec": {"readinessGates": [{"conditionType": gate}],
-                 "containers": [{"name": "pause", "image": "auren/pause:3.2"}]},
-    }))
-    .unwrap();
+    let mut pod = support::pause_pod("g");
+    pod["spec"]["readinessGates"] = json!([{"conditionType": gate}]);
+    let pod: Pod = serde_json::from_value(pod).unwrap();
     ns.api::<Pod>()
         .create(&Default::default(), &pod)
         .await

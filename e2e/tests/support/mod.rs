@@ -93,6 +93,21 @@ where
 /// The label by which the API server's PodSecurity admission enforces a level in a namespace.
 pub const POD_SECURITY_ENFORCE: &str = "pod-security.kubernetes.io/enforce";
 
+/// A pod `name` running the pause image, as Pod Security "restricted" (which every [`TestNs`]
+/// enforces) admits it.
+pub fn pause_pod(name: &str) -> Value {
+    json!({
+        "metadata": {"name": name},
+        "spec": {
+            "securityContext": {"runAsNonRoot": true, "runAsUser": 65532,
+                                "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [{"name": "pause", "image": "auren/pause:3.2",
+                            "securityContext": {"allowPrivilegeEscalation": false,
+                                                "capabilities": {"drop": ["ALL"]}}}],
+        },
+    })
+}
+
 /// A fresh namespace with the CRD installed, where the API server admits only pods of Pod
 /// Security "restricted" (as a platform team's namespaces do); deleted on drop.
 pub struct TestNs {
