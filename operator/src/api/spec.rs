@@ -91,7 +91,7 @@ pub struct AurenRuntimeSpec {
     /// operator sets itself (RUN_MODE, AUREN_RELEASE, CONSUMER_ROLE, connection settings) are
     /// refused.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 128), transform = cel::keyed_by_name)]
+    #[schemars(length(max = cel::MAX_VARIABLES), transform = cel::keyed_by_name)]
     pub env: Vec<EnvVar>,
     /// Runtime settings of a release (for example `LOG_FORMAT: json`,
     /// `MAX_BATCH_EVENTS: "500"`), passed to the pods as environment variables. A change starts
@@ -210,7 +210,7 @@ pub struct EnvVar {
     pub name: String,
     /// Variable value.
     #[serde(default)]
-    #[schemars(length(max = 4096))]
+    #[schemars(length(max = cel::MAX_VALUE_LENGTH))]
     pub value: String,
 }
 

@@ -21,11 +21,11 @@ const LONGEST_DURATION: &str = "8760h";
 /// a `FAULT_*` setting with such a value is off ([`UnsafeSetting::of_env`]). CEL string literals
 /// know no `\.` escape, so a dot is written `[.]`.
 const ZERO_NUMBER: &str = r"^[+-]?(0+[.]?0*|[.]0+)([eE][+-]?[0-9]+)?$";
-/// Most entries of `config` (and of `env`, set on its field) and the longest value: bounds that
-/// keep the rules' cost, which the API server estimates for the largest object the schema
-/// allows, in budget.
-const MAX_VARIABLES: u64 = 128;
-const MAX_VALUE_LENGTH: u64 = 4096;
+/// Most entries of `env` and of `config`, and the longest value of either: bounds that keep the
+/// rules' cost, which the API server estimates for the largest object the schema allows, in
+/// budget.
+pub const MAX_VARIABLES: u64 = 128;
+pub const MAX_VALUE_LENGTH: u64 = 4096;
 
 /// Appends `rule` with its `message` to the schema's `x-kubernetes-validations`.
 fn require(schema: &mut Schema, rule: &str, message: &str) {
