@@ -250,7 +250,7 @@ consumer_figures() { # build-index binary topic events processes database [suffi
   record "$b" "${figure}${suffix}_eps" "$eps"
   if [ "$procs" = 1 ]; then
     record "$b" "consumer${suffix}_rss" "$(peak_rss_mib "${pids[0]}")"
-    store_figures "$b" "$((end_ns - first_ns))" "$4" "$db" "$suffix" "$eps"
+    store_figures "$b" "$((end_ns - first_ns))" "$4" "$db" "$suffix"
   fi
   local rows; rows="$(psql "$db" -tAc "SELECT count(*) FROM events")"
   [ "$rows" = "$4" ] || die "consumer: $rows rows stored for $4 distinct events"
@@ -264,7 +264,7 @@ consumer_figures() { # build-index binary topic events processes database [suffi
 # the sum is no ceiling and the shares can exceed 100 %: the serial pass (suffix *_serial,
 # CONSUMER_BATCHES_IN_FLIGHT=1, one statement at a time) gives the ceiling the default run is
 # measured against (docs/benchmarks.md).
-store_figures() { # build-index run-ns events database suffix consumer-events/s
+store_figures() { # build-index run-ns events database suffix
   local pg ceiling
   pg="$(psql "$4" -tAc "SELECT coalesce(sum(total_exec_time), 0) FROM pg_stat_statements
                           WHERE query LIKE 'WITH inserted AS%'")"
@@ -273,7 +273,6 @@ store_figures() { # build-index run-ns events database suffix consumer-events/s
     || die "pg_stat_statements saw no batch statement (WITH inserted AS ...): did store.rs change it?"
   ceiling="$(awk -v ms="$pg" -v n="$3" 'BEGIN {printf "%.0f", n / (ms / 1e3)}')"
   record "$1" "store_ceiling$5_eps" "$ceiling"
-  record "$1" "consumer$5_share_pct" "$(awk -v e="$6" -v c="$ceiling" 'BEGIN {printf "%.0f", 100 * e / c}')"
   record "$1" "store_busy$5_pct" "$(awk -v ms="$pg" -v ns="$2" 'BEGIN {printf "%.0f", 100 * ms * 1e6 / ns}')"
 }
 
