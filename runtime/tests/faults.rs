@@ -485,3 +485,50 @@ async fn a_rollback_right_after_a_broker_freeze_leaves_the_group_consuming() {
     let (accepted, _) = load.finish().await;
     assert_all_stored_once(&s.db, &accepted).await;
 }
+
+/// Two consumers of one release leave the group one right after the other, as the operator
+/// switches a release of two consumer pods to standby, and two of the next release join. The
+/// second one to leave has not yet seen the rebalance the first one's leave began (it learns
+/// of it at its next heartbeat), so it must wait for it before it leaves too: leaving in the
+/// middle of a join round is what leaves tansu 0.6 (the test broker) with a departed leader
+/// and no partition assigned again. The next release's consumers store every event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_consumers_leaving_one_after_the_other_leave_the_group_consuming() {
+    let s = Stack::on(Broker::private(), Postgres::shared()).await;
+    s.broker.create_topic(&s.topic);
+    let (api, blue_a, green_a) = blue_green(&s).await;
+    let blue_b = s
+        .ready(
+            "consumer",
+            &[("CONSUMER_ROLE", "active"), ("AUREN_RELEASE", "blue")],
+        )
+        .await;
+    let green_b = s
+        .ready(
+            "consumer",
+            &[("CONSUMER_ROLE", "standby"), ("AUREN_RELEASE", "green")],
+        )
+        .await;
+    let load = Load::start(&api, 3, "pair");
+    wait_until("blue stores", Duration::from_secs(60), || async {
+        stored(&s.db).await.rows > 100
+    })
+    .await;
+    let client = reqwest::Client::new();
+    for blue in [&blue_a, &blue_b] {
+        assert_eq!(
+            admin_role(&client, blue, "standby").await["role"],
+            "standby"
+        );
+    }
+    for green in [&green_a, &green_b] {
+        assert_eq!(admin_role(&client, green, "active").await["role"], "active");
+    }
+    let before = stored(&s.db).await.rows;
+    wait_until("green stores", Duration::from_secs(60), || async {
+        stored(&s.db).await.rows > before + 100
+    })
+    .await;
+    let (accepted, _) = load.finish().await;
+    assert_all_stored_once(&s.db, &accepted).await;
+}

@@ -87,6 +87,9 @@ pub struct Verdict {
     /// Accepted markers stored once, but under another id than the API answered: (marker,
     /// answered id, stored id).
     pub other_id: Vec<(String, String, String)>,
+    /// Accepted markers later than the first missing one that are stored: 0 when what is
+    /// missing is the newest events (a consumer behind or stuck), more when it is a gap.
+    pub stored_after_missing: usize,
 }
 
 impl Verdict {
@@ -106,9 +109,11 @@ impl fmt::Display for Verdict {
         const SHOWN: usize = 5;
         write!(
             f,
-            "{} accepted but not stored {:?}; {} stored more than once {:?}; {} stored under another id than answered {:?}",
+            "{} accepted but not stored {:?} .. {:?} ({} accepted later than the first of them are stored); {} stored more than once {:?}; {} stored under another id than answered {:?}",
             self.missing.len(),
             &self.missing[..self.missing.len().min(SHOWN)],
+            &self.missing[self.missing.len().saturating_sub(SHOWN)..],
+            self.stored_after_missing,
             self.duplicated.len(),
             &self.duplicated[..self.duplicated.len().min(SHOWN)],
             self.other_id.len(),
@@ -137,6 +142,16 @@ pub fn judge(accepted: &Accepted, stored: &[(Option<String>, String)]) -> Verdic
             }
             Some(_) => {}
         }
+    }
+    if let Some(first) = verdict.missing.first() {
+        verdict.stored_after_missing = accepted
+            .0
+            .range::<str, _>((
+                std::ops::Bound::Excluded(first.as_str()),
+                std::ops::Bound::Unbounded,
+            ))
+            .filter(|(marker, _)| by_marker.contains_key(marker.as_str()))
+            .count();
     }
     let mut twice: Vec<(String, Vec<String>)> = by_marker
         .into_iter()
@@ -265,6 +280,18 @@ mod tests {
         );
         assert!(!v.broken() && !v.holds(), "{v}");
         assert_eq!(v.missing, vec!["m2".to_owned()]);
+        assert_eq!(v.stored_after_missing, 0, "the newest is missing: a tail");
+    }
+
+    #[test]
+    fn a_gap_is_told_from_a_tail() {
+        let v = judge(
+            &accepted(&[("m1", "a"), ("m2", "b"), ("m3", "c"), ("m4", "d")]),
+            &rows(&[("m1", "a"), ("m3", "c"), ("m4", "d")]),
+        );
+        assert_eq!(v.missing, vec!["m2".to_owned()]);
+        assert_eq!(v.stored_after_missing, 2, "{v}");
+        assert!(v.to_string().contains("(2 accepted later"), "{v}");
     }
 
     #[test]

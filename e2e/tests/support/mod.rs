@@ -221,8 +221,31 @@ async fn wait_routed(addr: &str) {
     .await;
 }
 
+/// Each pod's last log lines in `ns` (which release, which consumer role, what it met): the
+/// evidence a failed test leaves, before its namespace goes.
+fn print_pod_logs(ns: &str) {
+    let pods = Command::new("kubectl")
+        .args(["-n", ns, "get", "pods", "-o", "name"])
+        .output();
+    let Ok(pods) = pods else { return };
+    for pod in String::from_utf8_lossy(&pods.stdout).lines() {
+        let logs = Command::new("kubectl")
+            .args(["-n", ns, "logs", pod, "--all-containers", "--tail", "25"])
+            .output();
+        if let Ok(logs) = logs {
+            eprintln!(
+                "---- {pod} (last 25 lines) ----\n{}",
+                String::from_utf8_lossy(&logs.stdout)
+            );
+        }
+    }
+}
+
 impl Drop for TestNs {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            print_pod_logs(&self.name);
+        }
         let name = self.name.clone();
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -762,9 +785,13 @@ impl Env {
 }
 
 /// Posts at a steady pace to `addr` until stopped; returns every answer.
+///
+/// The clients run on a thread and runtime of their own: a test that blocks its own thread (a
+/// `helm` or `kubectl` run waited for synchronously) would otherwise stall them mid-request, and
+/// their 5 s timeouts would fire on the test's own pause, not on the system under test.
 pub struct Load {
     stop: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<Vec<Answer>>,
+    clients: Option<std::thread::JoinHandle<Vec<Answer>>>,
     answered: Arc<AtomicUsize>,
 }
 
@@ -779,38 +806,17 @@ impl Load {
     pub fn workers(addr: String, user: &'static str, workers: u32, pause: Duration) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let answered = Arc::new(AtomicUsize::new(0));
-        let tasks: Vec<_> = (0..workers)
-            .map(|w| {
-                let (flag, addr, count) = (stop.clone(), addr.clone(), answered.clone());
-                let user = match w {
-                    0 => user.to_owned(),
-                    w => format!("{user}-{w}"),
-                };
-                tokio::spawn(async move {
-                    let client = http_client();
-                    let mut answers = Vec::new();
-                    let mut n = (w % 9) * 20_000; // steps stay under the runtime's 200 000 limit
-                    while !flag.load(Ordering::SeqCst) {
-                        answers.push(post_event(&client, &addr, &user, n).await);
-                        count.fetch_add(1, Ordering::SeqCst);
-                        n += 1;
-                        tokio::time::sleep(pause).await;
-                    }
-                    answers
-                })
-            })
-            .collect();
-        let task = tokio::spawn(async move {
-            let mut all = Vec::new();
-            for task in tasks {
-                all.extend(task.await.unwrap());
-            }
-            all.sort_by_key(|a| a.at);
-            all
+        let (flag, count) = (stop.clone(), answered.clone());
+        let clients = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("the load's runtime")
+                .block_on(post_until_stopped(addr, user, workers, pause, flag, count))
         });
         Load {
             stop,
-            task,
+            clients: Some(clients),
             answered,
         }
     }
@@ -828,10 +834,59 @@ impl Load {
     }
 
     /// Stops the clients; every answer, oldest first.
-    pub async fn finish(self) -> Vec<Answer> {
+    pub async fn finish(mut self) -> Vec<Answer> {
         self.stop.store(true, Ordering::SeqCst);
-        self.task.await.unwrap()
+        let clients = self.clients.take().expect("finished once");
+        tokio::task::spawn_blocking(move || clients.join())
+            .await
+            .unwrap()
+            .expect("the load's clients panicked")
     }
+}
+
+impl Drop for Load {
+    /// A load dropped unfinished (a test that panicked) stops posting.
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// [`Load`]'s clients: `workers` tasks posting until `stop`; every answer, oldest first.
+async fn post_until_stopped(
+    addr: String,
+    user: &'static str,
+    workers: u32,
+    pause: Duration,
+    stop: Arc<AtomicBool>,
+    answered: Arc<AtomicUsize>,
+) -> Vec<Answer> {
+    let tasks: Vec<_> = (0..workers)
+        .map(|w| {
+            let (flag, addr, count) = (stop.clone(), addr.clone(), answered.clone());
+            let user = match w {
+                0 => user.to_owned(),
+                w => format!("{user}-{w}"),
+            };
+            tokio::spawn(async move {
+                let client = http_client();
+                let mut answers = Vec::new();
+                let mut n = (w % 9) * 20_000; // steps stay under the runtime's 200 000 limit
+                while !flag.load(Ordering::SeqCst) {
+                    answers.push(post_event(&client, &addr, &user, n).await);
+                    count.fetch_add(1, Ordering::SeqCst);
+                    n += 1;
+                    tokio::time::sleep(pause).await;
+                }
+                answers
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.unwrap());
+    }
+    all.sort_by_key(|a| a.at);
+    all
 }
 
 /// The accepted requests among `answers`: marker and id of each 202.

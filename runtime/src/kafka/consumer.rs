@@ -75,8 +75,12 @@ impl ConsumerContext for LagContext {
     }
 }
 
-/// How long a switch to standby lets a group join in flight finish first.
-const JOIN_WAIT: Duration = Duration::from_secs(10);
+/// How long a switch to standby lets a group join in flight finish first. A join round after
+/// a broker pause took tansu 0.6 about 18 s here (members' sessions expire, then rejoin).
+const JOIN_WAIT: Duration = Duration::from_secs(20);
+/// How long a member that is about to leave listens for a rebalance begun without it: it hears
+/// of one at its next heartbeat (`heartbeat.interval.ms`, 1 s), plus a margin.
+const REBALANCE_NEWS: Duration = Duration::from_millis(1500);
 /// The same at shutdown, kept short so the stop stays well inside its deadline.
 const JOIN_WAIT_AT_SHUTDOWN: Duration = Duration::from_secs(3);
 
@@ -259,6 +263,7 @@ impl EventConsumer {
                 self.finish_join(join_wait).await;
                 let offsets = std::mem::take(&mut self.stored_offsets);
                 tokio::task::block_in_place(|| self.commit(&offsets, CommitMode::Sync));
+                self.hear_of_rebalance(join_wait).await;
                 self.consumer.unsubscribe();
                 self.wait_until_unassigned(Duration::from_secs(10)).await;
             }
@@ -283,6 +288,22 @@ impl EventConsumer {
         }
         if !self.poll_until(limit, joined).await {
             tracing::warn!(?limit, "group join still in flight; leaving anyway");
+        }
+    }
+
+    /// Leaves only between join rounds. A round may have begun since [`Self::finish_join`]
+    /// looked: another member left (the operator switches a release's consumer pods one after
+    /// the other), or a broker pause expired this member's session while it committed. The
+    /// member hears of it at its next heartbeat, so it listens that long, and lets a round it
+    /// heard of finish before it goes.
+    async fn hear_of_rebalance(&self, join_wait: Duration) {
+        if self.role != ConsumerRole::Active {
+            return;
+        }
+        let rebalancing = || !self.consumer.context().joined.load(Ordering::SeqCst);
+        if self.poll_until(REBALANCE_NEWS, rebalancing).await {
+            tracing::info!("a group rebalance began before leaving; letting it finish first");
+            self.finish_join(join_wait).await;
         }
     }
 
