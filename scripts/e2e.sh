@@ -13,6 +13,9 @@ eval "$(bash e2e/cluster/up.sh | tail -n1)"
 kubectl version
 kubectl get nodes -o wide
 HELM="$(bash scripts/helm.sh)"
+# A real Prometheus for the analysis's `prometheus` checks (e2e/tests/prometheus.rs).
+AUREN_PROMETHEUS="$(bash e2e/cluster/k8s/build.sh prometheus)/prometheus"
+export AUREN_PROMETHEUS
 e2e_chart_dry_run
 e2e_chart_install
 
@@ -24,6 +27,6 @@ export HELM AUREN_TEST_SERVICE_HOST=10.244.0.1
 # control_plane_faults stops kube-apiserver, the kubelet and containerd, and crd_upgrade puts an
 # older CRD in place for a moment, so each runs alone after the others.
 python3 scripts/e2e_lanes.py \
-  --stage faults canary,operator day2,real_node security,dashboard,gate_follow,helm \
+  --stage faults canary,operator day2,real_node security,dashboard,gate_follow,helm,prometheus \
   --stage control_plane_faults \
   --stage crd_upgrade

@@ -26,6 +26,9 @@ pub mod metrics {
     pub const CONSUMER_BATCH_SIZE: &str = "auren_runtime_consumer_batch_size";
     /// Gauge: 1 when the consumer is active (consuming for real), 0 on standby.
     pub const CONSUMER_ACTIVE: &str = "auren_runtime_consumer_active";
+    /// Counter of group joins an active consumer started again because the one in flight had
+    /// not completed within its patience (no partition assignment, not even an empty one).
+    pub const CONSUMER_REJOINS: &str = "auren_runtime_consumer_rejoins";
     /// Gauge of circuit-breaker state, labelled `dependency`: 0 closed, 1 half-open, 2 open.
     pub const CIRCUIT_BREAKER_STATE: &str = "auren_runtime_circuit_breaker_state";
     /// Gauges of the PostgreSQL pool: `state` = idle | in_use.

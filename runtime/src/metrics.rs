@@ -79,6 +79,7 @@ pub struct Metrics {
     pub consumer_lag: Family<PartitionLabels, Gauge>,
     pub consumer_batch_size: Histogram,
     pub consumer_active: Gauge,
+    pub consumer_rejoins: Counter,
     pub breaker_state: Family<DependencyLabels, Gauge>,
     pub db_pool: Family<PoolLabels, Gauge>,
     pub build_info: Family<BuildLabels, Gauge>,
@@ -102,6 +103,7 @@ impl Metrics {
             consumer_lag: Family::default(),
             consumer_batch_size: batch_histogram(),
             consumer_active: Gauge::default(),
+            consumer_rejoins: Counter::default(),
             breaker_state: Family::default(),
             db_pool: Family::default(),
             build_info: Family::default(),
@@ -167,6 +169,11 @@ impl Metrics {
             names::CONSUMER_ACTIVE,
             "1 when the consumer is active, 0 on standby",
             self.consumer_active.clone(),
+        );
+        r.register(
+            names::CONSUMER_REJOINS,
+            "Group joins started again after the one in flight did not complete in time",
+            self.consumer_rejoins.clone(),
         );
         r.register(
             names::CIRCUIT_BREAKER_STATE,

@@ -532,3 +532,29 @@ async fn two_consumers_leaving_one_after_the_other_leave_the_group_consuming() {
     let (accepted, _) = load.finish().await;
     assert_all_stored_once(&s.db, &accepted).await;
 }
+
+/// An active consumer whose group join does not complete within its patience (30 s; here the
+/// broker is frozen for 40 s right after green is activated) leaves the group and joins again
+/// (`auren_runtime_consumer_rejoins_total`), and once the broker is back it is assigned and
+/// stores every accepted event once: starting a join again loses nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_join_that_does_not_complete_in_time_is_started_again_and_loses_nothing() {
+    let s = Stack::on(Broker::private(), Postgres::shared()).await;
+    s.broker.create_topic(&s.topic);
+    let (_api, blue, green, load) = blue_storing_under_load(&s, "rejoin").await;
+    let client = reqwest::Client::new();
+    admin_role(&client, &blue, "standby").await;
+    admin_role(&client, &green, "active").await;
+    s.broker.pause();
+    tokio::time::sleep(Duration::from_secs(40)).await;
+    s.broker.resume();
+    let rejoins = metric(&client, &green, "auren_runtime_consumer_rejoins_total").await;
+    assert!(rejoins >= 1.0, "green never started its join again");
+    let before = stored(&s.db).await.rows;
+    wait_until("green stores", Duration::from_secs(60), || async {
+        stored(&s.db).await.rows > before + 50
+    })
+    .await;
+    let (accepted, _) = load.finish().await;
+    assert_all_stored_once(&s.db, &accepted).await;
+}

@@ -11,6 +11,8 @@
 #   etcd           prints the etcd bin dir
 #   node           containerd v2.4.2, runc v1.5.3, CNI plugins v1.10.0 and crictl v1.37.0;
 #                  prints CONTAINERD_BIN=, RUNC_BIN=, CNI_BIN= and CRICTL_BIN= lines
+#   prometheus     Prometheus 3 (module v0.316.0, i.e. 3.16.0) for the e2e tests; prints its
+#                  bin dir
 #
 # Cache:  ${AUREN_CACHE:-$HOME/.cache/auren}/k8s/v1.37.2-<key>/bin and
 #         ${AUREN_CACHE:-$HOME/.cache/auren}/k8s/etcd-v3.7.4-<key>/bin, each with a
@@ -46,6 +48,12 @@ CNI_VERSION=v1.10.0
 CNI_MODULE=github.com/containernetworking/plugins
 CNI_PLUGINS=(main/bridge main/loopback ipam/host-local meta/portmap)
 CRICTL_VERSION=v1.37.0
+# Prometheus 3 for the analysis's `prometheus` checks (`build.sh prometheus`): Kubernetes
+# service discovery only, and no web UI assets (the API needs none; they need npm).
+PROMETHEUS_VERSION=v0.316.0 # the module version of Prometheus 3.16.0
+PROMETHEUS_RELEASE=3.16.0
+PROMETHEUS_MODULE=github.com/prometheus/prometheus
+PROMETHEUS_TAGS="remove_all_sd,enable_kubernetes_sd"
 # runc links libseccomp through cgo.
 RUNC_PACKAGES=(gcc pkg-config libseccomp-dev)
 
@@ -241,6 +249,14 @@ build_crictl() {
   CRICTL_BIN=$BUILT_BIN
 }
 
+build_prometheus() {
+  local v=github.com/prometheus/common/version
+  build_set prometheus- "$PROMETHEUS_VERSION" "${HERE}/prometheus" \
+    "-s -w -X ${v}.Version=${PROMETHEUS_RELEASE}" "$PROMETHEUS_TAGS" 0 \
+    "${PROMETHEUS_MODULE}/cmd/prometheus"
+  PROMETHEUS_BIN=$BUILT_BIN
+}
+
 main() {
   local what=${1:-all}
   require_go
@@ -270,7 +286,11 @@ main() {
       echo "CNI_BIN=${CNI_BIN}"
       echo "CRICTL_BIN=${CRICTL_BIN}"
       ;;
-    *) die "usage: build.sh [all|kubernetes|etcd|node]" ;;
+    prometheus)
+      build_prometheus
+      echo "$PROMETHEUS_BIN"
+      ;;
+    *) die "usage: build.sh [all|kubernetes|etcd|node|prometheus]" ;;
   esac
 }
 

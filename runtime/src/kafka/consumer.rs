@@ -78,6 +78,12 @@ impl ConsumerContext for LagContext {
 /// How long a switch to standby lets a group join in flight finish first. A join round after
 /// a broker pause took tansu 0.6 about 18 s here (members' sessions expire, then rejoin).
 const JOIN_WAIT: Duration = Duration::from_secs(20);
+/// How long an active consumer waits for its group join to complete (an assignment, empty or
+/// not) before it leaves and joins again. A healthy round takes seconds (about 5 on tansu, up to
+/// about 18 right after a broker pause); this is for one that never ends.
+const JOIN_PATIENCE: Duration = Duration::from_secs(30);
+/// How often the run loop looks at the join.
+const JOIN_WATCH: Duration = Duration::from_secs(5);
 /// How long a member that is about to leave listens for a rebalance begun without it: it hears
 /// of one at its next heartbeat (`heartbeat.interval.ms`, 1 s), plus a margin.
 const REBALANCE_NEWS: Duration = Duration::from_millis(1500);
@@ -157,6 +163,8 @@ pub struct EventConsumer {
     /// Next offset per partition of everything stored, and released in order, since this
     /// consumer joined the group.
     stored_offsets: Offsets,
+    /// Since when this active consumer has been seen waiting for its group join.
+    join_waiting_since: Option<tokio::time::Instant>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -203,6 +211,7 @@ impl EventConsumer {
             settings,
             role: ConsumerRole::Standby,
             stored_offsets: Offsets::new(),
+            join_waiting_since: None,
         })
     }
 
@@ -216,6 +225,7 @@ impl EventConsumer {
         if let Err(e) = self.switch(initial, JOIN_WAIT).await {
             tracing::error!(error = %e, "could not take the initial consumer role");
         }
+        let mut join_watch = tokio::time::interval(JOIN_WATCH);
         loop {
             tokio::select! {
                 biased;
@@ -224,6 +234,7 @@ impl EventConsumer {
                     let result = self.switch(req.role, JOIN_WAIT).await.map_err(|e| e.to_string());
                     let _ = req.reply.send(result);
                 }
+                _ = join_watch.tick() => self.watch_join(),
                 // Polled in both roles: librdkafka serves rebalance events only while polled,
                 // and a standby that stopped polling mid-join would hold partitions hostage.
                 first = recv_one(&self.consumer) => {
@@ -239,6 +250,30 @@ impl EventConsumer {
             }
         }
         self.stop().await;
+    }
+
+    /// Starts the group join again when this active consumer has waited for it longer than
+    /// [`JOIN_PATIENCE`]: a join round that never ends (a coordinator that lost track of the
+    /// round) would otherwise leave every partition unconsumed, silently, for good. Nothing is
+    /// in flight while no partition is assigned, so leaving and joining again loses nothing.
+    fn watch_join(&mut self) {
+        let joined = self.consumer.context().joined.load(Ordering::SeqCst);
+        if self.role != ConsumerRole::Active || joined {
+            self.join_waiting_since = None;
+            return;
+        }
+        let now = tokio::time::Instant::now();
+        let since = *self.join_waiting_since.get_or_insert(now);
+        if now.duration_since(since) < JOIN_PATIENCE {
+            return;
+        }
+        tracing::warn!(waited = ?now.duration_since(since), "the group join has not completed; leaving the group and joining again");
+        self.metrics.consumer_rejoins.inc();
+        self.consumer.unsubscribe();
+        if let Err(e) = self.consumer.subscribe(&[&self.settings.topic]) {
+            tracing::warn!(error = %e, "subscribing again failed; retried at the next look");
+        }
+        self.join_waiting_since = Some(now);
     }
 
     /// `join_wait` bounds how long a switch to standby first lets a group join in flight
