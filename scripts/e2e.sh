@@ -23,10 +23,14 @@ e2e_chart_install
 # (AUREN_TEST_SERVICE_HOST) so that containers reach them.
 export HELM AUREN_TEST_SERVICE_HOST=10.244.0.1
 # The e2e files side by side (scripts/e2e_lanes.py): each lane's files one after another, the
-# four lanes at the same time. Each test keeps its own namespace, broker, PostgreSQL and operator.
+# three lanes at the same time. Each test keeps its own namespace, broker, PostgreSQL and
+# operator. faults runs alone after them: it freezes and kills brokers and PostgreSQL under
+# cutovers, and beside three other lanes on two cores a consumer activated in such a cutover was
+# several times never assigned a partition (see docs/reliability.md); alone it passes.
 # control_plane_faults stops kube-apiserver, the kubelet and containerd, and crd_upgrade puts an
 # older CRD in place for a moment, so each runs alone after the others.
 python3 scripts/e2e_lanes.py \
-  --stage faults canary,operator day2,real_node security,dashboard,gate_follow,helm,prometheus \
+  --stage canary,operator day2,real_node security,dashboard,gate_follow,helm,prometheus \
+  --stage faults \
   --stage control_plane_faults \
   --stage crd_upgrade
