@@ -46,8 +46,7 @@ fi
 # A private buildah store (vfs: overlay cannot be mounted on this machine kind). TMPDIR is where
 # buildah keeps the RUN --mount=type=cache directories (else /var/tmp/buildah-cache).
 mkdir -p "$DF/tmp"
-export TMPDIR="$DF/tmp"
-BUILDAH=(buildah --storage-driver vfs --root "$DF/store/root" --runroot "$DF/store/run")
+BUILDAH=(env TMPDIR="$DF/tmp" buildah --storage-driver vfs --root "$DF/store/root" --runroot "$DF/store/run")
 has_image() { # name key: the image exists and was made from `key` (stamp written after commit)
   local stamp="$DF/store/${1//[\/:]/_}.key"
   [ -s "$stamp" ] && [ "$(cat "$stamp")" = "$2" ] && "${BUILDAH[@]}" inspect --type image "$1" >/dev/null 2>&1
