@@ -2,10 +2,10 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help test test-compat demo services-up services-down cluster-up cluster-down crds bench profile bench-gates lint images
+.PHONY: help test test-compat demo services-up services-down cluster-up cluster-down crds bench profile bench-gates lint images image-dockerfile
 
 help: ## list targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-17s %s\n", $$1, $$2}'
 
 test: ## install what the tests need, start services, run every tier, stop services
 	bash scripts/test.sh
@@ -30,6 +30,9 @@ cluster-up: ## start the local Kubernetes 1.37.2 (AUREN_K8S_MINOR=1.34: 1.34.12)
 
 images: ## build the operator, runtime and pause images from the Dockerfile (buildah, no Docker engine)
 	bash scripts/images.sh
+
+image-dockerfile: ## buildah bud of the unchanged Dockerfile, cargo inside (a second release build, not in make test)
+	bash scripts/dockerfile-build.sh
 
 cluster-down: ## stop the local cluster
 	bash e2e/cluster/down.sh

@@ -4,6 +4,7 @@
     images.py build OUT_DIR      build runtime, operator and pause images as OCI archives
     images.py check OUT_DIR      check built images against the Dockerfile (e2e tier)
     images.py loader-guard       self-test of the Dockerfile's library guard (package tier)
+    images.py cc-base ROOTFS     a distroless/cc-style base with no binary (dockerfile-build.sh)
 
 How the Dockerfile is followed:
 - the `builder` stage is the host's own `cargo build --release --locked` with the same
@@ -154,7 +155,9 @@ def copy_preserving(path, rootfs):
         shutil.copy2(path, dest)
 
 
-def assemble_base(rootfs, binaries):
+def base_files(rootfs):
+    """What every distroless-style base holds besides libraries: passwd/group with nonroot
+    (65532), CA certificates, /tmp (1777), /home/nonroot, /usr/local/bin."""
     for d in ("etc/ssl/certs", "tmp", "usr/local/bin", "home/nonroot"):
         os.makedirs(os.path.join(rootfs, d), exist_ok=True)
     os.chmod(os.path.join(rootfs, "tmp"), 0o1777)
@@ -169,13 +172,51 @@ def assemble_base(rootfs, binaries):
     if not os.path.exists(certs):
         die(f"{certs} missing: apt-get install ca-certificates")
     shutil.copy2(certs, os.path.join(rootfs, certs.lstrip("/")))
+
+
+def copy_libs(rootfs, libs):
+    for lib in libs:
+        copy_preserving(lib, rootfs)
+        # the loader is also reached through /lib64 -> usr/lib64 style links on merged-/usr
+        real = os.path.realpath(lib)
+        if real != lib:
+            copy_preserving(real, rootfs)
+
+
+def assemble_base(rootfs, binaries):
+    """The base of `make images`: the loader and exactly the libraries `binaries` load."""
+    base_files(rootfs)
     for b in binaries:
-        for lib in shared_libs(b):
-            copy_preserving(lib, rootfs)
-            # the loader is also reached through /lib64 -> usr/lib64 style links on merged-/usr
-            real = os.path.realpath(lib)
-            if real != lib:
-                copy_preserving(real, rootfs)
+        copy_libs(rootfs, shared_libs(b))
+
+
+# What gcr.io/distroless/cc-debian12 carries besides the static base: these Debian packages'
+# shared libraries (glibc with the loader, libgcc_s, libstdc++, libgomp).
+CC_PACKAGES = ["libc6", "libgcc-s1", "libstdc++6", "libgomp1"]
+
+
+def cc_libs():
+    libs = []
+    for pkg in CC_PACKAGES:
+        out = subprocess.run(["dpkg-query", "-L", pkg], check=True, capture_output=True,
+                             text=True).stdout
+        for path in out.splitlines():
+            if (re.match(r"/(usr/)?lib(32|64|x32)?/", path) and re.search(r"\.so(\.|$)", path)
+                    and "/gconv/" not in path and os.path.isfile(path)):
+                # one place per file: /lib/x86_64-linux-gnu/x -> /usr/lib/x86_64-linux-gnu/x
+                libs.append(os.path.join(os.path.realpath(os.path.dirname(path)),
+                                         os.path.basename(path)))
+    return sorted(set(libs))
+
+
+def assemble_cc_base(rootfs):
+    """A stand-in for gcr.io/distroless/cc-debian12:nonroot before any binary exists (the
+    Dockerfile build, scripts/dockerfile-build.sh): base_files plus the CC_PACKAGES libraries."""
+    base_files(rootfs)
+    for top in ("lib", "lib32", "lib64", "libx32"):  # merged-/usr links, as on the host
+        if os.path.islink("/" + top):
+            os.symlink(os.readlink("/" + top), os.path.join(rootfs, top))
+    copy_libs(rootfs, cc_libs())
 
 
 # ------------------------------------------------------------------ buildah
@@ -437,6 +478,13 @@ def main():
         check(sys.argv[2])
     elif cmd == "loader-guard":
         loader_guard_selftest()
+    elif cmd == "cc-base":
+        assemble_cc_base(sys.argv[2])
+    elif cmd == "cc-base-key":
+        versions = subprocess.run(["dpkg-query", "-W", *CC_PACKAGES, "ca-certificates"],
+                                  check=True, capture_output=True, text=True).stdout
+        h = hashlib.sha256(versions.encode() + open(os.path.abspath(__file__), "rb").read())
+        print(h.hexdigest()[:16])
     elif cmd == "key":
         print(cache_key(sys.argv[2]))
     elif cmd == "plan":
