@@ -78,6 +78,9 @@ impl ConsumerContext for LagContext {
 /// How long a switch to standby lets a group join in flight finish first. A join round after
 /// a broker pause took tansu 0.6 about 18 s here (members' sessions expire, then rejoin).
 const JOIN_WAIT: Duration = Duration::from_secs(20);
+/// How long a member that left waits before it answers, so its LeaveGroup reaches the group
+/// coordinator before the next release's JoinGroup does.
+const LEAVE_TRAVEL: Duration = Duration::from_secs(1);
 /// How long an active consumer waits for its group join to complete (an assignment, empty or
 /// not) before it leaves and joins again. A healthy round takes seconds (about 5 on tansu, up to
 /// about 18 right after a broker pause); this is for one that never ends.
@@ -301,6 +304,11 @@ impl EventConsumer {
                 self.hear_of_rebalance(join_wait).await;
                 self.consumer.unsubscribe();
                 self.wait_until_unassigned(Duration::from_secs(10)).await;
+                // The partitions are given back locally at once, but the LeaveGroup request
+                // travels on: the operator activates the next release the moment this answer
+                // arrives, and that release's JoinGroup must not reach the coordinator first
+                // (a join round that still counts this member, which then leaves mid-round).
+                self.poll_until(LEAVE_TRAVEL, || false).await;
             }
         }
         self.role = role;
