@@ -32,16 +32,7 @@ mkdir -p "$DF"
 exec 8>"$DF/lock"
 flock 8
 
-need=()
-for p in buildah runc debootstrap debian-archive-keyring ca-certificates; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
-done
-if [ "${#need[@]}" -gt 0 ]; then
-  say "installing ${need[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null 2>&1 ||
-    { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null; }
-fi
+apt_ensure buildah runc debootstrap debian-archive-keyring ca-certificates
 
 # A private buildah store (vfs: overlay cannot be mounted on this machine kind). TMPDIR is where
 # buildah keeps the RUN --mount=type=cache directories (else /var/tmp/buildah-cache).

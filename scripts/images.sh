@@ -6,16 +6,7 @@
 source "$(dirname "$0")/lib.sh"
 cd "$AUREN_ROOT"
 
-need=()
-for p in buildah gcc ca-certificates; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
-done
-if [ "${#need[@]}" -gt 0 ]; then
-  say "installing ${need[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null 2>&1 ||
-    { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null; }
-fi
+apt_ensure buildah gcc ca-certificates
 
 # The Dockerfile's builder stage, same packages and flags (its guard runs in images.py check).
 say "images: cargo build --release (the Dockerfile's builder stage)"

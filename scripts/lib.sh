@@ -37,6 +37,19 @@ export PG_BIN
 say() { printf '\033[1;34m[auren]\033[0m %s\n' "$*" >&2; }
 die() { printf '\033[1;31m[auren] error:\033[0m %s\n' "$*" >&2; exit 1; }
 
+# apt_ensure PACKAGE...: installs the Debian packages not yet installed (quietly; apt-get
+# update only when the first try fails).
+apt_ensure() {
+  local need=() p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
+  done
+  [ "${#need[@]}" -gt 0 ] || return 0
+  say "installing ${need[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null 2>&1 ||
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null; }
+}
+
 # Run a command as the postgres user when we are root (PostgreSQL refuses to run as root).
 as_pg() {
   if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
