@@ -255,13 +255,26 @@ impl EventConsumer {
         self.stop().await;
     }
 
+    /// Subscribes: a group join begins, and no assignment has come from it yet.
+    fn join_group(&self) -> Result<(), KafkaError> {
+        self.consumer
+            .context()
+            .joined
+            .store(false, Ordering::SeqCst);
+        self.consumer.subscribe(&[&self.settings.topic])
+    }
+
+    /// The last rebalance event was an assignment: no group join is in flight.
+    fn joined(&self) -> bool {
+        self.consumer.context().joined.load(Ordering::SeqCst)
+    }
+
     /// Starts the group join again when this active consumer has waited for it longer than
     /// [`JOIN_PATIENCE`]: a join round that never ends (a coordinator that lost track of the
     /// round) would otherwise leave every partition unconsumed, silently, for good. Nothing is
     /// in flight while no partition is assigned, so leaving and joining again loses nothing.
     fn watch_join(&mut self) {
-        let joined = self.consumer.context().joined.load(Ordering::SeqCst);
-        if self.role != ConsumerRole::Active || joined {
+        if self.role != ConsumerRole::Active || self.joined() {
             self.join_waiting_since = None;
             return;
         }
@@ -273,7 +286,7 @@ impl EventConsumer {
         tracing::warn!(waited = ?now.duration_since(since), "the group join has not completed; leaving the group and joining again");
         self.metrics.consumer_rejoins.inc();
         self.consumer.unsubscribe();
-        if let Err(e) = self.consumer.subscribe(&[&self.settings.topic]) {
+        if let Err(e) = self.join_group() {
             tracing::warn!(error = %e, "subscribing again failed; retried at the next look");
         }
         self.join_waiting_since = Some(now);
@@ -291,11 +304,7 @@ impl EventConsumer {
         }
         match role {
             ConsumerRole::Active => {
-                self.consumer
-                    .context()
-                    .joined
-                    .store(false, Ordering::SeqCst);
-                self.consumer.subscribe(&[&self.settings.topic])?;
+                self.join_group()?;
             }
             ConsumerRole::Standby => {
                 self.finish_join(join_wait).await;
@@ -325,11 +334,10 @@ impl EventConsumer {
     /// broker) then keeps the departed member as the group's leader so that nobody is ever
     /// assigned a partition again: a rollback right after an activation met exactly that.
     async fn finish_join(&self, limit: Duration) {
-        let joined = || self.consumer.context().joined.load(Ordering::SeqCst);
-        if self.role != ConsumerRole::Active || joined() {
+        if self.role != ConsumerRole::Active || self.joined() {
             return;
         }
-        if !self.poll_until(limit, joined).await {
+        if !self.poll_until(limit, || self.joined()).await {
             tracing::warn!(?limit, "group join still in flight; leaving anyway");
         }
     }
@@ -343,8 +351,7 @@ impl EventConsumer {
         if self.role != ConsumerRole::Active {
             return;
         }
-        let rebalancing = || !self.consumer.context().joined.load(Ordering::SeqCst);
-        if self.poll_until(REBALANCE_NEWS, rebalancing).await {
+        if self.poll_until(REBALANCE_NEWS, || !self.joined()).await {
             tracing::info!("a group rebalance began before leaving; letting it finish first");
             self.finish_join(join_wait).await;
         }
