@@ -344,7 +344,7 @@ profile_path() { # name title pid seconds -> a Markdown row
   wait "$machine"
   perf script -i "$data.perf" 2>/dev/null | "$INFERNO/inferno-collapse-perf" > "$data.folded"
   "$INFERNO/inferno-flamegraph" --title "$2" --width 1600 --minwidth 1 < "$data.folded" > "docs/flamegraphs/$1.svg"
-  # Samples by process (perf names threads, and tansu's workers share the runtime's thread
+  # Samples by process (perf names threads, and the broker's threads share the runtime's thread
   # names); the processes are still running, so ps names them.
   local split="" count pid total name
   total="$(perf script -i "$data.machine.perf" -F pid 2>/dev/null | wc -l)"
@@ -449,7 +449,7 @@ row() { # label figure
   echo "$line"
 }
 echo
-echo "Machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -r); broker tansu (memory), PostgreSQL 15 (fsync=off; durable rows: a second one with fsync=on, synchronous_commit=on, same disk); $(date -u '+%F %H:%M UTC'); runs: $RUNS x ${SECONDS_PER_RUN}s, medians"
+echo "Machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -r); broker Apache Kafka 4.4 (one KRaft node), PostgreSQL 15 (fsync=off; durable rows: a second one with fsync=on, synchronous_commit=on, same disk); $(date -u '+%F %H:%M UTC'); runs: $RUNS x ${SECONDS_PER_RUN}s, medians"
 echo
 short() { git rev-parse --short "$1"; }
 changed="$(git diff --quiet HEAD -- runtime contract Cargo.toml Cargo.lock || echo ' + changes')"

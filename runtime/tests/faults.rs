@@ -458,7 +458,7 @@ async fn standby_during_the_group_join_releases_every_partition() {
 /// Regression: the broker freezes (SIGSTOP, 10 s) right after green's consumer was activated
 /// in blue's place, and the moment it is back the operator rolls back: green to standby,
 /// blue active again. Green's group join was still in flight, so leaving at once left tansu
-/// 0.6 (the test broker) with the departed member as the group's leader, and blue was never
+/// 0.6 (the test broker until 2026-12-07) with the departed member as the group's leader, and blue was never
 /// assigned a partition again (2 of 3 runs before the fix). The consumer now lets a join in
 /// flight finish before it leaves; blue resumes and every accepted event is stored once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -490,7 +490,7 @@ async fn a_rollback_right_after_a_broker_freeze_leaves_the_group_consuming() {
 /// switches a release of two consumer pods to standby, and two of the next release join. The
 /// second one to leave has not yet seen the rebalance the first one's leave began (it learns
 /// of it at its next heartbeat), so it must wait for it before it leaves too: leaving in the
-/// middle of a join round is what leaves tansu 0.6 (the test broker) with a departed leader
+/// middle of a join round is what left tansu 0.6 (the test broker until 2026-12-07) with a departed leader
 /// and no partition assigned again. The next release's consumers store every event.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_consumers_leaving_one_after_the_other_leave_the_group_consuming() {

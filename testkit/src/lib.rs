@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use sqlx::{Connection, PgConnection};
 
 pub mod stored;
+pub mod witness;
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -67,70 +68,16 @@ pub fn wait_for_port(host: &str, port: u16, timeout: Duration) {
 
 // ---------------------------------------------------------------- broker
 
-/// A Kafka-protocol broker: tansu (`TANSU_BIN`, exported by scripts/lib.sh).
+/// A Kafka broker: Apache Kafka, one KRaft node (`AUREN_KAFKA_SERVER` and `KAFKA_LIBS`, exported
+/// by scripts/lib.sh). A private one keeps its log in a scratch folder, so a broker stopped with
+/// [`Broker::stop`] and started again with [`Broker::start`] still holds every acknowledged
+/// record, as a real broker's disk does.
 pub struct Broker {
     pub addr: String,
     child: Option<Child>,
     port: u16,
-    storage: Storage,
-}
-
-/// Where tansu keeps its log.
-enum Storage {
-    /// In the broker process: gone when it stops.
-    Memory,
-    /// In a bucket of a moto S3 server (`MOTO_SERVER`, installed by scripts/broker.sh) that this
-    /// `Broker` owns and keeps running while tansu is stopped, so the log survives a restart.
-    S3 { server: Child, endpoint: String },
-}
-
-impl Drop for Storage {
-    fn drop(&mut self) {
-        if let Storage::S3 { server, .. } = self {
-            let _ = server.kill();
-            let _ = server.wait();
-        }
-    }
-}
-
-/// Starts moto's S3 server on a free port with the bucket `tansu` in it.
-fn s3_storage() -> Storage {
-    let port = free_port();
-    let bin = std::env::var("MOTO_SERVER")
-        .expect("MOTO_SERVER not set: run the tests through `make test`");
-    let server = Command::new(bin)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start moto_server");
-    let storage = Storage::S3 {
-        server,
-        endpoint: format!("http://127.0.0.1:{port}"),
-    };
-    wait_for_port("127.0.0.1", port, Duration::from_secs(30));
-    create_bucket(port, "tansu");
-    storage
-}
-
-/// `PUT /<bucket>` on the S3 server (moto takes unsigned requests).
-fn create_bucket(port: u16, bucket: &str) {
-    use std::io::{Read, Write};
-    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to moto");
-    let request = format!(
-        "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    );
-    conn.write_all(request.as_bytes()).expect("send to moto");
-    let mut answer = String::new();
-    let _ = conn.read_to_string(&mut answer);
-    assert!(
-        answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200"),
-        "creating bucket {bucket}: {answer}"
-    );
-}
-
-fn tansu_bin() -> String {
-    std::env::var("TANSU_BIN").expect("TANSU_BIN not set: run the tests through `make test`")
+    controller_port: u16,
+    dir: Option<PathBuf>,
 }
 
 impl Broker {
@@ -141,63 +88,51 @@ impl Broker {
                 addr,
                 child: None,
                 port: 0,
-                storage: Storage::Memory,
+                controller_port: 0,
+                dir: None,
             },
             Err(_) => Broker::private(),
         }
     }
 
-    /// A broker of this test's own, stopped when dropped.
+    /// A broker of this test's own, stopped (and its log removed) when dropped.
     pub fn private() -> Broker {
-        Broker::own(Storage::Memory)
-    }
-
-    /// A private broker whose log survives [`Broker::stop`] and [`Broker::start`]: tansu with
-    /// s3:// storage on a moto S3 server of its own. Slower than memory storage (every produce
-    /// request is an object, every fetch lists them), so for small loads.
-    pub fn durable() -> Broker {
-        Broker::own(s3_storage())
-    }
-
-    fn own(storage: Storage) -> Broker {
         let port = free_port();
         let mut b = Broker {
             addr: format!("{}:{port}", service_host()),
             child: None,
             port,
-            storage,
+            controller_port: free_port(),
+            dir: Some(scratch_dir("kafka")),
         };
         b.start();
         b
     }
 
+    /// Where this broker writes its own messages (a private broker only).
+    pub fn log_file(&self) -> Option<PathBuf> {
+        self.dir.as_ref().map(|d| d.join("broker.log"))
+    }
+
+    /// Starts the private broker (again), on the same ports and the same log.
     pub fn start(&mut self) {
-        let url = format!("tcp://{}:{}", service_host(), self.port);
-        let mut tansu = Command::new(tansu_bin());
-        tansu.args([
-            "broker",
-            "--listener-url",
-            &url,
-            "--advertised-listener-url",
-            &url,
-        ]);
-        match &self.storage {
-            Storage::Memory => tansu.args(["--storage-engine", "memory://tansu/"]),
-            Storage::S3 { endpoint, .. } => tansu
-                .args(["--storage-engine", "s3://tansu/"])
-                .env("AWS_ENDPOINT", endpoint)
-                .env("AWS_ALLOW_HTTP", "true")
-                .env("AWS_ACCESS_KEY_ID", "test")
-                .env("AWS_SECRET_ACCESS_KEY", "test")
-                .env("AWS_DEFAULT_REGION", "us-east-1"),
-        };
-        let child = tansu
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+        let dir = self
+            .dir
+            .as_ref()
+            .expect("only a private broker can be started");
+        let script = std::env::var("AUREN_KAFKA_SERVER")
+            .expect("AUREN_KAFKA_SERVER not set: run the tests through `make test`");
+        let child = Command::new("bash")
+            .arg(script)
+            .arg(dir)
+            .arg(service_host())
+            .arg(self.port.to_string())
+            .arg(self.controller_port.to_string())
+            .stdin(Stdio::null())
             .spawn()
-            .expect("start tansu");
+            .expect("start the Kafka broker");
         self.child = Some(child);
-        wait_for_port(&service_host(), self.port, Duration::from_secs(15));
+        wait_for_port(&service_host(), self.port, Duration::from_secs(60));
     }
 
     /// Stops the broker at once (SIGKILL): a crash, not a drain.
@@ -208,10 +143,9 @@ impl Broker {
         }
     }
 
-    /// Freezes a private broker (SIGSTOP): it keeps its listener, its connections and its
-    /// in-memory log, but answers nothing until [`Broker::resume`]: a partition or a long
-    /// pause, where [`Broker::stop`] of a [`Broker::durable`] one is a crash and restart.
-    /// Panics for the shared broker (it is not ours to stop).
+    /// Freezes a private broker (SIGSTOP): it keeps its listener and its connections but
+    /// answers nothing until [`Broker::resume`]: a partition or a long pause, where
+    /// [`Broker::stop`] is a crash. Panics for the shared broker (it is not ours to stop).
     pub fn pause(&self) {
         self.signal("STOP");
     }
@@ -233,35 +167,38 @@ impl Broker {
         assert!(ok.success(), "kill -{signal} {} failed", child.id());
     }
 
-    /// Creates a topic, retrying while the broker finishes starting.
+    /// Creates a topic of three partitions, retrying while the broker finishes starting.
     pub fn create_topic(&self, topic: &str) {
-        let mut last = String::new();
-        for _ in 0..20 {
-            let out = Command::new(tansu_bin())
-                .args([
-                    "topic",
-                    "create",
-                    "--broker",
-                    &format!("tcp://{}", self.addr),
-                ])
-                .args(["--partitions", "3", topic])
-                .output()
-                .expect("tansu topic create");
-            last = String::from_utf8_lossy(&out.stderr).into_owned()
-                + &String::from_utf8_lossy(&out.stdout);
-            // A client asking for the topic's metadata may have auto-created it already.
-            if out.status.success() || last.contains("already exists") {
-                return;
-            }
+        use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+        use rdkafka::client::DefaultClientContext;
+        use rdkafka::config::ClientConfig;
+        use rdkafka::error::RDKafkaErrorCode;
+
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &self.addr)
+            .create()
+            .expect("Kafka admin client");
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+        let new = NewTopic::new(topic, 3, TopicReplication::Fixed(1));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let answer = futures::executor::block_on(admin.create_topics([&new], &options));
+            let last = match answer.as_deref() {
+                Ok([Ok(_)]) | Ok([Err((_, RDKafkaErrorCode::TopicAlreadyExists))]) => return,
+                other => format!("{other:?}"),
+            };
+            assert!(Instant::now() < deadline, "creating topic {topic}: {last}");
             std::thread::sleep(Duration::from_millis(250));
         }
-        panic!("creating topic {topic}: {last}");
     }
 }
 
 impl Drop for Broker {
     fn drop(&mut self) {
         self.stop();
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir.join("data"));
+        }
     }
 }
 

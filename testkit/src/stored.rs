@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use sqlx::{Connection, PgConnection};
 
+use crate::witness::Witness;
+
 /// The payload field that carries the marker.
 pub const MARKER_FIELD: &str = "timestamp";
 
@@ -190,6 +192,17 @@ pub async fn verdict(url: &str, accepted: &Accepted) -> Result<Verdict, sqlx::Er
 /// stored again before anything that follows it in its partition, and the test's load posts
 /// each user's events (one key, one partition) in order.
 pub async fn assert_stored_once(url: &str, accepted: &Accepted, timeout: std::time::Duration) {
+    assert_stored_once_or_locate(url, accepted, timeout, None).await;
+}
+
+/// [`assert_stored_once`]; at the timeout the failure also says where in the topic each
+/// missing event is, and whether the group committed past it ([`Witness`]).
+pub async fn assert_stored_once_or_locate(
+    url: &str,
+    accepted: &Accepted,
+    timeout: std::time::Duration,
+    witness: Option<&Witness>,
+) {
     assert!(
         !accepted.is_empty(),
         "no event was accepted: nothing to check"
@@ -202,10 +215,13 @@ pub async fn assert_stored_once(url: &str, accepted: &Accepted, timeout: std::ti
             if v.holds() {
                 return;
             }
-            assert!(
-                start.elapsed() < timeout,
-                "after {timeout:?}, stored once, checked by marker: {v}"
-            );
+            if start.elapsed() >= timeout {
+                let whereabouts = match witness {
+                    Some(w) => locate(w.clone(), v.missing.clone()).await,
+                    None => String::new(),
+                };
+                panic!("after {timeout:?}, stored once, checked by marker: {v}{whereabouts}");
+            }
         } else {
             assert!(
                 start.elapsed() < timeout,
@@ -213,6 +229,16 @@ pub async fn assert_stored_once(url: &str, accepted: &Accepted, timeout: std::ti
             );
         }
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}
+
+/// [`Witness::locate`] off the async runtime, as a sentence for a failure message.
+async fn locate(witness: Witness, missing: Vec<String>) -> String {
+    let found = tokio::task::spawn_blocking(move || witness.locate(&missing)).await;
+    match found {
+        Ok(Ok(whereabouts)) => format!("; the missing events {whereabouts}"),
+        Ok(Err(e)) => format!("; the topic could not be read: {e}"),
+        Err(e) => format!("; the topic could not be read: {e}"),
     }
 }
 

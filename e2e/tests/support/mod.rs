@@ -1,4 +1,4 @@
-//! Harness of the operator scenarios: a private Kafka-protocol broker (tansu, `TANSU_BIN`)
+//! Harness of the operator scenarios: a private Kafka broker (testkit, `AUREN_KAFKA_SERVER`)
 //! and PostgreSQL (initdb, as the postgres user when root) per test, a namespace with the
 //! AurenRuntime CRD installed, the `auren-operator` binary as a child process against
 //! `KUBECONFIG`, and signed webhook clients through the Services' ClusterIPs (kube-proxy). [`Env`] bundles
@@ -728,7 +728,15 @@ impl Env {
     /// answered with; fails at once on a request stored twice ([`auren_testkit::stored`]).
     pub async fn assert_stored_once(&self, accepted: &Accepted) {
         let url = &self.db.admin_url;
-        auren_testkit::stored::assert_stored_once(url, accepted, Duration::from_secs(60)).await;
+        // The operator's defaults, which every scenario keeps.
+        let witness = auren_testkit::witness::Witness {
+            broker: self.broker.addr.clone(),
+            topic: "biometric-events".into(),
+            group: "auren-consumers".into(),
+        };
+        let timeout = Duration::from_secs(60);
+        auren_testkit::stored::assert_stored_once_or_locate(url, accepted, timeout, Some(&witness))
+            .await;
     }
 
     /// Waits until the operator has finished a reconcile of the AurenRuntime that began after

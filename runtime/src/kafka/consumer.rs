@@ -76,14 +76,15 @@ impl ConsumerContext for LagContext {
 }
 
 /// How long a switch to standby lets a group join in flight finish first. A join round after
-/// a broker pause took tansu 0.6 about 18 s here (members' sessions expire, then rejoin).
+/// a broker pause took tansu 0.6 (the test broker until 2026-12-07) about 18 s here (members' sessions expire, then rejoin).
 const JOIN_WAIT: Duration = Duration::from_secs(20);
 /// How long a member that left waits before it answers, so its LeaveGroup reaches the group
 /// coordinator before the next release's JoinGroup does.
 const LEAVE_TRAVEL: Duration = Duration::from_secs(1);
 /// How long an active consumer waits for its group join to complete (an assignment, empty or
-/// not) before it leaves and joins again. A healthy round takes seconds (about 5 on tansu, up to
-/// about 18 right after a broker pause); this is for one that never ends.
+/// not) before it leaves and joins again. A healthy round takes seconds (up to about 18 on
+/// tansu 0.6, the test broker until 2026-12-07, right after a broker pause); this is for one
+/// that never ends.
 const JOIN_PATIENCE: Duration = Duration::from_secs(30);
 /// How often the run loop looks at the join.
 const JOIN_WATCH: Duration = Duration::from_secs(5);
@@ -331,8 +332,9 @@ impl EventConsumer {
     /// Lets a group join in flight (subscribed or revoked, no assignment since) complete
     /// before leaving.
     /// Leaving mid-join costs the group another rebalance round, and tansu 0.6 (the test
-    /// broker) then keeps the departed member as the group's leader so that nobody is ever
-    /// assigned a partition again: a rollback right after an activation met exactly that.
+    /// broker until 2026-12-07) then kept the departed member as the group's leader so that
+    /// nobody was ever assigned a partition again: a rollback right after an activation met
+    /// exactly that.
     async fn finish_join(&self, limit: Duration) {
         if self.role != ConsumerRole::Active || self.joined() {
             return;
