@@ -32,6 +32,10 @@ transaction.state.log.num.partitions=3
 share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
+# One broker and no replica: fencing it (after 9 s without a heartbeat, the default) cannot
+# move leadership anywhere, it only bumps every leader epoch. The fault tests freeze the broker
+# for 10 s as a network partition or a long pause would; it is not fenced for that.
+broker.session.timeout.ms=30000
 PROPS
 java_cmd=(java ${KAFKA_HEAP_OPTS:--Xms64m -Xmx512m} -XX:+UseG1GC -XX:MaxGCPauseMillis=20
   -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true

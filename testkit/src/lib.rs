@@ -133,6 +133,48 @@ impl Broker {
             .expect("start the Kafka broker");
         self.child = Some(child);
         wait_for_port(&service_host(), self.port, Duration::from_secs(60));
+        self.wait_serving(Duration::from_secs(60));
+    }
+
+    /// Blocks until the broker answers a metadata request with itself in it and a leader for
+    /// every partition it knows: a listening port is not yet a serving broker (a restarted
+    /// one accepts connections while it still recovers its log and registers with its
+    /// controller).
+    fn wait_serving(&self, timeout: Duration) {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let client: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &self.addr)
+            .create()
+            .expect("Kafka client");
+        let start = Instant::now();
+        let mut last = String::new();
+        while start.elapsed() < timeout {
+            match client.fetch_metadata(None, Duration::from_secs(2)) {
+                Ok(m) if m.brokers().is_empty() => last = "no broker in the metadata".into(),
+                Ok(m) => {
+                    let leaderless: Vec<String> = m
+                        .topics()
+                        .iter()
+                        .flat_map(|t| {
+                            t.partitions()
+                                .iter()
+                                .filter(|p| p.leader() < 0)
+                                .map(move |p| format!("{}-{}", t.name(), p.id()))
+                        })
+                        .collect();
+                    if leaderless.is_empty() {
+                        return;
+                    }
+                    last = format!("no leader for {leaderless:?}");
+                }
+                Err(e) => last = e.to_string(),
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "the broker at {} is not serving after {timeout:?}: {last}",
+            self.addr
+        );
     }
 
     /// Stops the broker at once (SIGKILL): a crash, not a drain.
