@@ -216,6 +216,12 @@ pub async fn post_event(
 /// the one series `name{labels}` when `name` carries labels. Panics when no such series is
 /// exposed: a missing series is a broken contract, not a zero.
 pub async fn metric(client: &reqwest::Client, rt: &Runtime, name: &str) -> f64 {
+    let text = metrics_text(client, rt).await;
+    metric_in(&text, name).unwrap_or_else(|| panic!("no series {name} in /metrics:\n{text}"))
+}
+
+/// The runtime's `/metrics` exposition.
+async fn metrics_text(client: &reqwest::Client, rt: &Runtime) -> String {
     let text = client
         .get(rt.url("/metrics"))
         .send()
@@ -224,7 +230,13 @@ pub async fn metric(client: &reqwest::Client, rt: &Runtime, name: &str) -> f64 {
         .text()
         .await
         .expect("text");
-    metric_in(&text, name).unwrap_or_else(|| panic!("no series {name} in /metrics:\n{text}"))
+    text
+}
+
+/// A labelled counter's sum: 0 while it has no series (each appears with its first increment).
+pub async fn counted(client: &reqwest::Client, rt: &Runtime, name: &str) -> f64 {
+    let text = metrics_text(client, rt).await;
+    metric_in(&text, name).unwrap_or(0.0)
 }
 
 /// [`metric`] on exposition text; `None` when no series matches.
