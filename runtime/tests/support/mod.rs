@@ -222,15 +222,14 @@ pub async fn metric(client: &reqwest::Client, rt: &Runtime, name: &str) -> f64 {
 
 /// The runtime's `/metrics` exposition.
 async fn metrics_text(client: &reqwest::Client, rt: &Runtime) -> String {
-    let text = client
+    client
         .get(rt.url("/metrics"))
         .send()
         .await
         .expect("metrics")
         .text()
         .await
-        .expect("text");
-    text
+        .expect("text")
 }
 
 /// A labelled counter's sum: 0 while it has no series (each appears with its first increment).
