@@ -210,7 +210,7 @@ YAML
 # The node's metrics through the API server: the APIService answers and metrics-server has
 # scraped the kubelet at least once.
 node_metrics_served() {
-  api_get /apis/metrics.k8s.io/v1beta1/nodes | grep -q "\"name\":\"${REAL_NODE}\""
+  api_get /apis/metrics.k8s.io/v1beta1/nodes | grep -q "\"name\": *\"${REAL_NODE}\""
 }
 
 # metrics-server as a host process (AUREN_METRICS_SERVER=1), scraping the kubelet's
