@@ -9,7 +9,9 @@ E2E_KUBE_VERSION=1.37.2
 e2e_prepare
 trap 'bash e2e/cluster/down.sh >/dev/null 2>&1 || true' EXIT
 say "e2e: Kubernetes 1.37.2 with a real node (kubelet, kube-proxy, containerd, runc) and the project's images"
-eval "$(bash e2e/cluster/up.sh | tail -n1)"
+# With metrics-server (the Resource Metrics API) for the CPU HorizontalPodAutoscaler of
+# e2e/tests/autoscaling.rs; a cold build of it adds ~2.5-6.5 min, cached like the control plane.
+eval "$(AUREN_METRICS_SERVER=1 bash e2e/cluster/up.sh | tail -n1)"
 kubectl version
 kubectl get nodes -o wide
 HELM="$(bash scripts/helm.sh)"
@@ -30,7 +32,7 @@ export HELM AUREN_TEST_SERVICE_HOST=10.244.0.1
 # control_plane_faults stops kube-apiserver, the kubelet and containerd, and crd_upgrade puts an
 # older CRD in place for a moment, so each runs alone after the others.
 python3 scripts/e2e_lanes.py \
-  --stage canary,operator day2,real_node security,dashboard,gate_follow,helm,prometheus \
+  --stage canary,operator day2,real_node security,dashboard,gate_follow,helm,prometheus,autoscaling \
   --stage faults \
   --stage control_plane_faults \
   --stage crd_upgrade

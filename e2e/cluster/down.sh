@@ -6,7 +6,7 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-components=(kube-scheduler kube-controller-manager kube-apiserver etcd)
+components=(metrics-server kube-scheduler kube-controller-manager kube-apiserver etcd)
 [[ "${1:-}" == "--nodes" ]] && components=()
 # the node (real-node.sh) first: its pods' containers, then its daemons and network
 # (also when only its network came up: the bridge, the guards and the API server forwarder)

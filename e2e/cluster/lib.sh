@@ -32,6 +32,9 @@ KUBELET_HEALTHZ_PORT=10348
 KUBE_PROXY_HEALTHZ_PORT=10356
 KUBE_PROXY_METRICS_PORT=10349
 SERVICE_CIDR=10.96.0.0/16
+# metrics-server (up.sh with AUREN_METRICS_SERVER=1) on the pod bridge's host address: the API
+# server reaches it there through its APIService's EndpointSlice (loopback is refused there).
+METRICS_SERVER_PORT=10352
 
 PKI_DIR="${STATE_DIR}/pki"
 LOG_DIR="${STATE_DIR}/logs"
@@ -159,6 +162,45 @@ apiserver_shared_flags() {
     --service-cluster-ip-range "${SERVICE_CIDR}" \
     --allow-privileged=true \
     --profiling=false
+  aggregation_flags
+}
+
+# The aggregation layer, for extension API servers such as metrics-server: the API server
+# proxies to them as front-proxy-client (a certificate of its own CA, front-proxy-ca, which
+# gen_front_proxy_pki makes and the API server publishes in kube-system's
+# extension-apiserver-authentication ConfigMap), and dials an APIService's endpoints
+# directly, since no kube-proxy rules route its Service on the control plane's host.
+aggregation_flags() {
+  printf '%s\n' \
+    --requestheader-client-ca-file "${PKI_DIR}/front-proxy-ca.crt" \
+    --requestheader-allowed-names front-proxy-client \
+    --requestheader-username-headers X-Remote-User \
+    --requestheader-group-headers X-Remote-Group \
+    --requestheader-extra-headers-prefix X-Remote-Extra- \
+    --proxy-client-cert-file "${PKI_DIR}/front-proxy-client.crt" \
+    --proxy-client-key-file "${PKI_DIR}/front-proxy-client.key" \
+    --enable-aggregator-routing=true
+}
+
+# The front-proxy CA and its client certificate (CN front-proxy-client) in PKI_DIR; kept when
+# already there.
+gen_front_proxy_pki() {
+  [[ -s "${PKI_DIR}/front-proxy-client.crt" ]] && return 0
+  mkdir -p "$PKI_DIR"
+  (
+    cd "$PKI_DIR" || exit 1
+    umask 077
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout front-proxy-ca.key -out front-proxy-ca.crt \
+      -days 3650 -subj "/CN=auren-front-proxy-ca" \
+      -addext "basicConstraints=critical,CA:TRUE" \
+      -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -keyout front-proxy-client.key \
+      -out front-proxy-client.csr -subj "/CN=front-proxy-client" 2>/dev/null
+    printf 'keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n' \
+      >front-proxy-client.ext
+    openssl x509 -req -in front-proxy-client.csr -CA front-proxy-ca.crt -CAkey front-proxy-ca.key \
+      -CAcreateserial -out front-proxy-client.crt -days 3650 -extfile front-proxy-client.ext 2>/dev/null
+  )
 }
 
 # One etcd member on loopback for a local cluster (no fsync: test data only). $1 the etcd

@@ -10,7 +10,12 @@
 # AUREN_K8S_MINOR (1.37, the default, or 1.34: k8s/build.sh builds v1.34.12's control plane,
 # kubelet, kube-proxy and kubectl instead; etcd and containerd/runc/CNI stay the same).
 # A running cluster of another minor is not reused: up.sh stops with a message (down.sh first).
-# Ports: etcd 23790/23800, apiserver 16443, controller-manager 10357, scheduler 10359.
+# AUREN_METRICS_SERVER=1 also runs metrics-server v0.8.1 (built by `k8s/build.sh metrics-server`,
+# ~6.5 min cold) as a host process behind the APIService v1beta1.metrics.k8s.io: the Resource
+# Metrics API that `kubectl top` and a CPU HorizontalPodAutoscaler read. Off by default: the
+# cold build is the only real cost; scripts/e2e.sh turns it on for e2e/tests/autoscaling.rs.
+# Ports: etcd 23790/23800, apiserver 16443, controller-manager 10357, scheduler 10359,
+# metrics-server 10352 (on the pod bridge's host address).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -84,6 +89,153 @@ gen_kubelet_client_cert() {
   )
 }
 
+# metrics-server's certificates, both from the cluster CA: a client one (its identity towards
+# the API server and the kubelet, whose x509 authentication trusts that CA; its rights come
+# from the RBAC in apply_metrics_server_objects) and its serving one, for the name the API
+# server checks (the APIService's Service).
+gen_metrics_server_certs() {
+  [[ -s "${PKI_DIR}/metrics-server-serving.crt" ]] && return 0
+  (
+    cd "$PKI_DIR"
+    umask 077
+    openssl req -newkey rsa:2048 -nodes -keyout metrics-server-client.key \
+      -out metrics-server-client.csr -subj "/CN=system:auren-metrics-server" 2>/dev/null
+    printf 'keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n' \
+      >metrics-server-client.ext
+    openssl x509 -req -in metrics-server-client.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
+      -out metrics-server-client.crt -days 3650 -extfile metrics-server-client.ext 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -keyout metrics-server-serving.key \
+      -out metrics-server-serving.csr -subj "/CN=metrics-server.kube-system.svc" 2>/dev/null
+    cat >metrics-server-serving.ext <<EXT
+keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=serverAuth
+subjectAltName=DNS:metrics-server.kube-system.svc,IP:${NODE_GATEWAY}
+EXT
+    openssl x509 -req -in metrics-server-serving.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
+      -out metrics-server-serving.crt -days 3650 -extfile metrics-server-serving.ext 2>/dev/null
+  )
+}
+
+# A kubeconfig with metrics-server's client certificate.
+write_metrics_server_kubeconfig() {
+  local kc="${STATE_DIR}/metrics-server.kubeconfig"
+  cat >"$kc" <<KCFG
+apiVersion: v1
+kind: Config
+clusters:
+- name: auren-local
+  cluster: {server: ${SERVER_URL}, certificate-authority: ${PKI_DIR}/ca.crt}
+users:
+- name: metrics-server
+  user: {client-certificate: ${PKI_DIR}/metrics-server-client.crt, client-key: ${PKI_DIR}/metrics-server-client.key}
+contexts:
+- name: auren-local
+  context: {cluster: auren-local, user: metrics-server}
+current-context: auren-local
+KCFG
+  chmod 600 "$kc"
+  echo "$kc"
+}
+
+# Its rights (upstream's: read pods and nodes and scrape nodes/metrics, delegate authentication
+# and authorization, read the front-proxy CA), the aggregated reader role, and the APIService
+# behind a selector-less Service whose EndpointSlice is the host process.
+apply_metrics_server_objects() {
+  "${K8S_BIN}/kubectl" --kubeconfig "$KUBECONFIG_PATH" apply -f - >/dev/null <<YAML
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: "system:auren-metrics-server"}
+rules:
+- {apiGroups: [""], resources: [nodes/metrics], verbs: [get]}
+- {apiGroups: [""], resources: [pods, nodes], verbs: [get, list, watch]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: "system:auren-metrics-server"}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "system:auren-metrics-server"}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: "system:auren-metrics-server"}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: "auren-metrics-server:system:auth-delegator"}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "system:auth-delegator"}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: "system:auren-metrics-server"}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: auren-metrics-server-auth-reader, namespace: kube-system}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: extension-apiserver-authentication-reader}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: "system:auren-metrics-server"}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: "system:aggregated-metrics-reader"
+  labels:
+    rbac.authorization.k8s.io/aggregate-to-view: "true"
+    rbac.authorization.k8s.io/aggregate-to-edit: "true"
+    rbac.authorization.k8s.io/aggregate-to-admin: "true"
+rules:
+- {apiGroups: [metrics.k8s.io], resources: [pods, nodes], verbs: [get, list, watch]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: metrics-server, namespace: kube-system}
+spec:
+  ports: [{name: https, port: 443, targetPort: ${METRICS_SERVER_PORT}, protocol: TCP}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: metrics-server-host
+  namespace: kube-system
+  labels: {kubernetes.io/service-name: metrics-server}
+addressType: IPv4
+endpoints: [{addresses: ["${NODE_GATEWAY}"], conditions: {ready: true}}]
+ports: [{name: https, port: ${METRICS_SERVER_PORT}, protocol: TCP}]
+---
+apiVersion: apiregistration.k8s.io/v1
+kind: APIService
+metadata: {name: v1beta1.metrics.k8s.io}
+spec:
+  service: {name: metrics-server, namespace: kube-system, port: 443}
+  group: metrics.k8s.io
+  version: v1beta1
+  caBundle: $(base64 -w0 <"${PKI_DIR}/ca.crt")
+  groupPriorityMinimum: 100
+  versionPriority: 100
+YAML
+}
+
+# The node's metrics through the API server: the APIService answers and metrics-server has
+# scraped the kubelet at least once.
+node_metrics_served() {
+  api_get /apis/metrics.k8s.io/v1beta1/nodes | grep -q "\"name\": *\"${REAL_NODE}\""
+}
+
+# metrics-server as a host process (AUREN_METRICS_SERVER=1), scraping the kubelet's
+# /metrics/resource every 15 s (its minimum is 10 s) at the node's InternalIP and the port the
+# node reports; the kubelet's serving certificate is self-signed, hence --kubelet-insecure-tls.
+start_metrics_server() {
+  [[ "${AUREN_METRICS_SERVER:-0}" == 1 ]] || return 0
+  if ! pid_alive metrics-server; then
+    local bin kc
+    bin="$(bash "${E2E_DIR}/cluster/k8s/build.sh" metrics-server)"
+    gen_metrics_server_certs
+    kc="$(write_metrics_server_kubeconfig)"
+    apply_metrics_server_objects
+    start_component metrics-server "${bin}/metrics-server" \
+      --kubeconfig "$kc" --authentication-kubeconfig "$kc" --authorization-kubeconfig "$kc" \
+      --bind-address "$NODE_GATEWAY" --secure-port "$METRICS_SERVER_PORT" \
+      --tls-cert-file "${PKI_DIR}/metrics-server-serving.crt" \
+      --tls-private-key-file "${PKI_DIR}/metrics-server-serving.key" \
+      --kubelet-insecure-tls --kubelet-preferred-address-types InternalIP \
+      --kubelet-use-node-status-port \
+      --metric-resolution 15s
+  fi
+  wait_for metrics-server 90 node_metrics_served
+  log "metrics-server serves metrics.k8s.io (logs in ${LOG_DIR}/metrics-server.log)"
+}
 
 start_etcd() {
   pid_alive etcd && return 0
@@ -179,6 +331,7 @@ main() {
     exit 1
   fi
   if healthy && { [[ $nodes == 0 ]] || node_side_running; }; then
+    [[ $nodes == 0 ]] || start_metrics_server >&2
     export_line
     return 0
   fi
@@ -193,6 +346,7 @@ main() {
   [[ $nodes == 1 ]] && images="${AUREN_IMAGES:-$(bash "${E2E_DIR}/../scripts/images.sh" | tail -n1)}"
   gen_pki
   gen_kubelet_client_cert
+  gen_front_proxy_pki
   bash "${E2E_DIR}/cluster/real-node.sh" network >&2
   write_kubeconfig "$KUBECONFIG_PATH" auren-admin "$(admin_token)"
   start_etcd
@@ -203,7 +357,10 @@ main() {
   wait_for kube-controller-manager 30 component_healthy "$CONTROLLER_MANAGER_PORT"
   wait_for kube-scheduler 30 component_healthy "$SCHEDULER_PORT"
   log "control plane ready (logs in ${LOG_DIR})"
-  [[ $nodes == 1 ]] && bash "${E2E_DIR}/cluster/real-node.sh" up "$images" >&2
+  if [[ $nodes == 1 ]]; then
+    bash "${E2E_DIR}/cluster/real-node.sh" up "$images" >&2
+    start_metrics_server >&2
+  fi
   export_line
 }
 

@@ -117,7 +117,8 @@ fn scale_of(ns: &str) -> Value {
 }
 
 /// A HorizontalPodAutoscaler (autoscaling/v2) named `name` on `target` (apiVersion,
-/// kind, name), between `min` and 3 replicas on CPU, which no metrics-server here measures.
+/// kind, name), between `min` and 3 replicas on CPU utilization, which this file's pods never
+/// give it: they have no CPU request (e2e/tests/autoscaling.rs scales on CPU).
 fn hpa(ns: &str, name: &str, target: (&str, &str, &str), min: i32) -> String {
     json!({
         "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
@@ -148,7 +149,7 @@ fn hpa_target(ns: &str, name: &str) -> String {
 /// a real HorizontalPodAutoscaler (autoscaling/v2) reads the `/scale`
 /// subresource: its currentReplicas is the subresource's spec.replicas (the AurenRuntime's
 /// spec.api.replicas), shown apart from status.replicas while the operator is stopped; it
-/// cannot get metrics (no metrics-server here), so it scales nothing.
+/// gets no CPU utilization (its pods have no CPU request), so it scales nothing.
 #[tokio::test]
 async fn kubectl_scale_mid_rollout_resizes_both_releases_and_an_hpa_reads_the_scale() {
     let mut env = Env::start("day2-scale").await;
@@ -240,8 +241,9 @@ async fn kubectl_scale_mid_rollout_resizes_both_releases_and_an_hpa_reads_the_sc
     let runtime = ("auren.io/v1alpha1", "AurenRuntime", NAME);
     kubectl(&["apply", "-f", "-"], Some(&hpa(&ns, NAME, runtime, 1)));
     // The 1.20 HPA controller reads the target's `/scale` before it asks for metrics, and
-    // reports scale.spec.replicas as its currentReplicas. Without a metrics API it then stops
-    // with FailedGetResourceMetric (and, on 1.20, writes no conditions on that path).
+    // reports scale.spec.replicas as its currentReplicas. Without a CPU request on the pods
+    // (or without a metrics API) it then stops with FailedGetResourceMetric (and, on 1.20,
+    // writes no conditions on that path).
     let status = wait_for("the HPA to read the scale subresource", 90, || async {
         let out = kubectl(&["-n", &ns, "get", "hpa", NAME, "-o", "json"], None);
         let hpa: Value = serde_json::from_str(&out).unwrap();
@@ -265,7 +267,7 @@ async fn kubectl_scale_mid_rollout_resizes_both_releases_and_an_hpa_reads_the_sc
     let active = conditions.iter().find(|c| c["type"] == "ScalingActive");
     assert!(
         active.is_none_or(|c| c["status"] == "False"),
-        "no metrics-server here, so no metrics: {conditions:?}"
+        "no CPU request, so no utilization: {conditions:?}"
     );
     let spec = env.ns.runtimes().get(NAME).await.unwrap().spec;
     assert_eq!(

@@ -13,6 +13,8 @@
 #                  prints CONTAINERD_BIN=, RUNC_BIN=, CNI_BIN= and CRICTL_BIN= lines
 #   prometheus     Prometheus 3 (module v0.316.0, i.e. 3.16.0) for the e2e tests; prints its
 #                  bin dir
+#   metrics-server metrics-server v0.8.1 for the e2e autoscaling test (up.sh runs it with
+#                  AUREN_METRICS_SERVER=1); prints its bin dir
 #
 # Cache:  ${AUREN_CACHE:-$HOME/.cache/auren}/k8s/v1.37.2-<key>/bin and
 #         ${AUREN_CACHE:-$HOME/.cache/auren}/k8s/etcd-v3.7.4-<key>/bin, each with a
@@ -54,6 +56,10 @@ PROMETHEUS_VERSION=v0.316.0 # the module version of Prometheus 3.16.0
 PROMETHEUS_RELEASE=3.16.0
 PROMETHEUS_MODULE=github.com/prometheus/prometheus
 PROMETHEUS_TAGS="remove_all_sd,enable_kubernetes_sd"
+# metrics-server for the CPU autoscaling test (`build.sh metrics-server`): the Resource Metrics
+# API the HPA controller reads. It prints the version client-go's version package carries.
+METRICS_SERVER_VERSION=v0.8.1
+METRICS_SERVER_MODULE=sigs.k8s.io/metrics-server
 # runc links libseccomp through cgo.
 RUNC_PACKAGES=(gcc pkg-config libseccomp-dev)
 
@@ -257,6 +263,14 @@ build_prometheus() {
   PROMETHEUS_BIN=$BUILT_BIN
 }
 
+build_metrics_server() {
+  local v=k8s.io/client-go/pkg/version
+  build_set metrics-server- "$METRICS_SERVER_VERSION" "${HERE}/metrics-server" \
+    "-s -w -X ${v}.gitVersion=${METRICS_SERVER_VERSION} -X ${v}.gitTreeState=clean" "" 0 \
+    "${METRICS_SERVER_MODULE}/cmd/metrics-server"
+  METRICS_SERVER_BIN=$BUILT_BIN
+}
+
 main() {
   local what=${1:-all}
   require_go
@@ -290,7 +304,11 @@ main() {
       build_prometheus
       echo "$PROMETHEUS_BIN"
       ;;
-    *) die "usage: build.sh [all|kubernetes|etcd|node|prometheus]" ;;
+    metrics-server)
+      build_metrics_server
+      echo "$METRICS_SERVER_BIN"
+      ;;
+    *) die "usage: build.sh [all|kubernetes|etcd|node|prometheus|metrics-server]" ;;
   esac
 }
 

@@ -37,6 +37,7 @@ make_pki() {
     echo "${token},auren-admin,auren-admin,\"system:masters\"" >tokens.csv
     echo "$token" >admin.token
   )
+  gen_front_proxy_pki
 }
 
 start_etcd() {
