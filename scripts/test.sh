@@ -39,7 +39,7 @@ if has_tier lint; then
 fi
 
 if has_tier test; then
-  say "tier: unit + integration (real PostgreSQL, real Kafka-protocol broker)"
+  say "tier: unit + integration (real PostgreSQL, real Apache Kafka broker)"
   bash scripts/postgres.sh start
   bash scripts/broker.sh start
   cargo test --workspace --exclude e2e --locked --no-fail-fast

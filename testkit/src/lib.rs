@@ -109,11 +109,6 @@ impl Broker {
         b
     }
 
-    /// Where this broker writes its own messages (a private broker only).
-    pub fn log_file(&self) -> Option<PathBuf> {
-        self.dir.as_ref().map(|d| d.join("broker.log"))
-    }
-
     /// Starts the private broker (again), on the same ports and the same log.
     pub fn start(&mut self) {
         let dir = self

@@ -234,10 +234,12 @@ pub async fn assert_stored_once_or_locate(
 
 /// [`Witness::locate`] off the async runtime, as a sentence for a failure message.
 async fn locate(witness: Witness, missing: Vec<String>) -> String {
-    let found = tokio::task::spawn_blocking(move || witness.locate(&missing)).await;
+    let found = tokio::task::spawn_blocking(move || witness.locate(&missing))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|located| located);
     match found {
-        Ok(Ok(whereabouts)) => format!("; the missing events {whereabouts}"),
-        Ok(Err(e)) => format!("; the topic could not be read: {e}"),
+        Ok(whereabouts) => format!("; the missing events {whereabouts}"),
         Err(e) => format!("; the topic could not be read: {e}"),
     }
 }
